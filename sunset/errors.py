@@ -1,0 +1,93 @@
+"""The exceptions Sunset raises, and which failures are worth retrying.
+
+    SunsetError                 every failure Sunset itself names
+    ├── InputError              the request is wrong: fix the input and run again
+    ├── GuardRefused            a serving-status change is not allowed (yet)
+    ├── RunConflict             another run for the same model is in progress
+    ├── PreservationError       the preserved copy cannot be trusted
+    │   └── VerificationFailed  a stored object differs from the manifest
+    └── TransientError          a service failed in a way that may pass; retry
+
+Every message is a sentence a release manager can act on. ``is_transient`` decides for
+the step decorator whether another attempt can succeed.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+
+import anthropic
+import botocore.exceptions
+
+
+class SunsetError(Exception):
+    """Base class of every error Sunset raises on purpose."""
+
+
+class InputError(SunsetError):
+    """The request or one of its files is invalid; nothing was changed."""
+
+
+class GuardRefused(SunsetError):
+    """A serving-status transition was refused because a precondition does not hold."""
+
+
+class RunConflict(SunsetError):
+    """Another deprecation run for the same model is still in progress."""
+
+
+class PreservationError(SunsetError):
+    """The preserved package is incomplete or cannot be trusted."""
+
+
+class VerificationFailed(PreservationError):
+    """A stored object does not match the manifest."""
+
+
+class TransientError(SunsetError):
+    """A failure that may pass on its own: another attempt can succeed."""
+
+
+_TRANSIENT_S3_CODES = {
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "Throttling",
+    "ThrottlingException",
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether another attempt at the same work could succeed.
+
+    A reset connection, a 5xx, a 429/529 or a temporary SMTP reply is transient; a
+    checksum mismatch, a 403 or a bad input is not, however often it is retried.
+    """
+    if isinstance(exc, TransientError):
+        return True
+    if isinstance(exc, SunsetError):
+        return False
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error.get("Code") in _TRANSIENT_S3_CODES or status >= 500
+    if isinstance(
+        exc,
+        botocore.exceptions.EndpointConnectionError
+        | botocore.exceptions.ConnectionClosedError
+        | botocore.exceptions.ReadTimeoutError
+        | botocore.exceptions.ConnectTimeoutError,
+    ):
+        return True
+    if isinstance(exc, anthropic.APIConnectionError | anthropic.APITimeoutError):
+        return True
+    if isinstance(exc, anthropic.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError):
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError | socket.timeout)

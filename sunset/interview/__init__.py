@@ -1,0 +1,1 @@
+"""Interviewing a model before it is retired: protocol, sessions, verbatim transcripts."""

@@ -1,0 +1,40 @@
+"""The ledger: SQLModel tables, the engine, and Alembic migrations."""
+
+from sunset.ledger.db import Ledger, open_ledger
+from sunset.ledger.models import (
+    AttemptState,
+    CatalogModel,
+    Delivery,
+    DeprecationRun,
+    FixityEvent,
+    InterviewSession,
+    InterviewTurn,
+    Report,
+    RunState,
+    ServingStatus,
+    Snapshot,
+    SnapshotFile,
+    StatusTransition,
+    StepAttempt,
+    utcnow,
+)
+
+__all__ = [
+    "AttemptState",
+    "CatalogModel",
+    "Delivery",
+    "DeprecationRun",
+    "FixityEvent",
+    "InterviewSession",
+    "InterviewTurn",
+    "Ledger",
+    "Report",
+    "RunState",
+    "ServingStatus",
+    "Snapshot",
+    "SnapshotFile",
+    "StatusTransition",
+    "StepAttempt",
+    "open_ledger",
+    "utcnow",
+]

@@ -1,0 +1,1 @@
+"""Telling the users who depend on a model: recipients, messages, channels, deliveries."""

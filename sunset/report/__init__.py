@@ -1,0 +1,1 @@
+"""The post-deployment report: assembled from the ledger, sealed into the package."""

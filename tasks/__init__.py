@@ -1,0 +1,1 @@
+"""Prefect tasks: one thin wrapper per deprecation step around the work in ``sunset``."""

@@ -1,0 +1,62 @@
+"""Preflight: every input checked, and the run begun or resumed, before anything changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from sunset.attempts import record_attempt
+from sunset.runs import (
+    PREFLIGHT_STEP,
+    DeprecationRequest,
+    ValidatedRequest,
+    begin_run,
+    validate_request,
+)
+from sunset.services import Services
+
+
+@dataclass(frozen=True)
+class Preflight:
+    run_id: str
+    validated: ValidatedRequest
+
+
+# Never cached: it decides, each time, whether the run may start or resume.
+@task(name=PREFLIGHT_STEP, cache_policy=NO_CACHE)
+def preflight(services: Services, request: DeprecationRequest) -> Preflight:
+    """Validate the request whole, then start or resume the model's deprecation run.
+
+    Bad input fails here with one sentence and leaves the ledger, the bucket and every
+    mailbox untouched.
+    """
+    settings = services.settings
+    validated = validate_request(
+        services.ledger,
+        request,
+        minimum_notice_days=settings.minimum_notice_days,
+        today=date.today(),
+    )
+    services.store.require_bucket()
+    run = begin_run(
+        services.ledger,
+        request,
+        flow_run_id=flow_run.get_id(),
+        lease_seconds=settings.run_lease_seconds,
+    )
+    with record_attempt(
+        services.ledger, run_id=run.id, step=PREFLIGHT_STEP, flow_run_id=flow_run.get_id()
+    ) as attempt:
+        attempt.result = {
+            "model": validated.model.id,
+            "files": len(validated.sources),
+            "recipients": len(validated.recipients),
+            "protocol_sha256": validated.protocol.sha256,
+            "retirement_on": validated.retirement_on.isoformat(),
+            "notice_override_reason": request.notice_override_reason,
+        }
+    return Preflight(run.id, validated)

@@ -1,0 +1,51 @@
+"""Step: preserve the weights in a BagIt package, each file read once."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from sunset.ledger import DeprecationRun
+from sunset.preserve import SnapshotSummary
+from sunset.preserve import snapshot_weights as preserve_weights
+from sunset.runs import SNAPSHOT_STEP, ValidatedRequest
+from sunset.services import Services
+from tasks.step import step
+
+
+@step(SNAPSHOT_STEP)
+def snapshot_weights(
+    services: Services, run_id: str, validated: ValidatedRequest
+) -> SnapshotSummary:
+    """Stream every weights file into the package, hashing it on the way."""
+    with services.ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+    assert run is not None
+    artifact_id = create_progress_artifact(0.0, description="Bytes of weights preserved")
+    last = 0.0
+
+    def show(done: int, total: int) -> None:
+        nonlocal last
+        percent = 100.0 * done / total if total else 100.0
+        if percent - last >= 1.0 or done == total:
+            update_progress_artifact(artifact_id, percent)
+            last = percent
+
+    summary = preserve_weights(
+        services.ledger,
+        services.store,
+        run=run,
+        model=validated.model,
+        sources=validated.sources,
+        organization=services.settings.organization,
+        progress=show,
+    )
+    get_run_logger().info(
+        "Preserved %d files (%d bytes) at %s; %d sent, %d already stored",
+        summary.files,
+        summary.payload_bytes,
+        summary.location,
+        summary.uploaded_files,
+        summary.skipped_files,
+    )
+    return summary

@@ -1,0 +1,32 @@
+"""Step: prove the package intact by reading every byte back."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger
+
+from sunset.preserve import SnapshotSummary, VerificationSummary, verify_snapshot
+from sunset.runs import VERIFY_STEP
+from sunset.services import Services
+from tasks.step import step
+
+
+# Not cached: a resumed run must check the store as it is now, not as it was.
+@step(VERIFY_STEP, cache=False)
+def verify_preservation(
+    services: Services, run_id: str, snapshot: SnapshotSummary
+) -> VerificationSummary:
+    """Re-read and re-hash every stored file and tag file; any mismatch fails the run."""
+    summary = verify_snapshot(
+        services.ledger,
+        services.store,
+        snapshot_id=snapshot.snapshot_id,
+        run_id=run_id,
+        organization=services.settings.organization,
+    )
+    get_run_logger().info(
+        "Verified %d files (%d bytes read) in %s",
+        summary.files_checked,
+        summary.bytes_read,
+        summary.bucket,
+    )
+    return summary
