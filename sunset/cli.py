@@ -44,7 +44,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # a sentence must survive grep and logs
 
 # Prefect's temporary server needs these offline, and more than its default 20 s here.
 PREFECT_DEFAULTS = {

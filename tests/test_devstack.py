@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import smtplib
@@ -30,40 +29,9 @@ from sunset.devstack import (
 
 pytestmark = pytest.mark.timeout(120)
 
-HAVE_MESSAGES_SERVER = importlib.util.find_spec(devstack.MESSAGES_SERVER_MODULE) is not None
-NO_MESSAGES_SERVER = f"{devstack.MESSAGES_SERVER_MODULE} is not written yet"
-
-# Serves only what the readiness probe asks for; used while the real module is missing.
-_STANDIN_STUB = """
-import argparse, http.server
-p = argparse.ArgumentParser(); p.add_argument("--host"); p.add_argument("--port", type=int)
-a = p.parse_args()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.end_headers(); self.wfile.write(b"[]")
-s = http.server.HTTPServer((a.host, a.port), H)
-print(f"listening on http://{a.host}:{a.port}", flush=True)
-s.serve_forever()
-"""
-
 
 @pytest.fixture(scope="module")
-def stub_messages_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    if HAVE_MESSAGES_SERVER:
-        yield
-        return
-    stub_dir = tmp_path_factory.mktemp("stub")
-    (stub_dir / "messages_stub.py").write_text(_STANDIN_STUB)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(devstack, "MESSAGES_SERVER_MODULE", "messages_stub")
-        mp.setenv("PYTHONPATH", str(stub_dir))
-        yield
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, stub_messages_server: None
-) -> Iterator[DevStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     with DevStack(tmp_path_factory.mktemp("devstack")) as running:
         yield running
 
@@ -181,7 +149,6 @@ def test_smtp_message_lands_in_the_maildir_with_its_envelope(stack: DevStack) ->
     assert ".a line starting with a dot" in body.get_content()
 
 
-@pytest.mark.skipif(not HAVE_MESSAGES_SERVER, reason=NO_MESSAGES_SERVER)
 def test_messages_server_answers(stack: DevStack) -> None:
     url = stack.endpoints.messages_base_url + "/_standin/requests"
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -238,7 +205,7 @@ def test_smtp_fail_first_gives_one_transient_failure(tmp_path: Path) -> None:
     assert [m["Subject"] for m in read_mailbox(tmp_path / "mail")] == ["second try"]
 
 
-def test_stop_leaves_no_process_running(tmp_path: Path, stub_messages_server: None) -> None:
+def test_stop_leaves_no_process_running(tmp_path: Path) -> None:
     stack = DevStack(tmp_path / "stack")
     stack.start()
     handles = list(stack.handles.values())
@@ -253,7 +220,7 @@ def test_stop_leaves_no_process_running(tmp_path: Path, stub_messages_server: No
 
 
 def test_failed_start_stops_the_services_already_started(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stub_messages_server: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: list[ServiceHandle] = []
     real_start_seaweedfs = devstack.start_seaweedfs

@@ -97,7 +97,7 @@ def notify_recipients(
     if transient:
         raise TransientError(
             f"{len(transient)} of {len(recipients)} notices could not be delivered yet "
-            f"({', '.join(transient[:5])}); the others went out. Retrying."
+            f"({', '.join(transient[:5])}); the others went out. First error: {failures[0]}"
         )
     return NoticeSummary(len(recipients), sent, skipped, len(failures), failures)
 

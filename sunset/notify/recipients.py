@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ def load_recipients(path: Path) -> list[Recipient]:
         raise InputError(f"Recipients file {path} does not exist; pass --recipients CSV.") from None
     except (UnicodeDecodeError, IsADirectoryError):
         raise InputError(f"Recipients file {path} is not a UTF-8 text file.") from None
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     columns = [c.strip() for c in reader.fieldnames or []]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:

@@ -1,0 +1,130 @@
+"""Real local services for the tests, started once per session.
+
+SeaweedFS, the SMTP server and the Messages stand-in run as subprocesses on 127.0.0.1;
+PostgreSQL is the one already running on this machine (127.0.0.1:5432, database test),
+where each test that asks for it gets a database of its own. Prefect runs against a
+temporary test server.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before Prefect is imported anywhere: offline, and patient with its temporary server.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from pydantic import SecretStr
+
+from sunset.devstack import DevStack, read_mailbox
+from sunset.example_model import (
+    register_example_models,
+    write_example_recipients,
+    write_example_weights,
+)
+from sunset.ledger import Ledger, open_ledger
+from sunset.store import ObjectStore, make_s3_client
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    with DevStack(tmp_path_factory.mktemp("devstack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def example_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_example_weights(tmp_path_factory.mktemp("example") / "weights")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty ledger database: a SQLite file, or a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    name = f"sunset_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Site:
+    """One test's world: its settings in the environment, its ledger, bucket and mailbox."""
+
+    env: dict[str, str]
+    ledger: Ledger
+    store: ObjectStore
+    stack: DevStack
+    weights: Path
+    recipients: Path
+    data_dir: Path
+
+    def mailbox(self) -> list[Any]:
+        return [m for m in read_mailbox(self.stack.maildir) if self.marker in str(m["To"])]
+
+    @property
+    def marker(self) -> str:
+        return self.env["SUNSET_BUCKET"]
+
+    def object_keys(self) -> list[str]:
+        listing = self.store.client.list_object_versions(Bucket=self.store.bucket)
+        return [v["Key"] for v in listing.get("Versions", [])]
+
+
+@pytest.fixture
+def site(
+    stack: DevStack,
+    ledger_url: str,
+    example_weights: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Site]:
+    """Settings pointing at the real services, with a bucket and a ledger of the test's own."""
+    endpoints = stack.endpoints
+    access_key, secret_key = stack.s3_credentials
+    bucket = f"t-{uuid.uuid4().hex[:16]}"
+    env = endpoints.as_env() | {
+        "SUNSET_DATA_DIR": str(tmp_path / "data"),
+        "SUNSET_DATABASE_URL": ledger_url,
+        "SUNSET_BUCKET": bucket,
+        "SUNSET_S3_ACCESS_KEY_ID": access_key,
+        "SUNSET_S3_SECRET_ACCESS_KEY": secret_key,
+        "SUNSET_ANTHROPIC_API_KEY": "test-key",
+        "SUNSET_RUN_LEASE_SECONDS": "5",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    client = make_s3_client(endpoints.s3_endpoint, "us-east-1", access_key, SecretStr(secret_key))
+    store = ObjectStore(client, bucket)
+    store.ensure_bucket()
+    ledger = open_ledger(ledger_url)
+    register_example_models(ledger)
+    # Recipients at a per-test domain, so each test reads only its own mail.
+    recipients = write_example_recipients(tmp_path / "users.csv")
+    recipients.write_text(recipients.read_text().replace("example.org", f"{bucket}.example"))
+    yield Site(env, ledger, store, stack, example_weights, recipients, tmp_path / "data")
+    ledger.dispose()

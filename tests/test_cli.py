@@ -1,0 +1,160 @@
+"""The `sunset` command as a release manager uses it: clear sentences, honest exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from sunset.example_model import EXAMPLE_MODEL_ID
+from sunset.ledger import CatalogModel, DeprecationRun, StepAttempt
+from tests.conftest import Site
+
+SUNSET = [sys.executable, "-m", "sunset.cli"]
+
+
+def sunset(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SUNSET_")}
+    return subprocess.run(
+        [*SUNSET, *args],
+        env=clean | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def bad_input_cases(site: Site, tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    empty = tmp_path / "empty-weights"
+    empty.mkdir()
+    malformed = tmp_path / "malformed.csv"
+    malformed.write_text(
+        "email,name\nada@example.org,Ada\nnot-an-address,Bob\ncarol@example.org,\n"
+    )
+    weights, recipients = str(site.weights), str(site.recipients)
+    return {
+        "unknown model": (
+            ["deprecate", "no-such-model", "--weights", weights, "--recipients", recipients],
+            "not in the catalog",
+        ),
+        "missing weights directory": (
+            [
+                "deprecate",
+                EXAMPLE_MODEL_ID,
+                "--weights",
+                str(tmp_path / "nowhere"),
+                "--recipients",
+                recipients,
+            ],
+            "does not exist",
+        ),
+        "empty weights directory": (
+            ["deprecate", EXAMPLE_MODEL_ID, "--weights", str(empty), "--recipients", recipients],
+            "holds no files",
+        ),
+        "malformed recipients": (
+            ["deprecate", EXAMPLE_MODEL_ID, "--weights", weights, "--recipients", str(malformed)],
+            "line 3: 'not-an-address' is not a valid email address; line 4: the name is empty",
+        ),
+        "model id with a path separator": (
+            ["deprecate", "../etc", "--weights", weights, "--recipients", recipients],
+            "is not valid",
+        ),
+        "invalid retirement date": (
+            [
+                "deprecate",
+                EXAMPLE_MODEL_ID,
+                "--weights",
+                weights,
+                "--recipients",
+                recipients,
+                "--retirement-date",
+                "next tuesday",
+            ],
+            "is not a date",
+        ),
+        "retirement before the notice period": (
+            [
+                "deprecate",
+                EXAMPLE_MODEL_ID,
+                "--weights",
+                weights,
+                "--recipients",
+                recipients,
+                "--retire",
+            ],
+            "fewer than the required 60",
+        ),
+    }
+
+
+CASES = [
+    "unknown model",
+    "missing weights directory",
+    "empty weights directory",
+    "malformed recipients",
+    "model id with a path separator",
+    "invalid retirement date",
+    "retirement before the notice period",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_refused_with_one_sentence_and_changes_nothing(
+    site: Site, tmp_path: Path, case: str
+) -> None:
+    args, expected = bad_input_cases(site, tmp_path)[case]
+
+    result = sunset(*args, env=site.env)
+
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert result.stderr.startswith("Error: ")
+    assert "Traceback" not in result.stderr + result.stdout
+    with site.ledger.session() as db:
+        assert db.exec(select(DeprecationRun)).first() is None
+        assert db.exec(select(StepAttempt)).first() is None
+        model = db.get(CatalogModel, EXAMPLE_MODEL_ID)
+        assert model is not None and model.serving_status == "active"
+        assert model.deprecation_announced_on is None
+    assert site.object_keys() == []
+    assert site.mailbox() == []
+
+
+def test_every_command_explains_itself() -> None:
+    for command in ([], ["demo"], ["deprecate"], ["status"], ["runs"], ["register"]):
+        result = sunset(*command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "Usage:" in result.stdout
+
+
+def test_demo_runs_the_whole_deprecation_and_a_second_run_changes_nothing(tmp_path: Path) -> None:
+    env = {"SUNSET_DATA_DIR": str(tmp_path / "demo")}
+
+    first = sunset("demo", env=env)
+
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Deprecation of sunset-example-1 complete" in first.stdout
+    assert "s3://sunset-preservation/models/sunset-example-1/" in first.stdout
+    assert "retired" in first.stdout
+    reports = list((tmp_path / "demo" / "reports").rglob("report-v1.md"))
+    assert len(reports) == 1 and "Post-deployment report" in reports[0].read_text()
+    mails = list((tmp_path / "demo" / "devstack" / "mailbox" / "new").iterdir())
+    assert len(mails) == 3
+
+    second = sunset("demo", env=env)
+
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "nothing to do" in second.stdout
+    assert "retired" in second.stdout
+    assert len(list((tmp_path / "demo" / "devstack" / "mailbox" / "new").iterdir())) == 3
+    status = sunset("status", EXAMPLE_MODEL_ID, env=env)
+    assert status.returncode == 0 and "active -> retired" in status.stdout
+    runs = sunset("runs", env=env)
+    assert runs.returncode == 0 and "completed" in runs.stdout

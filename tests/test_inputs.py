@@ -1,0 +1,133 @@
+"""Reading the release manager's files: weights, recipients and protocols, refused whole."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from sunset.errors import InputError
+from sunset.interview.protocol import load_protocol
+from sunset.notify.recipients import load_recipients
+from sunset.weights import scan_weights_dir
+
+
+def test_weights_are_listed_with_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "sub" / "shard.bin").write_bytes(b"\0" * 10)
+    (tmp_path / "empty.txt").write_bytes(b"")
+
+    files = scan_weights_dir(tmp_path)
+
+    assert [(f.relative_path, f.size) for f in files] == [
+        ("config.json", 2),
+        ("empty.txt", 0),
+        ("sub/shard.bin", 10),
+    ]
+
+
+def test_a_symlink_leaving_the_weights_directory_is_refused(tmp_path: Path) -> None:
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (tmp_path / "secret").write_text("outside")
+    (weights / "link").symlink_to(tmp_path / "secret")
+
+    with pytest.raises(InputError, match="outside the weights directory"):
+        scan_weights_dir(weights)
+
+
+def test_a_special_file_is_refused(tmp_path: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "s.sock"))
+    try:
+        with pytest.raises(InputError, match="not a regular file"):
+            scan_weights_dir(tmp_path)
+    finally:
+        sock.close()
+
+
+def test_a_name_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    (Path(os.fsdecode(bytes(tmp_path) + b"/bad-\xff.bin"))).write_bytes(b"x")
+
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        scan_weights_dir(tmp_path)
+
+
+def test_recipients_are_read_with_optional_columns(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("email,name,webhook_url,usage\nada@example.org,Ada,,12/day\n")
+
+    [ada] = load_recipients(path)
+
+    assert (ada.email, ada.name, ada.webhook_url, ada.usage) == (
+        "ada@example.org",
+        "Ada",
+        None,
+        "12/day",
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("mail,name\nada@example.org,Ada\n", "lacks the column(s) email"),
+        ("email,name\n", "lists nobody"),
+        (
+            "email,name\nada@example.org,Ada\nada@example.org,Ada2\n",
+            "line 3: ada@example.org is listed twice",
+        ),
+        ('email,name\nada@example.org,"Ada\r\nBcc: x@evil.example"\n', "control characters"),
+        ("email,name\nada@example.org,Ada,extra\n", "line 2: more fields than columns"),
+    ],
+)
+def test_an_invalid_recipients_file_is_refused_with_line_numbers(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "r.csv"
+    path.write_bytes(content.encode())
+
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_recipients(path)
+
+
+def test_the_default_protocol_loads_with_a_stable_hash() -> None:
+    first, second = load_protocol(), load_protocol()
+
+    assert first.sha256 == second.sha256
+    turns = first.protocol.turns()
+    assert turns[-1].question_id == "closing.anything-else"
+    assert any(t.section_id == "future-models" for t in turns)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field"),
+    [
+        ("name: x\nversion: 1\ndescription: d\nframing: f\nsections: []\n", "sections"),
+        (
+            "name: x\nversion: 1\ndescription: d\nframing: f\nsections:\n  - id: s\n    title: S\n"
+            "    questions:\n      - id: Bad Id\n        text: q\nclosing: {id: c, text: c}\n",
+            "sections.0.questions.0.id",
+        ),
+        (
+            "version: 1\ndescription: d\nframing: f\nsections: []\nclosing: {id: c, text: c}\n",
+            "name",
+        ),
+    ],
+)
+def test_an_invalid_protocol_names_the_field(tmp_path: Path, yaml_text: str, field: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml_text)
+
+    with pytest.raises(InputError, match=f"at field '{field}'"):
+        load_protocol(path)
+
+
+def test_a_protocol_that_is_not_yaml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("name: [unclosed\n")
+
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_protocol(path)

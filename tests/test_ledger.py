@@ -1,0 +1,100 @@
+"""The ledger on SQLite and on PostgreSQL: migrations, time zones, the records' guarantees."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from sunset.attempts import record_attempt
+from sunset.ledger import (
+    CatalogModel,
+    Delivery,
+    DeprecationRun,
+    StepAttempt,
+    open_ledger,
+)
+
+
+def test_migrations_create_every_table_and_are_idempotent(ledger_url: str) -> None:
+    ledger = open_ledger(ledger_url)
+    ledger.migrate()  # a second upgrade is a no-op
+
+    tables = set(sa.inspect(ledger.engine).get_table_names())
+
+    assert {
+        "alembic_version",
+        "catalog_models",
+        "deprecation_runs",
+        "step_attempts",
+        "deliveries",
+        "snapshots",
+        "snapshot_files",
+        "fixity_events",
+        "interview_sessions",
+        "interview_turns",
+        "reports",
+        "status_transitions",
+    } <= tables
+    with ledger.engine.connect() as connection:
+        assert connection.execute(sa.text("select version_num from alembic_version")).scalar()
+    ledger.dispose()
+
+
+def test_timestamps_come_back_in_utc(ledger_url: str) -> None:
+    ledger = open_ledger(ledger_url)
+    moment = datetime(2026, 11, 27, 12, 30, 5, tzinfo=UTC)
+    with ledger.session() as db:
+        db.add(CatalogModel(id="m1", display_name="M1", created_at=moment))
+
+    with ledger.session() as db:
+        stored = db.get(CatalogModel, "m1")
+
+    assert stored is not None and stored.created_at == moment
+    assert stored.created_at.tzinfo is not None
+    ledger.dispose()
+
+
+def test_each_attempt_is_recorded_with_its_number_and_error(ledger_url: str) -> None:
+    ledger = open_ledger(ledger_url)
+    with ledger.session() as db:
+        db.add(CatalogModel(id="m1", display_name="M1"))
+        db.add(DeprecationRun(id="run1", model_id="m1"))
+
+    with pytest.raises(ConnectionResetError):
+        with record_attempt(ledger, run_id="run1", step="snapshot", flow_run_id=None):
+            raise ConnectionResetError("connection reset by peer")
+    with record_attempt(ledger, run_id="run1", step="snapshot", flow_run_id=None) as attempt:
+        attempt.result = {"files": 3}
+
+    with ledger.session() as db:
+        rows = db.exec(sa.select(StepAttempt).order_by(StepAttempt.id)).scalars().all()
+    assert [(r.attempt, r.state) for r in rows] == [(1, "failed"), (2, "completed")]
+    assert rows[0].error == "ConnectionResetError: connection reset by peer"
+    assert rows[1].summary == {"result": {"files": 3}}
+    assert all(r.finished_at and r.finished_at >= r.started_at for r in rows)
+    ledger.dispose()
+
+
+def test_the_same_notice_cannot_be_recorded_twice_for_a_recipient(ledger_url: str) -> None:
+    ledger = open_ledger(ledger_url)
+    with ledger.session() as db:
+        db.add(CatalogModel(id="m1", display_name="M1"))
+        db.add(DeprecationRun(id="run1", model_id="m1"))
+    notice = {
+        "model_id": "m1",
+        "notice_key": "deprecation:2027-01-01",
+        "run_id": "run1",
+        "recipient": "ada@example.org",
+        "channel": "email",
+        "message_id": "<x@sunset>",
+        "state": "sent",
+    }
+    with ledger.session() as db:
+        db.add(Delivery(**notice))
+
+    with pytest.raises(IntegrityError), ledger.session() as db:
+        db.add(Delivery(**notice))
+    ledger.dispose()

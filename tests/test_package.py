@@ -1,0 +1,41 @@
+"""The BagIt tag files, checked against the Library of Congress validator."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import bagit
+
+from sunset.package import PayloadEntry, bag_info, encode_path, tag_files
+from sunset.store import digest_bytes
+
+
+def test_tag_files_make_a_bag_that_bagit_validates(tmp_path: Path) -> None:
+    payload = {"data/weights/a.bin": b"\x00\x01" * 1000, "data/weights/sub/b.json": b"{}\n"}
+    entries = []
+    for path, data in payload.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(data)
+        digests = digest_bytes(data)
+        entries.append(PayloadEntry(path, digests.size, digests.sha256, digests.sha512))
+    info = bag_info(
+        model_id="m1",
+        display_name="Model One",
+        organization="Example Lab",
+        snapshot_id="snap-1",
+        snapshot_date=date(2026, 11, 27),
+        entries=entries,
+    )
+
+    for name, data in tag_files(info, entries).items():
+        (tmp_path / name).write_bytes(data)
+
+    bag = bagit.Bag(str(tmp_path))
+    bag.validate()
+    assert bag.info["Payload-Oxum"] == f"{2000 + 3}.2"
+    assert bag.info["Model-Identifier"] == "m1"
+
+
+def test_manifest_paths_escape_line_breaks_and_percent_signs() -> None:
+    assert encode_path("data/a%b\nc\rd") == "data/a%25b%0Ac%0Dd"
