@@ -71,6 +71,8 @@ def deprecate_model(
     protocol: str | None = None,
     sessions: int = 1,
     notice_override_reason: str | None = None,
+    deployment_summary: str | None = None,
+    operator_analysis: str | None = None,
 ) -> DeprecationOutcome:
     """Deprecate a model: tell its users, preserve and verify its weights, interview it,
     seal the report, and only then change its serving status.
@@ -84,6 +86,8 @@ def deprecate_model(
         protocol: Interview protocol YAML; default: Sunset's standard protocol.
         sessions: How many interview sessions to run.
         notice_override_reason: Why a shorter notice than the minimum is acceptable.
+        deployment_summary: Markdown file: usage, notable uses, incidents (for the report).
+        operator_analysis: Markdown file: the operators' interpretation (for the report).
     """
     _tag_with_model(model_id)
     services = connect(Settings())
@@ -96,6 +100,8 @@ def deprecate_model(
         protocol=protocol,
         sessions=sessions,
         notice_override_reason=notice_override_reason,
+        deployment_summary=deployment_summary,
+        operator_analysis=operator_analysis,
     )
     start = preflight(services, request)
     run_id, validated = start.run_id, start.validated

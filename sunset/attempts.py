@@ -50,6 +50,8 @@ def summarize(result: Any) -> dict[str, Any] | None:
         return None
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         fields = dataclasses.asdict(result)
+    elif isinstance(result, dict):
+        fields = result
     else:
         fields = {"result": result}
     return {key: _plain(value) for key, value in fields.items()}

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,6 +45,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+
+
+class ReportFormat(StrEnum):
+    md = "md"
+    html = "html"
+
+
 errors = Console(stderr=True, soft_wrap=True)  # a sentence must survive grep and logs
 
 # Prefect's temporary server needs these offline, and more than its default 20 s here.
@@ -142,6 +150,14 @@ def deprecate(
         str | None,
         typer.Option(help="Why a notice shorter than the minimum is acceptable (recorded)."),
     ] = None,
+    deployment_summary: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file for the report: usage, notable uses, incidents."),
+    ] = None,
+    analysis: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file for the report: the operators' interpretation."),
+    ] = None,
 ) -> None:
     """Run a complete deprecation of MODEL: notify its users, snapshot and verify its
     weights, interview it, seal the report, then flip its serving status.
@@ -160,6 +176,8 @@ def deprecate(
             protocol=str(protocol) if protocol else None,
             sessions=sessions,
             notice_override_reason=notice_override,
+            deployment_summary=str(deployment_summary) if deployment_summary else None,
+            operator_analysis=str(analysis) if analysis else None,
         )
         _show_outcome(outcome)
 
@@ -238,6 +256,8 @@ def demo(
                 sessions=1,
                 notice_override_reason="Demo on local services: the notice period is "
                 "compressed so that the whole lifecycle runs at once.",
+                deployment_summary=None,
+                operator_analysis=None,
             )
             _show_outcome(outcome)
             console.print(f"Notices delivered to the local mailbox: {endpoints.maildir}")
@@ -288,6 +308,80 @@ def runs(
                 (run.error or "")[:80],
             )
         console.print(table if found else "No deprecation runs recorded yet.")
+
+
+@app.command()
+def report(
+    model: Annotated[str, typer.Argument(help="The model whose report to show.")],
+    format: Annotated[
+        ReportFormat, typer.Option("--format", help="md (Markdown) or html (one printable page).")
+    ] = ReportFormat.md,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the report to this file instead of the terminal.")
+    ] = None,
+    deployment_summary: Annotated[
+        Path | None,
+        typer.Option(help="Add or replace the deployment summary (Markdown); seals a new version."),
+    ] = None,
+    analysis: Annotated[
+        Path | None,
+        typer.Option(
+            help="Add or replace the operators' analysis (Markdown); seals a new version."
+        ),
+    ] = None,
+    by: Annotated[
+        str, typer.Option(help="Who supplies the new text, for the record.")
+    ] = "operator",
+) -> None:
+    """Regenerate MODEL's post-deployment report from the ledger.
+
+    Without new text the report is rebuilt byte for byte as it was sealed. With
+    --deployment-summary or --analysis the text is recorded, and a new report version is
+    sealed into the preservation package beside the old one (which is kept).
+    """
+    from sunset.report.assemble import (
+        record_report_input,
+        render_report,
+        render_report_html,
+        report_run,
+        seal_report,
+    )
+    from sunset.report.inputs import read_report_input
+    from sunset.services import connect
+
+    with _plain_errors():
+        settings = Settings()
+        ledger = _ledger(settings)
+        run_id = report_run(ledger, model)
+        supplied = {
+            kind: read_report_input(path, kind)
+            for kind, path in (
+                ("deployment_summary", deployment_summary),
+                ("operator_analysis", analysis),
+            )
+            if path
+        }
+        if supplied:
+            for kind, text in supplied.items():
+                record_report_input(ledger, run_id=run_id, kind=kind, text=text, supplied_by=by)
+            services = connect(settings)
+            sealed = seal_report(
+                services.ledger,
+                services.store,
+                run_id=run_id,
+                protocol=None,
+                organization=settings.organization,
+                reports_dir=settings.data_dir / "reports",
+            )
+            errors.print(f"Sealed report version {sealed.version} into {sealed.package}")
+        text = (render_report_html if format == ReportFormat.html else render_report)(
+            ledger, run_id
+        )
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            out.write_text(text, encoding="utf-8")
+            errors.print(f"Wrote {out}")
 
 
 def _run_deprecation(settings: Settings, **parameters: Any) -> Any:

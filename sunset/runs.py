@@ -21,6 +21,7 @@ from sunset.errors import InputError, RunConflict
 from sunset.interview.protocol import LoadedProtocol, load_protocol
 from sunset.ledger import CatalogModel, DeprecationRun, Ledger, RunState, ServingStatus, utcnow
 from sunset.notify.recipients import Recipient, load_recipients
+from sunset.report.inputs import read_report_input
 from sunset.weights import SourceFile, scan_weights_dir
 
 PREFLIGHT_STEP = "preflight"
@@ -46,6 +47,8 @@ class DeprecationRequest:
     protocol: str | None = None
     sessions: int = 1
     notice_override_reason: str | None = None
+    deployment_summary: str | None = None
+    operator_analysis: str | None = None
 
     def parameters(self) -> dict[str, object]:
         values = asdict(self)
@@ -64,6 +67,7 @@ class ValidatedRequest:
     recipients: list[Recipient]
     protocol: LoadedProtocol
     retirement_on: date
+    report_inputs: dict[str, str]
 
 
 def check_model_id(model_id: str) -> str:
@@ -115,6 +119,14 @@ def validate_request(
         recipients=load_recipients(Path(request.recipients)),
         protocol=load_protocol(Path(request.protocol) if request.protocol else None),
         retirement_on=retirement_on,
+        report_inputs={
+            kind: read_report_input(Path(path), kind)
+            for kind, path in (
+                ("deployment_summary", request.deployment_summary),
+                ("operator_analysis", request.operator_analysis),
+            )
+            if path
+        },
     )
 
 

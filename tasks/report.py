@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from prefect import get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from sqlmodel import col, select
 
-from sunset.report.assemble import SealedReport, seal_report
+from sunset.ledger import FixityEvent, Snapshot, SnapshotFile
+from sunset.report.assemble import SealedReport, record_report_input, seal_report
 from sunset.runs import REPORT_STEP, ValidatedRequest
 from sunset.services import Services
 from tasks.step import step
@@ -13,8 +15,13 @@ from tasks.step import step
 
 @step(REPORT_STEP)
 def assemble_report(services: Services, run_id: str, validated: ValidatedRequest) -> SealedReport:
-    """Write transcripts and report into the package, re-seal its manifests, read them back."""
+    """Write transcripts and report into the package, re-seal its manifests, read them back,
+    and show the operators a summary, the manifest and the verification results."""
     settings = services.settings
+    for kind, text in validated.report_inputs.items():
+        record_report_input(
+            services.ledger, run_id=run_id, kind=kind, text=text, supplied_by="release manager"
+        )
     sealed = seal_report(
         services.ledger,
         services.store,
@@ -23,11 +30,52 @@ def assemble_report(services: Services, run_id: str, validated: ValidatedRequest
         organization=settings.organization,
         reports_dir=settings.data_dir / "reports",
     )
-    create_markdown_artifact(
-        key=f"report-{validated.model.id.replace('.', '-').replace('_', '-')}",
-        markdown=f"Report v{sealed.version} for `{validated.model.id}` sealed in "
-        f"`{sealed.package}` (SHA-256 `{sealed.sha256}`); local copy `{sealed.local_path}`.",
-        description="Post-deployment report",
-    )
+    _show_artifacts(services, run_id, validated.model.id, sealed)
     get_run_logger().info("Report v%d sealed at %s", sealed.version, sealed.key)
     return sealed
+
+
+def _show_artifacts(services: Services, run_id: str, model_id: str, sealed: SealedReport) -> None:
+    key = "".join(c if c.isalnum() else "-" for c in model_id.lower())
+    create_markdown_artifact(
+        key=f"report-{key}",
+        description="Post-deployment report",
+        markdown=(
+            f"# Post-deployment report of `{model_id}`, version {sealed.version}\n\n"
+            f"- Sealed in the package `{sealed.package}`\n"
+            f"- Object `{sealed.key}` (SHA-256 `{sealed.sha256}`)\n"
+            f"- Local copies: `{sealed.local_path}` and `{sealed.html_path}`\n"
+        ),
+    )
+    with services.ledger.session() as db:
+        snapshot = db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).one()
+        files = db.exec(
+            select(SnapshotFile)
+            .where(SnapshotFile.snapshot_id == snapshot.id)
+            .order_by(col(SnapshotFile.path))
+        ).all()
+        events = db.exec(
+            select(FixityEvent)
+            .where(FixityEvent.run_id == run_id)
+            .order_by(col(FixityEvent.checked_at))
+        ).all()
+    create_table_artifact(
+        key=f"manifest-{key}",
+        description="Package manifest",
+        table=[{"path": f.path, "bytes": f.size, "sha256": f.sha256} for f in files],
+    )
+    create_table_artifact(
+        key=f"verification-{key}",
+        description="Verification results",
+        table=[
+            {
+                "path": e.path,
+                "bucket": e.bucket,
+                "method": e.method,
+                "outcome": e.outcome,
+                "bytes_read": e.bytes_read,
+                "checked_at": e.checked_at.isoformat(),
+            }
+            for e in events
+        ],
+    )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from prefect import get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from sunset.ledger import DeprecationRun
 from sunset.preserve import SnapshotSummary
 from sunset.preserve import snapshot_weights as preserve_weights
 from sunset.runs import SNAPSHOT_STEP, ValidatedRequest
 from sunset.services import Services
+from tasks.progress import progress_artifact
 from tasks.step import step
 
 
@@ -21,16 +21,6 @@ def snapshot_weights(
     with services.ledger.session() as db:
         run = db.get(DeprecationRun, run_id)
     assert run is not None
-    artifact_id = create_progress_artifact(0.0, description="Bytes of weights preserved")
-    last = 0.0
-
-    def show(done: int, total: int) -> None:
-        nonlocal last
-        percent = 100.0 * done / total if total else 100.0
-        if percent - last >= 1.0 or done == total:
-            update_progress_artifact(artifact_id, percent)
-            last = percent
-
     summary = preserve_weights(
         services.ledger,
         services.store,
@@ -38,7 +28,7 @@ def snapshot_weights(
         model=validated.model,
         sources=validated.sources,
         organization=services.settings.organization,
-        progress=show,
+        progress=progress_artifact("Bytes of weights preserved"),
     )
     get_run_logger().info(
         "Preserved %d files (%d bytes) at %s; %d sent, %d already stored",

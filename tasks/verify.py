@@ -7,6 +7,7 @@ from prefect import get_run_logger
 from sunset.preserve import SnapshotSummary, VerificationSummary, verify_snapshot
 from sunset.runs import VERIFY_STEP
 from sunset.services import Services
+from tasks.progress import progress_artifact
 from tasks.step import step
 
 
@@ -22,6 +23,7 @@ def verify_preservation(
         snapshot_id=snapshot.snapshot_id,
         run_id=run_id,
         organization=services.settings.organization,
+        progress=progress_artifact("Bytes re-read and re-hashed"),
     )
     get_run_logger().info(
         "Verified %d files (%d bytes read) in %s",

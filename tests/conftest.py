@@ -90,6 +90,16 @@ class Site:
     def marker(self) -> str:
         return self.env["SUNSET_BUCKET"]
 
+    def download_package(self, package: str, destination: Path) -> Path:
+        """Copy every current object of a package (s3://bucket/prefix/) to a directory."""
+        prefix = package.removeprefix(f"s3://{self.store.bucket}/")
+        listing = self.store.client.list_objects_v2(Bucket=self.store.bucket, Prefix=prefix)
+        for item in listing["Contents"]:
+            target = destination / item["Key"].removeprefix(prefix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.store.get_bytes(item["Key"]))
+        return destination
+
     def object_keys(self) -> list[str]:
         listing = self.store.client.list_object_versions(Bucket=self.store.bucket)
         return [v["Key"] for v in listing.get("Versions", [])]

@@ -109,13 +109,7 @@ def test_flow_completes_with_one_recorded_attempt_per_step(site: Site, tmp_path:
     assert outcome.report == report.local_path
 
     # The package copied out of the bucket is a valid BagIt bag (Library of Congress tool).
-    bag = tmp_path / "bag"
-    prefix = outcome.package.removeprefix(f"s3://{site.store.bucket}/")
-    listing = site.store.client.list_objects_v2(Bucket=site.store.bucket, Prefix=prefix)
-    for item in listing["Contents"]:
-        target = bag / item["Key"].removeprefix(prefix)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(site.store.get_bytes(item["Key"]))
+    bag = site.download_package(outcome.package, tmp_path / "bag")
     validation = subprocess.run(
         [sys.executable, "-m", "bagit", "--validate", str(bag)], capture_output=True, text=True
     )

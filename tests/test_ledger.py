@@ -73,7 +73,7 @@ def test_each_attempt_is_recorded_with_its_number_and_error(ledger_url: str) -> 
         rows = db.exec(sa.select(StepAttempt).order_by(StepAttempt.id)).scalars().all()
     assert [(r.attempt, r.state) for r in rows] == [(1, "failed"), (2, "completed")]
     assert rows[0].error == "ConnectionResetError: connection reset by peer"
-    assert rows[1].summary == {"result": {"files": 3}}
+    assert rows[1].summary == {"files": 3}
     assert all(r.finished_at and r.finished_at >= r.started_at for r in rows)
     ledger.dispose()
 

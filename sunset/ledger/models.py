@@ -258,3 +258,18 @@ class StatusTransition(SQLModel, table=True):
     actor: str
     reason: str
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ReportInput(SQLModel, table=True):
+    """Text people supplied for a run's report: the release manager's deployment summary or
+    the operators' analysis. Kept verbatim; a newer input of a kind supersedes the older."""
+
+    __tablename__ = "report_inputs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="deprecation_runs.id", index=True, max_length=32)
+    kind: str = Field(max_length=32)  # deployment_summary | operator_analysis
+    text: str
+    sha256: str = Field(max_length=64)
+    supplied_by: str
+    supplied_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

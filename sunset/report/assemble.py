@@ -1,24 +1,28 @@
 """Assembling the post-deployment report from the ledger, and sealing it into the package.
 
 The report is a function of the ledger alone: regenerated later for the same run it is
-byte for byte the same. Everything the model or a user wrote is untrusted text and is
-shown verbatim inside fences that it cannot close.
+byte for byte the same. Everything the model or a user wrote is untrusted: the model's
+words appear verbatim in fences nothing can close, people's Markdown inside quotes, and
+every other field escaped (sunset/report/render.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
+from collections import Counter
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from sqlmodel import select
+from sqlmodel import col, select
 
+from sunset.errors import InputError
 from sunset.interview.protocol import LoadedProtocol
 from sunset.ledger import (
+    AttemptState,
     CatalogModel,
     Delivery,
     DeprecationRun,
@@ -27,16 +31,21 @@ from sunset.ledger import (
     InterviewTurn,
     Ledger,
     Report,
+    ReportInput,
     Snapshot,
     SnapshotFile,
     StepAttempt,
+    utcnow,
 )
 from sunset.package import INTERVIEW_DIR, REPORT_DIR, WEIGHTS_DIR, PayloadEntry, payload_manifest
 from sunset.preserve import add_payload, verify_snapshot, write_tag_files
-from sunset.runs import FLIP_STEP, REPORT_STEP
+from sunset.report.inputs import INPUT_KINDS
+from sunset.report.render import inline, quoted, to_html, verbatim
+from sunset.runs import FLIP_STEP, PREFLIGHT_STEP, REPORT_STEP
 from sunset.store import ObjectStore
 
-REPORT_NAME = "report.md"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("sunset.report", "templates"),
@@ -45,25 +54,51 @@ _TEMPLATES = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-
-
-def verbatim(text: str) -> str:
-    """Untrusted text as a fenced block that nothing inside it can close or escape."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{text}\n{fence}"
-
-
 _TEMPLATES.filters["verbatim"] = verbatim
+_TEMPLATES.filters["inline"] = inline
+_TEMPLATES.filters["quoted"] = quoted
 
 
 @dataclass(frozen=True)
 class SealedReport:
+    """Where a sealed report version lives, in the package and on local disk."""
+
     version: int
     key: str
     local_path: str
+    html_path: str
     sha256: str
     package: str
+
+
+def record_report_input(
+    ledger: Ledger, *, run_id: str, kind: str, text: str, supplied_by: str
+) -> None:
+    """Keep a deployment summary or an operators' analysis, unless the same text is there."""
+    assert kind in INPUT_KINDS
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    with ledger.session() as db:
+        latest = _latest_input(db, run_id, kind)
+        if latest is None or latest.sha256 != digest:
+            db.add(
+                ReportInput(
+                    run_id=run_id, kind=kind, text=text, sha256=digest, supplied_by=supplied_by
+                )
+            )
+
+
+def report_run(ledger: Ledger, model_id: str) -> str:
+    """The run whose report describes the model: the latest run that sealed one."""
+    with ledger.session() as db:
+        report = db.exec(
+            select(Report)
+            .join(DeprecationRun, col(DeprecationRun.id) == col(Report.run_id))
+            .where(DeprecationRun.model_id == model_id)
+            .order_by(col(Report.sealed_at).desc())
+        ).first()
+    if report is None:
+        raise InputError(f"No report has been sealed for {model_id!r} yet; deprecate it first.")
+    return report.run_id
 
 
 def render_report(ledger: Ledger, run_id: str) -> str:
@@ -71,32 +106,50 @@ def render_report(ledger: Ledger, run_id: str) -> str:
     return _TEMPLATES.get_template("report.md.j2").render(_facts(ledger, run_id))
 
 
+def render_report_html(ledger: Ledger, run_id: str) -> str:
+    """The self-contained HTML report of a run, derived from the Markdown one."""
+    with ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+        assert run is not None
+    return to_html(render_report(ledger, run_id), f"Post-deployment report: {run.model_id}")
+
+
 def seal_report(
     ledger: Ledger,
     store: ObjectStore,
     *,
     run_id: str,
-    protocol: LoadedProtocol,
+    protocol: LoadedProtocol | None,
     organization: str,
     reports_dir: Path,
 ) -> SealedReport:
     """Put the transcripts and the report into the package, rewrite its manifests, and
-    read the new files back before recording the report as sealed."""
+    read the new files back before recording the report version as sealed.
+
+    A report whose bytes differ from the last sealed one becomes a new version; the
+    package keeps every version of the object, and the ledger says which is which.
+    """
     with ledger.session() as db:
         snapshot = db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).one()
         sessions = db.exec(
             select(InterviewSession)
             .where(InterviewSession.run_id == run_id)
-            .order_by(InterviewSession.session_index)
+            .order_by(col(InterviewSession.session_index))
         ).all()
-        previous = db.exec(select(Report).where(Report.run_id == run_id)).all()
-    written = {f"{INTERVIEW_DIR}/protocol.yaml": protocol.source}
+        previous = db.exec(
+            select(Report).where(Report.run_id == run_id).order_by(col(Report.version))
+        ).all()
+    written: dict[str, bytes] = {}
+    if protocol is not None:
+        written[f"{INTERVIEW_DIR}/protocol.yaml"] = protocol.source
     for session in sessions:
         written[f"{INTERVIEW_DIR}/session-{session.session_index}.jsonl"] = transcript_jsonl(
             ledger, session.id
         )
-    report = render_report(ledger, run_id).encode("utf-8")
-    written[f"{REPORT_DIR}/{REPORT_NAME}"] = report
+    markdown = render_report(ledger, run_id).encode("utf-8")
+    page = render_report_html(ledger, run_id).encode("utf-8")
+    written[f"{REPORT_DIR}/{REPORT_MD}"] = markdown
+    written[f"{REPORT_DIR}/{REPORT_HTML}"] = page
     for path, data in written.items():
         add_payload(ledger, store, snapshot.id, path, data)
     write_tag_files(ledger, store, snapshot.id, organization)
@@ -108,16 +161,20 @@ def seal_report(
         organization=organization,
         paths=list(written),
     )
-    digest = hashlib.sha256(report).hexdigest()
-    same = [r for r in previous if r.sha256 == digest]
-    if same:  # a retried step that sealed the very same bytes already
-        latest = same[-1]
-        return SealedReport(latest.version, latest.key, latest.local_path, digest, snapshot.prefix)
+    digest = hashlib.sha256(markdown).hexdigest()
+    package = f"s3://{store.bucket}/{snapshot.prefix}"
+    if previous and previous[-1].sha256 == digest:  # a retry that sealed these very bytes
+        latest = previous[-1]
+        html_path = str(Path(latest.local_path).with_suffix(".html"))
+        return SealedReport(
+            latest.version, latest.key, latest.local_path, html_path, digest, package
+        )
     version = len(previous) + 1
     local = reports_dir / snapshot.model_id / snapshot.id / f"report-v{version}.md"
     local.parent.mkdir(parents=True, exist_ok=True)
-    local.write_bytes(report)
-    key = f"{snapshot.prefix}{REPORT_DIR}/{REPORT_NAME}"
+    local.write_bytes(markdown)
+    local.with_suffix(".html").write_bytes(page)
+    key = f"{snapshot.prefix}{REPORT_DIR}/{REPORT_MD}"
     with ledger.session() as db:
         db.add(
             Report(
@@ -127,9 +184,10 @@ def seal_report(
                 key=key,
                 sha256=digest,
                 local_path=str(local),
+                sealed_at=utcnow(),
             )
         )
-    return SealedReport(version, key, str(local), digest, f"s3://{store.bucket}/{snapshot.prefix}")
+    return SealedReport(version, key, str(local), str(local.with_suffix(".html")), digest, package)
 
 
 def transcript_jsonl(ledger: Ledger, session_id: str) -> bytes:
@@ -147,9 +205,17 @@ def _session_turns(ledger: Ledger, session_id: str) -> list[InterviewTurn]:
             db.exec(
                 select(InterviewTurn)
                 .where(InterviewTurn.session_id == session_id)
-                .order_by(InterviewTurn.seq)
+                .order_by(col(InterviewTurn.seq))
             )
         )
+
+
+def _latest_input(db: Any, run_id: str, kind: str) -> ReportInput | None:
+    return db.exec(
+        select(ReportInput)
+        .where(ReportInput.run_id == run_id, ReportInput.kind == kind)
+        .order_by(col(ReportInput.id).desc())
+    ).first()
 
 
 def _facts(ledger: Ledger, run_id: str) -> dict[str, Any]:
@@ -163,45 +229,58 @@ def _facts(ledger: Ledger, run_id: str) -> dict[str, Any]:
         files = db.exec(
             select(SnapshotFile)
             .where(SnapshotFile.snapshot_id == snapshot.id)
-            .order_by(SnapshotFile.path)
+            .order_by(col(SnapshotFile.path))
         ).all()
         deliveries = db.exec(
-            select(Delivery).where(Delivery.run_id == run_id).order_by(Delivery.recipient)
+            select(Delivery).where(Delivery.run_id == run_id).order_by(col(Delivery.recipient))
         ).all()
         events = db.exec(
             select(FixityEvent)
-            .where(FixityEvent.run_id == run_id, FixityEvent.path.startswith(WEIGHTS_DIR))  # type: ignore[attr-defined]
-            .order_by(FixityEvent.checked_at, FixityEvent.path)
+            .where(FixityEvent.run_id == run_id, col(FixityEvent.path).startswith(WEIGHTS_DIR))
+            .order_by(col(FixityEvent.checked_at), col(FixityEvent.path))
         ).all()
         sessions = db.exec(
             select(InterviewSession)
             .where(InterviewSession.run_id == run_id)
-            .order_by(InterviewSession.session_index)
+            .order_by(col(InterviewSession.session_index))
         ).all()
         attempts = db.exec(
-            select(StepAttempt).where(StepAttempt.run_id == run_id).order_by(StepAttempt.id)
+            select(StepAttempt).where(StepAttempt.run_id == run_id).order_by(col(StepAttempt.id))
         ).all()
+        inputs = {kind: _latest_input(db, run_id, kind) for kind in INPUT_KINDS}
+    preflight = next(
+        a.summary or {}
+        for a in reversed(attempts)
+        if a.step == PREFLIGHT_STEP and a.state == AttemptState.COMPLETED
+    )
+    retirement_on = date.fromisoformat(preflight["retirement_on"])
+    announced_on = model.deprecation_announced_on or run.started_at.date()
     weights = [f for f in files if f.path.startswith(WEIGHTS_DIR + "/")]
     weights_manifest = payload_manifest(
         (PayloadEntry(f.path, f.size, f.sha256, f.sha512) for f in weights), "sha512"
     )
-    latest_check: dict[str, FixityEvent] = {}
-    for event in events:
-        latest_check[event.path] = event
+    latest_check = {event.path: event for event in events}
+    per_channel = Counter((d.channel, d.state) for d in deliveries)
     return {
         "run": run,
         "model": model,
         "replacement": replacement,
+        "announced_on": announced_on,
+        "retirement_on": retirement_on,
+        "notice_days": (retirement_on - announced_on).days,
+        "override_reason": preflight.get("notice_override_reason"),
         "snapshot": snapshot,
         "weights": weights,
         "weights_bytes": sum(f.size for f in weights),
         "weights_manifest_sha256": hashlib.sha256(weights_manifest).hexdigest(),
-        "checks": [latest_check[f.path] for f in weights if f.path in latest_check],
+        "checks": latest_check,
         "deliveries": deliveries,
-        "sent": sum(d.state == "sent" for d in deliveries),
-        "failed": sum(d.state == "failed" for d in deliveries),
+        "channels": sorted({d.channel for d in deliveries}),
+        "per_channel": per_channel,
         "sessions": [(s, _session_turns(ledger, s.id)) for s in sessions],
         # Only the steps that ran before the report, so a later regeneration is identical.
         "attempts": [a for a in attempts if a.step not in (REPORT_STEP, FLIP_STEP)],
         "target": "retired" if run.parameters.get("retire") else "deprecated",
+        "deployment_summary": inputs["deployment_summary"],
+        "operator_analysis": inputs["operator_analysis"],
     }
