@@ -8,7 +8,6 @@ shown verbatim inside fences that it cannot close.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import jinja2
 from sqlmodel import select
 
 from sunset.interview.protocol import LoadedProtocol
+from sunset.interview.transcript import transcript_jsonl
 from sunset.ledger import (
     CatalogModel,
     Delivery,
@@ -130,15 +130,6 @@ def seal_report(
             )
         )
     return SealedReport(version, key, str(local), digest, f"s3://{store.bucket}/{snapshot.prefix}")
-
-
-def transcript_jsonl(ledger: Ledger, session_id: str) -> bytes:
-    """A session's turns as JSON Lines, each with the API response body verbatim."""
-    lines = []
-    for turn in _session_turns(ledger, session_id):
-        record = turn.model_dump(mode="json", exclude={"id", "session_id"})
-        lines.append(json.dumps(record, ensure_ascii=False, sort_keys=True))
-    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
 def _session_turns(ledger: Ledger, session_id: str) -> list[InterviewTurn]:
