@@ -21,6 +21,7 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import select
 
+from sunset.config import Settings
 from sunset.errors import DeadlineExceeded, InputError, is_transient
 from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.interview.client import AnthropicMessages, Deadline
@@ -426,3 +427,17 @@ def test_a_changed_protocol_blocks_resume_with_a_clear_message(
     protocol_file.write_bytes(original)
     interview(site, standin, run_id, protocol=load_protocol(protocol_file))
     assert [last_question(entry) for entry in standin.log()] == QUESTIONS[2:]
+
+
+def test_the_api_key_is_also_read_from_anthropic_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SUNSET_ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-the-sdk-variable")
+    from_sdk_variable = Settings().anthropic_api_key
+    monkeypatch.setenv("SUNSET_ANTHROPIC_API_KEY", "sk-ant-from-sunset")
+    from_sunset_variable = Settings()
+
+    assert from_sdk_variable is not None
+    assert from_sdk_variable.get_secret_value() == "sk-ant-from-the-sdk-variable"
+    assert from_sunset_variable.anthropic_api_key is not None
+    assert from_sunset_variable.anthropic_api_key.get_secret_value() == "sk-ant-from-sunset"
+    assert "sk-ant" not in repr(from_sunset_variable)
