@@ -114,7 +114,8 @@ class _DeadlineGuard(Middleware):
 
     The SDK obeys Retry-After with no cap, and its timeout bounds one attempt only; so each
     attempt gets at most the time that is left, and a retryable answer that asks to wait
-    past the deadline ends the call at once instead of sleeping.
+    past the deadline ends the call at once instead of sleeping. The SDK's own backoff
+    (at most 8 s) can still pass the deadline; the next attempt is then refused.
     """
 
     def __init__(self, deadline: Deadline, timeout_s: float, max_retries: int) -> None:
