@@ -7,6 +7,7 @@ into ``flows/``, and only inside their bodies.
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import sys
@@ -145,7 +146,10 @@ def deprecate(
     protocol: Annotated[
         Path | None, typer.Option(help="Interview protocol YAML; default: Sunset's standard.")
     ] = None,
-    sessions: Annotated[int, typer.Option(help="Interview sessions to run.")] = 1,
+    sessions: Annotated[
+        int | None,
+        typer.Option(help="Interview sessions to run; default: SUNSET_INTERVIEW_SESSIONS (1)."),
+    ] = None,
     notice_override: Annotated[
         str | None,
         typer.Option(help="Why a notice shorter than the minimum is acceptable (recorded)."),
@@ -166,15 +170,16 @@ def deprecate(
     command again: finished steps are skipped and nobody is notified twice.
     """
     with _plain_errors():
+        settings = Settings()
         outcome = _run_deprecation(
-            Settings(),
+            settings,
             model_id=model,
             weights=str(weights),
             recipients=str(recipients),
             retire=retire,
             retirement_date=_parse_date(retirement_date, "--retirement-date"),
             protocol=str(protocol) if protocol else None,
-            sessions=sessions,
+            sessions=settings.interview_sessions if sessions is None else sessions,
             notice_override_reason=notice_override,
             deployment_summary=str(deployment_summary) if deployment_summary else None,
             operator_analysis=str(analysis) if analysis else None,
@@ -382,6 +387,83 @@ def report(
         else:
             out.write_text(text, encoding="utf-8")
             errors.print(f"Wrote {out}")
+
+
+class DecidedStatus(StrEnum):
+    """What became of a preference, as typed on the command line."""
+
+    ACTED_ON = "acted-on"
+    DECLINED = "declined"
+
+
+@app.command()
+def preferences(
+    model: Annotated[str, typer.Argument(help="Catalog id of the interviewed model.")],
+) -> None:
+    """List every preference MODEL expressed in its interviews: the exact sentence it said,
+    where (session, turn, question), its category, and what became of it. Record a
+    decision with `sunset preference ID`.
+    """
+    from sunset.interview.preferences import list_preferences
+
+    with _plain_errors():
+        found = list_preferences(_ledger(Settings()), model)
+        if not found:
+            console.print(f"No preferences recorded for {model}.")
+            return
+        table = Table(title=f"Preferences expressed by {model}")
+        for column in ("id", "said in", "category", "quote", "status"):
+            table.add_column(column, overflow="fold")
+        for item in found:
+            status = str(item.status)
+            if item.status_reason:
+                status += f": {item.status_reason} ({item.status_changed_by}, "
+                status += f"{_when(item.status_changed_at)})"
+            table.add_row(
+                str(item.id),
+                f"session {item.session_index}, turn {item.turn_seq} ({item.question_id})",
+                item.category,
+                item.quote,
+                status,
+            )
+        console.print(table)
+
+
+@app.command()
+def preference(
+    preference_id: Annotated[
+        int, typer.Argument(metavar="ID", help="The preference's id, from `sunset preferences`.")
+    ],
+    status: Annotated[
+        DecidedStatus,
+        typer.Option(help="What was done about it: acted-on, or declined."),
+    ],
+    reason: Annotated[
+        str, typer.Option(help="What was done, or why it was declined; kept in the ledger.")
+    ],
+    by: Annotated[
+        str | None, typer.Option(help="Who decided; default: the current user name.")
+    ] = None,
+) -> None:
+    """Record what became of a preference the model expressed: acted on, or declined,
+    and why. Every decision is kept with who made it and when; a later one does not
+    erase an earlier one.
+    """
+    from sunset.interview.preferences import decide_preference
+    from sunset.ledger import PreferenceStatus
+
+    with _plain_errors():
+        decided = decide_preference(
+            _ledger(Settings()),
+            preference_id,
+            status=PreferenceStatus(status.value.replace("-", " ")),
+            reason=reason,
+            actor=by or getpass.getuser(),
+        )
+        console.print(
+            f"Preference {decided.id} of {decided.model_id} is now {decided.status}: "
+            f"{decided.status_reason}"
+        )
 
 
 def _run_deprecation(settings: Settings, **parameters: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,7 +64,11 @@ class Settings(BaseSettings):
         description="Base URL of the Messages API (without /v1); unset means the Anthropic API.",
     )
     anthropic_api_key: SecretStr | None = Field(
-        default=None, description="API key for the Messages API used for interviews."
+        default=None,
+        # The SDK's own variable works too, so a key already set up for Anthropic is found.
+        validation_alias=AliasChoices("SUNSET_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+        description="API key for the Messages API used for interviews "
+        "(SUNSET_ANTHROPIC_API_KEY, or else ANTHROPIC_API_KEY).",
     )
     interview_max_tokens: int = Field(
         default=1024, description="Upper bound on the length of one interview answer, in tokens."
@@ -81,6 +85,29 @@ class Settings(BaseSettings):
     )
     minimum_notice_days: int = Field(
         default=60, ge=0, description="Days between the notice and the retirement date, at least."
+    )
+
+    interview_concurrency: int = Field(
+        default=2, ge=1, le=20, description="Interview sessions that run at the same time, at most."
+    )
+    interview_max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries the anthropic SDK makes of one request on 408/409/429/5xx and "
+        "connection errors; when they are used up the interview step itself is retried.",
+    )
+    interview_request_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long one HTTP attempt at an interview answer may take.",
+    )
+    interview_deadline_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Wall-clock bound on the whole interview step of a flow run, retries and "
+        "Retry-After waits included; answers recorded before it passes are kept and a rerun "
+        "resumes after them.",
     )
 
     @property

@@ -6,6 +6,7 @@
     ├── RunConflict             another run for the same model is in progress
     ├── PreservationError       the preserved copy cannot be trusted
     │   └── VerificationFailed  a stored object differs from the manifest
+    ├── DeadlineExceeded        a bounded piece of work ran out of time; rerun to resume
     └── TransientError          a service failed in a way that may pass; retry
 
 Every message is a sentence a release manager can act on. ``is_transient`` decides for
@@ -43,6 +44,13 @@ class PreservationError(SunsetError):
 
 class VerificationFailed(PreservationError):
     """A stored object does not match the manifest."""
+
+
+class DeadlineExceeded(SunsetError):
+    """Work ran past its wall-clock deadline; what was done is kept, a rerun resumes it.
+
+    Not transient: retrying at once would only run past the same deadline again.
+    """
 
 
 class TransientError(SunsetError):

@@ -13,7 +13,10 @@ Endpoints
     ``POST /v1/messages``               plain JSON, or SSE when ``"stream": true``.
     ``POST /v1/messages/count_tokens``  ``{"input_tokens": N}``.
     ``GET|POST|DELETE /_standin/faults``  inspect, append to, or clear the fault queue.
-    ``GET|DELETE /_standin/requests``   read or clear the log of ``POST /v1/messages``.
+    ``GET|DELETE /_standin/requests``   read or clear the log of ``POST /v1/messages``: each
+                                        entry has the request's headers (no credentials),
+                                        JSON and ``body_sha256``, the fault applied, the
+                                        status and the exact ``response_body`` sent.
     ``GET /_standin/health``            readiness probe.
 
 Faults (a JSON list POSTed to ``/_standin/faults``; each ``POST /v1/messages`` pops one)::
@@ -749,13 +752,17 @@ def create_app(
             "received_unix": received,
             "headers": _loggable_headers(request),
             "json": body,
+            "body_sha256": hashlib.sha256(await request.body()).hexdigest(),
             "stream": isinstance(body, dict) and body.get("stream") is True,
             "fault": fault,
             "status": None,  # filled in below; still None while a delayed request is in flight
+            "response_body": None,  # the exact body sent, once sent (not kept for SSE streams)
         }
         state.requests.append(entry)
         response = await _answer(request, responder, body, parse_error, fault)
         entry["status"] = response.status_code
+        if not isinstance(response, StreamingResponse):
+            entry["response_body"] = bytes(response.body).decode("utf-8")
         return response
 
     async def count_tokens_endpoint(request: Request) -> Response:

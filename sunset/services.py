@@ -44,6 +44,9 @@ def connect(settings: Settings) -> Services:
         store=ObjectStore(client, settings.bucket),
         mailer=SmtpMailer(relay),
         messages=AnthropicMessages(
-            base_url=settings.messages_base_url, api_key=settings.anthropic_api_key
+            base_url=settings.messages_base_url,
+            api_key=settings.anthropic_api_key,
+            max_retries=settings.interview_max_retries,
+            timeout_s=settings.interview_request_timeout_seconds,
         ),
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from prefect import get_run_logger
+from prefect.runtime import flow_run
 
-from sunset.interview.runner import InterviewSummary
+from sunset.interview.runner import InterviewSummary, interview_deadline
 from sunset.interview.runner import run_interviews as interview
+from sunset.interview.transcript import PackageTranscripts
 from sunset.runs import INTERVIEW_STEP, ValidatedRequest
 from sunset.services import Services
 from tasks.step import step
@@ -15,7 +17,23 @@ from tasks.step import step
 def run_interviews(
     services: Services, run_id: str, validated: ValidatedRequest
 ) -> InterviewSummary:
-    """Ask every protocol question in each session; a resumed run asks only the rest."""
+    """Ask every protocol question in each session; a resumed run asks only the rest.
+
+    Each answer is recorded in the ledger, with the preferences found in it, and its
+    session's transcript is rewritten into the preservation package at once.
+
+    Args:
+        services: The ledger, the object store and the Messages client.
+        run_id: The deprecation run.
+        validated: The request, with the loaded protocol and the session count.
+
+    Returns:
+        What was asked, replayed and flagged.
+
+    Raises:
+        DeadlineExceeded: SUNSET_INTERVIEW_DEADLINE_SECONDS passed; not retried.
+    """
+    settings = services.settings
     summary = interview(
         services.ledger,
         services.messages,
@@ -23,12 +41,25 @@ def run_interviews(
         model_id=validated.model.id,
         protocol=validated.protocol,
         sessions=validated.request.sessions,
-        max_tokens=services.settings.interview_max_tokens,
+        max_tokens=settings.interview_max_tokens,
+        deadline=interview_deadline(
+            services.ledger,
+            run_id=run_id,
+            step=INTERVIEW_STEP,
+            flow_run_id=flow_run.get_id(),
+            seconds=settings.interview_deadline_seconds,
+        ),
+        concurrency=settings.interview_concurrency,
+        package=PackageTranscripts.for_run(
+            services.ledger, services.store, run_id=run_id, organization=settings.organization
+        ),
     )
     get_run_logger().info(
-        "Interview: %d questions asked, %d answers already recorded, %d flagged",
+        "Interview: %d questions asked, %d answers already recorded, %d flagged, "
+        "%d preferences found",
         summary.turns_asked,
         summary.turns_replayed,
         summary.flagged_turns,
+        summary.preferences_found,
     )
     return summary

@@ -32,6 +32,7 @@ from sunset.example_model import (
 )
 from sunset.ledger import Ledger, open_ledger
 from sunset.store import ObjectStore, make_s3_client
+from tests.standin_control import StandIn
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -138,3 +139,13 @@ def site(
     recipients.write_text(recipients.read_text().replace("example.org", f"{bucket}.example"))
     yield Site(env, ledger, store, stack, example_weights, recipients, tmp_path / "data")
     ledger.dispose()
+
+
+@pytest.fixture
+def standin(stack: DevStack) -> Iterator[StandIn]:
+    """The session's Messages stand-in, with an empty fault queue and request log."""
+    control = StandIn(stack.endpoints.messages_base_url)
+    control.reset()
+    yield control
+    control.reset()
+    control.http.close()

@@ -98,3 +98,16 @@ def test_the_same_notice_cannot_be_recorded_twice_for_a_recipient(ledger_url: st
     with pytest.raises(IntegrityError), ledger.session() as db:
         db.add(Delivery(**notice))
     ledger.dispose()
+
+
+def test_the_migrated_schema_is_exactly_the_models(ledger_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    ledger = open_ledger(ledger_url)
+    with ledger.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    ledger.dispose()
+
+    assert differences == []

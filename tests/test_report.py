@@ -17,6 +17,7 @@ from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import (
     CatalogModel,
     Delivery,
+    InterviewPreference,
     InterviewSession,
     InterviewTurn,
     Report,
@@ -96,9 +97,29 @@ def test_every_section_is_filled_from_the_ledger(site: Site, tmp_path: Path) -> 
     ]
     expected += [f"{f.sha256} | deep check in {site.store.bucket}: ok at" for f in weights]
     expected += [t.answer_text for t in turns]
+    with site.ledger.session() as db:
+        preferences = db.exec(select(InterviewPreference)).all()
+    assert preferences  # the stand-in states preferences when asked about future models
+    section = text.split("## 6. Preferences the model expressed")[1].split("## 7.")[0]
+    page = render_report_html(site.ledger, sealed(site).run_id)
+    for preference in preferences:
+        assert preference.quote in section
+        link = f"(#session-{preference.session_index}-turn-{preference.turn_seq}-"
+        assert link in section
+        target = section.split(link, 1)[1].split(")", 1)[0]
+        assert (
+            f'id="session-{preference.session_index}-turn-{preference.turn_seq}-{target}"' in page
+        )
+    assert "status: **noted**" in section
     for line in expected:
         assert line in text, line
-    for placeholder in ("not recorded", "supplied no", "none named", "not checked"):
+    for placeholder in (
+        "not recorded",
+        "supplied no",
+        "none named",
+        "not checked",
+        "expressed no preference",
+    ):
         assert placeholder not in text
 
 
@@ -135,6 +156,21 @@ def test_the_sealed_report_matches_the_manifest_and_regenerates_identically(
 def test_a_later_analysis_is_sealed_as_a_new_version(site: Site, tmp_path: Path) -> None:
     outcome = deprecate(site, tmp_path)
     first = sealed(site)
+    with site.ledger.session() as db:
+        preference = db.exec(select(InterviewPreference)).first()
+    assert preference is not None
+    decided = sunset(
+        "preference",
+        str(preference.id),
+        "--status",
+        "acted-on",
+        "--reason",
+        "Adopted in the successor's guidelines",
+        env=site.env,
+    )
+    assert decided.returncode == 0, decided.stderr
+    # Regenerating the sealed version ignores what was decided after it was sealed.
+    assert render_report(site.ledger, first.run_id).encode() == Path(first.local_path).read_bytes()
     later = tmp_path / "later.md"
     later.write_text("On reflection, one more preference deserves action.\n")
 
@@ -146,6 +182,7 @@ def test_a_later_analysis_is_sealed_as_a_new_version(site: Site, tmp_path: Path)
     second = sealed(site)
     assert (first.version, second.version) == (1, 2)
     assert "On reflection" in Path(second.local_path).read_text()
+    assert "status: **acted on**" in Path(second.local_path).read_text()
     assert Path(first.local_path).read_text() != Path(second.local_path).read_text()
     versions = site.store.client.list_object_versions(Bucket=site.store.bucket, Prefix=first.key)[
         "Versions"
@@ -238,5 +275,5 @@ def test_hostile_strings_render_inert(site: Site, tmp_path: Path) -> None:
     assert "\x1b" not in page and "\x00" not in page and "\u241b" in page
     assert "x" * 5000 in page  # very long lines are kept, wrapped by CSS
     assert "\n## Injected heading" not in markdown.split("## 5. Interview")[0]
-    assert page.count("<h2") == 7  # the report's own sections; no injected heading
+    assert page.count("<h2") == 8  # the report's own sections; no injected heading
     assert "<h2>Injected heading" not in page

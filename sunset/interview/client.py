@@ -2,32 +2,71 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anthropic
+from anthropic import APIRequest, APIResponse, CallNext, Middleware
 from pydantic import SecretStr
+
+from sunset.errors import DeadlineExceeded
+
+_RETRIED_STATUSES = frozenset({408, 409, 429})
 
 
 @dataclass(frozen=True)
 class RawReply:
-    """A Messages API response exactly as it came over the wire."""
+    """A Messages API response exactly as it came over the wire, and the request behind it."""
 
     body: str
     request_id: str | None
     retries: int
     latency_s: float
+    #: SHA-256 of the exact request body bytes the SDK sent.
+    request_sha256: str
+    #: The ``anthropic-version`` header the SDK sent.
+    api_version: str | None
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A wall-clock moment (``time.time()`` seconds) that the interview must not run past."""
+
+    at: float
+    seconds: float
+    setting: str = "SUNSET_INTERVIEW_DEADLINE_SECONDS"
+
+    @classmethod
+    def after(cls, seconds: float, *, start: float | None = None) -> Deadline:
+        """The deadline ``seconds`` after ``start`` (default: now)."""
+        return cls(at=(time.time() if start is None else start) + seconds, seconds=seconds)
+
+    def remaining(self) -> float:
+        return self.at - time.time()
+
+    def check(self, progress: str) -> None:
+        """Raise DeadlineExceeded, saying what is done (``progress``), once the time is up."""
+        if self.remaining() <= 0:
+            raise self.exceeded(progress)
+
+    def exceeded(self, progress: str) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"The interview did not finish within its deadline of {self.seconds:g} s "
+            f"({self.setting}); {progress}. Every answer received is recorded: run the same "
+            "command again to resume with the next question, or raise the deadline."
+        )
 
 
 class MessagesClient(Protocol):
     sdk_version: str
 
-    def create(self, request: dict[str, Any]) -> RawReply: ...
+    def create(self, request: dict[str, Any], *, deadline: Deadline) -> RawReply: ...
 
 
 class AnthropicMessages:
-    """The anthropic SDK; it retries 408/409/429/5xx itself, a few times."""
+    """The anthropic SDK; it retries 408/409/429/5xx itself, ``max_retries`` times."""
 
     sdk_version = f"anthropic-python {anthropic.__version__}"
 
@@ -37,8 +76,10 @@ class AnthropicMessages:
         base_url: str | None,
         api_key: SecretStr | None,
         max_retries: int = 2,
-        timeout_s: float = 120.0,
+        timeout_s: float = 300.0,
     ) -> None:
+        self._max_retries = max_retries
+        self._timeout_s = timeout_s
         self._client = anthropic.Anthropic(
             base_url=base_url,
             api_key=api_key.get_secret_value() if api_key else None,
@@ -46,13 +87,65 @@ class AnthropicMessages:
             timeout=timeout_s,
         )
 
-    def create(self, request: dict[str, Any]) -> RawReply:
+    def create(self, request: dict[str, Any], *, deadline: Deadline) -> RawReply:
+        """Send one Messages request, with the SDK's retries, and return the reply verbatim.
+
+        Raises:
+            DeadlineExceeded: the deadline passed, or a Retry-After would wait past it.
+            anthropic.APIError: the API refused, or the SDK used up its retries.
+        """
+        guard = _DeadlineGuard(deadline, self._timeout_s, self._max_retries)
         started = time.monotonic()
-        response = self._client.messages.with_raw_response.create(**request)
-        body = response.text()
+        response = self._client.with_middleware(guard).messages.with_raw_response.create(**request)
+        sent = response.http_request
         return RawReply(
-            body=body,
+            # JSON is UTF-8 on the wire; decoding strictly keeps the text byte for byte.
+            body=response.http_response.content.decode("utf-8"),
             request_id=response.request_id,
             retries=response.retries_taken,
             latency_s=time.monotonic() - started,
+            request_sha256=hashlib.sha256(sent.content).hexdigest(),
+            api_version=sent.headers.get("anthropic-version"),
         )
+
+
+class _DeadlineGuard(Middleware):
+    """Keeps every SDK attempt, and every wait between attempts, inside the deadline.
+
+    The SDK obeys Retry-After with no cap, and its timeout bounds one attempt only; so each
+    attempt gets at most the time that is left, and a retryable answer that asks to wait
+    past the deadline ends the call at once instead of sleeping. The SDK's own backoff
+    (at most 8 s) can still pass the deadline; the next attempt is then refused.
+    """
+
+    def __init__(self, deadline: Deadline, timeout_s: float, max_retries: int) -> None:
+        self._deadline = deadline
+        self._timeout_s = timeout_s
+        self._max_retries = max_retries
+
+    def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
+        remaining = self._deadline.remaining()
+        if remaining <= 0:
+            raise self._deadline.exceeded(
+                f"it passed after {request.retries_taken} failed attempt(s) at one answer"
+            )
+        response = call_next(request.copy(timeout=min(self._timeout_s, remaining)))
+        status = response.status_code
+        will_retry = request.retries_taken < self._max_retries and (
+            status in _RETRIED_STATUSES or status >= 500
+        )
+        wait = _retry_after_seconds(response.headers)
+        if will_retry and wait is not None and wait >= self._deadline.remaining():
+            raise self._deadline.exceeded(
+                f"the API answered {status} and asked to wait {wait:g} s before retrying"
+            )
+        return response
+
+
+def _retry_after_seconds(headers: Any) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return float(headers.get(name)) * scale
+        except (TypeError, ValueError):
+            continue
+    return None

@@ -2,23 +2,25 @@
 
 A session replays the answers already in the ledger as conversation history and asks
 only the questions still open, so an interrupted interview resumes at the next question
-and no question is ever asked or recorded twice.
+and no question is ever asked or recorded twice. A turn and the preferences found in it
+are recorded in one transaction; the session's transcript in the package follows.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import func, select
 
 from sunset.errors import InputError
-from sunset.interview.client import MessagesClient
+from sunset.interview.client import Deadline, MessagesClient
+from sunset.interview.preferences import preferences_in
 from sunset.interview.protocol import LoadedProtocol
-from sunset.ledger import InterviewSession, InterviewTurn, Ledger, utcnow
+from sunset.interview.transcript import PackageTranscripts
+from sunset.ledger import InterviewSession, InterviewTurn, Ledger, StepAttempt, utcnow
 
 FLAGGED_STOP_REASONS = {"max_tokens", "refusal"}
 
@@ -31,8 +33,17 @@ class InterviewSummary:
     turns_asked: int
     turns_replayed: int
     flagged_turns: int
+    preferences_found: int
     protocol: str
     protocol_sha256: str
+
+
+@dataclass(frozen=True)
+class _SessionResult:
+    asked: int
+    replayed: int
+    flagged: int
+    preferences: int
 
 
 def run_interviews(
@@ -44,26 +55,73 @@ def run_interviews(
     protocol: LoadedProtocol,
     sessions: int,
     max_tokens: int,
+    deadline: Deadline,
     concurrency: int = 2,
+    package: PackageTranscripts | None = None,
 ) -> InterviewSummary:
-    """Run ``sessions`` interview sessions of ``model_id``, at most ``concurrency`` at once."""
+    """Run ``sessions`` interview sessions of ``model_id``, at most ``concurrency`` at once.
+
+    Args:
+        ledger: Where every turn and preference is recorded as it arrives.
+        client: The Messages API.
+        run_id: The deprecation run the sessions belong to.
+        model_id: The model being interviewed, sent as the request's ``model``.
+        protocol: The questions; a session started under another protocol is not resumed.
+        sessions: How many independent sessions to hold.
+        max_tokens: The bound on each answer.
+        deadline: No request is started, and no Retry-After is waited for, past it.
+        concurrency: Sessions that run at the same time, at most.
+        package: Keeps the transcripts in the preservation package as turns arrive.
+
+    Raises:
+        InputError: a session was started under a different protocol.
+        DeadlineExceeded: the deadline passed; what was answered is recorded.
+    """
+    if package is not None:
+        package.write_protocol(protocol)
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, sessions))) as pool:
         results = list(
             pool.map(
                 lambda index: _run_session(
-                    ledger, client, run_id, model_id, protocol, index, max_tokens
+                    ledger,
+                    client,
+                    run_id,
+                    model_id,
+                    protocol,
+                    index,
+                    max_tokens,
+                    deadline,
+                    package,
                 ),
                 range(1, sessions + 1),
             )
         )
     return InterviewSummary(
         sessions=sessions,
-        turns_asked=sum(asked for asked, _, _ in results),
-        turns_replayed=sum(replayed for _, replayed, _ in results),
-        flagged_turns=sum(flagged for _, _, flagged in results),
+        turns_asked=sum(r.asked for r in results),
+        turns_replayed=sum(r.replayed for r in results),
+        flagged_turns=sum(r.flagged for r in results),
+        preferences_found=sum(r.preferences for r in results),
         protocol=f"{protocol.protocol.name} {protocol.protocol.version}",
         protocol_sha256=protocol.sha256,
     )
+
+
+def interview_deadline(
+    ledger: Ledger, *, run_id: str, step: str, flow_run_id: str | None, seconds: float
+) -> Deadline:
+    """The deadline of an interview step: ``seconds`` after its first attempt in this flow
+    run began, so the step's own retries stay inside the same bound."""
+    with ledger.session() as db:
+        first = db.exec(
+            select(func.min(StepAttempt.started_at)).where(
+                StepAttempt.run_id == run_id,
+                StepAttempt.step == step,
+                StepAttempt.flow_run_id == flow_run_id,
+            )
+        ).one()
+    started = first.timestamp() if first is not None else None
+    return Deadline.after(seconds, start=started)
 
 
 def _run_session(
@@ -74,23 +132,32 @@ def _run_session(
     loaded: LoadedProtocol,
     index: int,
     max_tokens: int,
-) -> tuple[int, int, int]:
+    deadline: Deadline,
+    package: PackageTranscripts | None,
+) -> _SessionResult:
     session = _open_session(ledger, run_id, model_id, loaded, index)
     recorded = _turns(ledger, session.id)
+    planned_turns = loaded.protocol.turns()
     history: list[dict[str, Any]] = []
-    asked = flagged = 0
-    for seq, planned in enumerate(loaded.protocol.turns(), start=1):
+    asked = flagged = preferences = 0
+    for seq, planned in enumerate(planned_turns, start=1):
         question = {"role": "user", "content": planned.text}
         turn = recorded.get(seq)
         if turn is None:
+            deadline.check(
+                f"session {index} has {seq - 1} of {len(planned_turns)} answers recorded"
+            )
             request = {
                 "model": model_id,
                 "max_tokens": max_tokens,
                 "system": loaded.protocol.framing,
                 "messages": [*history, question],
             }
-            turn = _ask(ledger, client, session.id, seq, planned.question_id, request)
+            turn, found = _ask(ledger, client, session, seq, planned.question_id, request, deadline)
             asked += 1
+            preferences += found
+            if package is not None:
+                package.refresh(session)
         elif turn.question_id != planned.question_id:
             raise InputError(
                 f"Interview session {index} recorded question {turn.question_id!r} at turn "
@@ -100,13 +167,15 @@ def _run_session(
         # An empty answer cannot stand in the history the API accepts; say so instead.
         answer = turn.answer_text or "[no text in this answer]"
         history += [question, {"role": "assistant", "content": answer}]
+    if package is not None:
+        package.refresh(session)  # also catches up after a crash between ledger and package
     with ledger.session() as db:
         stored = db.get(InterviewSession, session.id)
         assert stored is not None
         if stored.state != "completed":
             stored.state, stored.finished_at = "completed", utcnow()
             db.add(stored)
-    return asked, len(recorded), flagged
+    return _SessionResult(asked, len(recorded), flagged, preferences)
 
 
 def _open_session(
@@ -133,8 +202,9 @@ def _open_session(
                 f"Interview session {index} of this run was started under protocol "
                 f"{session.protocol_name} {session.protocol_version} "
                 f"(sha256 {session.protocol_sha256[:12]}), but {loaded.origin} now hashes to "
-                f"{loaded.sha256[:12]}; restore the original protocol file to resume, "
-                "or start a new run."
+                f"{loaded.sha256[:12]}; restore the original protocol file to resume this "
+                "interview, or save the changed protocol under a new file name and pass it "
+                "with --protocol to start a new run."
             )
         return session
 
@@ -148,14 +218,14 @@ def _turns(ledger: Ledger, session_id: str) -> dict[int, InterviewTurn]:
 def _ask(
     ledger: Ledger,
     client: MessagesClient,
-    session_id: str,
+    session: InterviewSession,
     seq: int,
     question_id: str,
     request: dict[str, Any],
-) -> InterviewTurn:
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    deadline: Deadline,
+) -> tuple[InterviewTurn, int]:
     asked_at = utcnow()
-    reply = client.create(request)
+    reply = client.create(request, deadline=deadline)
     answered_at = utcnow()
     response = json.loads(reply.body)
     text = "".join(
@@ -165,11 +235,11 @@ def _ask(
     )
     stop_reason = response.get("stop_reason")
     turn = InterviewTurn(
-        session_id=session_id,
+        session_id=session.id,
         seq=seq,
         question_id=question_id,
         question=request["messages"][-1]["content"],
-        request_sha256=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+        request_sha256=reply.request_sha256,
         response_body=reply.body,
         answer_text=text,
         responding_model=str(response.get("model", "")),
@@ -181,7 +251,12 @@ def _ask(
         asked_at=asked_at,
         answered_at=answered_at,
         flagged=stop_reason if stop_reason in FLAGGED_STOP_REASONS else None,
+        api_version=reply.api_version,
     )
+    # One transaction: a recorded turn always has its preferences, a rerun adds none twice.
     with ledger.session() as db:
         db.add(turn)
-    return turn
+        db.flush()
+        found = preferences_in(session, turn)
+        db.add_all(found)
+    return turn, len(found)

@@ -56,6 +56,12 @@ class RunState(StrEnum):
     SUPERSEDED = "superseded"
 
 
+class PreferenceStatus(StrEnum):
+    NOTED = "noted"
+    ACTED_ON = "acted on"
+    DECLINED = "declined"
+
+
 class AttemptState(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
@@ -227,6 +233,8 @@ class InterviewTurn(SQLModel, table=True):
     asked_at: datetime = Field(sa_type=UTCDateTime)
     answered_at: datetime = Field(sa_type=UTCDateTime)
     flagged: str | None = Field(default=None, max_length=32)  # max_tokens | refusal
+    # The `anthropic-version` header the SDK sent; request_sha256 is over the exact body bytes.
+    api_version: str | None = Field(default=None, max_length=32)
 
 
 class Report(SQLModel, table=True):
@@ -273,3 +281,48 @@ class ReportInput(SQLModel, table=True):
     sha256: str = Field(max_length=64)
     supplied_by: str
     supplied_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InterviewPreference(SQLModel, table=True):
+    """A preference the model expressed, quoted verbatim from one turn's answer.
+
+    ``answer_text[quote_start:quote_end]`` of the turn is exactly ``quote``: the pointer can
+    be followed and checked. The status starts as ``noted``; every later change is also
+    appended to ``preference_status_changes``.
+    """
+
+    __tablename__ = "interview_preferences"
+    __table_args__ = (sa.UniqueConstraint("turn_id", "quote_start"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="deprecation_runs.id", index=True, max_length=32)
+    model_id: str = Field(foreign_key="catalog_models.id", index=True, max_length=128)
+    session_id: str = Field(foreign_key="interview_sessions.id", max_length=32)
+    turn_id: int = Field(foreign_key="interview_turns.id", index=True)
+    session_index: int
+    turn_seq: int
+    question_id: str = Field(max_length=128)
+    quote: str
+    quote_start: int
+    quote_end: int
+    category: str = Field(max_length=64)
+    extractor: str = Field(max_length=64)  # how it was found, e.g. "sentence-patterns/1"
+    status: PreferenceStatus = Field(default=PreferenceStatus.NOTED, sa_type=sa.String(16))
+    status_reason: str | None = None
+    status_changed_by: str | None = None
+    status_changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PreferenceStatusChange(SQLModel, table=True):
+    """One decision about a preference: what it became, why, who decided and when."""
+
+    __tablename__ = "preference_status_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    preference_id: int = Field(foreign_key="interview_preferences.id", index=True)
+    from_status: PreferenceStatus = Field(sa_type=sa.String(16))
+    to_status: PreferenceStatus = Field(sa_type=sa.String(16))
+    reason: str
+    actor: str
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

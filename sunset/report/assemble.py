@@ -9,10 +9,9 @@ every other field escaped (sunset/report/render.py).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,20 @@ import jinja2
 from sqlmodel import col, select
 
 from sunset.errors import InputError
+from sunset.interview.preferences import EXTRACTOR
 from sunset.interview.protocol import LoadedProtocol
+from sunset.interview.transcript import transcript_jsonl
 from sunset.ledger import (
     AttemptState,
     CatalogModel,
     Delivery,
     DeprecationRun,
     FixityEvent,
+    InterviewPreference,
     InterviewSession,
     InterviewTurn,
     Ledger,
+    PreferenceStatusChange,
     Report,
     ReportInput,
     Snapshot,
@@ -40,7 +43,7 @@ from sunset.ledger import (
 from sunset.package import INTERVIEW_DIR, REPORT_DIR, WEIGHTS_DIR, PayloadEntry, payload_manifest
 from sunset.preserve import add_payload, verify_snapshot, write_tag_files
 from sunset.report.inputs import INPUT_KINDS
-from sunset.report.render import inline, quoted, to_html, verbatim
+from sunset.report.render import anchor, inline, quoted, to_html, verbatim
 from sunset.runs import FLIP_STEP, PREFLIGHT_STEP, REPORT_STEP
 from sunset.store import ObjectStore
 
@@ -57,6 +60,7 @@ _TEMPLATES = jinja2.Environment(
 _TEMPLATES.filters["verbatim"] = verbatim
 _TEMPLATES.filters["inline"] = inline
 _TEMPLATES.filters["quoted"] = quoted
+_TEMPLATES.filters["anchor"] = anchor
 
 
 @dataclass(frozen=True)
@@ -101,17 +105,30 @@ def report_run(ledger: Ledger, model_id: str) -> str:
     return report.run_id
 
 
-def render_report(ledger: Ledger, run_id: str) -> str:
-    """The Markdown report of a run, from the ledger only."""
-    return _TEMPLATES.get_template("report.md.j2").render(_facts(ledger, run_id))
+def render_report(ledger: Ledger, run_id: str, as_of: datetime | None = None) -> str:
+    """The Markdown report of a run from the ledger only, as it stood at ``as_of``.
+
+    By default, as of the newest sealed version, so a regenerated report is that version
+    byte for byte; a preference decided later shows up only in a newly sealed version.
+    """
+    moment = as_of or _last_sealed(ledger, run_id) or utcnow()
+    return _TEMPLATES.get_template("report.md.j2").render(_facts(ledger, run_id, moment))
 
 
-def render_report_html(ledger: Ledger, run_id: str) -> str:
+def render_report_html(ledger: Ledger, run_id: str, as_of: datetime | None = None) -> str:
     """The self-contained HTML report of a run, derived from the Markdown one."""
     with ledger.session() as db:
         run = db.get(DeprecationRun, run_id)
         assert run is not None
-    return to_html(render_report(ledger, run_id), f"Post-deployment report: {run.model_id}")
+    return to_html(render_report(ledger, run_id, as_of), f"Post-deployment report: {run.model_id}")
+
+
+def _last_sealed(ledger: Ledger, run_id: str) -> datetime | None:
+    with ledger.session() as db:
+        report = db.exec(
+            select(Report).where(Report.run_id == run_id).order_by(col(Report.version).desc())
+        ).first()
+    return report.sealed_at if report else None
 
 
 def seal_report(
@@ -146,8 +163,9 @@ def seal_report(
         written[f"{INTERVIEW_DIR}/session-{session.session_index}.jsonl"] = transcript_jsonl(
             ledger, session.id
         )
-    markdown = render_report(ledger, run_id).encode("utf-8")
-    page = render_report_html(ledger, run_id).encode("utf-8")
+    sealed_at = utcnow()
+    markdown = render_report(ledger, run_id, sealed_at).encode("utf-8")
+    page = render_report_html(ledger, run_id, sealed_at).encode("utf-8")
     written[f"{REPORT_DIR}/{REPORT_MD}"] = markdown
     written[f"{REPORT_DIR}/{REPORT_HTML}"] = page
     for path, data in written.items():
@@ -184,19 +202,10 @@ def seal_report(
                 key=key,
                 sha256=digest,
                 local_path=str(local),
-                sealed_at=utcnow(),
+                sealed_at=sealed_at,
             )
         )
     return SealedReport(version, key, str(local), str(local.with_suffix(".html")), digest, package)
-
-
-def transcript_jsonl(ledger: Ledger, session_id: str) -> bytes:
-    """A session's turns as JSON Lines, each with the API response body verbatim."""
-    lines = []
-    for turn in _session_turns(ledger, session_id):
-        record = turn.model_dump(mode="json", exclude={"id", "session_id"})
-        lines.append(json.dumps(record, ensure_ascii=False, sort_keys=True))
-    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
 def _session_turns(ledger: Ledger, session_id: str) -> list[InterviewTurn]:
@@ -210,15 +219,16 @@ def _session_turns(ledger: Ledger, session_id: str) -> list[InterviewTurn]:
         )
 
 
-def _latest_input(db: Any, run_id: str, kind: str) -> ReportInput | None:
-    return db.exec(
-        select(ReportInput)
-        .where(ReportInput.run_id == run_id, ReportInput.kind == kind)
-        .order_by(col(ReportInput.id).desc())
-    ).first()
+def _latest_input(
+    db: Any, run_id: str, kind: str, as_of: datetime | None = None
+) -> ReportInput | None:
+    query = select(ReportInput).where(ReportInput.run_id == run_id, ReportInput.kind == kind)
+    if as_of is not None:
+        query = query.where(col(ReportInput.supplied_at) <= as_of)
+    return db.exec(query.order_by(col(ReportInput.id).desc())).first()
 
 
-def _facts(ledger: Ledger, run_id: str) -> dict[str, Any]:
+def _facts(ledger: Ledger, run_id: str, as_of: datetime) -> dict[str, Any]:
     with ledger.session() as db:
         run = db.get(DeprecationRun, run_id)
         assert run is not None
@@ -247,7 +257,25 @@ def _facts(ledger: Ledger, run_id: str) -> dict[str, Any]:
         attempts = db.exec(
             select(StepAttempt).where(StepAttempt.run_id == run_id).order_by(col(StepAttempt.id))
         ).all()
-        inputs = {kind: _latest_input(db, run_id, kind) for kind in INPUT_KINDS}
+        inputs = {kind: _latest_input(db, run_id, kind, as_of) for kind in INPUT_KINDS}
+        preferences = db.exec(
+            select(InterviewPreference)
+            .where(InterviewPreference.run_id == run_id)
+            .order_by(
+                col(InterviewPreference.session_index),
+                col(InterviewPreference.turn_seq),
+                col(InterviewPreference.quote_start),
+            )
+        ).all()
+        changes = db.exec(
+            select(PreferenceStatusChange)
+            .where(
+                col(PreferenceStatusChange.preference_id).in_([p.id for p in preferences]),
+                col(PreferenceStatusChange.at) <= as_of,
+            )
+            .order_by(col(PreferenceStatusChange.at), col(PreferenceStatusChange.id))
+        ).all()
+    decided = {change.preference_id: change for change in changes}
     preflight = next(
         a.summary or {}
         for a in reversed(attempts)
@@ -281,6 +309,11 @@ def _facts(ledger: Ledger, run_id: str) -> dict[str, Any]:
         # Only the steps that ran before the report, so a later regeneration is identical.
         "attempts": [a for a in attempts if a.step not in (REPORT_STEP, FLIP_STEP)],
         "target": "retired" if run.parameters.get("retire") else "deprecated",
+        "preferences": [
+            (p, decided[p.id].to_status if p.id in decided else "noted", decided.get(p.id))
+            for p in preferences
+        ],
+        "extractor": EXTRACTOR,
         "deployment_summary": inputs["deployment_summary"],
         "operator_analysis": inputs["operator_analysis"],
     }

@@ -64,15 +64,29 @@ nav.toc ol { padding-left: 1.2em; }
 """
 
 
+def anchor(heading: str) -> str:
+    """The anchor of a heading, as GitHub and this module's HTML both derive it."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
 def to_html(markdown: str, title: str) -> str:
     """A self-contained, printable HTML document of the Markdown report, with contents."""
     tokens = _MARKDOWN.parse(markdown)
     contents: list[tuple[int, str, str]] = []
+    used: set[str] = set()
     for index, token in enumerate(tokens):
-        if token.type == "heading_open" and token.tag in ("h2", "h3"):
-            anchor = f"s{len(contents) + 1}"
-            token.attrSet("id", anchor)
-            contents.append((int(token.tag[1]), anchor, _text_of(tokens[index + 1])))
+        if token.type != "heading_open":
+            continue
+        text = _text_of(tokens[index + 1])
+        slug = base = anchor(text)
+        suffix = 0
+        while slug in used:  # GitHub numbers repeated headings the same way
+            suffix += 1
+            slug = f"{base}-{suffix}"
+        used.add(slug)
+        token.attrSet("id", slug)
+        if token.tag in ("h2", "h3"):
+            contents.append((int(token.tag[1]), slug, text))
     body = _MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {})
     toc = "".join(
         f'<li style="margin-left:{(level - 2) * 1.2}em"><a href="#{anchor}">'

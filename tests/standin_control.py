@@ -1,0 +1,35 @@
+"""Steering the devstack's Messages stand-in over HTTP: its fault queue and request log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class StandIn:
+    """The running stand-in: queue faults, read what it received and what it sent back."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=10)
+
+    def reset(self) -> None:
+        assert self.http.delete("/_standin/faults").status_code == 200
+        assert self.http.delete("/_standin/requests").status_code == 200
+
+    def queue(self, *faults: dict[str, Any]) -> None:
+        response = self.http.post("/_standin/faults", json=list(faults))
+        assert response.status_code == 200, response.text
+
+    def log(self) -> list[dict[str, Any]]:
+        response = self.http.get("/_standin/requests")
+        assert response.status_code == 200
+        entries: list[dict[str, Any]] = response.json()
+        return entries
+
+
+def last_question(entry: dict[str, Any]) -> str:
+    """The question a logged request asked: the content of its last message."""
+    content: str = entry["json"]["messages"][-1]["content"]
+    return content

@@ -1,0 +1,107 @@
+"""The interview step inside the deprecate_model flow: step retries, resume, the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from flows import deprecate as deprecate_flow
+from sunset.errors import InputError
+from sunset.example_model import EXAMPLE_MODEL_ID
+from sunset.interview.protocol import load_protocol
+from sunset.interview.transcript import transcript_jsonl, transcript_path
+from sunset.ledger import InterviewSession, InterviewTurn, Report, Snapshot, StepAttempt
+from sunset.runs import INTERVIEW_STEP
+from tests.conftest import Site
+from tests.standin_control import StandIn, last_question
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+QUESTIONS = [turn.text for turn in load_protocol().protocol.turns()]
+
+
+def run_flow(site: Site, **overrides: Any) -> Any:
+    parameters: dict[str, Any] = {
+        "model_id": EXAMPLE_MODEL_ID,
+        "weights": str(site.weights),
+        "recipients": str(site.recipients),
+    } | overrides
+    return deprecate_flow.deprecate_model(**parameters)
+
+
+def interview_attempts(site: Site) -> list[tuple[int, str]]:
+    with site.ledger.session() as db:
+        rows = db.exec(
+            select(StepAttempt).where(StepAttempt.step == INTERVIEW_STEP).order_by(StepAttempt.id)
+        )
+        return [(a.attempt, str(a.state)) for a in rows]
+
+
+def turns(site: Site) -> list[InterviewTurn]:
+    with site.ledger.session() as db:
+        return list(db.exec(select(InterviewTurn).order_by(InterviewTurn.seq)))
+
+
+def test_when_the_sdk_gives_up_the_step_retries_and_asks_only_the_rest(
+    site: Site, standin: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUNSET_INTERVIEW_MAX_RETRIES", "1")
+    # Turn 3 meets two 529s: the SDK retries once, then gives up; the step tries again.
+    standin.queue({"delay": 0}, {"delay": 0}, {"status": 529}, {"status": 529})
+    standin.queue({"status": 429, "retry_after": 0})
+
+    outcome = run_flow(site)
+
+    assert outcome.status == "deprecated"
+    assert interview_attempts(site) == [(1, "failed"), (2, "completed")]
+    with site.ledger.session() as db:
+        failed = db.exec(select(StepAttempt).where(StepAttempt.step == INTERVIEW_STEP)).first()
+        assert failed is not None and "OverloadedError" in (failed.error or "")
+    log = standin.log()
+    assert [entry["status"] for entry in log] == [200, 200, 529, 529, 429] + [200] * 6
+    assert [last_question(entry) for entry in log] == (
+        QUESTIONS[:3] + [QUESTIONS[2]] * 2 + QUESTIONS[2:]
+    )
+    recorded = turns(site)
+    assert [t.question for t in recorded] == QUESTIONS  # one answer per question
+    assert [t.retries for t in recorded] == [0, 0, 1, 0, 0, 0, 0, 0]
+
+    # The sealed package holds the transcript the interview kept there, turn by turn.
+    with site.ledger.session() as db:
+        session = db.exec(select(InterviewSession)).one()
+        snapshot = db.exec(select(Snapshot)).one()
+        report = db.exec(select(Report)).one()
+    stored = site.store.get_bytes(snapshot.prefix + transcript_path(1))
+    assert stored == transcript_jsonl(site.ledger, session.id)
+    assert len(stored.splitlines()) == 8
+    assert recorded[0].answer_text in site.store.get_bytes(report.key).decode()
+
+
+def test_a_changed_protocol_stops_the_resumed_run_until_it_is_restored(
+    site: Site, standin: StandIn, tmp_path: Path
+) -> None:
+    protocol_file = tmp_path / "protocol.yaml"
+    original = load_protocol().source
+    protocol_file.write_bytes(original)
+    # A 400 is not transient: the first run stops after two recorded answers.
+    standin.queue({"delay": 0}, {"delay": 0}, {"status": 400})
+    with pytest.raises(Exception, match="400"):
+        run_flow(site, protocol=str(protocol_file))
+    assert len(turns(site)) == 2
+    standin.reset()
+
+    protocol_file.write_bytes(original + b"# edited after the interview began\n")
+    with pytest.raises(InputError, match="restore the original protocol file to resume"):
+        run_flow(site, protocol=str(protocol_file))
+    assert standin.log() == []
+    assert interview_attempts(site) == [(1, "failed"), (2, "failed")]  # not retried
+
+    protocol_file.write_bytes(original)
+    outcome = run_flow(site, protocol=str(protocol_file))
+
+    assert outcome.status == "deprecated"
+    assert [last_question(entry) for entry in standin.log()] == QUESTIONS[2:]
+    assert [t.question for t in turns(site)] == QUESTIONS
