@@ -170,7 +170,7 @@ def start_deprecation(
     parameters: dict[str, Any], *, deployment: str = DEPRECATE_DEPLOYMENT
 ) -> FlowRun:
     """Create a flow run of the deployment for a worker to pick up; return it at once."""
-    require_server()
+    server = require_server()
     try:
         return run_deployment(
             deployment,
@@ -180,7 +180,7 @@ def start_deprecation(
         )
     except ObjectNotFound:
         raise InputError(
-            f"Deployment {deployment!r} is not on the Prefect server at {require_server()}; "
+            f"Deployment {deployment!r} is not on the Prefect server at {server}; "
             "register the deployments with `sunset ops setup` and run again."
         ) from None
 

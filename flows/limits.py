@@ -4,8 +4,9 @@ Each model has its own limit, ``deprecate-<model-id>``, with one slot: two runs 
 same model queue up, whichever way they were started (CLI, deployment, UI), while runs
 for different models proceed side by side. The limit is made the first time a model is
 deprecated, so no operator has to create one per model; ``strict=True`` still refuses to
-run unguarded if it vanished in between. The slot is leased: a run whose process died
-gives it up when the lease lapses, like the ledger's own run lease.
+run unguarded if it vanished in between. The slot is leased (Prefect's default lease,
+five minutes, renewed while the run lives): a run whose process died gives it up when
+the lease lapses, like the ledger's own run lease.
 """
 
 from __future__ import annotations

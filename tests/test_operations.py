@@ -341,7 +341,8 @@ def test_via_deployment_refuses_without_a_prefect_server(tmp_path: Path) -> None
             str(tmp_path / "users.csv"),
             "--via-deployment",
         ],
-        env=_clean_env() | {"SUNSET_DATA_DIR": str(tmp_path)},
+        # No server in the environment, and none in a Prefect profile either.
+        env=_clean_env() | {"SUNSET_DATA_DIR": str(tmp_path), "PREFECT_HOME": str(tmp_path)},
     )
 
     assert done.returncode == 1
@@ -533,6 +534,28 @@ def test_ops_setup_again_changes_nothing(operations: Operations, webhook: Webhoo
     with operations.client() as client:
         for name in (RUN_FAILED_AUTOMATION, FIXITY_FAILED_AUTOMATION):
             assert len(client.read_automations_by_name(name)) == 1
+
+
+def test_an_unknown_deployment_is_refused_with_what_to_do(operations: Operations) -> None:
+    done = run_cli(
+        [
+            SUNSET,
+            "deprecate",
+            "ops-a",
+            "--weights",
+            str(operations.weights),
+            "--recipients",
+            str(operations.recipients),
+            "--via-deployment",
+            "--deployment",
+            "deprecate-model/nope",
+        ],
+        env=operations.env(),
+    )
+
+    assert done.returncode == 1
+    assert "Deployment 'deprecate-model/nope' is not on the Prefect server" in done.stderr
+    assert "register the deployments with `sunset ops setup`" in done.stderr
 
 
 def test_ctrl_c_stops_the_worker_the_server_and_the_services(operations: Operations) -> None:
