@@ -12,6 +12,7 @@ from prefect.runtime import flow_run
 from prefect.states import State
 from sqlmodel import select
 
+from flows.limits import one_deprecation_per_model
 from sunset.config import Settings
 from sunset.ledger import DeprecationRun
 from sunset.runs import DeprecationRequest, finish_run, run_lease
@@ -77,6 +78,9 @@ def deprecate_model(
     """Deprecate a model: tell its users, preserve and verify its weights, interview it,
     seal the report, and only then change its serving status.
 
+    One run per model at a time: a run started while another run of the same model is
+    in progress waits for it to end, then starts (or resumes) from preflight.
+
     Args:
         model_id: The catalog id of the model to deprecate.
         weights: Directory holding the model's files as they are served.
@@ -103,13 +107,14 @@ def deprecate_model(
         deployment_summary=deployment_summary,
         operator_analysis=operator_analysis,
     )
-    start = preflight(services, request)
-    run_id, validated = start.run_id, start.validated
-    with run_lease(services.ledger, run_id, services.settings.run_lease_seconds):
-        notify_users(services, run_id, validated)
-        snapshot = snapshot_weights(services, run_id, validated)
-        verify_preservation(services, run_id, snapshot)
-        run_interviews(services, run_id, validated)
-        report = assemble_report(services, run_id, validated)
-        status = flip_serving_status(services, run_id, validated)
+    with one_deprecation_per_model(model_id):
+        start = preflight(services, request)
+        run_id, validated = start.run_id, start.validated
+        with run_lease(services.ledger, run_id, services.settings.run_lease_seconds):
+            notify_users(services, run_id, validated)
+            snapshot = snapshot_weights(services, run_id, validated)
+            verify_preservation(services, run_id, snapshot)
+            run_interviews(services, run_id, validated)
+            report = assemble_report(services, run_id, validated)
+            status = flip_serving_status(services, run_id, validated)
     return DeprecationOutcome(run_id, model_id, report.package, report.local_path, status)

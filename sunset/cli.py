@@ -1,8 +1,9 @@
 """The ``sunset`` command: what a release manager types.
 
 Every command loads settings once, here at the edge, and turns any Sunset error into one
-sentence on stderr and a non-zero exit code. Only the commands that start a run reach up
-into ``flows/``, and only inside their bodies.
+sentence on stderr and a non-zero exit code. Only the commands that start a run or
+operate the Prefect server reach up into ``flows/`` and ``deployments/``, and only inside
+their bodies.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rich.table import Table
 from sqlmodel import select
 
 from sunset.config import Settings
-from sunset.errors import SunsetError
+from sunset.errors import InputError, SunsetError
 from sunset.ledger import (
     CatalogModel,
     DeprecationRun,
@@ -162,29 +163,49 @@ def deprecate(
         Path | None,
         typer.Option(help="Markdown file for the report: the operators' interpretation."),
     ] = None,
+    via_deployment: Annotated[
+        bool,
+        typer.Option(
+            "--via-deployment",
+            help="Hand the run to the Prefect server (PREFECT_API_URL) for a worker to "
+            "carry out, and print its page in the Prefect UI. Paths are read on the worker.",
+        ),
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="With --via-deployment: follow the run until it ends."),
+    ] = False,
+    deployment: Annotated[
+        str, typer.Option(help="With --via-deployment: the deployment to run.")
+    ] = "deprecate-model/manual",
 ) -> None:
     """Run a complete deprecation of MODEL: notify its users, snapshot and verify its
     weights, interview it, seal the report, then flip its serving status.
 
     A run that stopped halfway (a crash, a failed step) is resumed by running the same
-    command again: finished steps are skipped and nobody is notified twice.
+    command again: finished steps are skipped and nobody is notified twice. Only one run
+    per model goes at a time; with --via-deployment a second one waits for the first.
     """
     with _plain_errors():
         settings = Settings()
-        outcome = _run_deprecation(
-            settings,
-            model_id=model,
-            weights=str(weights),
-            recipients=str(recipients),
-            retire=retire,
-            retirement_date=_parse_date(retirement_date, "--retirement-date"),
-            protocol=str(protocol) if protocol else None,
-            sessions=settings.interview_sessions if sessions is None else sessions,
-            notice_override_reason=notice_override,
-            deployment_summary=str(deployment_summary) if deployment_summary else None,
-            operator_analysis=str(analysis) if analysis else None,
-        )
-        _show_outcome(outcome)
+        parameters: dict[str, Any] = {
+            "model_id": check_model_id(model),
+            "weights": str(weights),
+            "recipients": str(recipients),
+            "retire": retire,
+            "retirement_date": _parse_date(retirement_date, "--retirement-date"),
+            "protocol": str(protocol) if protocol else None,
+            "sessions": settings.interview_sessions if sessions is None else sessions,
+            "notice_override_reason": notice_override,
+            "deployment_summary": str(deployment_summary) if deployment_summary else None,
+            "operator_analysis": str(analysis) if analysis else None,
+        }
+        if via_deployment:
+            _deprecate_via_deployment(parameters, deployment=deployment, wait=wait)
+            return
+        if wait:
+            raise InputError("--wait goes with --via-deployment; a local run always waits.")
+        _show_outcome(_run_deprecation(settings, **parameters))
 
 
 @app.command()
@@ -464,6 +485,157 @@ def preference(
             f"Preference {decided.id} of {decided.model_id} is now {decided.status}: "
             f"{decided.status_reason}"
         )
+
+
+ops_app = typer.Typer(
+    help="Run Sunset as a service: a Prefect server with its UI, workers, deployments and "
+    "alerts. See deployments/README.md for the production topology.",
+    no_args_is_help=True,
+)
+app.add_typer(ops_app, name="ops")
+
+AlertWebhook = Annotated[
+    str | None,
+    typer.Option(
+        "--alert-webhook",
+        envvar="SUNSET_ALERT_WEBHOOK_URL",
+        show_envvar=True,
+        help="URL that receives a JSON POST when a deprecation run fails or a fixity "
+        "check fails (kept in the Prefect block sunset-alerts, never printed).",
+    ),
+]
+
+
+@ops_app.command("up")
+def ops_up(
+    port: Annotated[int, typer.Option(help="Port of the Prefect server and its UI.")] = 4200,
+    prefect_database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The Prefect server's database, e.g. "
+            "postgresql+asyncpg://postgres@127.0.0.1:5432/prefect; default: SQLite in the "
+            "data directory."
+        ),
+    ] = None,
+    alert_webhook: AlertWebhook = None,
+) -> None:
+    """Run Sunset as a service on this machine until Ctrl-C.
+
+    Starts the local services (SeaweedFS, SMTP, the Messages stand-in), a Prefect server
+    with its UI, the deployments from prefect.yaml and a worker that runs them, then
+    prints the UI address and the settings another shell needs.
+
+    Everything is kept under the data directory (SUNSET_DATA_DIR, default ~/.sunset).
+    Ctrl-C stops the worker, the server and the services, in that order.
+    """
+    import signal
+    import threading
+
+    from deployments.local import LocalOperations
+
+    with _plain_errors():
+        operations = LocalOperations(
+            Settings().data_dir.expanduser(),
+            port=port,
+            prefect_database_url=prefect_database_url,
+            alert_webhook_url=alert_webhook,
+        )
+        stop = threading.Event()
+        try:
+            with console.status("Starting the local services, the Prefect server and a worker"):
+                mode = operations.start()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: stop.set())
+            _show_operating_mode(mode)
+            while not stop.wait(1.0):
+                exited = operations.stopped_process()
+                if exited is not None:
+                    raise SunsetError(
+                        f"{exited.name} (pid {exited.pid}) stopped on its own; see "
+                        f"{exited.log_path}. Everything else is being stopped too."
+                    )
+        finally:
+            with console.status("Stopping the worker, the Prefect server and the services"):
+                operations.stop()
+        console.print("Stopped.")
+
+
+@ops_app.command("setup")
+def ops_setup(alert_webhook: AlertWebhook = None) -> None:
+    """Prepare the Prefect server named by PREFECT_API_URL for Sunset.
+
+    Creates the `sunset` process work pool, registers every deployment in prefect.yaml
+    and, with --alert-webhook, the automations that post failed deprecation runs and
+    failed fixity checks to it.
+
+    Safe to run again after every upgrade: what is already right is left as it is.
+    """
+    with _plain_errors():
+        from deployments.ops import (
+            WORK_POOL,
+            deploy_project,
+            ensure_alerts,
+            ensure_work_pool,
+            require_server,
+        )
+
+        server = require_server()
+        created = ensure_work_pool()
+        console.print(f"Work pool {WORK_POOL}: {'created' if created else 'already there'}.")
+        with console.status("Registering the deployments in prefect.yaml"):
+            deployments = deploy_project()
+        console.print(f"Deployments on {server}: {', '.join(deployments)}")
+        if alert_webhook:
+            console.print(f"Alert automations: {', '.join(ensure_alerts(alert_webhook))}")
+        console.print(f"Start a worker with: prefect worker start --pool {WORK_POOL}")
+
+
+def _show_operating_mode(mode: Any) -> None:
+    table = Table(title="Sunset operating mode (Ctrl-C stops it)", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("Prefect UI", mode.ui_url)
+    table.add_row("Deployments", ", ".join(mode.deployments))
+    table.add_row("Alerts", ", ".join(mode.alerts) or "none (no --alert-webhook)")
+    console.print(table)
+    console.print("In another shell, these settings reach the same server and services:")
+    for key, value in mode.exports.items():
+        console.print(f"export {key}={value}", highlight=False, soft_wrap=True)
+
+
+def _deprecate_via_deployment(parameters: dict[str, Any], *, deployment: str, wait: bool) -> None:
+    from deployments.ops import flow_run_url, follow, start_deprecation
+
+    for key in ("weights", "recipients", "protocol"):
+        if parameters[key]:
+            parameters[key] = str(Path(parameters[key]).absolute())
+    if parameters["retirement_date"]:
+        parameters["retirement_date"] = parameters["retirement_date"].isoformat()
+    run = start_deprecation(parameters, deployment=deployment)
+    console.print(f"Started {run.name} on {deployment}: {flow_run_url(run.id)}", soft_wrap=True)
+    if not wait:
+        console.print("A worker on the `sunset` pool picks it up; follow it in the UI.")
+        return
+    try:
+        with console.status(f"{run.name}: scheduled") as progress:
+            final = follow(
+                run.id,
+                lambda current, done: progress.update(
+                    f"{current.name}: {current.state_name}"
+                    + (f"; done: {', '.join(done)}" if done else "")
+                ),
+            )
+    except KeyboardInterrupt:
+        console.print(f"Stopped following; the run goes on: {flow_run_url(run.id)}")
+        raise typer.Exit(130) from None
+    if final.state is None or not final.state.is_completed():
+        message = final.state.message if final.state else "no state"
+        raise SunsetError(f"{final.name} ended {final.state_name}: {message}")
+    console.print(
+        f"{final.name} completed. `sunset status {parameters['model_id']}` shows the "
+        "package, the report and the serving status.",
+        soft_wrap=True,
+    )
 
 
 def _run_deprecation(settings: Settings, **parameters: Any) -> Any:

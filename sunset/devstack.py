@@ -63,6 +63,7 @@ __all__ = [
     "free_port",
     "read_mailbox",
     "start_messages_server",
+    "start_process",
     "start_seaweedfs",
     "start_smtp",
 ]
@@ -269,6 +270,31 @@ def _wait_ready(
         f"{handle.name} (pid {handle.pid}) {reason}\n"
         f"--- last lines of {handle.log_path} ---\n{_tail(handle.log_path)}"
     )
+
+
+def start_process(
+    name: str,
+    argv: Sequence[str],
+    *,
+    endpoint: str,
+    port: int,
+    probe: Callable[[], object],
+    log_path: Path,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float,
+) -> ServiceHandle:
+    """Start any local service the way the stack's own are started, and wait until ready.
+
+    The process gets its own process group and log file, is stopped with the handle (or
+    at interpreter exit), and counts as ready once ``probe()`` returns without raising.
+    """
+    process = _spawn(argv, log_path, cwd=cwd, env=env)
+    handle = ServiceHandle(name, endpoint, HOST, port, process, log_path)
+    handle.ports = {"http": port}
+    _live_handles.add(handle)
+    _wait_ready(handle, probe, timeout)
+    return handle
 
 
 # --------------------------------------------------------------------------- SeaweedFS

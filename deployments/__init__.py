@@ -1,0 +1,1 @@
+"""Running Sunset in production: Prefect server, work pool, workers, alerts (see README.md)."""

@@ -1,0 +1,215 @@
+"""Operating Sunset on a Prefect server: work pool, deployments, alerts, and runs.
+
+Everything here talks to the Prefect API named by ``PREFECT_API_URL`` and can be run
+again at any time: what is already right stays as it is, what differs is put right.
+``sunset ops setup`` and ``sunset ops up`` call it; so does
+``sunset deprecate --via-deployment``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect import get_client
+from prefect.blocks.webhook import Webhook
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.events.actions import CallWebhook
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+from prefect.workers.process import ProcessWorker
+
+from sunset.errors import InputError, SunsetError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WORK_POOL = "sunset"
+DEPRECATE_FLOW = "deprecate-model"
+DEPRECATE_DEPLOYMENT = f"{DEPRECATE_FLOW}/manual"
+# The audit flow emits this event, one per snapshot that fails its fixity check.
+FIXITY_FAILED_EVENT = "sunset.fixity.failed"
+ALERT_WEBHOOK_BLOCK = "sunset-alerts"
+RUN_FAILED_AUTOMATION = "sunset: deprecation run failed"
+FIXITY_FAILED_AUTOMATION = "sunset: fixity check failed"
+
+# Webhook bodies: JSON with a `text` line that chat webhooks (Slack, Mattermost) show as is.
+RUN_FAILED_PAYLOAD = """{
+  "kind": "deprecation-run-failed",
+  "text": {{ ("Sunset: deprecation run " ~ flow_run.name ~ " ended " ~ flow_run.state.name
+             ~ ": " ~ (flow_run.state.message or "no message")) | tojson }},
+  "flow_run": {{ flow_run.name | tojson }},
+  "flow_run_id": {{ flow_run.id | string | tojson }},
+  "state": {{ flow_run.state.name | tojson }},
+  "tags": {{ flow_run.tags | tojson }},
+  "url": {{ flow_run | ui_url | tojson }}
+}"""
+FIXITY_FAILED_PAYLOAD = """{
+  "kind": "fixity-check-failed",
+  "text": {{ ("Sunset: fixity check failed for " ~ event.resource.id) | tojson }},
+  "resource": {{ event.resource | tojson }},
+  "details": {{ event.payload | tojson }},
+  "occurred": {{ event.occurred | string | tojson }}
+}"""
+
+
+def require_server() -> str:
+    """The API URL of the Prefect server this process talks to.
+
+    Raises:
+        InputError: no server is configured, so Prefect would start a temporary one that
+            no worker watches.
+    """
+    url = PREFECT_API_URL.value()
+    if not url:
+        raise InputError(
+            "No Prefect server is configured: set PREFECT_API_URL to its API (for example "
+            "http://127.0.0.1:4200/api, which `sunset ops up` prints) and run again."
+        )
+    return str(url)
+
+
+def ensure_work_pool(name: str = WORK_POOL) -> bool:
+    """Create the process work pool that Sunset's workers serve; True if it was created."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+            return False
+        except ObjectNotFound:
+            client.create_work_pool(
+                WorkPoolCreate(
+                    name=name,
+                    type="process",
+                    description="Sunset's flow runs; any worker started with "
+                    f"`prefect worker start --pool {name}` runs them.",
+                    base_job_template=ProcessWorker.get_default_base_job_template(),
+                )
+            )
+            return True
+
+
+def deploy_project(root: Path = PROJECT_ROOT) -> list[str]:
+    """Register every deployment in ``root/prefect.yaml`` with the server; return their names.
+
+    Runs ``prefect deploy --all``, so prefect.yaml stays the one description of them.
+    """
+    if not (root / "prefect.yaml").is_file():
+        raise InputError(f"No prefect.yaml in {root}; run this from a Sunset checkout.")
+    env = os.environ | {"PREFECT_API_URL": require_server()}
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+        raise SunsetError(f"`prefect deploy --all` failed in {root}:\n{tail}")
+    with get_client(sync_client=True) as client:
+        deployments = client.read_deployments()
+        flows = {flow.id: flow.name for flow in client.read_flows()}
+    return sorted(f"{flows[d.flow_id]}/{d.name}" for d in deployments)
+
+
+def ensure_alerts(webhook_url: str) -> list[str]:
+    """Post to ``webhook_url`` when a deprecation run fails or a fixity check fails.
+
+    Saves the URL in the Webhook block ``sunset-alerts`` and (re)creates the two
+    automations that call it; returns their names.
+    """
+    block = Webhook(
+        method="POST",
+        url=webhook_url,
+        headers={"Content-Type": "application/json"},
+        # The operator names the URL; alert gateways commonly live on the private network.
+        allow_private_urls=True,
+    )
+    block_id = block.save(ALERT_WEBHOOK_BLOCK, overwrite=True)
+    automations = [
+        AutomationCore(
+            name=RUN_FAILED_AUTOMATION,
+            description="A deprecate-model flow run failed or crashed.",
+            trigger=EventTrigger(
+                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                match_related={
+                    "prefect.resource.role": "flow",
+                    "prefect.resource.name": DEPRECATE_FLOW,
+                },
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[CallWebhook(block_document_id=block_id, payload=RUN_FAILED_PAYLOAD)],
+        ),
+        AutomationCore(
+            name=FIXITY_FAILED_AUTOMATION,
+            description=f"The preservation audit emitted {FIXITY_FAILED_EVENT}.",
+            trigger=EventTrigger(
+                expect={FIXITY_FAILED_EVENT}, posture=Posture.Reactive, threshold=1
+            ),
+            actions=[CallWebhook(block_document_id=block_id, payload=FIXITY_FAILED_PAYLOAD)],
+        ),
+    ]
+    with get_client(sync_client=True) as client:
+        for automation in automations:
+            for existing in client.read_automations_by_name(automation.name):
+                client.delete_automation(existing.id)
+            client.create_automation(automation)
+    return [automation.name for automation in automations]
+
+
+def start_deprecation(
+    parameters: dict[str, Any], *, deployment: str = DEPRECATE_DEPLOYMENT
+) -> FlowRun:
+    """Create a flow run of the deployment for a worker to pick up; return it at once."""
+    server = require_server()
+    try:
+        return run_deployment(
+            deployment,
+            parameters=parameters,
+            flow_run_name=f"deprecate-{parameters['model_id']}",
+            timeout=0,
+        )
+    except ObjectNotFound:
+        raise InputError(
+            f"Deployment {deployment!r} is not on the Prefect server at {server}; "
+            "register the deployments with `sunset ops setup` and run again."
+        ) from None
+
+
+def follow(
+    flow_run_id: UUID,
+    on_progress: Callable[[FlowRun, list[str]], None],
+    *,
+    poll_seconds: float = 2.0,
+) -> FlowRun:
+    """Poll the flow run until it ends, reporting its state and the steps it finished."""
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            task_runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            finished = sorted(
+                (t for t in task_runs if t.state and t.state.is_completed()),
+                key=lambda t: t.end_time or t.created,
+            )
+            # Task run names are the step's name and a short key: notify_users-816.
+            on_progress(run, [t.name.rsplit("-", 1)[0] for t in finished])
+            if run.state is not None and run.state.is_final():
+                return run
+            time.sleep(poll_seconds)
+
+
+def flow_run_url(flow_run_id: UUID) -> str:
+    """The flow run's page in the Prefect UI (the v2 UI, Prefect's default)."""
+    base = str(PREFECT_UI_URL.value() or require_server().removesuffix("/api")).rstrip("/")
+    return f"{base}/v2/runs/flow-run/{flow_run_id}"
