@@ -3,12 +3,15 @@
 from sunset.ledger.db import Ledger, open_ledger
 from sunset.ledger.models import (
     AttemptState,
+    AuditAttempt,
+    AuditRun,
     CatalogModel,
     Delivery,
     DeprecationRun,
     FixityEvent,
     InterviewSession,
     InterviewTurn,
+    PreservedObject,
     Report,
     RunState,
     ServingStatus,
@@ -21,6 +24,8 @@ from sunset.ledger.models import (
 
 __all__ = [
     "AttemptState",
+    "AuditAttempt",
+    "AuditRun",
     "CatalogModel",
     "Delivery",
     "DeprecationRun",
@@ -28,6 +33,7 @@ __all__ = [
     "InterviewSession",
     "InterviewTurn",
     "Ledger",
+    "PreservedObject",
     "Report",
     "RunState",
     "ServingStatus",
