@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from sqlmodel import select
 
 from sunset.errors import PreservationError, VerificationFailed
-from sunset.fixity import DEEP, FAST, Finding, absent, deep_check, fast_check, record
+from sunset.fixity import (
+    DEEP,
+    FAST,
+    MISMATCH,
+    Finding,
+    absent,
+    deep_check,
+    fast_check,
+    record,
+)
 from sunset.ledger import (
     CatalogModel,
     DeprecationRun,
@@ -220,14 +229,12 @@ def verify_snapshot(
     for copy in store.copies:
         for path in wanted:
             row = held.get((copy.name, path))
-            findings = _check(copy, snapshot, path, row)
-            for finding in findings:
+            derived = digest_bytes(tags[path]) if path in tags else None
+            for finding in _check(copy, snapshot, path, row, derived):
                 record(ledger, finding, run_id=run_id)
                 bytes_read += finding.bytes_read
                 if not finding.ok:
                     failures.append(f"{copy.name}:{path} ({finding.outcome}: {finding.detail})")
-            if row is not None and path in tags and row.sha512 != digest_bytes(tags[path]).sha512:
-                failures.append(f"{copy.name}:{path} (stale: not rewritten after a change)")
             checked += 1
             if progress:
                 progress(bytes_read, total)
@@ -275,10 +282,22 @@ def preserved(held: PreservedObject) -> Digests:
 
 
 def _check(
-    copy: ObjectStore, snapshot: Snapshot, path: str, row: PreservedObject | None
+    copy: ObjectStore,
+    snapshot: Snapshot,
+    path: str,
+    row: PreservedObject | None,
+    derived: Digests | None,
 ) -> list[Finding]:
+    """Fast, then deep if fast passed; a tag file must also be the one the ledger derives."""
     if row is None:
         return [absent(snapshot.id, copy.name, copy.bucket, path, FAST)]
+    if derived is not None and preserved(row) != derived:
+        stale = "not the tag file the ledger derives now (not rewritten after a change)"
+        return [
+            Finding(
+                snapshot.id, copy.name, copy.bucket, path, row.version_id, FAST, MISMATCH, stale
+            )
+        ]
     fast = fast_check(copy, snapshot.prefix + path, row)
     if not fast.ok:
         return [fast]

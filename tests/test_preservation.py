@@ -24,7 +24,7 @@ from sunset.errors import InputError, VerificationFailed
 from sunset.example_model import register_example_models
 from sunset.ledger import DeprecationRun, FixityEvent, PreservedObject, open_ledger, utcnow
 from sunset.package import WEIGHTS_DIR
-from sunset.preserve import is_verified, verify_snapshot
+from sunset.preserve import add_payload, is_verified, verify_snapshot, write_tag_files
 from sunset.replicas import weights_reader
 from sunset.store import ObjectStore
 from tests.conftest import Site
@@ -135,6 +135,36 @@ def test_verification_checks_every_replica_fast_and_deep_and_records_each_check(
         assert (event.bucket, event.version_id) == (row.bucket, row.version_id)
         assert event.bytes_read == (row.size if event.method == "deep" else 0)
         assert event.duration_s >= 0 and event.checked_at >= row.stored_at
+    assert is_verified(site.ledger, summary.snapshot_id)
+
+
+def test_a_package_whose_manifests_were_not_rewritten_fails_verification(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    run_id = start_run(site.ledger)
+    weights = str(write_weights(tmp_path / "w", {"config.json": 100}))
+    summary = snapshot(site.ledger, store, weights, run_id, CountingReader())
+
+    add_payload(site.ledger, store, summary.snapshot_id, "data/report/report.md", b"# Report\n")
+
+    with pytest.raises(VerificationFailed, match="manifest-sha512.txt \\(mismatch: not the tag"):
+        verify_snapshot(
+            site.ledger,
+            store,
+            snapshot_id=summary.snapshot_id,
+            run_id=run_id,
+            organization="Example Lab",
+        )
+    assert not is_verified(site.ledger, summary.snapshot_id)
+    write_tag_files(site.ledger, store, summary.snapshot_id, "Example Lab")
+    verify_snapshot(
+        site.ledger,
+        store,
+        snapshot_id=summary.snapshot_id,
+        run_id=run_id,
+        organization="Example Lab",
+    )
     assert is_verified(site.ledger, summary.snapshot_id)
 
 
