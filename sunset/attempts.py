@@ -1,4 +1,8 @@
-"""The record of every attempt at every step, failed ones with their error."""
+"""The record of every attempt at every step, failed ones with their error.
+
+Deprecation steps are recorded in ``step_attempts``, audit steps in ``audit_attempts``;
+the two tables have the same shape and differ only in the run they belong to.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from typing import Any
 
 from sqlmodel import func, select
 
-from sunset.ledger import AttemptState, Ledger, StepAttempt, utcnow
+from sunset.ledger import AttemptState, AuditAttempt, Ledger, StepAttempt, utcnow
+
+AttemptTable = type[StepAttempt] | type[AuditAttempt]
 
 
 @dataclass
@@ -24,14 +30,19 @@ class Attempt:
 
 @contextmanager
 def record_attempt(
-    ledger: Ledger, *, run_id: str, step: str, flow_run_id: str | None
+    ledger: Ledger,
+    *,
+    run_id: str,
+    step: str,
+    flow_run_id: str | None,
+    table: AttemptTable = StepAttempt,
 ) -> Iterator[Attempt]:
     """Record the attempt as running now, then as completed or failed with its error."""
     with ledger.session() as db:
         previous = db.exec(
-            select(func.count()).where(StepAttempt.run_id == run_id, StepAttempt.step == step)
+            select(func.count()).where(table.run_id == run_id, table.step == step)
         ).one()
-        row = StepAttempt(run_id=run_id, step=step, attempt=previous + 1, flow_run_id=flow_run_id)
+        row = table(run_id=run_id, step=step, attempt=previous + 1, flow_run_id=flow_run_id)
         db.add(row)
         db.flush()
         assert row.id is not None
@@ -39,9 +50,10 @@ def record_attempt(
     try:
         yield attempt
     except BaseException as exc:
-        _close(ledger, attempt.id, AttemptState.FAILED, None, f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        _close(ledger, table, attempt.id, AttemptState.FAILED, None, error)
         raise
-    _close(ledger, attempt.id, AttemptState.COMPLETED, summarize(attempt.result), None)
+    _close(ledger, table, attempt.id, AttemptState.COMPLETED, summarize(attempt.result), None)
 
 
 def summarize(result: Any) -> dict[str, Any] | None:
@@ -69,13 +81,14 @@ def _plain(value: Any) -> Any:
 
 def _close(
     ledger: Ledger,
+    table: AttemptTable,
     attempt_id: int,
     state: AttemptState,
     summary: dict[str, Any] | None,
     error: str | None,
 ) -> None:
     with ledger.session() as db:
-        row = db.get(StepAttempt, attempt_id)
+        row = db.get(table, attempt_id)
         assert row is not None
         row.state, row.summary, row.error, row.finished_at = state, summary, error, utcnow()
         db.add(row)

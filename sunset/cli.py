@@ -133,7 +133,13 @@ def register(
 @app.command()
 def deprecate(
     model: Annotated[str, typer.Argument(help="Catalog id of the model to deprecate.")],
-    weights: Annotated[Path, typer.Option(help="Directory with the model's files, as served.")],
+    weights: Annotated[
+        str,
+        typer.Option(
+            help="Directory with the model's files, as served, or s3://bucket/prefix where "
+            "they are kept (read with SUNSET_WEIGHTS_S3, default the primary's keys)."
+        ),
+    ],
     recipients: Annotated[
         Path, typer.Option(help="CSV of users to notify: columns email,name[,webhook_url,usage].")
     ],
@@ -229,7 +235,7 @@ def demo(
         write_example_recipients,
         write_example_weights,
     )
-    from sunset.store import ObjectStore, make_s3_client
+    from sunset.replicas import connect_store
 
     with _plain_errors():
         data_dir = Settings().data_dir.expanduser().resolve()
@@ -252,13 +258,7 @@ def demo(
             )
             settings = Settings()
             console.print(f"Local services up; data under {data_dir}")
-            client = make_s3_client(
-                settings.s3_endpoint_url,
-                settings.s3_region,
-                settings.s3_access_key_id,
-                settings.s3_secret_access_key,
-            )
-            ObjectStore(client, settings.bucket).ensure_bucket()
+            connect_store(settings).ensure_buckets()
             ledger = _ledger(settings)
             register_example_models(ledger)
             with ledger.session() as db:
@@ -640,11 +640,13 @@ def _deprecate_via_deployment(parameters: dict[str, Any], *, deployment: str, wa
 
 def _run_deprecation(settings: Settings, **parameters: Any) -> Any:
     """Validate in-process for a fast answer, then run the flow (starting Prefect)."""
+    from sunset.replicas import weights_reader
     from sunset.runs import DeprecationRequest, validate_request
 
     validate_request(
         _ledger(settings),
         DeprecationRequest(**parameters),
+        weights=weights_reader(settings),
         minimum_notice_days=settings.minimum_notice_days,
         today=date.today(),
     )

@@ -6,10 +6,44 @@ Secrets are ``SecretStr``: they print as ``**********`` and reach a client only 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Self
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PRIMARY = "primary"
+MIB = 1024 * 1024
+REPLICA_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class S3Connection(BaseModel):
+    """An S3 endpoint and credentials; every unset field falls back to the primary's."""
+
+    endpoint_url: str | None = Field(default=None, description="S3 endpoint URL.")
+    region: str | None = Field(default=None, description="S3 region name.")
+    access_key_id: str | None = Field(
+        default=None, description="Access key id; unset means the primary's key pair."
+    )
+    secret_access_key: SecretStr | None = Field(default=None, description="Secret access key.")
+
+
+class ReplicaSettings(S3Connection):
+    """One more bucket that holds a full copy of every package."""
+
+    name: str = Field(description="Short name of the replica in the ledger, e.g. 'offsite'.")
+    bucket: str = Field(description="Bucket of the replica (with Object Lock).")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not REPLICA_NAME.match(name) or name == PRIMARY:
+            raise ValueError(
+                f"replica name {name!r} must be 1-64 lowercase letters, digits, '_' or '-', "
+                f"and not {PRIMARY!r}"
+            )
+        return name
 
 
 class Settings(BaseSettings):
@@ -109,6 +143,61 @@ class Settings(BaseSettings):
         "Retry-After waits included; answers recorded before it passes are kept and a rerun "
         "resumes after them.",
     )
+
+    replicas: list[ReplicaSettings] | None = Field(
+        default=None,
+        description="JSON list of replicas, each {name, bucket[, endpoint_url, region, "
+        "access_key_id, secret_access_key]}; unset fields fall back to the primary's. Unset: "
+        "one replica named 'replica' in the bucket '<bucket>-replica' on the primary's endpoint "
+        "(two copies in total); [] keeps the primary copy only.",
+    )
+    weights_s3: S3Connection | None = Field(
+        default=None,
+        description="JSON {endpoint_url, region, access_key_id, secret_access_key} for reading "
+        "weights from an s3://bucket/prefix source; unset: the primary's endpoint and keys.",
+    )
+    upload_part_size: int = Field(
+        default=16 * MIB,
+        ge=5 * MIB,
+        le=5 * 1024 * MIB,
+        description="Bytes per multipart upload part (S3 allows 5 MiB to 5 GiB); a file "
+        "larger than one part is sent in parts, PARTS_IN_FLIGHT of them held in memory.",
+    )
+    retention_days: int = Field(
+        default=36525,
+        ge=1,
+        description="Every preserved object version is locked (Object Lock COMPLIANCE) until "
+        "this many days after it is stored; the audit keeps extending it.",
+    )
+    retention_margin_days: int = Field(
+        default=3650,
+        ge=0,
+        description="The audit extends a lock to retention_days from now whenever fewer than "
+        "this many days of it are left.",
+    )
+    audit_deep_budget_bytes: int = Field(
+        default=64 * 1024 * MIB,
+        ge=1,
+        description="Bytes an audit run may re-read for deep checks; the longest-unchecked "
+        "objects go first, so successive runs cover everything.",
+    )
+    audit_deep_period_days: int = Field(
+        default=90,
+        ge=1,
+        description="Every byte of every replica should be deep-checked at least this often; an "
+        "audit warns when its budget cannot keep up.",
+    )
+
+    @model_validator(mode="after")
+    def _margin_inside_retention(self) -> Self:
+        if self.retention_margin_days >= self.retention_days:
+            raise ValueError(
+                "SUNSET_RETENTION_MARGIN_DAYS must be smaller than SUNSET_RETENTION_DAYS"
+            )
+        names = [r.name for r in self.replicas or []]
+        if len(set(names)) != len(names):
+            raise ValueError("SUNSET_REPLICAS names each replica once")
+        return self
 
     @property
     def ledger_url(self) -> str:

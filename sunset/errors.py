@@ -5,7 +5,8 @@
     ├── GuardRefused            a serving-status change is not allowed (yet)
     ├── RunConflict             another run for the same model is in progress
     ├── PreservationError       the preserved copy cannot be trusted
-    │   └── VerificationFailed  a stored object differs from the manifest
+    │   ├── VerificationFailed  a stored object differs from the manifest
+    │   └── SourceChanged       bytes read to store differ from what they must be
     ├── DeadlineExceeded        a bounded piece of work ran out of time; rerun to resume
     └── TransientError          a service failed in a way that may pass; retry
 
@@ -51,6 +52,10 @@ class DeadlineExceeded(SunsetError):
 
     Not transient: retrying at once would only run past the same deadline again.
     """
+
+
+class SourceChanged(PreservationError):
+    """The bytes read for an object differ from the digests they must have; nothing was stored."""
 
 
 class TransientError(SunsetError):

@@ -1,24 +1,37 @@
-"""Snapshot, verify and seal: the weights into a BagIt package, and proof they are intact.
+"""Snapshot, verify and seal: the weights into a BagIt package on every replica, and proof
+they are intact.
 
 The ledger is the source of truth for what a package must hold: one ``SnapshotFile`` per
-payload file with its digests. The tag files (manifests, bag-info) are derived from those
-rows, so a package can always be re-derived and compared byte for byte.
+payload file with its digests, and one ``PreservedObject`` per object and replica with
+the version that holds it and how long that version is locked. The tag files (manifests,
+bag-info) are derived from the ``SnapshotFile`` rows, so a package can always be
+re-derived and compared byte for byte.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlmodel import select
 
-from sunset.errors import VerificationFailed
+from sunset.errors import PreservationError, VerificationFailed
+from sunset.fixity import (
+    DEEP,
+    FAST,
+    MISMATCH,
+    Finding,
+    absent,
+    deep_check,
+    fast_check,
+    record,
+)
 from sunset.ledger import (
     CatalogModel,
     DeprecationRun,
     FixityEvent,
     Ledger,
+    PreservedObject,
     Snapshot,
     SnapshotFile,
     utcnow,
@@ -31,8 +44,9 @@ from sunset.package import (
     package_prefix,
     tag_files,
 )
-from sunset.store import Digests, ObjectStore, digest_bytes
-from sunset.weights import SourceFile
+from sunset.replicas import ReplicatedStore
+from sunset.store import Digests, ObjectStore, StoredObject, digest_bytes
+from sunset.weights import SourceFile, WeightsReader
 
 Progress = Callable[[int, int], None]
 
@@ -46,6 +60,7 @@ class SnapshotSummary:
     uploaded_files: int
     skipped_files: int
     manifest_sha256: str
+    replicas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,7 @@ class VerificationSummary:
     files_checked: int
     bytes_read: int
     passed: bool
+    replicas: tuple[str, ...] = ()
 
 
 def snapshot_id_for(run: DeprecationRun) -> str:
@@ -64,30 +80,52 @@ def snapshot_id_for(run: DeprecationRun) -> str:
 
 def snapshot_weights(
     ledger: Ledger,
-    store: ObjectStore,
+    store: ReplicatedStore,
     *,
     run: DeprecationRun,
     model: CatalogModel,
     sources: Sequence[SourceFile],
+    weights: WeightsReader,
     organization: str,
     progress: Progress | None = None,
 ) -> SnapshotSummary:
-    """Upload every weights file once into a new package, then write its tag files.
+    """Read every weights file once into a new package on every replica, then write its
+    tag files.
 
-    A file already recorded in this snapshot and still stored with the recorded size and
-    CRC64NVME is not sent again, so a resumed snapshot only sends what is missing.
+    A file already recorded in this snapshot and still held by a replica (the recorded
+    version, with the recorded size and CRC64NVME, and current) is not sent to that
+    replica again, so a resumed snapshot only sends what is missing; when it must read a
+    file again for one replica, the bytes must match what the others hold.
+
+    Raises:
+        PreservationError: a source file changed since this snapshot recorded it.
     """
     snapshot = _open_snapshot(ledger, store, run, model)
+    for copy in store.copies:  # parts a killed process left behind
+        copy.abort_stale_uploads(snapshot.prefix)
     recorded = {f.path: f for f in _files(ledger, snapshot.id)}
+    held = _held(ledger, snapshot.id)
     total = sum(source.size for source in sources)
     done = uploaded = 0
     for source in sources:
         path = f"{WEIGHTS_DIR}/{source.relative_path}"
         key = snapshot.prefix + path
         known = recorded.get(path)
-        if known is None or not _still_stored(store, key, known):
-            digests, stored = store.upload_file(key, source.path)
-            _record_file(ledger, snapshot.id, path, digests, stored.version_id)
+        expected = _digests(known) if known else None
+        if known is not None and known.size != source.size:
+            raise PreservationError(
+                f"{source.location} is {source.size} bytes now but {known.size} bytes when this "
+                "snapshot stored it; restore the original file, or start a new deprecation run."
+            )
+        targets = [
+            c
+            for c in store.copies
+            if expected is None or not _still_stored(c, key, held.get((c.name, path)), expected)
+        ]
+        if targets:
+            with weights.open(source) as stream:
+                digests, stored = store.upload(targets, key, stream, expected=expected)
+            record_stored(ledger, store, snapshot.id, path, digests, stored, payload=True)
             uploaded += 1
         done += source.size
         if progress:
@@ -106,24 +144,29 @@ def snapshot_weights(
         uploaded_files=uploaded,
         skipped_files=len(sources) - uploaded,
         manifest_sha256=digest,
+        replicas=tuple(c.name for c in store.copies),
     )
 
 
 def add_payload(
-    ledger: Ledger, store: ObjectStore, snapshot_id: str, path: str, data: bytes
+    ledger: Ledger, store: ReplicatedStore, snapshot_id: str, path: str, data: bytes
 ) -> None:
     """Store one more payload file (a transcript, the report) and record its digests."""
-    snapshot = _snapshot(ledger, snapshot_id)
-    stored = store.put_bytes(snapshot.prefix + path, data)
-    _record_file(ledger, snapshot_id, path, digest_bytes(data), stored.version_id)
+    _put(ledger, store, _snapshot(ledger, snapshot_id), path, data, payload=True)
 
 
-def write_tag_files(ledger: Ledger, store: ObjectStore, snapshot_id: str, organization: str) -> str:
-    """(Re)write bagit.txt, bag-info.txt and the manifests from the ledger's file rows."""
+def write_tag_files(
+    ledger: Ledger, store: ReplicatedStore, snapshot_id: str, organization: str
+) -> str:
+    """(Re)write bagit.txt, bag-info.txt and the manifests from the ledger's file rows.
+
+    A tag file that every replica already holds with the same bytes is left alone, so
+    rewriting an unchanged package adds no object versions.
+    """
     snapshot = _snapshot(ledger, snapshot_id)
     files = package_tag_files(ledger, snapshot, organization)
     for name, data in files.items():
-        store.put_bytes(snapshot.prefix + name, data)
+        _put(ledger, store, snapshot, name, data, payload=False)
     digest = manifest_digest(files)
     entries = _files(ledger, snapshot_id)
     with ledger.session() as db:
@@ -157,7 +200,7 @@ def package_tag_files(ledger: Ledger, snapshot: Snapshot, organization: str) -> 
 
 def verify_snapshot(
     ledger: Ledger,
-    store: ObjectStore,
+    store: ReplicatedStore,
     *,
     snapshot_id: str,
     run_id: str | None,
@@ -165,98 +208,139 @@ def verify_snapshot(
     paths: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> VerificationSummary:
-    """Re-read every payload file (or just ``paths``), re-hash it, compare with the ledger.
+    """Check every payload file (or just ``paths``) and every tag file on every replica:
+    fast (HEAD: size, CRC64NVME, lock, still current), then deep (re-read, re-hash).
 
-    Every file check is recorded as a fixity event. The tag files are always re-read and
-    compared with the ones re-derived from the ledger.
+    Every check is recorded as a fixity event. The tag files must also be the ones the
+    ledger derives now, so a package whose manifests were not rewritten fails.
 
     Raises:
-        VerificationFailed: any file is missing or differs; the message names them.
+        VerificationFailed: any object is missing, shadowed, unlocked or differs; the
+            message names them.
     """
     snapshot = _snapshot(ledger, snapshot_id)
-    files = [f for f in _files(ledger, snapshot_id) if paths is None or f.path in paths]
-    total = sum(f.size for f in files)
+    tags = package_tag_files(ledger, snapshot, organization)
+    wanted = [f.path for f in _files(ledger, snapshot_id) if paths is None or f.path in paths]
+    wanted += list(tags)
+    held = _held(ledger, snapshot_id)
     failures: list[str] = []
-    bytes_read = 0
-    for stored in files:
-        outcome, detail, read, seconds = _deep_check(store, snapshot.prefix + stored.path, stored)
-        bytes_read += read
-        _record_event(
-            ledger, snapshot, run_id, store.bucket, stored.path, outcome, detail, read, seconds
-        )
-        if outcome != "ok":
-            failures.append(f"{stored.path} ({detail})")
-        if progress:
-            progress(bytes_read, total)
-    for name, expected in package_tag_files(ledger, snapshot, organization).items():
-        started = time.monotonic()
-        found = store.head(snapshot.prefix + name)
-        actual = store.get_bytes(snapshot.prefix + name) if found else None
-        outcome = "ok" if actual == expected else ("missing" if actual is None else "mismatch")
-        detail = None if outcome == "ok" else f"tag file {outcome}"
-        _record_event(
-            ledger,
-            snapshot,
-            run_id,
-            store.bucket,
-            name,
-            outcome,
-            detail,
-            len(actual or b""),
-            time.monotonic() - started,
-        )
-        if outcome != "ok":
-            failures.append(f"{name} ({detail})")
+    total = sum(held[(c.name, p)].size for c in store.copies for p in wanted if (c.name, p) in held)
+    checked = bytes_read = 0
+    for copy in store.copies:
+        for path in wanted:
+            row = held.get((copy.name, path))
+            derived = digest_bytes(tags[path]) if path in tags else None
+            for finding in _check(copy, snapshot, path, row, derived):
+                record(ledger, finding, run_id=run_id)
+                bytes_read += finding.bytes_read
+                if not finding.ok:
+                    failures.append(f"{copy.name}:{path} ({finding.outcome}: {finding.detail})")
+            checked += 1
+            if progress:
+                progress(bytes_read, total)
     if failures:
         raise VerificationFailed(
-            f"Verification of package {snapshot.id} in bucket {store.bucket} failed for "
-            f"{len(failures)} file(s): {'; '.join(failures[:10])}. The stored copy cannot be "
-            "trusted; the serving status was not changed."
+            f"Verification of package {snapshot.id} failed for {len(failures)} object(s): "
+            f"{'; '.join(failures[:10])}. The stored copy cannot be trusted; the serving "
+            "status was not changed."
         )
-    return VerificationSummary(snapshot.id, store.bucket, len(files), bytes_read, True)
+    replicas = tuple(c.name for c in store.copies)
+    return VerificationSummary(snapshot.id, store.bucket, checked, bytes_read, True, replicas)
 
 
 def is_verified(ledger: Ledger, snapshot_id: str) -> bool:
-    """True when every payload file has an ``ok`` deep check newer than its last store."""
+    """True when every replica holds every payload file and every object's latest checks
+    since it was stored are ``ok``, a deep one among them."""
     files = _files(ledger, snapshot_id)
-    if not files:
+    held = _held(ledger, snapshot_id)
+    replicas = {replica for replica, _ in held}
+    if not files or any((r, f.path) not in held for r in replicas for f in files):
         return False
     with ledger.session() as db:
-        events = db.exec(select(FixityEvent).where(FixityEvent.snapshot_id == snapshot_id)).all()
-    latest: dict[str, FixityEvent] = {}
+        events = db.exec(
+            select(FixityEvent).where(
+                FixityEvent.snapshot_id == snapshot_id,
+                FixityEvent.method.in_([FAST, DEEP]),  # type: ignore[attr-defined]
+            )
+        ).all()
+    since_stored: dict[tuple[str | None, str], list[FixityEvent]] = {}
     for event in sorted(events, key=lambda e: (e.checked_at, e.id or 0)):
-        latest[event.path] = event
-    return all(
-        f.path in latest
-        and latest[f.path].outcome == "ok"
-        and latest[f.path].checked_at >= f.stored_at
-        for f in files
+        row = held.get((event.replica or "", event.path))
+        if row is not None and event.checked_at >= row.stored_at:
+            since_stored.setdefault((event.replica, event.path), []).append(event)
+    for key in held:
+        checks = since_stored.get(key, [])
+        deep_ok = any(e.method == DEEP and e.outcome == "ok" for e in checks)
+        if not checks or not deep_ok or checks[-1].outcome != "ok":
+            return False
+    return True
+
+
+def preserved(held: PreservedObject) -> Digests:
+    """The digests a preserved object must have."""
+    return Digests(held.size, held.sha256, held.sha512, held.crc64nvme)
+
+
+def _check(
+    copy: ObjectStore,
+    snapshot: Snapshot,
+    path: str,
+    row: PreservedObject | None,
+    derived: Digests | None,
+) -> list[Finding]:
+    """Fast, then deep if fast passed; a tag file must also be the one the ledger derives."""
+    if row is None:
+        return [absent(snapshot.id, copy.name, copy.bucket, path, FAST)]
+    if derived is not None and preserved(row) != derived:
+        stale = "not the tag file the ledger derives now (not rewritten after a change)"
+        return [
+            Finding(
+                snapshot.id, copy.name, copy.bucket, path, row.version_id, FAST, MISMATCH, stale
+            )
+        ]
+    fast = fast_check(copy, snapshot.prefix + path, row)
+    if not fast.ok:
+        return [fast]
+    return [fast, deep_check(copy, snapshot.prefix + path, row)]
+
+
+def _put(
+    ledger: Ledger,
+    store: ReplicatedStore,
+    snapshot: Snapshot,
+    path: str,
+    data: bytes,
+    *,
+    payload: bool,
+) -> None:
+    key = snapshot.prefix + path
+    held = _held(ledger, snapshot.id)
+    digests = digest_bytes(data)
+    targets = [
+        c for c in store.copies if not _still_stored(c, key, held.get((c.name, path)), digests)
+    ]
+    if targets:
+        _, stored = store.put_bytes(targets, key, data)
+        record_stored(ledger, store, snapshot.id, path, digests, stored, payload=payload)
+
+
+def _still_stored(
+    copy: ObjectStore, key: str, held: PreservedObject | None, digests: Digests
+) -> bool:
+    if held is None or preserved(held) != digests:
+        return False
+    version = copy.head(key, held.version_id)
+    current = copy.head(key)
+    return (
+        version is not None
+        and (version.size, version.crc64nvme) == (held.size, held.crc64nvme)
+        and current is not None
+        and current.version_id == held.version_id
     )
 
 
-def _deep_check(
-    store: ObjectStore, key: str, expected: SnapshotFile
-) -> tuple[str, str | None, int, float]:
-    started = time.monotonic()
-    if store.head(key) is None:
-        return "missing", "object missing", 0, time.monotonic() - started
-    actual = store.read_digests(key)
-    seconds = time.monotonic() - started
-    if actual.size != expected.size:
-        return "mismatch", f"size {actual.size} != {expected.size}", actual.size, seconds
-    for name in ("sha256", "sha512", "crc64nvme"):
-        if getattr(actual, name) != getattr(expected, name):
-            return "mismatch", f"{name} differs from the manifest", actual.size, seconds
-    return "ok", None, actual.size, seconds
-
-
-def _still_stored(store: ObjectStore, key: str, known: SnapshotFile) -> bool:
-    found = store.head(key)
-    return found is not None and found.size == known.size and found.crc64nvme == known.crc64nvme
-
-
 def _open_snapshot(
-    ledger: Ledger, store: ObjectStore, run: DeprecationRun, model: CatalogModel
+    ledger: Ledger, store: ReplicatedStore, run: DeprecationRun, model: CatalogModel
 ) -> Snapshot:
     snapshot_id = snapshot_id_for(run)
     with ledger.session() as db:
@@ -294,52 +378,73 @@ def _files(ledger: Ledger, snapshot_id: str) -> list[SnapshotFile]:
         )
 
 
-def _record_file(
-    ledger: Ledger, snapshot_id: str, path: str, digests: Digests, version_id: str | None
-) -> None:
+def _held(ledger: Ledger, snapshot_id: str) -> dict[tuple[str, str], PreservedObject]:
     with ledger.session() as db:
-        row = db.exec(
-            select(SnapshotFile).where(
-                SnapshotFile.snapshot_id == snapshot_id, SnapshotFile.path == path
-            )
-        ).first()
-        values = {
-            "size": digests.size,
-            "sha256": digests.sha256,
-            "sha512": digests.sha512,
-            "crc64nvme": digests.crc64nvme,
-            "version_id": version_id,
-            "stored_at": utcnow(),
-        }
-        if row is None:
-            row = SnapshotFile(snapshot_id=snapshot_id, path=path, **values)
-        else:
-            row.sqlmodel_update(values)
-        db.add(row)
+        rows = db.exec(select(PreservedObject).where(PreservedObject.snapshot_id == snapshot_id))
+        return {(row.replica, row.path): row for row in rows}
 
 
-def _record_event(
+def _digests(file: SnapshotFile) -> Digests:
+    return Digests(file.size, file.sha256, file.sha512, file.crc64nvme)
+
+
+def record_stored(
     ledger: Ledger,
-    snapshot: Snapshot,
-    run_id: str | None,
-    bucket: str,
+    store: ReplicatedStore,
+    snapshot_id: str,
     path: str,
-    outcome: str,
-    detail: str | None,
-    bytes_read: int,
-    seconds: float,
+    digests: Digests,
+    stored: dict[str, StoredObject],
+    *,
+    payload: bool,
 ) -> None:
+    """Record, in one transaction, what each replica now holds (and the manifest entry)."""
+    now = utcnow()
     with ledger.session() as db:
-        db.add(
-            FixityEvent(
-                snapshot_id=snapshot.id,
-                run_id=run_id,
-                bucket=bucket,
-                path=path,
-                method="deep",
-                bytes_read=bytes_read,
-                duration_s=seconds,
-                outcome=outcome,
-                detail=detail,
-            )
-        )
+        if payload:
+            row = db.exec(
+                select(SnapshotFile).where(
+                    SnapshotFile.snapshot_id == snapshot_id, SnapshotFile.path == path
+                )
+            ).first()
+            primary = stored.get(store.primary.name)
+            values = {
+                "size": digests.size,
+                "sha256": digests.sha256,
+                "sha512": digests.sha512,
+                "crc64nvme": digests.crc64nvme,
+                "stored_at": now,
+            }
+            if primary is not None:
+                values["version_id"] = primary.version_id
+            if row is None:
+                row = SnapshotFile(snapshot_id=snapshot_id, path=path, **values)
+            else:
+                row.sqlmodel_update(values)
+            db.add(row)
+        for name, version in stored.items():
+            copy = store.copy(name)
+            assert copy is not None and version.retain_until is not None
+            held = db.exec(
+                select(PreservedObject).where(
+                    PreservedObject.snapshot_id == snapshot_id,
+                    PreservedObject.replica == name,
+                    PreservedObject.path == path,
+                )
+            ).first()
+            values = {
+                "endpoint": copy.endpoint,
+                "bucket": copy.bucket,
+                "size": digests.size,
+                "sha256": digests.sha256,
+                "sha512": digests.sha512,
+                "crc64nvme": digests.crc64nvme,
+                "version_id": version.version_id,
+                "retain_until": version.retain_until,
+                "stored_at": now,
+            }
+            if held is None:
+                held = PreservedObject(snapshot_id=snapshot_id, replica=name, path=path, **values)
+            else:
+                held.sqlmodel_update(values)
+            db.add(held)

@@ -22,7 +22,7 @@ from sunset.interview.protocol import LoadedProtocol, load_protocol
 from sunset.ledger import CatalogModel, DeprecationRun, Ledger, RunState, ServingStatus, utcnow
 from sunset.notify.recipients import Recipient, load_recipients
 from sunset.report.inputs import read_report_input
-from sunset.weights import SourceFile, scan_weights_dir
+from sunset.weights import SourceFile, WeightsReader
 
 PREFLIGHT_STEP = "preflight"
 NOTIFY_STEP = "notify_users"
@@ -81,7 +81,12 @@ def check_model_id(model_id: str) -> str:
 
 
 def validate_request(
-    ledger: Ledger, request: DeprecationRequest, *, minimum_notice_days: int, today: date
+    ledger: Ledger,
+    request: DeprecationRequest,
+    *,
+    weights: WeightsReader,
+    minimum_notice_days: int,
+    today: date,
 ) -> ValidatedRequest:
     """Read every input of a request and refuse it whole if anything is wrong.
 
@@ -115,7 +120,7 @@ def validate_request(
         request=request,
         model=model,
         replacement=replacement,
-        sources=scan_weights_dir(Path(request.weights)),
+        sources=weights.scan(request.weights),
         recipients=load_recipients(Path(request.recipients)),
         protocol=load_protocol(Path(request.protocol) if request.protocol else None),
         retirement_on=retirement_on,

@@ -9,7 +9,8 @@ from sunset.interview.client import AnthropicMessages, MessagesClient
 from sunset.ledger import Ledger, open_ledger
 from sunset.notify.email import SmtpMailer, SmtpRelay
 from sunset.notify.notices import Mailer
-from sunset.store import ObjectStore, make_s3_client
+from sunset.replicas import ReplicatedStore, connect_store, weights_reader
+from sunset.weights import WeightsReader
 
 
 @dataclass
@@ -18,19 +19,14 @@ class Services:
 
     settings: Settings
     ledger: Ledger
-    store: ObjectStore
+    store: ReplicatedStore
     mailer: Mailer
     messages: MessagesClient
+    weights: WeightsReader
 
 
 def connect(settings: Settings) -> Services:
     """Open the ledger (migrating it) and build the store, mail and Messages clients."""
-    client = make_s3_client(
-        settings.s3_endpoint_url,
-        settings.s3_region,
-        settings.s3_access_key_id,
-        settings.s3_secret_access_key,
-    )
     relay = SmtpRelay(
         host=settings.smtp_host,
         port=settings.smtp_port,
@@ -41,7 +37,7 @@ def connect(settings: Settings) -> Services:
     return Services(
         settings=settings,
         ledger=open_ledger(settings.ledger_url),
-        store=ObjectStore(client, settings.bucket),
+        store=connect_store(settings),
         mailer=SmtpMailer(relay),
         messages=AnthropicMessages(
             base_url=settings.messages_base_url,
@@ -49,4 +45,5 @@ def connect(settings: Settings) -> Services:
             max_retries=settings.interview_max_retries,
             timeout_s=settings.interview_request_timeout_seconds,
         ),
+        weights=weights_reader(settings),
     )

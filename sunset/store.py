@@ -1,20 +1,18 @@
-"""The object store: S3 through boto3, every byte hashed in the same pass that moves it.
+"""One bucket on one S3 endpoint, through boto3: the moves every preserved byte makes.
 
-Uploads compute the manifest digests (SHA-256, SHA-512) and S3's CRC64NVME full-object
-checksum while the bytes stream out, so each source file is read exactly once. S3 has no
-full-object SHA-256 for multipart uploads; the store checks CRC64NVME on its side and
-Sunset keeps its own SHA digests in the manifest.
+Uploads carry S3's CRC64NVME full-object checksum, so the store checks what it receives;
+S3 has no full-object SHA-256 for multipart uploads, so Sunset keeps its own SHA digests
+in the manifest. Every object is written under Object Lock COMPLIANCE retention. The
+fan-out of one read to every replica lives in ``sunset.replicas``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import datetime
 from typing import IO, Any
 
 import boto3
@@ -25,9 +23,8 @@ from pydantic import SecretStr
 
 from sunset.errors import InputError
 
-PART_SIZE = 16 * 1024 * 1024
-PARTS_IN_FLIGHT = 4
 READ_CHUNK = 1024 * 1024
+LOCK_MODE = "COMPLIANCE"
 
 
 def crc64nvme_b64(crc: int) -> str:
@@ -69,6 +66,19 @@ class DigestStream:
         )
 
 
+def read_exactly(source: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end (a network body may return less per read)."""
+    chunks: list[bytes] = []
+    wanted = size
+    while wanted > 0:
+        chunk = source.read(wanted)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        wanted -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def digest_bytes(data: bytes) -> Digests:
     """The digests of an in-memory file."""
     stream = DigestStream()
@@ -78,11 +88,13 @@ def digest_bytes(data: bytes) -> Digests:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """What the store holds under one key, as reported by a HEAD with checksums."""
+    """What the store holds in one object version, as reported by a HEAD with checksums."""
 
     size: int
     crc64nvme: str | None
     version_id: str | None
+    lock_mode: str | None = None
+    retain_until: datetime | None = None
 
 
 def make_s3_client(
@@ -111,11 +123,12 @@ def make_s3_client(
 
 
 class ObjectStore:
-    """One bucket on one S3 endpoint."""
+    """One bucket on one S3 endpoint; ``name`` is what the ledger calls this copy."""
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, name: str = "primary") -> None:
         self.client = client
         self.bucket = bucket
+        self.name = name
 
     @property
     def endpoint(self) -> str:
@@ -131,121 +144,137 @@ class ObjectStore:
             self.client.create_bucket(Bucket=self.bucket, ObjectLockEnabledForBucket=True)
 
     def require_bucket(self) -> None:
-        """Fail with a clear sentence when the bucket is missing or unreachable."""
+        """Fail with a clear sentence when the bucket is missing, unreachable or unlocked."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:
             status = _status(exc)
             if status == 404:
                 raise InputError(
-                    f"Bucket {self.bucket!r} does not exist at {self.endpoint}; "
-                    "create it with Object Lock enabled, or set SUNSET_BUCKET."
+                    f"Bucket {self.bucket!r} ({self.name}) does not exist at {self.endpoint}; "
+                    "create it with Object Lock enabled, or correct SUNSET_BUCKET or "
+                    "SUNSET_REPLICAS."
                 ) from None
             if status == 403:
                 raise InputError(
-                    f"Access to bucket {self.bucket!r} at {self.endpoint} was refused; "
-                    "check SUNSET_S3_ACCESS_KEY_ID and SUNSET_S3_SECRET_ACCESS_KEY."
+                    f"Access to bucket {self.bucket!r} ({self.name}) at {self.endpoint} was "
+                    "refused; check the access key and secret configured for it."
                 ) from None
             raise
+        if not self._object_lock_enabled():
+            raise InputError(
+                f"Bucket {self.bucket!r} ({self.name}) at {self.endpoint} has no Object Lock, so "
+                "preserved weights could be deleted or overwritten; use a bucket created with "
+                "Object Lock enabled."
+            )
+
+    def _object_lock_enabled(self) -> bool:
+        try:
+            found = self.client.get_object_lock_configuration(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ObjectLockConfigurationNotFoundError":
+                return False
+            raise
+        return bool(found.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled")
 
     def head(self, key: str, version_id: str | None = None) -> StoredObject | None:
-        """Size, CRC64NVME and version of the object at ``key``, or None if absent."""
+        """Size, CRC64NVME, version and lock of the object at ``key``, or None if absent.
+
+        Without ``version_id`` it is the current version: None when a delete marker
+        hides the object.
+        """
         extra = {"VersionId": version_id} if version_id else {}
         try:
             head = self.client.head_object(
                 Bucket=self.bucket, Key=key, ChecksumMode="ENABLED", **extra
             )
         except botocore.exceptions.ClientError as exc:
-            if _status(exc) == 404:
+            if _status(exc) in (404, 405):  # 405: the version is a delete marker
                 return None
             raise
         return StoredObject(
             size=head["ContentLength"],
             crc64nvme=head.get("ChecksumCRC64NVME"),
             version_id=head.get("VersionId"),
+            lock_mode=head.get("ObjectLockMode"),
+            retain_until=head.get("ObjectLockRetainUntilDate"),
         )
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "text/plain") -> StoredObject:
-        """Store a small in-memory object with its CRC64NVME checksum."""
-        crc = digest_bytes(data).crc64nvme
+    def put_bytes(
+        self, key: str, data: bytes, *, crc64nvme: str, retain_until: datetime
+    ) -> StoredObject:
+        """Store a whole object in one request, locked until ``retain_until``."""
         response = self.client.put_object(
             Bucket=self.bucket,
             Key=key,
             Body=data,
-            ChecksumCRC64NVME=crc,
-            ContentType=content_type,
+            ChecksumCRC64NVME=crc64nvme,
+            ObjectLockMode=LOCK_MODE,
+            ObjectLockRetainUntilDate=retain_until,
         )
-        return StoredObject(size=len(data), crc64nvme=crc, version_id=response.get("VersionId"))
+        return StoredObject(
+            len(data), crc64nvme, response.get("VersionId"), LOCK_MODE, retain_until
+        )
 
-    def upload_file(self, key: str, path: Path) -> tuple[Digests, StoredObject]:
-        """Stream ``path`` to ``key``, computing every digest in the same read pass."""
-        stream = DigestStream()
-        with path.open("rb") as source:
-            first = source.read(PART_SIZE)
-            stream.update(first)
-            if len(first) < PART_SIZE:
-                digests = stream.result()
-                response = self.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=first, ChecksumCRC64NVME=digests.crc64nvme
-                )
-                version_id = response.get("VersionId")
-            else:
-                version_id = self._multipart(key, first, source, stream)
-                digests = stream.result()
-        return digests, StoredObject(digests.size, digests.crc64nvme, version_id)
-
-    def _multipart(
-        self, key: str, first: bytes, source: IO[bytes], stream: DigestStream
-    ) -> str | None:
+    def start_upload(self, key: str, *, retain_until: datetime) -> str:
+        """Open a multipart upload whose object will be locked until ``retain_until``."""
         upload = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT"
+            Bucket=self.bucket,
+            Key=key,
+            ChecksumAlgorithm="CRC64NVME",
+            ChecksumType="FULL_OBJECT",
+            ObjectLockMode=LOCK_MODE,
+            ObjectLockRetainUntilDate=retain_until,
         )
-        upload_id = upload["UploadId"]
-        try:
-            parts = self._send_parts(key, upload_id, first, source, stream)
-            response = self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-                ChecksumCRC64NVME=stream.result().crc64nvme,
-                ChecksumType="FULL_OBJECT",
-            )
-        except BaseException:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            raise
-        return response.get("VersionId")
+        return str(upload["UploadId"])
 
-    def _send_parts(
-        self, key: str, upload_id: str, first: bytes, source: IO[bytes], stream: DigestStream
-    ) -> list[dict[str, Any]]:
-        # Reading and hashing stay in this thread, in order; only the sends run in
-        # parallel, and at most PARTS_IN_FLIGHT parts are held in memory at once.
-        parts: list[dict[str, Any]] = []
-        in_flight: deque[Future[dict[str, Any]]] = deque()
-        with ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part") as pool:
-            chunk, number = first, 1
-            while chunk:
-                in_flight.append(pool.submit(self._send_part, key, upload_id, number, chunk))
-                if len(in_flight) >= PARTS_IN_FLIGHT:
-                    parts.append(in_flight.popleft().result())
-                chunk = source.read(PART_SIZE)
-                stream.update(chunk)
-                number += 1
-            parts.extend(future.result() for future in in_flight)
-        return parts
-
-    def _send_part(self, key: str, upload_id: str, number: int, chunk: bytes) -> dict[str, Any]:
-        crc = crc64nvme_b64(checksums.crc64nvme(chunk))
+    def send_part(
+        self, key: str, upload_id: str, number: int, chunk: bytes, crc64nvme: str
+    ) -> dict[str, Any]:
+        """Send one part with its own CRC64NVME; returns what completing the upload needs."""
         response = self.client.upload_part(
             Bucket=self.bucket,
             Key=key,
             UploadId=upload_id,
             PartNumber=number,
             Body=chunk,
-            ChecksumCRC64NVME=crc,
+            ChecksumCRC64NVME=crc64nvme,
         )
-        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC64NVME": crc}
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC64NVME": crc64nvme}
+
+    def finish_upload(
+        self, key: str, upload_id: str, parts: list[dict[str, Any]], crc64nvme: str
+    ) -> str | None:
+        """Complete the upload; the store refuses it unless the whole object has ``crc64nvme``."""
+        response = self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": sorted(parts, key=lambda p: p["PartNumber"])},
+            ChecksumCRC64NVME=crc64nvme,
+            ChecksumType="FULL_OBJECT",
+        )
+        return response.get("VersionId")
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+
+    def abort_stale_uploads(self, prefix: str) -> int:
+        """Abort the multipart uploads a killed process left open under ``prefix``."""
+        listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
+        uploads = listing.get("Uploads", [])
+        for upload in uploads:
+            self.abort_upload(upload["Key"], upload["UploadId"])
+        return len(uploads)
+
+    def extend_retention(self, key: str, version_id: str, retain_until: datetime) -> None:
+        """Move the COMPLIANCE lock of one version later (the store refuses earlier)."""
+        self.client.put_object_retention(
+            Bucket=self.bucket,
+            Key=key,
+            VersionId=version_id,
+            Retention={"Mode": LOCK_MODE, "RetainUntilDate": retain_until},
+        )
 
     def iter_object(self, key: str, version_id: str | None = None) -> Iterator[bytes]:
         """Stream an object back in bounded chunks, never holding it whole."""
@@ -255,6 +284,12 @@ class ObjectStore:
             yield from body.iter_chunks(READ_CHUNK)
         finally:
             body.close()
+
+    def open_object(self, key: str, version_id: str | None = None) -> IO[bytes]:
+        """A readable stream of one object version, for copying it elsewhere."""
+        extra = {"VersionId": version_id} if version_id else {}
+        body: IO[bytes] = self.client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
+        return body
 
     def read_digests(self, key: str, version_id: str | None = None) -> Digests:
         """Re-read an object and recompute its digests (the deep check)."""

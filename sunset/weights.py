@@ -1,22 +1,65 @@
-"""Reading a model's weights directory safely, before a single byte is uploaded."""
+"""Reading a model's files safely, before a single byte is uploaded.
+
+The files come from a local directory or from an ``s3://bucket/prefix`` in another
+bucket. Either way they are listed and checked whole first, and read later exactly once,
+as a stream, while they are uploaded.
+"""
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
+
+import botocore.exceptions
 
 from sunset.errors import InputError
+
+S3_SCHEME = "s3://"
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file of the weights directory: its path inside the package and on disk."""
+    """One file of the weights: its path inside the package, where it is read, its size."""
 
     relative_path: str
-    path: Path
+    location: str  # a local path, or s3://bucket/key
     size: int
+
+
+class WeightsReader:
+    """Lists and opens weights in a local directory or under an ``s3://`` prefix."""
+
+    def __init__(self, s3_client: Any) -> None:
+        self.s3_client = s3_client
+
+    def scan(self, location: str) -> list[SourceFile]:
+        """Every file of the weights at ``location``, refusing anything unsafe to preserve.
+
+        Raises:
+            InputError: see ``scan_weights_dir`` and ``scan_s3_prefix``.
+        """
+        if location.startswith(S3_SCHEME):
+            return scan_s3_prefix(self.s3_client, location)
+        return scan_weights_dir(Path(location))
+
+    @contextmanager
+    def open(self, file: SourceFile) -> Iterator[IO[bytes]]:
+        """A stream of the file's bytes, for one read pass."""
+        if file.location.startswith(S3_SCHEME):
+            bucket, key = _split_s3_url(file.location)
+            body = self.s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+            try:
+                yield body
+            finally:
+                body.close()
+        else:
+            with open(file.location, "rb") as source:
+                yield source
 
 
 def scan_weights_dir(directory: Path) -> list[SourceFile]:
@@ -39,12 +82,58 @@ def scan_weights_dir(directory: Path) -> list[SourceFile]:
             relative = _utf8_relative(path, root)
             info = _safe_stat(path, root, relative)
             if stat.S_ISREG(info.st_mode):
-                files.append(SourceFile(relative, path, info.st_size))
+                files.append(SourceFile(relative, str(path), info.st_size))
     if not files:
         raise InputError(
             f"Weights directory {directory} holds no files; point --weights at the model's files."
         )
     return files
+
+
+def scan_s3_prefix(client: Any, url: str) -> list[SourceFile]:
+    """List every object under an ``s3://bucket/prefix`` URL, as files of the package.
+
+    Raises:
+        InputError: the bucket cannot be listed, the prefix holds no objects, or an
+            object's name cannot be a file name inside the package.
+    """
+    bucket, prefix = _split_s3_url(url)
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    files: list[SourceFile] = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if item["Key"].endswith("/") and item["Size"] == 0:
+                    continue  # a folder marker some tools create; it holds no bytes
+                relative = item["Key"][len(prefix) :]
+                _check_object_name(relative, url)
+                location = f"{S3_SCHEME}{bucket}/{item['Key']}"
+                files.append(SourceFile(relative, location, item["Size"]))
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise InputError(
+            f"Weights source {url} cannot be listed ({code}); check the bucket name and "
+            "SUNSET_WEIGHTS_S3."
+        ) from None
+    if not files:
+        raise InputError(f"Weights source {url} holds no objects; point --weights at the model.")
+    return sorted(files, key=lambda f: f.relative_path)
+
+
+def _split_s3_url(url: str) -> tuple[str, str]:
+    bucket, _, key = url.removeprefix(S3_SCHEME).partition("/")
+    if not bucket:
+        raise InputError(f"Weights source {url!r} names no bucket; write it as s3://bucket/prefix.")
+    return bucket, key
+
+
+def _check_object_name(relative: str, url: str) -> None:
+    if any(part in ("", ".", "..") for part in relative.split("/")):
+        raise InputError(
+            f"Object {relative!r} under {url} cannot be a file name inside the package (it has "
+            "an empty, '.' or '..' path segment); rename it before preserving."
+        )
 
 
 def _utf8_relative(path: Path, root: Path) -> str:

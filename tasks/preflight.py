@@ -31,17 +31,18 @@ class Preflight:
 def preflight(services: Services, request: DeprecationRequest) -> Preflight:
     """Validate the request whole, then start or resume the model's deprecation run.
 
-    Bad input fails here with one sentence and leaves the ledger, the bucket and every
-    mailbox untouched.
+    Bad input (including a bucket without Object Lock, on any replica) fails here with one
+    sentence and leaves the ledger, the buckets and every mailbox untouched.
     """
     settings = services.settings
     validated = validate_request(
         services.ledger,
         request,
+        weights=services.weights,
         minimum_notice_days=settings.minimum_notice_days,
         today=date.today(),
     )
-    services.store.require_bucket()
+    services.store.require_ready()
     run = begin_run(
         services.ledger,
         request,

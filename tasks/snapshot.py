@@ -17,7 +17,7 @@ from tasks.step import step
 def snapshot_weights(
     services: Services, run_id: str, validated: ValidatedRequest
 ) -> SnapshotSummary:
-    """Stream every weights file into the package, hashing it on the way."""
+    """Stream every weights file into the package on every replica, hashing it on the way."""
     with services.ledger.session() as db:
         run = db.get(DeprecationRun, run_id)
     assert run is not None
@@ -27,14 +27,16 @@ def snapshot_weights(
         run=run,
         model=validated.model,
         sources=validated.sources,
+        weights=services.weights,
         organization=services.settings.organization,
         progress=progress_artifact("Bytes of weights preserved"),
     )
     get_run_logger().info(
-        "Preserved %d files (%d bytes) at %s; %d sent, %d already stored",
+        "Preserved %d files (%d bytes) at %s and its replicas %s; %d sent, %d already stored",
         summary.files,
         summary.payload_bytes,
         summary.location,
+        ", ".join(summary.replicas[1:]) or "(none)",
         summary.uploaded_files,
         summary.skipped_files,
     )

@@ -1,4 +1,4 @@
-"""Step: prove the package intact by reading every byte back."""
+"""Step: prove the package intact on every replica by reading every byte back."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from tasks.step import step
 def verify_preservation(
     services: Services, run_id: str, snapshot: SnapshotSummary
 ) -> VerificationSummary:
-    """Re-read and re-hash every stored file and tag file; any mismatch fails the run."""
+    """Check every stored file and tag file on every replica, fast (size, CRC64NVME, lock,
+    current version) and deep (re-read and re-hashed); any failure fails the run."""
     summary = verify_snapshot(
         services.ledger,
         services.store,
@@ -26,9 +27,9 @@ def verify_preservation(
         progress=progress_artifact("Bytes re-read and re-hashed"),
     )
     get_run_logger().info(
-        "Verified %d files (%d bytes read) in %s",
+        "Verified %d objects (%d bytes read) on %s",
         summary.files_checked,
         summary.bytes_read,
-        summary.bucket,
+        ", ".join(summary.replicas),
     )
     return summary

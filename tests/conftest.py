@@ -22,8 +22,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from pydantic import SecretStr
 
+from sunset.config import Settings
 from sunset.devstack import DevStack, read_mailbox
 from sunset.example_model import (
     register_example_models,
@@ -31,7 +31,8 @@ from sunset.example_model import (
     write_example_weights,
 )
 from sunset.ledger import Ledger, open_ledger
-from sunset.store import ObjectStore, make_s3_client
+from sunset.replicas import connect_store
+from sunset.store import ObjectStore
 from tests.standin_control import StandIn
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -129,9 +130,10 @@ def site(
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    client = make_s3_client(endpoints.s3_endpoint, "us-east-1", access_key, SecretStr(secret_key))
-    store = ObjectStore(client, bucket)
-    store.ensure_bucket()
+    # The primary bucket and the default replica ('<bucket>-replica'), as settings make them.
+    replicated = connect_store(Settings())
+    replicated.ensure_buckets()
+    store = replicated.primary
     ledger = open_ledger(ledger_url)
     register_example_models(ledger)
     # Recipients at a per-test domain, so each test reads only its own mail.

@@ -7,7 +7,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from sunset.config import Settings
 from sunset.errors import InputError
 from sunset.interview.protocol import load_protocol
 from sunset.notify.recipients import load_recipients
@@ -131,3 +133,28 @@ def test_a_protocol_that_is_not_yaml_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="not valid YAML"):
         load_protocol(path)
+
+
+def test_replica_settings_hide_their_secrets_and_refuse_unclear_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "SUNSET_REPLICAS",
+        '[{"name": "offsite", "bucket": "b2", "access_key_id": "AK", '
+        '"secret_access_key": "s3cr3t-value"}]',
+    )
+    settings = Settings()
+
+    [replica] = settings.replicas or []
+    assert (replica.name, replica.bucket, replica.access_key_id) == ("offsite", "b2", "AK")
+    assert "s3cr3t-value" not in repr(settings) and "s3cr3t-value" not in str(settings)
+    assert replica.secret_access_key is not None
+    assert replica.secret_access_key.get_secret_value() == "s3cr3t-value"
+
+    monkeypatch.setenv("SUNSET_REPLICAS", '[{"name": "primary", "bucket": "b2"}]')
+    with pytest.raises(ValidationError, match="not 'primary'"):
+        Settings()
+    monkeypatch.setenv("SUNSET_REPLICAS", "[]")
+    monkeypatch.setenv("SUNSET_RETENTION_DAYS", "30")
+    with pytest.raises(ValidationError, match="MARGIN_DAYS must be smaller"):
+        Settings()

@@ -3,6 +3,8 @@
 from sunset.ledger.db import Ledger, open_ledger
 from sunset.ledger.models import (
     AttemptState,
+    AuditAttempt,
+    AuditRun,
     CatalogModel,
     Delivery,
     DeprecationRun,
@@ -12,6 +14,7 @@ from sunset.ledger.models import (
     InterviewTurn,
     PreferenceStatus,
     PreferenceStatusChange,
+    PreservedObject,
     Report,
     ReportInput,
     RunState,
@@ -25,6 +28,8 @@ from sunset.ledger.models import (
 
 __all__ = [
     "AttemptState",
+    "AuditAttempt",
+    "AuditRun",
     "CatalogModel",
     "Delivery",
     "DeprecationRun",
@@ -35,6 +40,7 @@ __all__ = [
     "Ledger",
     "PreferenceStatus",
     "PreferenceStatusChange",
+    "PreservedObject",
     "Report",
     "ReportInput",
     "RunState",

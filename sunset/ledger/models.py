@@ -184,12 +184,16 @@ class FixityEvent(SQLModel, table=True):
     run_id: str | None = Field(default=None, max_length=32)
     bucket: str = Field(max_length=63)
     path: str
-    method: str = Field(max_length=16)  # deep: re-read and re-hashed
+    # fast: HEAD with checksums and lock; deep: re-read and re-hashed; repair; retention
+    method: str = Field(max_length=16)
     bytes_read: int = Field(default=0, sa_type=sa.BigInteger)
     duration_s: float = 0.0
-    outcome: str = Field(max_length=16)  # ok | mismatch | missing
+    outcome: str = Field(max_length=16)  # ok | mismatch | missing | shadowed | ... | failed
     detail: str | None = None
     checked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    replica: str | None = Field(default=None, max_length=64)
+    version_id: str | None = None
+    audit_id: str | None = Field(default=None, foreign_key="audit_runs.id", max_length=32)
 
 
 class InterviewSession(SQLModel, table=True):
@@ -326,3 +330,56 @@ class PreferenceStatusChange(SQLModel, table=True):
     reason: str
     actor: str
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PreservedObject(SQLModel, table=True):
+    """One object of a package on one replica: the version that holds it and its lock."""
+
+    __tablename__ = "preserved_objects"
+    __table_args__ = (sa.UniqueConstraint("snapshot_id", "replica", "path"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    snapshot_id: str = Field(foreign_key="snapshots.id", index=True, max_length=128)
+    replica: str = Field(max_length=64)
+    endpoint: str
+    bucket: str = Field(max_length=63)
+    path: str  # relative to the package prefix: a payload file or a tag file
+    size: int = Field(sa_type=sa.BigInteger)
+    sha256: str = Field(max_length=64)
+    sha512: str = Field(max_length=128)
+    crc64nvme: str = Field(max_length=16)
+    version_id: str | None = None
+    retain_until: datetime = Field(sa_type=UTCDateTime)
+    stored_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AuditRun(SQLModel, table=True):
+    """One run of the preservation audit: what it checked, repaired and extended."""
+
+    __tablename__ = "audit_runs"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    state: RunState = Field(default=RunState.RUNNING, sa_type=sa.String(32))
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    error: str | None = None
+
+
+class AuditAttempt(SQLModel, table=True):
+    """One attempt of one step of an audit run, like ``StepAttempt`` for a deprecation."""
+
+    __tablename__ = "audit_attempts"
+    __table_args__ = (sa.UniqueConstraint("run_id", "step", "attempt"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="audit_runs.id", index=True, max_length=32)
+    step: str = Field(max_length=64)
+    attempt: int
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    state: AttemptState = Field(default=AttemptState.RUNNING, sa_type=sa.String(32))
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    error: str | None = None

@@ -1,0 +1,421 @@
+"""Snapshots on every replica, locked, verified, resumable, and refusals that change nothing;
+against the real SeaweedFS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from botocore.exceptions import ClientError
+from sqlmodel import select
+
+from sunset import audit
+from sunset.config import Settings
+from sunset.errors import InputError, VerificationFailed
+from sunset.example_model import register_example_models
+from sunset.ledger import DeprecationRun, FixityEvent, PreservedObject, open_ledger, utcnow
+from sunset.package import WEIGHTS_DIR
+from sunset.preserve import add_payload, is_verified, verify_snapshot, write_tag_files
+from sunset.replicas import weights_reader
+from sunset.store import ObjectStore
+from tests.conftest import Site
+from tests.preservation import (
+    PART,
+    WEIGHTS,
+    CountingReader,
+    bagit_validates,
+    configured_store,
+    current_package,
+    snapshot,
+    start_run,
+    versions,
+    write_weights,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TAG_FILES = {
+    "bagit.txt",
+    "bag-info.txt",
+    "manifest-sha256.txt",
+    "manifest-sha512.txt",
+    "tagmanifest-sha256.txt",
+    "tagmanifest-sha512.txt",
+}
+PACKAGE = {f"{WEIGHTS_DIR}/{name}" for name in WEIGHTS} | TAG_FILES
+BIG = "model-00001-of-00002.bin"
+
+# The ledger's part is covered on both databases elsewhere; here SQLite keeps them quick.
+pytestmark = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUNSET_UPLOAD_PART_SIZE", str(PART))
+
+
+def prefix_of(location: str) -> str:
+    return location.split("/", 3)[3]
+
+
+def test_a_snapshot_reads_each_file_once_and_stores_it_locked_on_every_replica(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    weights = write_weights(tmp_path / "weights")
+    reader = CountingReader()
+
+    summary = snapshot(site.ledger, store, str(weights), start_run(site.ledger), reader)
+
+    assert reader.opened == Counter(WEIGHTS.keys())  # one read pass per file
+    assert summary.replicas == ("primary", "replica")
+    prefix = prefix_of(summary.location)
+    with site.ledger.session() as db:
+        held = db.exec(select(PreservedObject)).all()
+    for copy in store.copies:
+        stored = versions(copy, prefix)
+        assert {key.removeprefix(prefix) for key in stored} == PACKAGE
+        assert all(len(found) == 1 for found in stored.values())  # nothing sent twice
+        rows = {h.path: h for h in held if h.replica == copy.name}
+        assert set(rows) == PACKAGE
+        for path, row in rows.items():
+            head = copy.client.head_object(
+                Bucket=copy.bucket, Key=prefix + path, ChecksumMode="ENABLED"
+            )
+            assert head["VersionId"] == row.version_id == stored[prefix + path][0]["VersionId"]
+            assert head["ChecksumCRC64NVME"] == row.crc64nvme
+            assert head["ObjectLockMode"] == "COMPLIANCE"
+            assert head["ObjectLockRetainUntilDate"] == row.retain_until
+            assert row.retain_until > utcnow() + timedelta(days=100 * 365)
+        assert stored[f"{prefix}{WEIGHTS_DIR}/{BIG}"][0]["ETag"].endswith('-3"')  # 3 parts
+        package = current_package(copy, prefix)
+        validation = bagit_validates(package, tmp_path / copy.name)
+        assert validation.returncode == 0, validation.stderr
+        assert package[f"{WEIGHTS_DIR}/{BIG}"] == (weights / BIG).read_bytes()
+
+
+def test_verification_checks_every_replica_fast_and_deep_and_records_each_check(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    run_id = start_run(site.ledger)
+    summary = snapshot(
+        site.ledger, store, str(write_weights(tmp_path / "w")), run_id, CountingReader()
+    )
+    assert not is_verified(site.ledger, summary.snapshot_id)
+
+    result = verify_snapshot(
+        site.ledger,
+        store,
+        snapshot_id=summary.snapshot_id,
+        run_id=run_id,
+        organization="Example Lab",
+    )
+
+    with site.ledger.session() as db:
+        events = db.exec(select(FixityEvent)).all()
+        held = {(h.replica, h.path): h for h in db.exec(select(PreservedObject))}
+    assert result.replicas == ("primary", "replica")
+    assert Counter((e.replica, e.method) for e in events) == {
+        (replica, method): len(PACKAGE)
+        for replica in ("primary", "replica")
+        for method in ("fast", "deep")
+    }
+    for event in events:
+        row = held[(event.replica, event.path)]
+        assert (event.outcome, event.run_id, event.snapshot_id) == ("ok", run_id, row.snapshot_id)
+        assert (event.bucket, event.version_id) == (row.bucket, row.version_id)
+        assert event.bytes_read == (row.size if event.method == "deep" else 0)
+        assert event.duration_s >= 0 and event.checked_at >= row.stored_at
+    assert is_verified(site.ledger, summary.snapshot_id)
+
+
+def test_a_package_whose_manifests_were_not_rewritten_fails_verification(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    run_id = start_run(site.ledger)
+    weights = str(write_weights(tmp_path / "w", {"config.json": 100}))
+    summary = snapshot(site.ledger, store, weights, run_id, CountingReader())
+
+    add_payload(site.ledger, store, summary.snapshot_id, "data/report/report.md", b"# Report\n")
+
+    with pytest.raises(VerificationFailed, match="manifest-sha512.txt \\(mismatch: not the tag"):
+        verify_snapshot(
+            site.ledger,
+            store,
+            snapshot_id=summary.snapshot_id,
+            run_id=run_id,
+            organization="Example Lab",
+        )
+    assert not is_verified(site.ledger, summary.snapshot_id)
+    write_tag_files(site.ledger, store, summary.snapshot_id, "Example Lab")
+    verify_snapshot(
+        site.ledger,
+        store,
+        snapshot_id=summary.snapshot_id,
+        run_id=run_id,
+        organization="Example Lab",
+    )
+    assert is_verified(site.ledger, summary.snapshot_id)
+
+
+def test_a_locked_version_cannot_be_deleted_shortened_or_overwritten(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    run_id = start_run(site.ledger)
+    summary = snapshot(
+        site.ledger, store, str(write_weights(tmp_path / "w")), run_id, CountingReader()
+    )
+    primary, replica = store.copies
+    path = f"{WEIGHTS_DIR}/{BIG}"
+    key = prefix_of(summary.location) + path
+    with site.ledger.session() as db:
+        row = db.exec(
+            select(PreservedObject).where(
+                PreservedObject.replica == "replica", PreservedObject.path == path
+            )
+        ).one()
+    assert row.version_id
+
+    with pytest.raises(ClientError, match="AccessDenied"):
+        replica.client.delete_object(Bucket=replica.bucket, Key=key, VersionId=row.version_id)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        replica.client.put_object_retention(
+            Bucket=replica.bucket,
+            Key=key,
+            VersionId=row.version_id,
+            Retention={"Mode": "COMPLIANCE", "RetainUntilDate": utcnow() + timedelta(days=1)},
+        )
+    # S3 cannot overwrite a version: a PUT stacks a new one in front of it, and a DELETE
+    # without a version id stacks a delete marker. The preserved bytes stay as they were,
+    # and verification notices that readers would no longer get them.
+    replica.client.put_object(Bucket=replica.bucket, Key=key, Body=b"not the weights")
+    primary.client.delete_object(Bucket=primary.bucket, Key=key)
+
+    assert replica.read_digests(key, row.version_id).sha512 == row.sha512
+    with pytest.raises(VerificationFailed) as failed:
+        verify_snapshot(
+            site.ledger,
+            store,
+            snapshot_id=summary.snapshot_id,
+            run_id=run_id,
+            organization="Example Lab",
+        )
+    assert f"primary:{path} (shadowed: a delete marker hides the preserved version)" in str(
+        failed.value
+    )
+    assert f"replica:{path} (shadowed: version" in str(failed.value)
+    assert not is_verified(site.ledger, summary.snapshot_id)
+
+
+def test_a_killed_snapshot_resumes_without_resending_and_equals_an_uninterrupted_one(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = configured_store()
+    weights = write_weights(tmp_path / "weights")
+    run_id = start_run(site.ledger)
+    marker = tmp_path / "stalled"
+    child = [sys.executable, "-m", "tests.snapshot_child", site.env["SUNSET_DATABASE_URL"]]
+    child += [run_id, str(weights)]
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+
+    process = subprocess.Popen(
+        [*child, "--stall", BIG, "2", str(marker)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert process.poll() is None, process.communicate()[0].decode()
+            assert time.monotonic() < deadline, "the snapshot never reached the big file"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+
+    with site.ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+        snapshot_row_prefix = f"models/sunset-example-1/{run.started_at:%Y%m%dT%H%M%SZ}-"
+    assert run is not None
+    before = {copy.name: versions(copy, snapshot_row_prefix) for copy in store.copies}
+    for copy in store.copies:  # killed in the middle of the big file's multipart upload
+        (stored_key,) = before[copy.name]
+        assert stored_key.endswith(f"{WEIGHTS_DIR}/config.json")
+        uploads = copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads", [])
+        assert [u["Key"].rsplit("/", 1)[1] for u in uploads] == [BIG]
+
+    rerun = subprocess.run(child, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert "uploaded=3 skipped=1" in rerun.stdout
+    prefix = next(iter(before["primary"])).split(WEIGHTS_DIR)[0]
+    for copy in store.copies:
+        after = versions(copy, prefix)
+        assert {key.removeprefix(prefix) for key in after} == PACKAGE
+        assert all(len(found) == 1 for found in after.values())  # nothing was sent twice
+        for key, found in before[copy.name].items():
+            assert after[key][0]["VersionId"] == found[0]["VersionId"]
+        assert not copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads")
+
+    # The same run, uninterrupted, into a ledger and buckets of its own.
+    other = open_ledger(f"sqlite:///{tmp_path / 'other.db'}")
+    register_example_models(other)
+    start_run(other, run_id=run_id, at=run.started_at)
+    monkeypatch.setenv("SUNSET_BUCKET", f"{store.bucket}-u")
+    uninterrupted = configured_store()
+    snapshot(other, uninterrupted, str(weights), run_id, CountingReader())
+    other.dispose()
+    for resumed, clean in zip(store.copies, uninterrupted.copies, strict=True):
+        package = current_package(resumed, prefix)
+        assert set(package) == PACKAGE
+        assert package == current_package(clean, prefix)
+
+
+def test_weights_under_an_s3_prefix_are_streamed_once_into_the_same_package(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    weights = write_weights(tmp_path / "weights")
+    source = f"{store.bucket}-src"
+    client = store.primary.client
+    client.create_bucket(Bucket=source)
+    client.put_object(Bucket=source, Key="models/acme/", Body=b"")  # a folder marker
+    for name in WEIGHTS:
+        client.upload_file(str(weights / name), source, f"models/acme/{name}")
+    reader = CountingReader(weights_reader(Settings()).s3_client)
+    gets: Counter[str] = Counter()
+
+    def count_get(params: dict[str, Any], **_: Any) -> None:
+        gets[params["Key"]] += 1
+
+    reader.s3_client.meta.events.register("before-parameter-build.s3.GetObject", count_get)
+
+    from_s3 = snapshot(
+        site.ledger, store, f"s3://{source}/models/acme", start_run(site.ledger), reader
+    )
+    from_dir = snapshot(site.ledger, store, str(weights), start_run(site.ledger), CountingReader())
+
+    assert gets == Counter(f"models/acme/{name}" for name in WEIGHTS)
+    s3_package = current_package(store.primary, prefix_of(from_s3.location))
+    dir_package = current_package(store.primary, prefix_of(from_dir.location))
+    assert set(s3_package) == PACKAGE
+    for path in PACKAGE - {"bag-info.txt", "tagmanifest-sha256.txt", "tagmanifest-sha512.txt"}:
+        assert s3_package[path] == dir_package[path], path
+    assert bagit_validates(s3_package, tmp_path / "bag").returncode == 0
+
+
+def test_deep_checks_take_the_longest_unchecked_first_within_the_budget(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    sizes = {f"shard-{i}.bin": 100_000 for i in range(4)}
+    weights = write_weights(tmp_path / "weights", sizes)
+    snapshot(site.ledger, store, str(weights), start_run(site.ledger), CountingReader())
+    with site.ledger.session() as db:
+        objects = {(h.replica, h.path): h.size for h in db.exec(select(PreservedObject))}
+    budget = 250_000
+    checked: list[tuple[str | None, str]] = []
+
+    runs = []
+    while len(set(checked)) < len(objects):
+        audit_id = audit.begin_audit(site.ledger, None)
+        summary = audit.deep_audit(
+            site.ledger, store, audit_id, budget_bytes=budget, period=timedelta(days=1)
+        )
+        with site.ledger.session() as db:
+            events = db.exec(select(FixityEvent).where(FixityEvent.audit_id == audit_id)).all()
+        assert summary.objects_checked == len(events) and not summary.damaged
+        assert sum(e.bytes_read for e in events) == summary.bytes_read <= budget
+        assert summary.overdue_objects == 0  # all stored today, well within the period
+        new = [(e.replica, e.path) for e in events]
+        assert not set(new) & set(checked)  # nothing checked twice before everything once
+        checked += new
+        runs.append(summary)
+        assert len(runs) < 10, "the deep share does not move on"
+
+    assert sorted(checked) == sorted(objects)
+    assert sum(objects.values()) > 3 * budget // 2  # it took several runs: the budget held
+    later = audit.deep_audit(
+        site.ledger,
+        store,
+        audit.begin_audit(site.ledger, None),
+        budget_bytes=1,
+        period=timedelta(0),
+    )
+    assert later.objects_checked == 1  # one object at least, even over the budget
+    assert later.overdue_objects == len(objects) - 1
+
+
+REFUSALS = ["symlink", "fifo", "not-utf8", "empty", "empty-s3", "unlocked-replica"]
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize("case", REFUSALS)
+def test_a_refused_source_changes_nothing_in_buckets_ledger_or_mailboxes(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    from flows.deprecate import deprecate_model
+
+    weights = write_weights(tmp_path / "weights", {"config.json": 100, "model.bin": 1000})
+    store = configured_store()
+    expected = {
+        "symlink": "outside the weights directory",
+        "fifo": "not a regular file",
+        "not-utf8": "not valid UTF-8",
+        "empty": "holds no files",
+        "empty-s3": "holds no objects",
+        "unlocked-replica": "has no Object Lock",
+    }[case]
+    location = str(weights)
+    if case == "symlink":
+        (tmp_path / "secret").write_text("outside")
+        (weights / "leak.bin").symlink_to(tmp_path / "secret")
+    elif case == "fifo":
+        os.mkfifo(weights / "pipe")
+    elif case == "not-utf8":
+        Path(os.fsdecode(bytes(weights) + b"/bad-\xff.bin")).write_bytes(b"x")
+    elif case == "empty":
+        location = str(tmp_path / "nothing")
+        Path(location).mkdir()
+    elif case == "empty-s3":
+        store.primary.client.create_bucket(Bucket=f"{store.bucket}-src")
+        location = f"s3://{store.bucket}-src/models/none/"
+    else:
+        plain = f"{store.bucket}-plain"
+        store.primary.client.create_bucket(Bucket=plain)
+        monkeypatch.setenv("SUNSET_REPLICAS", f'[{{"name": "offsite", "bucket": "{plain}"}}]')
+        store.copies.append(ObjectStore(store.primary.client, plain, "offsite"))
+    before = _row_counts(site)
+
+    with pytest.raises(InputError, match=expected):
+        deprecate_model(
+            model_id="sunset-example-1", weights=location, recipients=str(site.recipients)
+        )
+
+    assert _row_counts(site) == before
+    for copy in store.copies:
+        assert versions(copy) == {}
+    assert site.mailbox() == []
+
+
+def _row_counts(site: Site) -> dict[str, int]:
+    with site.ledger.engine.connect() as connection:
+        tables = sa.inspect(connection).get_table_names()
+        return {
+            table: connection.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one()
+            for table in tables
+            if table != "alembic_version"
+        }
