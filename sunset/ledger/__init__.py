@@ -2,14 +2,18 @@
 
 from sunset.ledger.db import Ledger, open_ledger
 from sunset.ledger.models import (
+    Approval,
     AttemptState,
     CatalogModel,
     Delivery,
+    DeliverySummary,
     DeprecationRun,
     FixityEvent,
     InterviewSession,
     InterviewTurn,
+    ModelUser,
     Report,
+    Restoration,
     RunState,
     ServingStatus,
     Snapshot,
@@ -20,15 +24,19 @@ from sunset.ledger.models import (
 )
 
 __all__ = [
+    "Approval",
     "AttemptState",
     "CatalogModel",
     "Delivery",
+    "DeliverySummary",
     "DeprecationRun",
     "FixityEvent",
     "InterviewSession",
     "InterviewTurn",
     "Ledger",
+    "ModelUser",
     "Report",
+    "Restoration",
     "RunState",
     "ServingStatus",
     "Snapshot",
