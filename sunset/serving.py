@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from sunset.errors import GatewayError, GuardRefused
 from sunset.gateway import Route, ServingGateway, check_route
@@ -153,7 +153,7 @@ def history(ledger: Ledger, model_id: str) -> list[StatusTransition]:
             db.exec(
                 select(StatusTransition)
                 .where(StatusTransition.model_id == model_id)
-                .order_by(StatusTransition.at, StatusTransition.id)
+                .order_by(col(StatusTransition.at), col(StatusTransition.id))
             )
         )
 

@@ -46,7 +46,7 @@ def import_users(
             }
             user = known.pop(recipient.email.lower(), None)
             if user is None:
-                db.add(ModelUser(model_id=model_id, **values))
+                db.add(ModelUser.model_validate(values | {"model_id": model_id}))
                 added += 1
             elif any(getattr(user, key) != value for key, value in values.items()):
                 user.sqlmodel_update(values | {"imported_at": utcnow()})
