@@ -178,6 +178,7 @@ def test_demo_runs_the_whole_deprecation_and_a_second_run_changes_nothing(tmp_pa
     assert runs.returncode == 0 and "completed" in runs.stdout
 
 
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 def test_users_import_refuses_an_invalid_file_whole_and_deprecate_can_use_the_ledger(
     site: Site, tmp_path: Path
 ) -> None:
