@@ -30,13 +30,12 @@ from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 from prefect.workers.process import ProcessWorker
 
 from sunset.errors import InputError, SunsetError
+from tasks.audit import FIXITY_FAILED_EVENT
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORK_POOL = "sunset"
 DEPRECATE_FLOW = "deprecate-model"
 DEPRECATE_DEPLOYMENT = f"{DEPRECATE_FLOW}/manual"
-# The audit flow emits this event, one per snapshot that fails its fixity check.
-FIXITY_FAILED_EVENT = "sunset.fixity.failed"
 ALERT_WEBHOOK_BLOCK = "sunset-alerts"
 RUN_FAILED_AUTOMATION = "sunset: deprecation run failed"
 FIXITY_FAILED_AUTOMATION = "sunset: fixity check failed"

@@ -1,27 +1,22 @@
-"""deprecate_model: preflight -> notify -> snapshot -> verify -> interview -> report -> flip."""
+"""deprecate_model: preflight -> notify -> snapshot -> verify -> interview -> report
+-> (approval) -> flip."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
-from prefect import Flow, flow, get_client
-from prefect.client.schemas.objects import FlowRun
-from prefect.runtime import flow_run
-from prefect.states import State
-from sqlmodel import select
+from prefect import flow
 
 from flows.limits import one_deprecation_per_model
+from flows.serving import approval_gate, close_ledger_run, flip_serving, tag_with_model
 from sunset.config import Settings
-from sunset.ledger import DeprecationRun
-from sunset.runs import DeprecationRequest, finish_run, run_lease
+from sunset.runs import DeprecationRequest, run_lease, target_status
 from sunset.services import connect
 from tasks.interview import run_interviews
 from tasks.notify import notify_users
 from tasks.preflight import preflight
 from tasks.report import assemble_report
-from tasks.serving import flip_serving_status
 from tasks.snapshot import snapshot_weights
 from tasks.verify import verify_preservation
 
@@ -35,38 +30,19 @@ class DeprecationOutcome:
     package: str
     report: str
     status: str
-
-
-def _close_ledger_run(flow: Flow[..., Any], run: FlowRun, state: State[Any]) -> None:
-    settings = Settings()
-    services = connect(settings)
-    with services.ledger.session() as db:
-        ledger_run = db.exec(
-            select(DeprecationRun).where(DeprecationRun.flow_run_id == str(run.id))
-        ).first()
-    if ledger_run is not None:
-        error = None if state.is_completed() else (state.message or state.name)
-        finish_run(services.ledger, ledger_run.id, error=error)
-    services.ledger.dispose()
-
-
-def _tag_with_model(model_id: str) -> None:
-    # Tags on the flow run itself, whichever way it was started (CLI, deployment, UI).
-    with get_client(sync_client=True) as client:
-        current = client.read_flow_run(flow_run.get_id())
-        client.update_flow_run(current.id, tags=sorted({*current.tags, f"model:{model_id}"}))
+    rejected_by: str | None = None
 
 
 @flow(
     name="deprecate-model",
     flow_run_name="deprecate-{model_id}",
-    on_completion=[_close_ledger_run],
-    on_failure=[_close_ledger_run],
+    on_completion=[close_ledger_run],
+    on_failure=[close_ledger_run],
 )
 def deprecate_model(
     model_id: str,
     weights: str,
-    recipients: str,
+    recipients: str | None = None,
     retire: bool = False,
     retirement_date: date | None = None,
     protocol: str | None = None,
@@ -74,6 +50,9 @@ def deprecate_model(
     notice_override_reason: str | None = None,
     deployment_summary: str | None = None,
     operator_analysis: str | None = None,
+    recipients_from_ledger: bool = False,
+    approvals: int = 0,
+    requested_by: str | None = None,
 ) -> DeprecationOutcome:
     """Deprecate a model: tell its users, preserve and verify its weights, interview it,
     seal the report, and only then change its serving status.
@@ -84,7 +63,7 @@ def deprecate_model(
     Args:
         model_id: The catalog id of the model to deprecate.
         weights: Directory holding the model's files as they are served.
-        recipients: CSV of the users to notify (columns email, name).
+        recipients: CSV of the users to notify (columns email, name[, webhook_url, usage]).
         retire: Retire the model at the end instead of marking it deprecated.
         retirement_date: Announced retirement date; default: the minimum notice from today.
         protocol: Interview protocol YAML; default: Sunset's standard protocol.
@@ -92,8 +71,13 @@ def deprecate_model(
         notice_override_reason: Why a shorter notice than the minimum is acceptable.
         deployment_summary: Markdown file: usage, notable uses, incidents (for the report).
         operator_analysis: Markdown file: the operators' interpretation (for the report).
+        recipients_from_ledger: Notify the model's users imported into the ledger instead
+            of a CSV.
+        approvals: Distinct approvers (0, 1 or 2) who must approve in the paused run's
+            form before the model is retired.
+        requested_by: Who asked for the run; recorded with the status transition.
     """
-    _tag_with_model(model_id)
+    tag_with_model(model_id)
     services = connect(Settings())
     request = DeprecationRequest(
         model_id=model_id,
@@ -106,15 +90,36 @@ def deprecate_model(
         notice_override_reason=notice_override_reason,
         deployment_summary=deployment_summary,
         operator_analysis=operator_analysis,
+        recipients_from_ledger=recipients_from_ledger,
+        approvals=approvals,
     )
     with one_deprecation_per_model(model_id):
-        start = preflight(services, request)
+        start = preflight(services, request, requested_by)
         run_id, validated = start.run_id, start.validated
+        target = target_status(request)
         with run_lease(services.ledger, run_id, services.settings.run_lease_seconds):
             notify_users(services, run_id, validated)
             snapshot = snapshot_weights(services, run_id, validated)
             verify_preservation(services, run_id, snapshot)
             run_interviews(services, run_id, validated)
             report = assemble_report(services, run_id, validated)
-            status = flip_serving_status(services, run_id, validated)
-    return DeprecationOutcome(run_id, model_id, report.package, report.local_path, status)
+            if retire and approvals:
+                gate = approval_gate(services, run_id, target, approvals)
+                if gate.rejected_by:
+                    unchanged = str(validated.model.serving_status)
+                    return DeprecationOutcome(
+                        run_id,
+                        model_id,
+                        report.package,
+                        report.local_path,
+                        unchanged,
+                        gate.rejected_by,
+                    )
+            status = flip_serving(
+                services,
+                run_id,
+                target,
+                actor=requested_by or "unnamed requester",
+                reason=validated.flip_reason(run_id),
+            )
+    return DeprecationOutcome(run_id, model_id, report.package, report.local_path, str(status))

@@ -14,7 +14,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,12 +27,13 @@ from sqlmodel import select
 from sunset.config import Settings
 from sunset.errors import InputError, SunsetError
 from sunset.ledger import (
+    Approval,
     CatalogModel,
+    DeliverySummary,
     DeprecationRun,
     Ledger,
     Report,
     Snapshot,
-    StatusTransition,
     StepAttempt,
     open_ledger,
 )
@@ -105,6 +106,14 @@ def register(
     weights_source: Annotated[
         str | None, typer.Option(help="Where the served weights live (directory or s3:// URL).")
     ] = None,
+    model_class: Annotated[
+        str | None,
+        typer.Option(
+            "--class",
+            help="Model class, which sets its minimum notice period "
+            "(SUNSET_MINIMUM_NOTICE_DAYS_BY_CLASS); default: the general minimum.",
+        ),
+    ] = None,
 ) -> None:
     """Add a model to the catalog so that it can be deprecated later."""
     with _plain_errors():
@@ -125,6 +134,7 @@ def register(
                     released_on=released_on,
                     replacement_id=replacement,
                     weights_source=weights_source,
+                    model_class=model_class,
                 )
             )
         console.print(f"Registered {model} ({name}) as active.")
@@ -141,8 +151,16 @@ def deprecate(
         ),
     ],
     recipients: Annotated[
-        Path, typer.Option(help="CSV of users to notify: columns email,name[,webhook_url,usage].")
-    ],
+        Path | None,
+        typer.Option(help="CSV of users to notify: columns email,name[,webhook_url,usage]."),
+    ] = None,
+    recipients_from_ledger: Annotated[
+        bool,
+        typer.Option(
+            "--recipients-from-ledger",
+            help="Notify the model's users imported with `sunset users import` instead of a CSV.",
+        ),
+    ] = False,
     retire: Annotated[
         bool, typer.Option("--retire", help="Retire the model at the end, not just deprecate it.")
     ] = False,
@@ -184,6 +202,13 @@ def deprecate(
     deployment: Annotated[
         str, typer.Option(help="With --via-deployment: the deployment to run.")
     ] = "deprecate-model/manual",
+    approvals: Annotated[
+        int,
+        typer.Option(
+            help="Distinct approvers (0, 1 or 2) who must approve before the model is "
+            "retired; the run waits for `sunset approve RUN` or the form in the Prefect UI.",
+        ),
+    ] = 0,
 ) -> None:
     """Run a complete deprecation of MODEL: notify its users, snapshot and verify its
     weights, interview it, seal the report, then flip its serving status.
@@ -197,7 +222,8 @@ def deprecate(
         parameters: dict[str, Any] = {
             "model_id": check_model_id(model),
             "weights": str(weights),
-            "recipients": str(recipients),
+            "recipients": str(recipients) if recipients else None,
+            "recipients_from_ledger": recipients_from_ledger,
             "retire": retire,
             "retirement_date": _parse_date(retirement_date, "--retirement-date"),
             "protocol": str(protocol) if protocol else None,
@@ -205,6 +231,8 @@ def deprecate(
             "notice_override_reason": notice_override,
             "deployment_summary": str(deployment_summary) if deployment_summary else None,
             "operator_analysis": str(analysis) if analysis else None,
+            "approvals": approvals,
+            "requested_by": getpass.getuser(),
         }
         if via_deployment:
             _deprecate_via_deployment(parameters, deployment=deployment, wait=wait)
@@ -273,6 +301,7 @@ def demo(
                 return
             outcome = _run_deprecation(
                 settings,
+                requested_by=getpass.getuser(),
                 model_id=EXAMPLE_MODEL_ID,
                 weights=str(write_example_weights(data_dir / "example-model" / "weights")),
                 recipients=str(write_example_recipients(data_dir / "example-model" / "users.csv")),
@@ -296,11 +325,26 @@ def status(
     model: Annotated[
         str | None, typer.Argument(help="A model id; omit to list the catalog.")
     ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Answer for a past moment instead: YYYY-MM-DD (the end of that day, UTC) or "
+            "an ISO date and time such as 2026-03-01T12:00:00+00:00.",
+        ),
+    ] = None,
 ) -> None:
-    """Show the serving status of every model, or the full record of one."""
+    """Show the serving status of every model, the full record of one, or its past status.
+
+    With --at, answers what the model's status was at that moment, from its recorded
+    transitions (a flip that was rolled back never took effect and does not count).
+    """
     with _plain_errors():
         ledger = _ledger(Settings())
-        if model is None:
+        if at is not None:
+            if model is None:
+                raise InputError("--at needs a model: sunset status MODEL --at DATE.")
+            _show_status_at(ledger, model, _parse_moment(at))
+        elif model is None:
             _show_catalog(ledger)
         else:
             _show_model(ledger, model)
@@ -446,6 +490,61 @@ def preferences(
                 item.category,
                 item.quote,
                 status,
+            )
+        console.print(table)
+
+
+users_app = typer.Typer(
+    help="The users of each model, kept in the ledger for --recipients-from-ledger.",
+    no_args_is_help=True,
+)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("import")
+def users_import(
+    model: Annotated[str, typer.Argument(help="Catalog id of the model they use.")],
+    csv_file: Annotated[
+        Path, typer.Argument(help="CSV with the columns email,name[,webhook_url,usage].")
+    ],
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Also remove the model's users who are not in the file."),
+    ] = False,
+) -> None:
+    """Import MODEL's users from a CSV into the ledger.
+
+    The whole file is checked first: if any row is invalid, the rows are listed by line
+    number and nothing is imported. Known users (same email) are updated.
+    """
+    from sunset.notify.recipients import load_recipients
+    from sunset.notify.users import import_users
+
+    with _plain_errors():
+        check_model_id(model)
+        recipients = load_recipients(csv_file)
+        done = import_users(_ledger(Settings()), model, recipients, replace=replace)
+        console.print(
+            f"Users of {model}: {done.added} added, {done.updated} updated, "
+            f"{done.removed} removed ({len(recipients)} in the file)."
+        )
+
+
+@users_app.command("list")
+def users_list(
+    model: Annotated[str, typer.Argument(help="Catalog id of the model.")],
+) -> None:
+    """List MODEL's users recorded in the ledger."""
+    from sunset.notify.users import load_users
+
+    with _plain_errors():
+        users = load_users(_ledger(Settings()), model)
+        table = Table(title=f"Users of {model}")
+        for column in ("email", "name", "webhook", "usage"):
+            table.add_column(column)
+        for user in users:
+            table.add_row(
+                user.email, user.name, "yes" if user.webhook_url else "", user.usage or ""
             )
         console.print(table)
 
@@ -638,7 +737,165 @@ def _deprecate_via_deployment(parameters: dict[str, Any], *, deployment: str, wa
     )
 
 
-def _run_deprecation(settings: Settings, **parameters: Any) -> Any:
+@app.command()
+def approve(
+    run: Annotated[str, typer.Argument(help="The waiting run: its id (or first 8+ characters).")],
+    reason: Annotated[str, typer.Option(help="Why you approve; it is recorded.")],
+    approver: Annotated[
+        str | None, typer.Option("--as", help="Your name as recorded; default: your login.")
+    ] = None,
+) -> None:
+    """Approve a run that waits for approval before it changes a serving status.
+
+    Needs PREFECT_API_URL pointing at the Prefect server the run is on. With two
+    approvals required, a second, different person approves too.
+    """
+    with _plain_errors():
+        _decide(run, "approve", reason, approver or getpass.getuser())
+
+
+@app.command()
+def reject(
+    run: Annotated[str, typer.Argument(help="The waiting run: its id (or first 8+ characters).")],
+    reason: Annotated[str, typer.Option(help="Why you reject; it is recorded.")],
+    approver: Annotated[
+        str | None, typer.Option("--as", help="Your name as recorded; default: your login.")
+    ] = None,
+) -> None:
+    """Reject a run that waits for approval: it ends cleanly and the serving status stays.
+
+    Needs PREFECT_API_URL pointing at the Prefect server the run is on.
+    """
+    with _plain_errors():
+        _decide(run, "reject", reason, approver or getpass.getuser())
+
+
+@app.command()
+def reinstate(
+    model: Annotated[str, typer.Argument(help="Catalog id of the retired model.")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="Where to restore the weights: an empty directory or s3://BUCKET/PREFIX."
+        ),
+    ],
+    reason: Annotated[str, typer.Option(help="Why the model comes back; it is recorded.")],
+    snapshot: Annotated[
+        str | None,
+        typer.Option(help="The preserved snapshot to restore; default: the latest one."),
+    ] = None,
+    on_request: Annotated[
+        bool,
+        typer.Option("--on-request", help="Make it available on request instead of fully active."),
+    ] = False,
+    approvals: Annotated[
+        int, typer.Option(help="Distinct approvers (0, 1 or 2) needed before the flip.")
+    ] = 0,
+) -> None:
+    """Bring a retired MODEL back: re-verify its preserved package, restore the weights,
+    check every restored file against the manifest, then make it active (or on request).
+    """
+    from sunset.restore import ReinstatementRequest, open_destination, plan_reinstatement
+    from sunset.store import ObjectStore, make_s3_client
+
+    with _plain_errors():
+        settings = Settings()
+        request = ReinstatementRequest(
+            model_id=model,
+            destination=to,
+            reason=reason,
+            snapshot_id=snapshot,
+            status="on_request" if on_request else "active",
+            approvals=approvals,
+        )
+        client = make_s3_client(
+            settings.s3_endpoint_url,
+            settings.s3_region,
+            settings.s3_access_key_id,
+            settings.s3_secret_access_key,
+        )
+        store = ObjectStore(client, settings.bucket)
+        spool = settings.data_dir / "restore-spool"
+        plan_reinstatement(_ledger(settings), request, open_destination(to, store, spool))
+        _prefect_defaults()
+        from flows.reinstate import reinstate_model
+
+        console.print(f"Reinstating {model}: the Prefect flow is starting ...")
+        outcome = reinstate_model(**request.parameters(), requested_by=getpass.getuser())
+        verdict = f"rejected by {outcome.rejected_by}" if outcome.rejected_by else "complete"
+        table = Table(title=f"Reinstatement of {model} {verdict}", show_header=False)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        table.add_row("Snapshot", outcome.snapshot_id)
+        table.add_row("Restored to", outcome.destination)
+        table.add_row("Serving status", f"[bold]{outcome.status}[/]")
+        table.add_row("Run", outcome.run_id)
+        console.print(table)
+
+
+def _decide(run: str, decision: str, reason: str, approver: str) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise InputError(
+            "PREFECT_API_URL is not set; point it at the Prefect server the waiting run is on."
+        )
+    ledger_run = _find_run(_ledger(Settings()), run)
+    if ledger_run.flow_run_id is None:
+        raise InputError(f"Run {ledger_run.id} has no Prefect flow run to resume.")
+    from flows.serving import submit_decision
+
+    submit_decision(ledger_run.flow_run_id, approver=approver, decision=decision, reason=reason)
+    console.print(
+        f"Recorded: {approver} decided to {decision} run {ledger_run.id} "
+        f"({ledger_run.model_id}); the run continues."
+    )
+
+
+def _find_run(ledger: Ledger, prefix: str) -> DeprecationRun:
+    if len(prefix) < 8:
+        raise InputError(f"Run id {prefix!r} is too short; give at least its first 8 characters.")
+    with ledger.session() as db:
+        found = db.exec(
+            select(DeprecationRun).where(DeprecationRun.id.startswith(prefix))  # type: ignore[attr-defined]
+        ).all()
+    if len(found) != 1:
+        raise InputError(
+            f"No run has the id {prefix!r}; `sunset runs` lists them."
+            if not found
+            else f"Several runs start with {prefix!r}; give more of the id."
+        )
+    return found[0]
+
+
+def _parse_moment(value: str) -> datetime:
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time.max, tzinfo=UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(
+            f"--at {value!r} is not a date; write YYYY-MM-DD or an ISO date and time."
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _show_status_at(ledger: Ledger, model_id: str, moment: datetime) -> None:
+    from sunset.serving import status_at
+
+    found = status_at(ledger, model_id, moment)
+    when = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if found is None:
+        with ledger.session() as db:
+            known = db.get(CatalogModel, model_id) is not None
+        if not known:
+            raise InputError(f"Model {model_id!r} is not in the catalog.")
+        console.print(f"{model_id} was not yet in the catalog at {when}.")
+        return
+    console.print(f"{model_id} was [bold]{found.value}[/] at {when}.")
+
+
+def _run_deprecation(settings: Settings, *, requested_by: str, **parameters: Any) -> Any:
     """Validate in-process for a fast answer, then run the flow (starting Prefect)."""
     from sunset.replicas import weights_reader
     from sunset.runs import DeprecationRequest, validate_request
@@ -646,20 +903,25 @@ def _run_deprecation(settings: Settings, **parameters: Any) -> Any:
     validate_request(
         _ledger(settings),
         DeprecationRequest(**parameters),
+        settings,
         weights=weights_reader(settings),
-        minimum_notice_days=settings.minimum_notice_days,
         today=date.today(),
     )
-    for key, value in PREFECT_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    _prefect_defaults()
     from flows.deprecate import deprecate_model
 
     console.print(f"Deprecating {parameters['model_id']}: the Prefect flow is starting ...")
-    return deprecate_model(**parameters)
+    return deprecate_model(**parameters, requested_by=requested_by)
+
+
+def _prefect_defaults() -> None:
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 def _show_outcome(outcome: Any) -> None:
-    table = Table(title=f"Deprecation of {outcome.model_id} complete", show_header=False)
+    verdict = f"rejected by {outcome.rejected_by}" if outcome.rejected_by else "complete"
+    table = Table(title=f"Deprecation of {outcome.model_id} {verdict}", show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     table.add_row("Preserved package", outcome.package)
@@ -689,20 +951,25 @@ def _show_catalog(ledger: Ledger) -> None:
 
 
 def _show_model(ledger: Ledger, model_id: str) -> None:
+    from sunset.serving import history
+
     with ledger.session() as db:
         model = db.get(CatalogModel, model_id)
         if model is None:
             raise SunsetError(f"Model {model_id!r} is not in the catalog.")
-        transitions = db.exec(
-            select(StatusTransition)
-            .where(StatusTransition.model_id == model_id)
-            .order_by(StatusTransition.at)
-        ).all()
+        transitions = history(ledger, model_id)
         snapshot = db.exec(
             select(Snapshot)
             .where(Snapshot.model_id == model_id)
             .order_by(Snapshot.created_at.desc())  # type: ignore[attr-defined]
         ).first()
+        runs = db.exec(select(DeprecationRun.id).where(DeprecationRun.model_id == model_id)).all()
+        deliveries = db.exec(
+            select(DeliverySummary).where(DeliverySummary.run_id.in_(runs))  # type: ignore[attr-defined]
+        ).all()
+        approvals = db.exec(
+            select(Approval).where(Approval.run_id.in_(runs)).order_by(Approval.decided_at)  # type: ignore[attr-defined]
+        ).all()
         report = None
         if snapshot is not None:
             report = db.exec(
@@ -718,13 +985,29 @@ def _show_model(ledger: Ledger, model_id: str) -> None:
     table.add_row("Deprecation announced", str(model.deprecation_announced_on or "not yet"))
     table.add_row("Retirement date", str(model.retirement_on or "not set"))
     table.add_row("Successor", model.replacement_id or "none named")
+    table.add_row("Model class", model.model_class or "none (general minimum notice)")
     if snapshot is not None:
         table.add_row("Preserved package", f"s3://{snapshot.bucket}/{snapshot.prefix}")
         table.add_row("Manifest digest", snapshot.manifest_sha256 or "")
     if report is not None:
         table.add_row("Report", f"v{report.version}: {report.local_path}")
+    for d in deliveries:
+        table.add_row(
+            f"Notices by {d.channel} (run {d.run_id[:8]})",
+            f"{d.sent} sent, {d.failed} failed, {d.unconfirmed} unconfirmed, "
+            f"{d.skipped} without an address",
+        )
+    for a in approvals:
+        table.add_row(
+            f"{_when(a.decided_at)}",
+            f"{a.approver}: {a.decision} {a.target_status} (run {a.run_id[:8]}): {a.reason}"
+            + ("" if a.counted else " [not counted: same approver twice]"),
+        )
     for t in transitions:
-        table.add_row(f"{_when(t.at)}", f"{t.from_status} -> {t.to_status} by {t.actor}")
+        undone = f" [red](rolled back: {t.rollback_reason})[/]" if t.rolled_back_at else ""
+        table.add_row(
+            f"{_when(t.at)}", f"{t.from_status} -> {t.to_status} by {t.actor}: {t.reason}{undone}"
+        )
     console.print(table)
 
 

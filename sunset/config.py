@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -120,6 +120,51 @@ class Settings(BaseSettings):
     minimum_notice_days: int = Field(
         default=60, ge=0, description="Days between the notice and the retirement date, at least."
     )
+    minimum_notice_days_by_class: dict[str, int] = Field(
+        default_factory=dict,
+        description="Minimum notice per model class (the catalog's model_class), overriding "
+        'minimum_notice_days for that class; JSON, e.g. {"frontier": 120, "internal": 14}.',
+    )
+    notice_templates_dir: Path | None = Field(
+        default=None,
+        description="Directory with this deployment's notice templates (migration_guide.txt.j2, "
+        "migration_guide.html.j2, notice.txt.j2, notice.html.j2); a template missing there "
+        "comes from Sunset's bundled set, which is also the default.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret for the HMAC-SHA256 signature of webhook notices; required "
+        "when any recipient has a webhook_url.",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for a webhook receiver to answer."
+    )
+    gateway: Literal["file", "http"] = Field(
+        default="file",
+        description="How the serving gateway learns a status change: 'file' writes a JSON "
+        "routing file, 'http' calls the gateway's HTTP endpoint.",
+    )
+    gateway_routing_file: Path | None = Field(
+        default=None,
+        description="The JSON routing file the 'file' gateway writes; default: routing.json "
+        "in the data directory.",
+    )
+    gateway_url: str | None = Field(
+        default=None,
+        description="Base URL of the serving gateway's HTTP endpoint (for gateway 'http'); "
+        "Sunset calls PUT and GET {url}/models/{model_id}.",
+    )
+    gateway_token: SecretStr | None = Field(
+        default=None, description="Bearer token for the serving gateway's HTTP endpoint."
+    )
+    approval_timeout_s: int = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="How long a run waits for an approval before it fails, changing nothing.",
+    )
+    approval_poll_s: int = Field(
+        default=10, gt=0, description="How often a paused run asks Prefect whether it was resumed."
+    )
 
     interview_concurrency: int = Field(
         default=2, ge=1, le=20, description="Interview sessions that run at the same time, at most."
@@ -203,3 +248,14 @@ class Settings(BaseSettings):
     def ledger_url(self) -> str:
         """The database URL of the ledger, defaulting to a SQLite file in the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+    @property
+    def routing_file(self) -> Path:
+        """The JSON routing file of the 'file' gateway."""
+        return self.gateway_routing_file or self.data_dir / "routing.json"
+
+    def minimum_notice_for(self, model_class: str | None) -> int:
+        """The minimum notice in days for a model of ``model_class``."""
+        if model_class is None:
+            return self.minimum_notice_days
+        return self.minimum_notice_days_by_class.get(model_class, self.minimum_notice_days)

@@ -506,13 +506,17 @@ def start_smtp(
     log_path: Path | None = None,
     require_auth: tuple[str, str] | None = None,
     fail_first: int = 0,
+    stall_rcpt_at: int = 0,
+    stall_reply_at: int = 0,
     port: int | None = None,
     timeout: float = 20.0,
 ) -> ServiceHandle:
     """Start ``python -m sunset.smtp_server`` storing into ``maildir``; wait for its banner.
 
     ``require_auth=(user, password)`` demands AUTH before MAIL; ``fail_first=N`` answers
-    the first N messages with ``451 4.3.0``. The log defaults to ``maildir/../smtp.log``.
+    the first N messages with ``451 4.3.0``; ``stall_rcpt_at=N`` / ``stall_reply_at=N``
+    hold the N-th message before it is handed over / after it is stored (see
+    ``sunset.smtp_server``). The log defaults to ``maildir/../smtp.log``.
     """
     maildir = Path(maildir).resolve()
     maildir.parent.mkdir(parents=True, exist_ok=True)
@@ -524,6 +528,10 @@ def start_smtp(
         argv += ["--require-auth", f"{require_auth[0]}:{require_auth[1]}"]
     if fail_first:
         argv += ["--fail-first", str(fail_first)]
+    if stall_rcpt_at:
+        argv += ["--stall-rcpt-at", str(stall_rcpt_at)]
+    if stall_reply_at:
+        argv += ["--stall-reply-at", str(stall_reply_at)]
     process = _spawn(argv, log_path, cwd=maildir.parent, env=_python_env())
     handle = ServiceHandle("smtp", f"smtp://{HOST}:{port}", HOST, port, process, log_path)
     handle.ports = {"smtp": port}

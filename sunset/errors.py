@@ -3,11 +3,14 @@
     SunsetError                 every failure Sunset itself names
     ├── InputError              the request is wrong: fix the input and run again
     ├── GuardRefused            a serving-status change is not allowed (yet)
+    ├── GatewayError            the serving gateway refused a change, or does not show it
     ├── RunConflict             another run for the same model is in progress
     ├── PreservationError       the preserved copy cannot be trusted
     │   ├── VerificationFailed  a stored object differs from the manifest
     │   └── SourceChanged       bytes read to store differ from what they must be
     ├── DeadlineExceeded        a bounded piece of work ran out of time; rerun to resume
+    ├── DeliveryRejected        a receiver refused one notice for good (others go on)
+    ├── DeliveryInDoubt         the link broke during a hand-over: it may have arrived
     └── TransientError          a service failed in a way that may pass; retry
 
 Every message is a sentence a release manager can act on. ``is_transient`` decides for
@@ -35,6 +38,10 @@ class GuardRefused(SunsetError):
     """A serving-status transition was refused because a precondition does not hold."""
 
 
+class GatewayError(SunsetError):
+    """The serving gateway refused a route change, or after a flip does not show it."""
+
+
 class RunConflict(SunsetError):
     """Another deprecation run for the same model is still in progress."""
 
@@ -56,6 +63,16 @@ class DeadlineExceeded(SunsetError):
 
 class SourceChanged(PreservationError):
     """The bytes read for an object differ from the digests they must have; nothing was stored."""
+
+
+class DeliveryRejected(SunsetError):
+    """A receiver refused one notice for good (a 5xx SMTP reply to the recipient, a 4xx
+    webhook answer); the other recipients are still told."""
+
+
+class DeliveryInDoubt(SunsetError):
+    """The connection broke after the notice was handed over: it may have arrived, so it
+    is not sent again."""
 
 
 class TransientError(SunsetError):

@@ -14,13 +14,18 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import select
 
-from sunset.errors import InputError, RunConflict
+from sunset.config import Settings
+from sunset.errors import GuardRefused, InputError, RunConflict
 from sunset.interview.protocol import LoadedProtocol, load_protocol
 from sunset.ledger import CatalogModel, DeprecationRun, Ledger, RunState, ServingStatus, utcnow
+from sunset.lifecycle import DEPRECATED, DEPRECATION, RETIRED, check_move
+from sunset.notify.message import Notice, NoticeTemplates
 from sunset.notify.recipients import Recipient, load_recipients
+from sunset.notify.users import load_users
 from sunset.report.inputs import read_report_input
 from sunset.weights import SourceFile, WeightsReader
 
@@ -31,6 +36,13 @@ VERIFY_STEP = "verify_preservation"
 INTERVIEW_STEP = "run_interviews"
 REPORT_STEP = "assemble_report"
 FLIP_STEP = "flip_serving_status"
+ROUTE_STEP = "route_gateway"
+CHECK_STEP = "check_serving"
+APPROVAL_STEP = "request_approval"
+DECISION_STEP = "record_decision"
+RESTORE_STEP = "restore_snapshot"
+RESTORE_CHECK_STEP = "verify_restoration"
+MAX_APPROVERS = 2
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
@@ -41,7 +53,7 @@ class DeprecationRequest:
 
     model_id: str
     weights: str
-    recipients: str
+    recipients: str | None = None
     retire: bool = False
     retirement_date: date | None = None
     protocol: str | None = None
@@ -49,6 +61,8 @@ class DeprecationRequest:
     notice_override_reason: str | None = None
     deployment_summary: str | None = None
     operator_analysis: str | None = None
+    recipients_from_ledger: bool = False
+    approvals: int = 0
 
     def parameters(self) -> dict[str, object]:
         values = asdict(self)
@@ -66,8 +80,40 @@ class ValidatedRequest:
     sources: list[SourceFile]
     recipients: list[Recipient]
     protocol: LoadedProtocol
-    retirement_on: date
     report_inputs: dict[str, str]
+    notice: Notice
+    terms: NoticeTerms
+
+    @property
+    def retirement_on(self) -> date:
+        return self.notice.retirement_on
+
+    def flip_reason(self, run_id: str) -> str:
+        """Why the run changes the serving status, as recorded with the transition."""
+        reason = f"deprecation run {run_id}, retirement on {self.retirement_on.isoformat()}"
+        if self.terms.override_reason:
+            reason += (
+                f"; notice shortened to {self.terms.notice_days} of "
+                f"{self.terms.minimum_notice_days} days: {self.terms.override_reason}"
+            )
+        return reason
+
+
+@dataclass(frozen=True)
+class NoticeTerms:
+    """The notice a run gives, against the minimum for the model's class."""
+
+    notice_days: int
+    minimum_notice_days: int
+    override_reason: str | None  # set only when the notice is shorter than the minimum
+
+    def columns(self) -> dict[str, Any]:
+        """The run's ledger columns that record these terms."""
+        return {
+            "notice_days": self.notice_days,
+            "minimum_notice_days": self.minimum_notice_days,
+            "notice_override_reason": self.override_reason,
+        }
 
 
 def check_model_id(model_id: str) -> str:
@@ -83,9 +129,9 @@ def check_model_id(model_id: str) -> str:
 def validate_request(
     ledger: Ledger,
     request: DeprecationRequest,
+    settings: Settings,
     *,
     weights: WeightsReader,
-    minimum_notice_days: int,
     today: date,
 ) -> ValidatedRequest:
     """Read every input of a request and refuse it whole if anything is wrong.
@@ -104,26 +150,28 @@ def validate_request(
         replacement = db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
     if not 1 <= request.sessions <= 20:
         raise InputError(f"Sessions must be between 1 and 20, not {request.sessions}.")
-    # Retiring means retiring now, unless a date was given; deprecating announces a date.
-    default = today if request.retire else today + timedelta(days=minimum_notice_days)
-    retirement_on = request.retirement_date or default
-    announced_on = model.deprecation_announced_on or today
-    notice_days = (retirement_on - announced_on).days
-    if notice_days < minimum_notice_days and not request.notice_override_reason:
+    if not 0 <= request.approvals <= MAX_APPROVERS:
         raise InputError(
-            f"Retirement on {retirement_on} gives users {notice_days} days of notice from the "
-            f"announcement on {announced_on}, fewer than the required {minimum_notice_days}; "
-            "choose a later --retirement-date, deprecate first and retire after the notice "
-            "period, or pass --notice-override REASON to record why less notice is acceptable."
+            f"Approvals must be 0 (none), 1 or {MAX_APPROVERS} distinct approvers, "
+            f"not {request.approvals}."
         )
+    notice, terms = _notice_terms(request, model, replacement, settings, today)
+    recipients = _recipients(ledger, request)
+    if settings.webhook_secret is None and any(r.webhook_url for r in recipients):
+        raise InputError(
+            "Some recipients have a webhook_url but no signing secret is set; set "
+            "SUNSET_WEBHOOK_SECRET so that receivers can verify the notices."
+        )
+    NoticeTemplates(settings.notice_templates_dir).check(notice, recipients[0])
     return ValidatedRequest(
         request=request,
         model=model,
         replacement=replacement,
         sources=weights.scan(request.weights),
-        recipients=load_recipients(Path(request.recipients)),
+        recipients=recipients,
         protocol=load_protocol(Path(request.protocol) if request.protocol else None),
-        retirement_on=retirement_on,
+        notice=notice,
+        terms=terms,
         report_inputs={
             kind: read_report_input(Path(path), kind)
             for kind, path in (
@@ -135,20 +183,75 @@ def validate_request(
     )
 
 
+def _notice_terms(
+    request: DeprecationRequest,
+    model: CatalogModel,
+    replacement: CatalogModel | None,
+    settings: Settings,
+    today: date,
+) -> tuple[Notice, NoticeTerms]:
+    minimum = settings.minimum_notice_for(model.model_class)
+    # Retiring means retiring now, unless a date was given; deprecating announces a date.
+    default = today if request.retire else today + timedelta(days=minimum)
+    retirement_on = request.retirement_date or default
+    # Notice counts from the announcement of the deprecation in force, if there is one.
+    announced_on = (
+        model.deprecation_announced_on
+        if model.serving_status == DEPRECATED and model.deprecation_announced_on
+        else today
+    )
+    notice_days = (retirement_on - announced_on).days
+    shortened = notice_days < minimum
+    if shortened and not request.notice_override_reason:
+        of_class = f" for model class {model.model_class!r}" if model.model_class else ""
+        raise InputError(
+            f"Retirement on {retirement_on} gives users {notice_days} days of notice from the "
+            f"announcement on {announced_on}, fewer than the required {minimum}{of_class}; "
+            "choose a later --retirement-date, deprecate first and retire after the notice "
+            "period, or pass --notice-override REASON to record why less notice is acceptable."
+        )
+    notice = Notice(model, replacement, announced_on, retirement_on, settings.support_contact)
+    reason = request.notice_override_reason if shortened else None
+    return notice, NoticeTerms(notice_days, minimum, reason)
+
+
+def _recipients(ledger: Ledger, request: DeprecationRequest) -> list[Recipient]:
+    if request.recipients_from_ledger == bool(request.recipients):
+        raise InputError(
+            "Say who to notify in exactly one way: --recipients FILE.csv, or "
+            "--recipients-from-ledger for the users imported with `sunset users import`."
+        )
+    if request.recipients_from_ledger:
+        return load_users(ledger, request.model_id)
+    assert request.recipients is not None
+    return load_recipients(Path(request.recipients))
+
+
 def begin_run(
-    ledger: Ledger, request: DeprecationRequest, *, flow_run_id: str | None, lease_seconds: int
+    ledger: Ledger,
+    *,
+    model_id: str,
+    kind: str,
+    parameters: dict[str, Any],
+    target: ServingStatus,
+    flow_run_id: str | None,
+    lease_seconds: int,
+    details: dict[str, Any] | None = None,
 ) -> DeprecationRun:
-    """Start a run for the request, or resume the unfinished one with the same parameters.
+    """Start a run, or resume the unfinished one of the same kind with the same parameters.
+
+    ``details`` are further columns of the run (who asked, the notice terms), written on
+    a new run and refreshed on a resumed one.
 
     Raises:
         RunConflict: another run for the same model holds a live lease.
+        InputError: the model cannot move to ``target`` from its current status.
     """
-    parameters = request.parameters()
     now = utcnow()
     with ledger.session() as db:
         unfinished = db.exec(
             select(DeprecationRun).where(
-                DeprecationRun.model_id == request.model_id,
+                DeprecationRun.model_id == model_id,
                 DeprecationRun.state.in_([RunState.RUNNING, RunState.FAILED]),  # type: ignore[attr-defined]
             )
         ).all()
@@ -157,30 +260,33 @@ def begin_run(
             held = run.lease_expires_at is not None and run.lease_expires_at > now
             if run.state == RunState.RUNNING and held and run.flow_run_id != flow_run_id:
                 raise RunConflict(
-                    f"Run {run.id} for {request.model_id} is still in progress (flow run "
+                    f"Run {run.id} for {model_id} is still in progress (flow run "
                     f"{run.flow_run_id}); wait for it to finish, or, if its process died, "
                     f"retry after its lease lapses at {run.lease_expires_at:%H:%M:%S} UTC."
                 )
-            if run.parameters == parameters:
+            if run.kind == kind and run.parameters == parameters:
                 run.state, run.flow_run_id, run.error = RunState.RUNNING, flow_run_id, None
                 run.lease_expires_at = lease
+                run.sqlmodel_update(details or {})
                 db.add(run)
                 return run
             run.state = RunState.SUPERSEDED
             db.add(run)
-        model = db.get(CatalogModel, request.model_id)
+        model = db.get(CatalogModel, model_id)
         assert model is not None
-        target = target_status(request)
-        if model.serving_status == target or model.serving_status == ServingStatus.RETIRED:
-            raise InputError(
-                f"{model.id} is already {model.serving_status}; there is nothing to "
-                f"{'retire' if request.retire else 'deprecate'}."
-            )
+        if model.serving_status == target:
+            raise InputError(f"{model.id} is already {target.value}; there is nothing to do.")
+        try:
+            check_move(ServingStatus(model.serving_status), target, kind)
+        except GuardRefused as exc:
+            raise InputError(str(exc)) from None
         run = DeprecationRun(
-            model_id=request.model_id,
+            model_id=model_id,
+            kind=kind,
             parameters=parameters,
             flow_run_id=flow_run_id,
             lease_expires_at=lease,
+            **(details or {}),
         )
         db.add(run)
         return run
@@ -208,25 +314,52 @@ def run_lease(ledger: Ledger, run_id: str, lease_seconds: int) -> Iterator[None]
         thread.join()
 
 
-def record_announcement(ledger: Ledger, model_id: str, retirement_on: date, today: date) -> None:
+def record_announcement(ledger: Ledger, notice: Notice) -> None:
     """Write the announced dates into the catalog, once the notices are out."""
     with ledger.session() as db:
-        model = db.get(CatalogModel, model_id)
+        model = db.get(CatalogModel, notice.model.id)
         assert model is not None
-        model.deprecation_announced_on = model.deprecation_announced_on or today
-        model.retirement_on = retirement_on
+        model.deprecation_announced_on = notice.announced_on
+        model.retirement_on = notice.retirement_on
         db.add(model)
 
 
 def finish_run(ledger: Ledger, run_id: str, *, error: str | None = None) -> None:
-    """Mark a run completed, or failed with the error that stopped it."""
+    """Mark a run completed, or failed with the error that stopped it.
+
+    A run an approver rejected stays rejected: it ended as it should.
+    """
     with ledger.session() as db:
         run = db.get(DeprecationRun, run_id)
         assert run is not None
+        if run.state == RunState.REJECTED:
+            return
         run.state = RunState.FAILED if error else RunState.COMPLETED
         run.error, run.finished_at, run.lease_expires_at = error, utcnow(), None
         db.add(run)
 
 
 def target_status(request: DeprecationRequest) -> ServingStatus:
-    return ServingStatus.RETIRED if request.retire else ServingStatus.DEPRECATED
+    return RETIRED if request.retire else DEPRECATED
+
+
+def begin_deprecation(
+    ledger: Ledger,
+    validated: ValidatedRequest,
+    *,
+    flow_run_id: str | None,
+    lease_seconds: int,
+    requested_by: str | None,
+) -> DeprecationRun:
+    """Start or resume the deprecation run of a validated request."""
+    request = validated.request
+    return begin_run(
+        ledger,
+        model_id=request.model_id,
+        kind=DEPRECATION,
+        parameters=request.parameters(),
+        target=target_status(request),
+        flow_run_id=flow_run_id,
+        lease_seconds=lease_seconds,
+        details={"requested_by": requested_by} | validated.terms.columns(),
+    )

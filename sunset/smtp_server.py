@@ -4,6 +4,7 @@ Run it as::
 
     python -m sunset.smtp_server --host 127.0.0.1 --port 2525 --maildir DIR
         [--require-auth USER:PASSWORD] [--fail-first N]
+        [--stall-rcpt-at N | --stall-reply-at N] [--stall-seconds S]
 
 It prints ``listening on HOST:PORT`` once the socket is bound, and stops cleanly on
 SIGTERM or SIGINT.
@@ -22,6 +23,12 @@ so Bcc recipients, which appear in no header of the message itself, can be check
 connection: this is a local test server, not a relay). ``--fail-first N`` answers the
 first N messages, after their DATA, with ``451 4.3.0 temporary failure`` and stores
 nothing, to exercise the client's retries.
+
+``--stall-rcpt-at N`` holds the answer to the RCPT of the N-th message (counted from
+its MAIL command) for ``--stall-seconds``: nothing has been handed over yet.
+``--stall-reply-at N`` stores the N-th message, then holds the answer to its DATA: the
+message has arrived, the client does not know it. Each prints ``stalling message N``
+first, so a test can kill the client at that exact point.
 """
 
 from __future__ import annotations
@@ -49,9 +56,41 @@ log = logging.getLogger("sunset.smtp_server")
 class MaildirHandler:
     """aiosmtpd handler: store each message in a Maildir, or fail the first few on purpose."""
 
-    def __init__(self, maildir: Path, *, fail_first: int = 0) -> None:
+    def __init__(
+        self,
+        maildir: Path,
+        *,
+        fail_first: int = 0,
+        stall_rcpt_at: int = 0,
+        stall_reply_at: int = 0,
+        stall_seconds: float = 60.0,
+    ) -> None:
         self.maildir = mailbox.Maildir(maildir, create=True)
         self.fail_remaining = fail_first
+        self.stall_rcpt_at, self.stall_reply_at = stall_rcpt_at, stall_reply_at
+        self.stall_seconds = stall_seconds
+        self.messages_begun = 0
+
+    async def handle_MAIL(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.messages_begun += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.messages_begun == self.stall_rcpt_at:
+            await self._stall("at RCPT, before anything was handed over")
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
+    async def _stall(self, where: str) -> None:
+        print(f"stalling message {self.messages_begun} {where}", flush=True)
+        await asyncio.sleep(self.stall_seconds)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         if self.fail_remaining > 0:
@@ -61,6 +100,8 @@ class MaildirHandler:
         raw = envelope.original_content or b""
         key = self.maildir.add(_with_envelope(raw, envelope.mail_from, envelope.rcpt_tos))
         print(f"stored {key} from={envelope.mail_from!r} to={envelope.rcpt_tos!r}", flush=True)
+        if self.messages_begun == self.stall_reply_at:
+            await self._stall("after storing it, before answering DATA")
         return "250 2.0.0 OK: queued as " + key
 
 
@@ -95,9 +136,18 @@ async def serve(
     *,
     require_auth: tuple[str, str] | None = None,
     fail_first: int = 0,
+    stall_rcpt_at: int = 0,
+    stall_reply_at: int = 0,
+    stall_seconds: float = 60.0,
 ) -> None:
     """Serve until SIGTERM or SIGINT."""
-    handler = MaildirHandler(maildir, fail_first=fail_first)
+    handler = MaildirHandler(
+        maildir,
+        fail_first=fail_first,
+        stall_rcpt_at=stall_rcpt_at,
+        stall_reply_at=stall_reply_at,
+        stall_seconds=stall_seconds,
+    )
     loop = asyncio.get_running_loop()
     options: dict[str, Any] = {"hostname": "localhost", "enable_SMTPUTF8": True}
     if require_auth is not None:
@@ -138,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         "--require-auth", type=_parse_credentials, metavar="USER:PASSWORD", default=None
     )
     parser.add_argument("--fail-first", type=int, default=0, metavar="N")
+    parser.add_argument("--stall-rcpt-at", type=int, default=0, metavar="N")
+    parser.add_argument("--stall-reply-at", type=int, default=0, metavar="N")
+    parser.add_argument("--stall-seconds", type=float, default=60.0, metavar="S")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
@@ -151,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             args.maildir,
             require_auth=args.require_auth,
             fail_first=args.fail_first,
+            stall_rcpt_at=args.stall_rcpt_at,
+            stall_reply_at=args.stall_reply_at,
+            stall_seconds=args.stall_seconds,
         )
     )
     return 0

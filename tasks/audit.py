@@ -14,6 +14,9 @@ from sunset.audit import AuditSummary, CheckSummary, RepairSummary, RetentionSum
 from sunset.services import Services
 from tasks.step import audit_step
 
+# One event per snapshot whose fixity check failed; the ops alert automation listens for it.
+FIXITY_FAILED_EVENT = "sunset.fixity.failed"
+
 
 # Never cached: every audit is a run of its own.
 @task(name=audit.BEGIN_STEP, cache_policy=NO_CACHE)
@@ -65,10 +68,30 @@ def deep_verify_share(
 def repair_damage(
     services: Services, audit_id: str, fast: CheckSummary, deep: CheckSummary
 ) -> RepairSummary:
-    """Restore every damaged object from a replica whose copy matches the manifest."""
-    summary = audit.repair(
-        services.ledger, services.store, audit_id, [*fast.damaged, *deep.damaged]
-    )
+    """Restore every damaged object from a replica whose copy matches the manifest, and
+    tell the operators' automation about every failed fixity check, repaired or not."""
+    damaged = [*fast.damaged, *deep.damaged]
+    summary = audit.repair(services.ledger, services.store, audit_id, damaged)
+    for snapshot_id in sorted({d.snapshot_id for d in damaged}):
+        emit_event(
+            event=FIXITY_FAILED_EVENT,
+            resource={
+                "prefect.resource.id": f"sunset.snapshot.{snapshot_id}",
+                "prefect.resource.name": snapshot_id,
+            },
+            related=[
+                {
+                    "prefect.resource.id": f"sunset.audit.{audit_id}",
+                    "prefect.resource.role": "audit",
+                }
+            ],
+            payload={
+                "failures": [d.describe() for d in damaged if d.snapshot_id == snapshot_id],
+                "irreparable": [
+                    d.describe() for d in summary.irreparable if d.snapshot_id == snapshot_id
+                ],
+            },
+        )
     logger = get_run_logger()
     for repaired in summary.repaired:
         logger.warning("Repaired %s", repaired)

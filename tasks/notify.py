@@ -1,8 +1,6 @@
-"""Step: tell every user who depends on the model, once."""
+"""Step: tell every user who depends on the model, once per channel."""
 
 from __future__ import annotations
-
-from datetime import date
 
 from prefect import get_run_logger
 
@@ -14,26 +12,27 @@ from tasks.step import step
 
 @step(NOTIFY_STEP)
 def notify_users(services: Services, run_id: str, validated: ValidatedRequest) -> NoticeSummary:
-    """Email the deprecation notice, with dates and migration guidance, to each recipient."""
-    settings = services.settings
-    today = date.today()
+    """Send the notice (dates, successor, migration guide) by email and signed webhook."""
     summary = notify_recipients(
         services.ledger,
-        services.mailer,
+        services.notice_channels(),
         run_id=run_id,
-        model=validated.model,
-        replacement=validated.replacement,
+        notice=validated.notice,
         recipients=validated.recipients,
-        announced_on=validated.model.deprecation_announced_on or today,
-        retirement_on=validated.retirement_on,
-        mail_from=settings.mail_from,
-        support_contact=settings.support_contact,
     )
-    record_announcement(services.ledger, validated.model.id, validated.retirement_on, today)
-    get_run_logger().info(
-        "Notices: %d sent, %d already sent before, %d failed",
-        summary.sent,
-        summary.skipped,
-        summary.failed,
-    )
+    record_announcement(services.ledger, validated.notice)
+    logger = get_run_logger()
+    for channel, counts in summary.channels.items():
+        logger.info(
+            "Notices by %s: %d sent (%d of them before), %d failed, %d unconfirmed, "
+            "%d recipients without an address",
+            channel,
+            counts.sent,
+            counts.sent_before,
+            counts.failed,
+            counts.unconfirmed,
+            counts.skipped,
+        )
+    for problem in summary.problems:
+        logger.warning("Notice problem: %s", problem)
     return summary

@@ -14,7 +14,7 @@ from sunset.runs import (
     PREFLIGHT_STEP,
     DeprecationRequest,
     ValidatedRequest,
-    begin_run,
+    begin_deprecation,
     validate_request,
 )
 from sunset.services import Services
@@ -28,7 +28,9 @@ class Preflight:
 
 # Never cached: it decides, each time, whether the run may start or resume.
 @task(name=PREFLIGHT_STEP, cache_policy=NO_CACHE)
-def preflight(services: Services, request: DeprecationRequest) -> Preflight:
+def preflight(
+    services: Services, request: DeprecationRequest, requested_by: str | None
+) -> Preflight:
     """Validate the request whole, then start or resume the model's deprecation run.
 
     Bad input (including a bucket without Object Lock, on any replica) fails here with one
@@ -36,18 +38,15 @@ def preflight(services: Services, request: DeprecationRequest) -> Preflight:
     """
     settings = services.settings
     validated = validate_request(
-        services.ledger,
-        request,
-        weights=services.weights,
-        minimum_notice_days=settings.minimum_notice_days,
-        today=date.today(),
+        services.ledger, request, settings, weights=services.weights, today=date.today()
     )
     services.store.require_ready()
-    run = begin_run(
+    run = begin_deprecation(
         services.ledger,
-        request,
+        validated,
         flow_run_id=flow_run.get_id(),
         lease_seconds=settings.run_lease_seconds,
+        requested_by=requested_by,
     )
     with record_attempt(
         services.ledger, run_id=run.id, step=PREFLIGHT_STEP, flow_run_id=flow_run.get_id()
@@ -58,6 +57,8 @@ def preflight(services: Services, request: DeprecationRequest) -> Preflight:
             "recipients": len(validated.recipients),
             "protocol_sha256": validated.protocol.sha256,
             "retirement_on": validated.retirement_on.isoformat(),
-            "notice_override_reason": request.notice_override_reason,
+            "notice_days": validated.terms.notice_days,
+            "minimum_notice_days": validated.terms.minimum_notice_days,
+            "notice_override_reason": validated.terms.override_reason,
         }
     return Preflight(run.id, validated)

@@ -18,6 +18,7 @@ from sunset.ledger import AuditAttempt, AuditRun, FixityEvent, PreservedObject, 
 from sunset.package import WEIGHTS_DIR
 from sunset.preserve import SnapshotSummary
 from sunset.replicas import ReplicatedStore
+from tasks.audit import FIXITY_FAILED_EVENT
 from tests.conftest import Site
 from tests.preservation import (
     PART,
@@ -173,16 +174,20 @@ def test_no_good_copy_left_fails_the_audit_loudly_and_emits_an_event(
         ("replica", "failed"),
     ]
     resource = f"sunset.snapshot.{summary.snapshot_id}"
-    wanted = EventFilter(
-        event=EventNameFilter(name=["sunset.preservation.irreparable"]),
-        resource=EventResourceFilter(id=[resource]),
-    )
-    deadline = time.monotonic() + 30
-    with get_client(sync_client=True) as client:
-        while not (found := client.read_events(filter=wanted, limit=10).events):
-            assert time.monotonic() < deadline, "no sunset.preservation.irreparable event"
-            time.sleep(0.5)
-    assert len(found[0].payload["objects"]) == 2
+    found = {}
+    # The loud one for a lost object, and the one the operators' alert automation hears.
+    for name in ("sunset.preservation.irreparable", FIXITY_FAILED_EVENT):
+        wanted = EventFilter(
+            event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[resource])
+        )
+        deadline = time.monotonic() + 30
+        with get_client(sync_client=True) as client:
+            while not (events := client.read_events(filter=wanted, limit=10).events):
+                assert time.monotonic() < deadline, f"no {name} event"
+                time.sleep(0.5)
+        found[name] = events[0].payload
+    assert len(found["sunset.preservation.irreparable"]["objects"]) == 2
+    assert len(found[FIXITY_FAILED_EVENT]["irreparable"]) == 2
 
 
 @SQLITE

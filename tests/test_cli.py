@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import select
+from typer.testing import CliRunner
 
+from sunset.cli import app
 from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import CatalogModel, DeprecationRun, StepAttempt
 from tests.conftest import Site
@@ -128,11 +130,29 @@ def test_bad_input_is_refused_with_one_sentence_and_changes_nothing(
 
 
 def test_every_command_explains_itself() -> None:
-    commands = ([], ["demo"], ["deprecate"], ["status"], ["runs"], ["register"])
-    for command in (*commands, ["ops"], ["ops", "up"], ["ops", "setup"]):
-        result = sunset(*command, "--help")
-        assert result.returncode == 0, result.stderr
-        assert "Usage:" in result.stdout
+    top = sunset("--help")
+    assert top.returncode == 0, top.stderr
+    assert "Usage:" in top.stdout
+    commands = (
+        ["demo"],
+        ["deprecate"],
+        ["status"],
+        ["runs"],
+        ["register"],
+        ["users"],
+        ["users", "import"],
+        ["users", "list"],
+        ["approve"],
+        ["reject"],
+        ["reinstate"],
+        ["ops"],
+        ["ops", "up"],
+        ["ops", "setup"],
+    )
+    for command in commands:  # in-process: starting Python once per command is slow here
+        result = CliRunner().invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "Usage:" in result.output
 
 
 def test_demo_runs_the_whole_deprecation_and_a_second_run_changes_nothing(tmp_path: Path) -> None:
@@ -159,3 +179,32 @@ def test_demo_runs_the_whole_deprecation_and_a_second_run_changes_nothing(tmp_pa
     assert status.returncode == 0 and "active -> retired" in status.stdout
     runs = sunset("runs", env=env)
     assert runs.returncode == 0 and "completed" in runs.stdout
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_users_import_refuses_an_invalid_file_whole_and_deprecate_can_use_the_ledger(
+    site: Site, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email,name\nada@example.org,Ada\nbob@,Bob\ncarol@example.org,Carol,x\n")
+
+    refused = sunset("users", "import", EXAMPLE_MODEL_ID, str(bad), env=site.env)
+    imported = sunset("users", "import", EXAMPLE_MODEL_ID, str(site.recipients), env=site.env)
+    listed = sunset("users", "list", EXAMPLE_MODEL_ID, env=site.env)
+    both = sunset(
+        "deprecate",
+        EXAMPLE_MODEL_ID,
+        "--weights",
+        str(site.weights),
+        "--recipients",
+        str(site.recipients),
+        "--recipients-from-ledger",
+        env=site.env,
+    )
+
+    assert refused.returncode == 1
+    assert "line 3: 'bob@' is not a valid email address" in refused.stderr
+    assert "line 4: more fields than columns" in refused.stderr
+    assert imported.returncode == 0 and "3 added, 0 updated, 0 removed" in imported.stdout
+    assert listed.returncode == 0 and "grace@" in listed.stdout
+    assert both.returncode == 1 and "exactly one way" in both.stderr

@@ -25,11 +25,13 @@ from sunset.ledger import (
     StepAttempt,
 )
 from sunset.runs import (
+    CHECK_STEP,
     FLIP_STEP,
     INTERVIEW_STEP,
     NOTIFY_STEP,
     PREFLIGHT_STEP,
     REPORT_STEP,
+    ROUTE_STEP,
     SNAPSHOT_STEP,
     VERIFY_STEP,
 )
@@ -45,6 +47,8 @@ ALL_STEPS = [
     INTERVIEW_STEP,
     REPORT_STEP,
     FLIP_STEP,
+    ROUTE_STEP,
+    CHECK_STEP,
 ]
 
 
@@ -136,10 +140,17 @@ def test_transient_failure_is_retried_and_both_attempts_recorded(
     assert "451" in (notify[0].error or "")
     assert notify[1].summary == {
         "recipients": 3,
-        "sent": 1,
-        "skipped": 2,
-        "failed": 0,
-        "failures": [],
+        "channels": {
+            "email": {
+                "recipients": 3,
+                "sent": 3,
+                "sent_before": 2,
+                "failed": 0,
+                "unconfirmed": 0,
+                "skipped": 0,
+            }
+        },
+        "problems": [],
     }
 
 

@@ -89,13 +89,15 @@ def test_every_section_is_filled_from_the_ledger(site: Site, tmp_path: Path) -> 
         "| Recommended replacement | Sunset Example 2 (sunset-example-2) |",
         "> Served **12,000** developers.",
         "Users were given 60 days of notice",
-        "| email | 3 | 0 | 0 |",
+        "| email | 3 | 3 | 0 | 0 | 0 | 0 |",
+        f"| replica | {site.store.endpoint} | {site.store.bucket}-replica | 7 |",
         digest,
         session.protocol_sha256,
         "> We read the model's preferences as sincere",
         "| notify_users | 1 | completed |",
     ]
-    expected += [f"{f.sha256} | deep check in {site.store.bucket}: ok at" for f in weights]
+    expected += [f"{f.sha256} | primary deep: ok at" for f in weights]
+    expected += [f"; replica fast: ok at" for f in weights]
     expected += [t.answer_text for t in turns]
     with site.ledger.session() as db:
         preferences = db.exec(select(InterviewPreference)).all()

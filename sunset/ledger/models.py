@@ -47,6 +47,7 @@ class ServingStatus(StrEnum):
     ACTIVE = "active"
     DEPRECATED = "deprecated"
     RETIRED = "retired"
+    ON_REQUEST = "on_request"  # reinstated, but served only to those who ask for it
 
 
 class RunState(StrEnum):
@@ -54,6 +55,7 @@ class RunState(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     SUPERSEDED = "superseded"
+    REJECTED = "rejected"  # an approver said no; the serving status was left as it was
 
 
 class PreferenceStatus(StrEnum):
@@ -82,6 +84,8 @@ class CatalogModel(SQLModel, table=True):
     replacement_id: str | None = Field(default=None, max_length=128)
     weights_source: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Chooses the minimum notice period (Settings.minimum_notice_days_by_class).
+    model_class: str | None = Field(default=None, max_length=64)
 
 
 class DeprecationRun(SQLModel, table=True):
@@ -99,6 +103,13 @@ class DeprecationRun(SQLModel, table=True):
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     error: str | None = None
+    kind: str = Field(default="deprecation", max_length=16)  # deprecation | reinstatement
+    requested_by: str | None = None
+    # The notice terms the run was admitted under; the override reason is set only when
+    # the notice was shorter than the minimum and a release manager accepted that.
+    notice_days: int | None = None
+    minimum_notice_days: int | None = None
+    notice_override_reason: str | None = None
 
 
 class StepAttempt(SQLModel, table=True):
@@ -132,7 +143,9 @@ class Delivery(SQLModel, table=True):
     recipient: str = Field(max_length=320)
     channel: str = Field(max_length=16)
     message_id: str = Field(max_length=255)
-    state: str = Field(max_length=16)  # pending -> sent | failed
+    # sending -> handover -> sent; or failed (retried), rejected (for good), unconfirmed
+    # (the process died during the hand-over: it may have arrived, so it is not resent)
+    state: str = Field(max_length=16)
     attempts: int = 0
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     error: str | None = None
@@ -270,6 +283,76 @@ class StatusTransition(SQLModel, table=True):
     actor: str
     reason: str
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Set when the check after the flip failed and the flip was undone; such a transition
+    # never took effect for users and does not count in the status history.
+    rolled_back_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    rollback_reason: str | None = None
+
+
+class ModelUser(SQLModel, table=True):
+    """Someone who depends on a model, imported from a recipients CSV."""
+
+    __tablename__ = "model_users"
+    __table_args__ = (sa.UniqueConstraint("model_id", "email"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: str = Field(foreign_key="catalog_models.id", index=True, max_length=128)
+    email: str = Field(max_length=320)
+    name: str = Field(max_length=200)
+    webhook_url: str | None = None
+    usage: str | None = None
+    imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DeliverySummary(SQLModel, table=True):
+    """Where a run's notices stand on one channel, rewritten after every notify attempt."""
+
+    __tablename__ = "delivery_summaries"
+    __table_args__ = (sa.UniqueConstraint("run_id", "channel"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="deprecation_runs.id", index=True, max_length=32)
+    channel: str = Field(max_length=16)
+    recipients: int  # recipients with an address on this channel
+    sent: int  # delivered, by this run or an earlier one
+    sent_before: int  # of those, delivered before this run's latest attempt (not resent)
+    failed: int  # refused for good, or still failing after the latest attempt
+    unconfirmed: int  # the hand-over was interrupted; not resent so nobody gets two
+    skipped: int  # recipients with no address on this channel
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Approval(SQLModel, table=True):
+    """An approver's decision on a paused run, before its serving status changes."""
+
+    __tablename__ = "approvals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="deprecation_runs.id", index=True, max_length=32)
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    target_status: ServingStatus = Field(sa_type=sa.String(32))
+    approver: str = Field(max_length=200)
+    decision: str = Field(max_length=16)  # approve | reject
+    reason: str
+    counted: bool = True  # False for a second approval by the same person
+    decided_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Restoration(SQLModel, table=True):
+    """A preserved snapshot copied back to a serving location, and its check."""
+
+    __tablename__ = "restorations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="deprecation_runs.id", index=True, max_length=32)
+    snapshot_id: str = Field(foreign_key="snapshots.id", max_length=128)
+    destination: str
+    state: str = Field(default="restoring", max_length=16)  # restoring -> restored -> verified
+    files: int = 0
+    bytes_written: int = Field(default=0, sa_type=sa.BigInteger)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    restored_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ReportInput(SQLModel, table=True):

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
-import jinja2
 from pydantic import SecretStr
 
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("sunset.notify", "templates"),
-    autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
+from sunset.errors import DeliveryInDoubt, DeliveryRejected
+from sunset.notify.message import HTML_TEMPLATE, TEXT_TEMPLATE, Notice, NoticeTemplates
+from sunset.notify.recipients import Recipient
 
 
 @dataclass(frozen=True)
@@ -32,42 +29,83 @@ class SmtpRelay:
     timeout_s: float = 30.0
 
 
+class _HandoverSMTP(smtplib.SMTP):
+    """Tells, just before DATA, that the relay may from now on hold the message."""
+
+    def __init__(self, *args: Any, handover: Callable[[], None], **kwargs: Any) -> None:
+        self._handover = handover
+        self.handed_over = False
+        super().__init__(*args, **kwargs)
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self._handover()
+        self.handed_over = True
+        return super().data(msg)
+
+
 class SmtpMailer:
     """Sends one message per connection, so a dropped link costs one message at most."""
 
     def __init__(self, relay: SmtpRelay) -> None:
         self.relay = relay
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, handover: Callable[[], None] = lambda: None) -> None:
+        """Hand ``message`` to the relay; ``handover`` runs right before its DATA command.
+
+        Raises:
+            DeliveryRejected: the relay refused the recipient for good.
+            DeliveryInDoubt: the link broke after DATA began, before the relay's answer.
+        """
         relay = self.relay
-        with smtplib.SMTP(relay.host, relay.port, timeout=relay.timeout_s) as smtp:
+        smtp = _HandoverSMTP(relay.host, relay.port, timeout=relay.timeout_s, handover=handover)
+        try:
             if relay.starttls:
                 smtp.starttls()
             if relay.username:
                 password = relay.password.get_secret_value() if relay.password else ""
                 smtp.login(relay.username, password)
             smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            refusals = "; ".join(f"{code} {reply!r}" for code, reply in exc.recipients.values())
+            raise DeliveryRejected(f"the relay refused the recipient: {refusals}") from None
+        except smtplib.SMTPResponseException:
+            raise  # the relay answered: the message was not accepted, whatever the phase
+        except OSError as exc:  # includes SMTPServerDisconnected
+            if smtp.handed_over:
+                raise DeliveryInDoubt(
+                    f"the link to the relay broke during DATA ({type(exc).__name__}: {exc})"
+                ) from exc
+            raise
+        finally:
+            _close(smtp)
+
+
+def _close(smtp: smtplib.SMTP) -> None:
+    # Once the relay accepted the message, a failing QUIT changes nothing about it.
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        smtp.close()
 
 
 def compose_notice(
+    templates: NoticeTemplates,
+    notice: Notice,
+    recipient: Recipient,
     *,
     mail_from: str,
-    to_name: str,
-    to_email: str,
     message_id: str,
-    subject: str,
-    context: dict[str, Any],
 ) -> EmailMessage:
     """A notice with a plain-text part and an HTML alternative."""
     message = EmailMessage()
     message["From"] = mail_from
-    local, _, domain = to_email.partition("@")
-    message["To"] = Address(display_name=to_name, username=local, domain=domain)
-    message["Subject"] = subject
+    local, _, domain = recipient.email.partition("@")
+    message["To"] = Address(display_name=recipient.name, username=local, domain=domain)
+    message["Subject"] = notice.subject
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = message_id
-    message.set_content(_TEMPLATES.get_template("notice.txt.j2").render(context))
-    message.add_alternative(
-        _TEMPLATES.get_template("notice.html.j2").render(context), subtype="html"
-    )
+    message.set_content(templates.render(TEXT_TEMPLATE, notice, recipient))
+    message.add_alternative(templates.render(HTML_TEMPLATE, notice, recipient), subtype="html")
     return message

@@ -1,145 +1,205 @@
-"""Deprecation notices: each recipient told once per channel, whatever retries happen."""
+"""Deprecation notices: each recipient told once per channel, whatever retries happen.
+
+Each delivery (model, notice, recipient, channel) is one ledger row that moves forward:
+
+    sending ──► handover ──► sent
+       │            └──────► unconfirmed   the process died, or the link broke, mid hand-over
+       ├──► failed          not delivered; a later attempt tries again
+       └──► rejected        the receiver refused it for good
+
+``handover`` is written just before the receiving side can start to keep the notice (the
+SMTP DATA command, the first byte of the webhook request). A row found in ``sending`` by
+a later attempt was certainly not delivered and is sent; one found in ``handover`` may
+have arrived, so it becomes ``unconfirmed`` and is not sent again: nobody gets two.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
-from email.message import EmailMessage
-from typing import Protocol
 
 from sqlmodel import select
 
-from sunset.errors import TransientError, is_transient
-from sunset.ledger import CatalogModel, Delivery, Ledger, utcnow
-from sunset.notify.email import compose_notice
+from sunset.errors import DeliveryInDoubt, DeliveryRejected, TransientError, is_transient
+from sunset.ledger import Delivery, DeliverySummary, Ledger, utcnow
+from sunset.notify.channels import EMAIL, Channel
+from sunset.notify.message import Notice
 from sunset.notify.recipients import Recipient
 
-EMAIL = "email"
+SENDING, HANDOVER, SENT = "sending", "handover", "sent"
+FAILED, REJECTED, UNCONFIRMED = "failed", "rejected", "unconfirmed"
+_SETTLED = (SENT, REJECTED, UNCONFIRMED)
+_INTERRUPTED = (
+    "the process stopped while handing the notice over, so it may have arrived; it is not "
+    "sent again so that nobody gets it twice"
+)
 
 
-class Mailer(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
+@dataclass
+class ChannelSummary:
+    """Where one channel's notices stand after an attempt."""
+
+    recipients: int = 0  # with an address on this channel
+    sent: int = 0  # delivered, now or before
+    sent_before: int = 0  # of those, delivered by an earlier attempt and not sent again
+    failed: int = 0  # refused for good, or not delivered yet
+    unconfirmed: int = 0  # interrupted mid hand-over; not sent again
+    skipped: int = 0  # no address on this channel
 
 
 @dataclass(frozen=True)
 class NoticeSummary:
-    """What the notify step did, per recipient."""
+    """What the notify step did, per channel, and what went wrong for whom."""
 
     recipients: int
-    sent: int = 0
-    skipped: int = 0
-    failed: int = 0
-    failures: list[str] = field(default_factory=list)
-
-
-def notice_key(retirement_on: date) -> str:
-    """Identifies one notice: the same retirement announced again is the same notice."""
-    return f"deprecation:{retirement_on.isoformat()}"
+    channels: dict[str, ChannelSummary]
+    problems: list[str] = field(default_factory=list)
 
 
 def notify_recipients(
     ledger: Ledger,
-    mailer: Mailer,
+    channels: Sequence[Channel],
     *,
     run_id: str,
-    model: CatalogModel,
-    replacement: CatalogModel | None,
+    notice: Notice,
     recipients: Sequence[Recipient],
-    announced_on: date,
-    retirement_on: date,
-    mail_from: str,
-    support_contact: str,
 ) -> NoticeSummary:
-    """Email the deprecation notice to every recipient not already told.
+    """Send the notice to every recipient on every channel they have, each once.
 
-    Each delivery is claimed in the ledger before sending and marked sent right after,
-    so a retried or resumed run skips everyone already told. A transient failure for one
-    recipient does not hold up the others; it is raised at the end so the step retries
-    just those.
+    A failure for one recipient does not hold up the others. Transient failures are raised
+    together at the end, so the step retries just those; refusals and interrupted
+    hand-overs are reported, not retried. The per-channel summary goes to the ledger.
+
+    Raises:
+        TransientError: some notices could not be delivered yet; the rest went out.
     """
-    key = notice_key(retirement_on)
-    sent = skipped = 0
-    failures: list[str] = []
+    summaries = {channel.name: ChannelSummary() for channel in channels}
+    problems: list[str] = []
     transient: list[str] = []
     for recipient in recipients:
-        delivery = _claim(ledger, run_id, model.id, key, recipient.email)
-        if delivery.state == "sent":
-            skipped += 1
-            continue
-        message = compose_notice(
-            mail_from=mail_from,
-            to_name=recipient.name,
-            to_email=recipient.email,
-            message_id=delivery.message_id,
-            subject=f"{model.display_name} will be retired on {retirement_on.isoformat()}",
-            context={
-                "recipient": recipient,
-                "model": model,
-                "replacement": replacement,
-                "announced": announced_on.isoformat(),
-                "retirement": retirement_on.isoformat(),
-                "support_contact": support_contact,
-            },
-        )
-        try:
-            mailer.send(message)
-        except Exception as exc:
-            _finish(ledger, delivery.id, "failed", f"{type(exc).__name__}: {exc}")
-            if not is_transient(exc):
-                raise
-            transient.append(recipient.email)
-            failures.append(f"{recipient.email}: {exc}")
-            continue
-        _finish(ledger, delivery.id, "sent", None)
-        sent += 1
+        for channel in channels:
+            counts = summaries[channel.name]
+            if channel.address(recipient) is None:
+                counts.skipped += 1
+                continue
+            counts.recipients += 1
+            state, before, detail = _deliver_once(ledger, channel, run_id, notice, recipient)
+            if state == SENT:
+                counts.sent += 1
+                counts.sent_before += before
+            elif state == UNCONFIRMED:
+                counts.unconfirmed += 1
+            else:
+                counts.failed += 1
+            if detail:
+                problems.append(f"{recipient.email} ({channel.name}): {detail}")
+            if state == FAILED:
+                transient.append(problems[-1])
+    record_summary(ledger, run_id, summaries)
     if transient:
         raise TransientError(
-            f"{len(transient)} of {len(recipients)} notices could not be delivered yet "
-            f"({', '.join(transient[:5])}); the others went out. First error: {failures[0]}"
+            f"{len(transient)} notice(s) could not be delivered yet and will be tried again; "
+            f"the others went out: {'; '.join(transient[:5])}"
         )
-    return NoticeSummary(len(recipients), sent, skipped, len(failures), failures)
+    return NoticeSummary(len(recipients), summaries, problems)
 
 
-def _claim(ledger: Ledger, run_id: str, model_id: str, key: str, email: str) -> Delivery:
-    with ledger.session() as session:
-        delivery = session.exec(
+def delivery_id(model_id: str, notice_key: str, recipient: str, channel: str) -> str:
+    """Stable across attempts, so a receiver can recognise a notice it already has."""
+    digest = hashlib.sha256(f"{model_id}|{notice_key}|{recipient}|{channel}".encode())
+    return digest.hexdigest()[:32]
+
+
+def record_summary(ledger: Ledger, run_id: str, summaries: dict[str, ChannelSummary]) -> None:
+    """Write (or rewrite) the run's per-channel summary rows."""
+    with ledger.session() as db:
+        for channel, counts in summaries.items():
+            row = db.exec(
+                select(DeliverySummary).where(
+                    DeliverySummary.run_id == run_id, DeliverySummary.channel == channel
+                )
+            ).first() or DeliverySummary(run_id=run_id, channel=channel, **vars(counts))
+            row.sqlmodel_update(vars(counts) | {"updated_at": utcnow()})
+            db.add(row)
+
+
+def _deliver_once(
+    ledger: Ledger, channel: Channel, run_id: str, notice: Notice, recipient: Recipient
+) -> tuple[str, bool, str | None]:
+    """Deliver unless already settled; returns (final state, settled before?, problem)."""
+    delivery = _claim(ledger, run_id, notice, recipient.email, channel.name)
+    if delivery.state in _SETTLED:
+        return delivery.state, True, delivery.error
+    if delivery.state == HANDOVER:
+        _finish(ledger, delivery.id, UNCONFIRMED, _INTERRUPTED)
+        return UNCONFIRMED, True, _INTERRUPTED
+    _move(ledger, delivery.id, SENDING, count_attempt=True)
+    try:
+        channel.deliver(
+            notice,
+            recipient,
+            delivery=delivery.message_id,
+            handover=lambda: _move(ledger, delivery.id, HANDOVER),
+        )
+    except DeliveryRejected as exc:
+        _finish(ledger, delivery.id, REJECTED, f"refused for good: {exc}")
+        return REJECTED, False, f"refused for good: {exc}"
+    except DeliveryInDoubt as exc:
+        detail = f"{exc}; it may have arrived and is not sent again"
+        _finish(ledger, delivery.id, UNCONFIRMED, detail)
+        return UNCONFIRMED, False, detail
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        _finish(ledger, delivery.id, FAILED, error)
+        if not is_transient(exc):
+            raise
+        return FAILED, False, f"not delivered yet: {error}"
+    _finish(ledger, delivery.id, SENT, None)
+    return SENT, False, None
+
+
+def _claim(ledger: Ledger, run_id: str, notice: Notice, recipient: str, channel: str) -> Delivery:
+    model_id = notice.model.id
+    with ledger.session() as db:
+        delivery = db.exec(
             select(Delivery).where(
                 Delivery.model_id == model_id,
-                Delivery.notice_key == key,
-                Delivery.recipient == email,
-                Delivery.channel == EMAIL,
+                Delivery.notice_key == notice.key,
+                Delivery.recipient == recipient,
+                Delivery.channel == channel,
             )
         ).first()
-        if delivery is None:
-            digest = hashlib.sha256(f"{model_id}|{key}|{email}".encode()).hexdigest()[:32]
-            delivery = Delivery(
-                model_id=model_id,
-                notice_key=key,
-                run_id=run_id,
-                recipient=email,
-                channel=EMAIL,
-                # Stable across resends, so a receiver can drop a duplicate after a crash
-                # between the relay's acceptance and our record of it.
-                message_id=f"<{digest}@sunset.notice>",
-                state="pending",
-            )
-        elif delivery.state == "sent":
+        if delivery is not None:
             return delivery
-        delivery.attempts += 1
-        delivery.updated_at = utcnow()
-        session.add(delivery)
-        session.flush()
-        session.refresh(delivery)
+        digest = delivery_id(model_id, notice.key, recipient, channel)
+        delivery = Delivery(
+            model_id=model_id,
+            notice_key=notice.key,
+            run_id=run_id,
+            recipient=recipient,
+            channel=channel,
+            message_id=f"<{digest}@sunset.notice>" if channel == EMAIL else digest,
+            state=SENDING,
+        )
+        db.add(delivery)
+        db.flush()
+        db.refresh(delivery)
         return delivery
 
 
-def _finish(ledger: Ledger, delivery_id: int | None, state: str, error: str | None) -> None:
-    with ledger.session() as session:
-        delivery = session.get(Delivery, delivery_id)
+def _move(ledger: Ledger, delivery_id: int | None, state: str, count_attempt: bool = False) -> None:
+    with ledger.session() as db:
+        delivery = db.get(Delivery, delivery_id)
         assert delivery is not None
-        delivery.state = state
-        delivery.error = error
-        delivery.updated_at = utcnow()
-        session.add(delivery)
+        delivery.state, delivery.updated_at = state, utcnow()
+        delivery.attempts += count_attempt
+        db.add(delivery)
+
+
+def _finish(ledger: Ledger, delivery_id: int | None, state: str, error: str | None) -> None:
+    with ledger.session() as db:
+        delivery = db.get(Delivery, delivery_id)
+        assert delivery is not None
+        delivery.state, delivery.error, delivery.updated_at = state, error, utcnow()
+        db.add(delivery)

@@ -9,7 +9,6 @@ every other field escaped (sunset/report/render.py).
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from sunset.ledger import (
     AttemptState,
     CatalogModel,
     Delivery,
+    DeliverySummary,
     DeprecationRun,
     FixityEvent,
     InterviewPreference,
@@ -33,6 +33,7 @@ from sunset.ledger import (
     InterviewTurn,
     Ledger,
     PreferenceStatusChange,
+    PreservedObject,
     Report,
     ReportInput,
     Snapshot,
@@ -42,10 +43,10 @@ from sunset.ledger import (
 )
 from sunset.package import INTERVIEW_DIR, REPORT_DIR, WEIGHTS_DIR, PayloadEntry, payload_manifest
 from sunset.preserve import add_payload, verify_snapshot, write_tag_files
+from sunset.replicas import ReplicatedStore
 from sunset.report.inputs import INPUT_KINDS
 from sunset.report.render import anchor, inline, quoted, to_html, verbatim
-from sunset.runs import FLIP_STEP, PREFLIGHT_STEP, REPORT_STEP
-from sunset.store import ObjectStore
+from sunset.runs import PREFLIGHT_STEP, REPORT_STEP
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -133,7 +134,7 @@ def _last_sealed(ledger: Ledger, run_id: str) -> datetime | None:
 
 def seal_report(
     ledger: Ledger,
-    store: ObjectStore,
+    store: ReplicatedStore,
     *,
     run_id: str,
     protocol: LoadedProtocol | None,
@@ -246,8 +247,25 @@ def _facts(ledger: Ledger, run_id: str, as_of: datetime) -> dict[str, Any]:
         ).all()
         events = db.exec(
             select(FixityEvent)
-            .where(FixityEvent.run_id == run_id, col(FixityEvent.path).startswith(WEIGHTS_DIR))
-            .order_by(col(FixityEvent.checked_at), col(FixityEvent.path))
+            .where(
+                FixityEvent.run_id == run_id,
+                col(FixityEvent.path).startswith(WEIGHTS_DIR),
+                col(FixityEvent.checked_at) <= as_of,
+            )
+            .order_by(col(FixityEvent.checked_at), col(FixityEvent.id))
+        ).all()
+        copies = db.exec(
+            select(PreservedObject)
+            .where(
+                PreservedObject.snapshot_id == snapshot.id,
+                col(PreservedObject.path).startswith(WEIGHTS_DIR),
+            )
+            .order_by(col(PreservedObject.replica), col(PreservedObject.path))
+        ).all()
+        summaries = db.exec(
+            select(DeliverySummary)
+            .where(DeliverySummary.run_id == run_id)
+            .order_by(col(DeliverySummary.channel))
         ).all()
         sessions = db.exec(
             select(InterviewSession)
@@ -287,8 +305,23 @@ def _facts(ledger: Ledger, run_id: str, as_of: datetime) -> dict[str, Any]:
     weights_manifest = payload_manifest(
         (PayloadEntry(f.path, f.size, f.sha256, f.sha512) for f in weights), "sha512"
     )
-    latest_check = {event.path: event for event in events}
-    per_channel = Counter((d.channel, d.state) for d in deliveries)
+    checks: dict[str, dict[str, list[FixityEvent]]] = {}
+    for event in events:  # the latest check of each kind, per file and replica
+        by_replica = checks.setdefault(event.path, {}).setdefault(event.replica or "", [])
+        by_replica[:] = [e for e in by_replica if e.method != event.method] + [event]
+    replicas = []
+    for name in sorted({c.replica for c in copies}):
+        held = [c for c in copies if c.replica == name]
+        replicas.append(
+            {
+                "name": name,
+                "endpoint": held[0].endpoint,
+                "bucket": held[0].bucket,
+                "files": len(held),
+                "bytes": sum(c.size for c in held),
+                "locked_until": min(c.retain_until for c in held).date(),
+            }
+        )
     return {
         "run": run,
         "model": model,
@@ -301,13 +334,13 @@ def _facts(ledger: Ledger, run_id: str, as_of: datetime) -> dict[str, Any]:
         "weights": weights,
         "weights_bytes": sum(f.size for f in weights),
         "weights_manifest_sha256": hashlib.sha256(weights_manifest).hexdigest(),
-        "checks": latest_check,
+        "checks": checks,
+        "replicas": replicas,
         "deliveries": deliveries,
-        "channels": sorted({d.channel for d in deliveries}),
-        "per_channel": per_channel,
+        "summaries": summaries,
         "sessions": [(s, _session_turns(ledger, s.id)) for s in sessions],
         # Only the steps that ran before the report, so a later regeneration is identical.
-        "attempts": [a for a in attempts if a.step not in (REPORT_STEP, FLIP_STEP)],
+        "attempts": [a for a in attempts if a.step != REPORT_STEP and a.started_at <= as_of],
         "target": "retired" if run.parameters.get("retire") else "deprecated",
         "preferences": [
             (p, decided[p.id].to_status if p.id in decided else "noted", decided.get(p.id))

@@ -14,7 +14,9 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# The characters that can open Markdown or HTML inside a line or a table cell; other
+# punctuation stays as written, so the plain text reads naturally.
+_MARKUP = re.compile(r"([\\`*_\[\]<>|#!&~])")
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
@@ -40,9 +42,9 @@ def quoted(text: str) -> str:
 
 
 def inline(text: object) -> str:
-    """Untrusted text inside a line or a table cell: every Markdown character escaped."""
+    """Untrusted text inside a line or a table cell: every markup character escaped."""
     flat = " ".join(visible_controls(str(text)).split())
-    return _PUNCTUATION.sub(r"\\\1", flat)
+    return _MARKUP.sub(r"\\\1", flat)
 
 
 STYLE = """

@@ -1,0 +1,133 @@
+"""Steps of a reinstatement: plan, re-verify the package, restore it, check the copy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from sunset.attempts import record_attempt
+from sunset.lifecycle import REINSTATEMENT
+from sunset.preserve import VerificationSummary, verify_snapshot
+from sunset.restore import (
+    Destination,
+    ReinstatementPlan,
+    ReinstatementRequest,
+    RestoreSummary,
+    open_destination,
+    plan_reinstatement,
+    restore_snapshot,
+    verify_restoration,
+)
+from sunset.runs import (
+    PREFLIGHT_STEP,
+    RESTORE_CHECK_STEP,
+    RESTORE_STEP,
+    VERIFY_STEP,
+    begin_run,
+)
+from sunset.services import Services
+from sunset.store import ObjectStore
+from tasks.step import step
+
+
+@dataclass(frozen=True)
+class ReinstatementStart:
+    run_id: str
+    plan: ReinstatementPlan
+
+
+# Never cached: it decides, each time, whether the run may start or resume.
+@task(name=f"{PREFLIGHT_STEP}_reinstatement", cache_policy=NO_CACHE)
+def plan(
+    services: Services, request: ReinstatementRequest, requested_by: str | None
+) -> ReinstatementStart:
+    """Check the request whole, then start or resume the model's reinstatement run."""
+    checked = plan_reinstatement(services.ledger, request, destination(services, request))
+    run = begin_run(
+        services.ledger,
+        model_id=request.model_id,
+        kind=REINSTATEMENT,
+        parameters=request.parameters(),
+        target=checked.target,
+        flow_run_id=flow_run.get_id(),
+        lease_seconds=services.settings.run_lease_seconds,
+        details={"requested_by": requested_by},
+    )
+    with record_attempt(
+        services.ledger, run_id=run.id, step=PREFLIGHT_STEP, flow_run_id=flow_run.get_id()
+    ) as attempt:
+        attempt.result = {
+            "model": request.model_id,
+            "snapshot": checked.snapshot.id,
+            "destination": request.destination,
+            "target": checked.target.value,
+        }
+    return ReinstatementStart(run.id, checked)
+
+
+# Not cached: a resumed run must check the store as it is now.
+@step(VERIFY_STEP, cache=False)
+def reverify_package(
+    services: Services, run_id: str, checked: ReinstatementPlan
+) -> VerificationSummary:
+    """Re-read and re-hash every file of the preserved package before restoring from it."""
+    summary = verify_snapshot(
+        services.ledger,
+        package_store(services, checked),
+        snapshot_id=checked.snapshot.id,
+        run_id=run_id,
+        organization=services.settings.organization,
+    )
+    get_run_logger().info(
+        "Package %s verified: %d files, %d bytes read",
+        checked.snapshot.id,
+        summary.files_checked,
+        summary.bytes_read,
+    )
+    return summary
+
+
+@step(RESTORE_STEP, cache=False)
+def restore_weights(services: Services, run_id: str, checked: ReinstatementPlan) -> RestoreSummary:
+    """Copy the snapshot's weights to the serving location, each file checked on the way."""
+    summary = restore_snapshot(
+        services.ledger,
+        package_store(services, checked),
+        destination(services, checked.request),
+        run_id=run_id,
+        snapshot_id=checked.snapshot.id,
+    )
+    get_run_logger().info(
+        "Restored %d files (%d bytes) to %s",
+        summary.files,
+        summary.bytes_written,
+        summary.destination,
+    )
+    return summary
+
+
+@step(RESTORE_CHECK_STEP, cache=False)
+def check_restored(services: Services, run_id: str, checked: ReinstatementPlan) -> RestoreSummary:
+    """Read every restored file back and compare it with the manifest."""
+    summary = verify_restoration(
+        services.ledger,
+        destination(services, checked.request),
+        run_id=run_id,
+        snapshot_id=checked.snapshot.id,
+    )
+    get_run_logger().info("All %d restored files match the manifest", summary.files)
+    return summary
+
+
+def package_store(services: Services, checked: ReinstatementPlan) -> ObjectStore:
+    """The bucket that holds the snapshot (it may predate the current bucket setting)."""
+    return ObjectStore(services.store.client, checked.snapshot.bucket)
+
+
+def destination(services: Services, request: ReinstatementRequest) -> Destination:
+    return open_destination(
+        request.destination, services.store, services.settings.data_dir / "restore-spool"
+    )
