@@ -28,7 +28,7 @@ from deployments.ops import (
 )
 from sunset.config import Settings
 from sunset.devstack import HOST, DevStack, ServiceHandle, free_port, start_process
-from sunset.store import ObjectStore, make_s3_client
+from sunset.replicas import connect_store
 
 WORKER_NAME = f"sunset-local-{socket.gethostname()}"
 SERVER_START_TIMEOUT = 120.0
@@ -102,13 +102,7 @@ class LocalOperations:
             "PREFECT_API_URL": self.api_url,
         }
         settings = Settings(**_settings_fields(exports))
-        store_client = make_s3_client(
-            settings.s3_endpoint_url,
-            settings.s3_region,
-            settings.s3_access_key_id,
-            settings.s3_secret_access_key,
-        )
-        ObjectStore(store_client, settings.bucket).ensure_bucket()
+        connect_store(settings).ensure_buckets()
 
         self.processes["prefect-server"] = self._start_server()
         with temporary_settings(updates={PREFECT_API_URL: self.api_url}):

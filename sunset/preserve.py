@@ -254,7 +254,8 @@ def is_verified(ledger: Ledger, snapshot_id: str) -> bool:
     files = _files(ledger, snapshot_id)
     held = _held(ledger, snapshot_id)
     replicas = {replica for replica, _ in held}
-    if not files or any((r, f.path) not in held for r in replicas for f in files):
+    # Nothing held anywhere is nothing verified, however many files the manifest lists.
+    if not files or not held or any((r, f.path) not in held for r in replicas for f in files):
         return False
     with ledger.session() as db:
         events = db.exec(

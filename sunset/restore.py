@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import botocore.exceptions
 from sqlmodel import select
 
 from sunset.errors import InputError, VerificationFailed
@@ -139,14 +140,22 @@ class BucketDestination:
         return listing.get("KeyCount", 0) == 0
 
     def write(self, path: str, chunks: Iterable[bytes]) -> Digests:
-        # upload_file streams from a file with its checksums; spool there first.
+        # A serving copy, not a preserved one: no lock. Spooled to a file so boto3 can send
+        # it in parts, hashed on the way in so the check after restoring has its digests.
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        stream = DigestStream()
         with tempfile.NamedTemporaryFile(dir=self.spool_dir) as spool:
             for chunk in chunks:
+                stream.update(chunk)
                 spool.write(chunk)
             spool.flush()
-            digests, _ = self.store.upload_file(self.prefix + path, Path(spool.name))
-        return digests
+            self.store.client.upload_file(
+                spool.name,
+                self.store.bucket,
+                self.prefix + path,
+                ExtraArgs={"ChecksumAlgorithm": "CRC64NVME"},
+            )
+        return stream.result()
 
     def read_digests(self, path: str) -> Digests:
         if self.store.head(self.prefix + path) is None:
@@ -167,7 +176,13 @@ def open_destination(destination: str, source: ObjectStore, spool_dir: Path) -> 
                 f"Destination {destination!r} names no bucket; use s3://BUCKET/PREFIX."
             )
         store = ObjectStore(source.client, bucket)
-        store.require_bucket()
+        try:
+            store.client.head_bucket(Bucket=bucket)
+        except botocore.exceptions.ClientError:
+            raise InputError(
+                f"Destination bucket {bucket!r} cannot be reached at {store.endpoint}; "
+                "create it or check its name and the S3 keys."
+            ) from None
         return BucketDestination(store, prefix.rstrip("/") + "/" if prefix else "", spool_dir)
     if "://" in destination:
         raise InputError(

@@ -73,10 +73,11 @@ def plan(
 def reverify_package(
     services: Services, run_id: str, checked: ReinstatementPlan
 ) -> VerificationSummary:
-    """Re-read and re-hash every file of the preserved package before restoring from it."""
+    """Re-read and re-hash every file of the preserved package, on every replica, before
+    restoring from it."""
     summary = verify_snapshot(
         services.ledger,
-        package_store(services, checked),
+        services.store,
         snapshot_id=checked.snapshot.id,
         run_id=run_id,
         organization=services.settings.organization,
@@ -124,10 +125,11 @@ def check_restored(services: Services, run_id: str, checked: ReinstatementPlan) 
 
 def package_store(services: Services, checked: ReinstatementPlan) -> ObjectStore:
     """The bucket that holds the snapshot (it may predate the current bucket setting)."""
-    return ObjectStore(services.store.client, checked.snapshot.bucket)
+    held = [c for c in services.store.copies if c.bucket == checked.snapshot.bucket]
+    return held[0] if held else ObjectStore(services.store.primary.client, checked.snapshot.bucket)
 
 
 def destination(services: Services, request: ReinstatementRequest) -> Destination:
     return open_destination(
-        request.destination, services.store, services.settings.data_dir / "restore-spool"
+        request.destination, services.store.primary, services.settings.data_dir / "restore-spool"
     )

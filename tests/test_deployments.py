@@ -20,6 +20,7 @@ IAM_ACTION = {
     "upload_part": "s3:PutObject",
     "complete_multipart_upload": "s3:PutObject",
     "abort_multipart_upload": "s3:AbortMultipartUpload",
+    "list_multipart_uploads": "s3:ListBucketMultipartUploads",
     "get_object": "s3:GetObject",
     "head_object": "s3:GetObject",
     "head_bucket": "s3:ListBucket",

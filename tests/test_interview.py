@@ -39,7 +39,8 @@ from sunset.ledger import (
     StepAttempt,
 )
 from sunset.preserve import snapshot_weights, verify_snapshot
-from sunset.weights import scan_weights_dir
+from sunset.replicas import connect_store
+from sunset.weights import WeightsReader, scan_weights_dir
 from tests.conftest import Site
 from tests.standin_control import StandIn, last_question
 
@@ -280,11 +281,11 @@ from sunset.interview.protocol import load_protocol
 from sunset.interview.runner import run_interviews
 from sunset.interview.transcript import PackageTranscripts
 from sunset.ledger import open_ledger
-from sunset.store import ObjectStore, make_s3_client
+from sunset.config import Settings
+from sunset.replicas import connect_store
 
 a = json.loads(sys.argv[1])
 ledger = open_ledger(a["ledger_url"])
-s3 = make_s3_client(a["s3"], "us-east-1", a["key_id"], SecretStr(a["secret"]))
 run_interviews(
     ledger,
     AnthropicMessages(base_url=a["messages"], api_key=SecretStr("test-key")),
@@ -295,7 +296,7 @@ run_interviews(
     max_tokens=400,
     deadline=Deadline.after(120),
     package=PackageTranscripts(
-        ledger, ObjectStore(s3, a["bucket"]), snapshot_id=a["snapshot_id"],
+        ledger, connect_store(Settings()), snapshot_id=a["snapshot_id"],
         organization=a["organization"],
     ),
 )
@@ -312,10 +313,11 @@ def test_sigkill_after_turn_2_then_rerun_makes_exactly_the_remaining_calls(
     assert run is not None and model is not None
     snapshot = snapshot_weights(
         site.ledger,
-        site.store,
+        connect_store(Settings()),
         run=run,
         model=model,
         sources=scan_weights_dir(site.weights),
+        weights=WeightsReader(None),
         organization=ORGANIZATION,
     )
     arguments = json.dumps(
@@ -386,7 +388,7 @@ def test_sigkill_after_turn_2_then_rerun_makes_exactly_the_remaining_calls(
     assert site.store.get_bytes(transcript_key) == transcript_jsonl(site.ledger, session.id)
     verified = verify_snapshot(
         site.ledger,
-        site.store,
+        connect_store(Settings()),
         snapshot_id=snapshot.snapshot_id,
         run_id=run_id,
         organization=ORGANIZATION,

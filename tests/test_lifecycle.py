@@ -24,6 +24,7 @@ from sunset.ledger import (
     DeprecationRun,
     FixityEvent,
     Ledger,
+    PreservedObject,
     Report,
     Restoration,
     RunState,
@@ -37,6 +38,7 @@ from sunset.ledger import (
 from sunset.lifecycle import DEPRECATION, REINSTATEMENT, TARGETS_BY_KIND, check_move
 from sunset.runs import NOTIFY_STEP, DeprecationRequest, begin_deprecation, validate_request
 from sunset.serving import flip_status, status_at
+from sunset.weights import WeightsReader
 from tests.conftest import Site
 from tests.http_receivers import gateway_server
 
@@ -100,6 +102,7 @@ def add_snapshot(ledger: Ledger, run_id: str, *, verified: bool) -> str:
             state="stored",
         )
         db.add(snapshot)
+        db.flush()  # the snapshot row first: the file and the held copy refer to it
         db.add(
             SnapshotFile(
                 snapshot_id=snapshot.id,
@@ -110,6 +113,20 @@ def add_snapshot(ledger: Ledger, run_id: str, *, verified: bool) -> str:
                 crc64nvme="AAAAAAAAAAA=",
             )
         )
+        db.add(
+            PreservedObject(
+                snapshot_id=snapshot.id,
+                replica="primary",
+                endpoint="http://s3",
+                bucket="b",
+                path="data/weights/w.bin",
+                size=1,
+                sha256="0" * 64,
+                sha512="0" * 128,
+                crc64nvme="AAAAAAAAAAA=",
+                retain_until=utcnow() + timedelta(days=365),
+            )
+        )
     if verified:
         verify(ledger, snapshot.id, run_id)
     return snapshot.id
@@ -117,16 +134,18 @@ def add_snapshot(ledger: Ledger, run_id: str, *, verified: bool) -> str:
 
 def verify(ledger: Ledger, snapshot_id: str, run_id: str) -> None:
     with ledger.session() as db:
-        db.add(
-            FixityEvent(
-                snapshot_id=snapshot_id,
-                run_id=run_id,
-                bucket="b",
-                path="data/weights/w.bin",
-                method="deep",
-                outcome="ok",
+        for method in ("fast", "deep"):
+            db.add(
+                FixityEvent(
+                    snapshot_id=snapshot_id,
+                    run_id=run_id,
+                    bucket="b",
+                    replica="primary",
+                    path="data/weights/w.bin",
+                    method=method,
+                    outcome="ok",
+                )
             )
-        )
 
 
 def complete_step(ledger: Ledger, run_id: str, step: str) -> None:
@@ -300,13 +319,17 @@ def test_the_minimum_notice_depends_on_the_model_class_and_an_override_is_record
     with pytest.raises(
         InputError, match="90 days .* fewer than the required 120 for model class 'frontier'"
     ):
-        validate_request(site.ledger, request, settings, today=today)
+        validate_request(site.ledger, request, settings, weights=WeightsReader(None), today=today)
     assert (
-        validate_request(site.ledger, request, Settings(), today=today).terms.override_reason
+        validate_request(
+            site.ledger, request, Settings(), weights=WeightsReader(None), today=today
+        ).terms.override_reason
         is None
     )
     overridden = DeprecationRequest(**(vars(request) | {"notice_override_reason": "security fix"}))
-    validated = validate_request(site.ledger, overridden, settings, today=today)
+    validated = validate_request(
+        site.ledger, overridden, settings, weights=WeightsReader(None), today=today
+    )
     run = begin_deprecation(
         site.ledger, validated, flow_run_id=None, lease_seconds=60, requested_by="ada"
     )

@@ -97,7 +97,7 @@ def test_every_section_is_filled_from_the_ledger(site: Site, tmp_path: Path) -> 
         "| notify_users | 1 | completed |",
     ]
     expected += [f"{f.sha256} | primary deep: ok at" for f in weights]
-    expected += [f"; replica fast: ok at" for f in weights]
+    expected += ["; replica fast: ok at" for f in weights]
     expected += [t.answer_text for t in turns]
     with site.ledger.session() as db:
         preferences = db.exec(select(InterviewPreference)).all()
