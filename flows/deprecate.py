@@ -1,4 +1,8 @@
-"""deprecate_model: preflight -> notify -> snapshot -> verify -> interview -> report -> flip."""
+"""deprecate_model: preflight -> notify -> snapshot -> verify -> interview -> report -> flip.
+
+With ``fingerprint``, a model that runs here is also fingerprinted after verification and
+drilled (restored, loaded from the package alone, its fingerprint replayed) before the report.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from sunset.config import Settings
 from sunset.ledger import DeprecationRun
 from sunset.runs import DeprecationRequest, finish_run, run_lease
 from sunset.services import connect
+from tasks.drill import drill_package
+from tasks.fingerprint import record_fingerprint
 from tasks.interview import run_interviews
 from tasks.notify import notify_users
 from tasks.preflight import preflight
@@ -73,6 +79,7 @@ def deprecate_model(
     notice_override_reason: str | None = None,
     deployment_summary: str | None = None,
     operator_analysis: str | None = None,
+    fingerprint: bool = False,
 ) -> DeprecationOutcome:
     """Deprecate a model: tell its users, preserve and verify its weights, interview it,
     seal the report, and only then change its serving status.
@@ -88,6 +95,9 @@ def deprecate_model(
         notice_override_reason: Why a shorter notice than the minimum is acceptable.
         deployment_summary: Markdown file: usage, notable uses, incidents (for the report).
         operator_analysis: Markdown file: the operators' interpretation (for the report).
+        fingerprint: Run the model from its weights directory (one GGUF file) to seal a
+            fingerprint in the package, and prove before the flip that the package alone
+            reproduces it (a resurrection drill). Needs the local-model extra.
     """
     _tag_with_model(model_id)
     services = connect(Settings())
@@ -102,6 +112,7 @@ def deprecate_model(
         notice_override_reason=notice_override_reason,
         deployment_summary=deployment_summary,
         operator_analysis=operator_analysis,
+        fingerprint=fingerprint,
     )
     start = preflight(services, request)
     run_id, validated = start.run_id, start.validated
@@ -109,7 +120,11 @@ def deprecate_model(
         notify_users(services, run_id, validated)
         snapshot = snapshot_weights(services, run_id, validated)
         verify_preservation(services, run_id, snapshot)
+        if fingerprint:
+            record_fingerprint(services, run_id, validated, snapshot)
         run_interviews(services, run_id, validated)
+        if fingerprint:
+            drill_package(services, model_id, snapshot.snapshot_id, run_id)
         report = assemble_report(services, run_id, validated)
         status = flip_serving_status(services, run_id, validated)
     return DeprecationOutcome(run_id, model_id, report.package, report.local_path, status)

@@ -5,7 +5,8 @@
     ├── GuardRefused            a serving-status change is not allowed (yet)
     ├── RunConflict             another run for the same model is in progress
     ├── PreservationError       the preserved copy cannot be trusted
-    │   └── VerificationFailed  a stored object differs from the manifest
+    │   ├── VerificationFailed  a stored object differs from the manifest
+    │   └── ResurrectionFailed  the restored model does not reproduce its fingerprint
     └── TransientError          a service failed in a way that may pass; retry
 
 Every message is a sentence a release manager can act on. ``is_transient`` decides for
@@ -43,6 +44,10 @@ class PreservationError(SunsetError):
 
 class VerificationFailed(PreservationError):
     """A stored object does not match the manifest."""
+
+
+class ResurrectionFailed(PreservationError):
+    """The model loaded from a restored package does not reproduce its fingerprint."""
 
 
 class TransientError(SunsetError):

@@ -20,6 +20,7 @@ from sqlmodel import select
 from sunset.errors import InputError, RunConflict
 from sunset.interview.protocol import LoadedProtocol, load_protocol
 from sunset.ledger import CatalogModel, DeprecationRun, Ledger, RunState, ServingStatus, utcnow
+from sunset.local_model import find_model_files, require_runtime
 from sunset.notify.recipients import Recipient, load_recipients
 from sunset.report.inputs import read_report_input
 from sunset.weights import SourceFile, scan_weights_dir
@@ -28,9 +29,11 @@ PREFLIGHT_STEP = "preflight"
 NOTIFY_STEP = "notify_users"
 SNAPSHOT_STEP = "snapshot_weights"
 VERIFY_STEP = "verify_preservation"
+FINGERPRINT_STEP = "record_fingerprint"
 INTERVIEW_STEP = "run_interviews"
 REPORT_STEP = "assemble_report"
 FLIP_STEP = "flip_serving_status"
+DRILL_STEP = "resurrection_drill"
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
@@ -49,6 +52,7 @@ class DeprecationRequest:
     notice_override_reason: str | None = None
     deployment_summary: str | None = None
     operator_analysis: str | None = None
+    fingerprint: bool = False
 
     def parameters(self) -> dict[str, object]:
         values = asdict(self)
@@ -111,7 +115,7 @@ def validate_request(
             "choose a later --retirement-date, deprecate first and retire after the notice "
             "period, or pass --notice-override REASON to record why less notice is acceptable."
         )
-    return ValidatedRequest(
+    validated = ValidatedRequest(
         request=request,
         model=model,
         replacement=replacement,
@@ -128,6 +132,10 @@ def validate_request(
             if path
         },
     )
+    if request.fingerprint:  # the model must run here, from its own files
+        require_runtime()
+        find_model_files(Path(request.weights))
+    return validated
 
 
 def begin_run(

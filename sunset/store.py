@@ -267,6 +267,16 @@ class ObjectStore:
         """A small object, whole."""
         return b"".join(self.iter_object(key, version_id))
 
+    def download_file(self, key: str, path: Path) -> Digests:
+        """Stream an object into ``path``, computing every digest as the bytes are written."""
+        stream = DigestStream()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as target:
+            for chunk in self.iter_object(key):
+                stream.update(chunk)
+                target.write(chunk)
+        return stream.result()
+
 
 def _status(exc: botocore.exceptions.ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))

@@ -128,7 +128,8 @@ def test_bad_input_is_refused_with_one_sentence_and_changes_nothing(
 
 
 def test_every_command_explains_itself() -> None:
-    for command in ([], ["demo"], ["deprecate"], ["status"], ["runs"], ["register"]):
+    commands = ([], ["demo"], ["deprecate"], ["status"], ["runs"], ["register"], ["drill"])
+    for command in (*commands, ["model-server"]):
         result = sunset(*command, "--help")
         assert result.returncode == 0, result.stderr
         assert "Usage:" in result.stdout

@@ -26,6 +26,8 @@ from sunset.ledger import (
     CatalogModel,
     Delivery,
     DeprecationRun,
+    DrillEvent,
+    Fingerprint,
     FixityEvent,
     InterviewSession,
     InterviewTurn,
@@ -248,6 +250,17 @@ def _facts(ledger: Ledger, run_id: str) -> dict[str, Any]:
             select(StepAttempt).where(StepAttempt.run_id == run_id).order_by(col(StepAttempt.id))
         ).all()
         inputs = {kind: _latest_input(db, run_id, kind) for kind in INPUT_KINDS}
+        fingerprint = db.exec(
+            select(Fingerprint)
+            .where(Fingerprint.snapshot_id == snapshot.id)
+            .order_by(col(Fingerprint.id).desc())
+        ).first()
+        # Only this run's drills: they ran before the report, so a regeneration is identical.
+        drills = db.exec(
+            select(DrillEvent)
+            .where(DrillEvent.run_id == run_id)
+            .order_by(col(DrillEvent.finished_at))
+        ).all()
     preflight = next(
         a.summary or {}
         for a in reversed(attempts)
@@ -283,4 +296,6 @@ def _facts(ledger: Ledger, run_id: str) -> dict[str, Any]:
         "target": "retired" if run.parameters.get("retire") else "deprecated",
         "deployment_summary": inputs["deployment_summary"],
         "operator_analysis": inputs["operator_analysis"],
+        "fingerprint": fingerprint,
+        "drills": drills,
     }
