@@ -7,6 +7,7 @@ into ``flows/``, and only inside their bodies.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -464,6 +465,13 @@ def model_server(
     serve(create_app(LocalModelResponder(loaded), stand_in=False), host="127.0.0.1", port=port)
 
 
+def _prepare_prefect() -> None:
+    """Prefect's settings for running here, and Sunset's own progress lines in its logs."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("sunset").setLevel(logging.INFO)
+
+
 def _run_deprecation(settings: Settings, **parameters: Any) -> Any:
     """Validate in-process for a fast answer, then run the flow (starting Prefect)."""
     from sunset.runs import DeprecationRequest, validate_request
@@ -474,8 +482,7 @@ def _run_deprecation(settings: Settings, **parameters: Any) -> Any:
         minimum_notice_days=settings.minimum_notice_days,
         today=date.today(),
     )
-    for key, value in PREFECT_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    _prepare_prefect()
     from flows.deprecate import deprecate_model
 
     console.print(f"Deprecating {parameters['model_id']}: the Prefect flow is starting ...")
@@ -489,8 +496,7 @@ def _run_drill(settings: Settings, model_id: str, snapshot_id: str | None) -> An
 
     require_runtime()
     drill_target(_ledger(settings), model_id, snapshot_id)
-    for key, value in PREFECT_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    _prepare_prefect()
     from flows.drill import resurrection_drill
 
     console.print(f"Resurrection drill of {model_id}: the Prefect flow is starting ...")
