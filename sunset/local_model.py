@@ -95,7 +95,7 @@ class Generation:
 class LocalModel:
     """A causal language model and its tokenizer, loaded from one model directory."""
 
-    def __init__(self, files: ModelFiles, tokenizer: Any, model: Any, load_seconds: float):
+    def __init__(self, files: ModelFiles, tokenizer: Any, model: Any, load_seconds: float) -> None:
         self.files = files
         self.load_seconds = load_seconds
         self._tokenizer = tokenizer

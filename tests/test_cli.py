@@ -91,6 +91,18 @@ def bad_input_cases(site: Site, tmp_path: Path) -> dict[str, tuple[list[str], st
             ],
             "fewer than the required 60",
         ),
+        "fingerprint of weights the local runtime cannot load": (
+            [
+                "deprecate",
+                EXAMPLE_MODEL_ID,
+                "--weights",
+                weights,
+                "--recipients",
+                recipients,
+                "--fingerprint",
+            ],
+            "holds none; the local runtime loads a directory with exactly one .gguf file",
+        ),
     }
 
 
@@ -102,6 +114,7 @@ CASES = [
     "model id with a path separator",
     "invalid retirement date",
     "retirement before the notice period",
+    "fingerprint of weights the local runtime cannot load",
 ]
 
 

@@ -83,7 +83,7 @@ def test_a_stop_sequence_ends_the_reply_where_it_appears(client: anthropic.Anthr
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "5")
 
 
-def test_concurrent_requests_are_served_one_at_a_time_with_the_same_answer(
+def test_concurrent_requests_all_get_the_same_greedy_answer(
     client: anthropic.Anthropic,
 ) -> None:
     with ThreadPoolExecutor(max_workers=3) as pool:
