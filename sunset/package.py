@@ -12,6 +12,7 @@ hash tool::
         tagmanifest-sha512.txt
         data/weights/...            the weights directory, as it is
         data/interview/...          the interview transcripts (JSON Lines)
+        data/fingerprint/...        greedy outputs of fixed prompts (models run locally)
         data/report/...             the post-deployment report
 
 Everything here is pure: it turns digests into the tag files' bytes.
@@ -29,6 +30,7 @@ BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 WEIGHTS_DIR = "data/weights"
 INTERVIEW_DIR = "data/interview"
 REPORT_DIR = "data/report"
+FINGERPRINT_PATH = "data/fingerprint/fingerprint.json"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from sunset.errors import GuardRefused, InputError, RunConflict
 from sunset.interview.protocol import LoadedProtocol, load_protocol
 from sunset.ledger import CatalogModel, DeprecationRun, Ledger, RunState, ServingStatus, utcnow
 from sunset.lifecycle import DEPRECATED, DEPRECATION, RETIRED, check_move
+from sunset.local_model import find_model_files, require_runtime
 from sunset.notify.message import Notice, NoticeTemplates
 from sunset.notify.recipients import Recipient, load_recipients
 from sunset.notify.users import load_users
@@ -33,6 +34,7 @@ PREFLIGHT_STEP = "preflight"
 NOTIFY_STEP = "notify_users"
 SNAPSHOT_STEP = "snapshot_weights"
 VERIFY_STEP = "verify_preservation"
+FINGERPRINT_STEP = "record_fingerprint"
 INTERVIEW_STEP = "run_interviews"
 REPORT_STEP = "assemble_report"
 FLIP_STEP = "flip_serving_status"
@@ -43,6 +45,7 @@ DECISION_STEP = "record_decision"
 RESTORE_STEP = "restore_snapshot"
 RESTORE_CHECK_STEP = "verify_restoration"
 MAX_APPROVERS = 2
+DRILL_STEP = "resurrection_drill"
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
@@ -63,6 +66,7 @@ class DeprecationRequest:
     operator_analysis: str | None = None
     recipients_from_ledger: bool = False
     approvals: int = 0
+    fingerprint: bool = False
 
     def parameters(self) -> dict[str, object]:
         values = asdict(self)
@@ -163,7 +167,7 @@ def validate_request(
             "SUNSET_WEBHOOK_SECRET so that receivers can verify the notices."
         )
     NoticeTemplates(settings.notice_templates_dir).check(notice, recipients[0])
-    return ValidatedRequest(
+    validated = ValidatedRequest(
         request=request,
         model=model,
         replacement=replacement,
@@ -181,6 +185,10 @@ def validate_request(
             if path
         },
     )
+    if request.fingerprint:  # the model must run here, from its own files
+        require_runtime()
+        find_model_files(Path(request.weights))
+    return validated
 
 
 def _notice_terms(

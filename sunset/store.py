@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any
 
 import boto3
@@ -301,6 +302,16 @@ class ObjectStore:
     def get_bytes(self, key: str, version_id: str | None = None) -> bytes:
         """A small object, whole."""
         return b"".join(self.iter_object(key, version_id))
+
+    def download_file(self, key: str, path: Path) -> Digests:
+        """Stream an object into ``path``, computing every digest as the bytes are written."""
+        stream = DigestStream()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as target:
+            for chunk in self.iter_object(key):
+                stream.update(chunk)
+                target.write(chunk)
+        return stream.result()
 
 
 def _status(exc: botocore.exceptions.ClientError) -> int:

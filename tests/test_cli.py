@@ -93,6 +93,18 @@ def bad_input_cases(site: Site, tmp_path: Path) -> dict[str, tuple[list[str], st
             ],
             "fewer than the required 60",
         ),
+        "fingerprint of weights the local runtime cannot load": (
+            [
+                "deprecate",
+                EXAMPLE_MODEL_ID,
+                "--weights",
+                weights,
+                "--recipients",
+                recipients,
+                "--fingerprint",
+            ],
+            "holds none; the local runtime loads a directory with exactly one .gguf file",
+        ),
     }
 
 
@@ -104,6 +116,7 @@ CASES = [
     "model id with a path separator",
     "invalid retirement date",
     "retirement before the notice period",
+    "fingerprint of weights the local runtime cannot load",
 ]
 
 
@@ -148,6 +161,8 @@ def test_every_command_explains_itself() -> None:
         ["ops"],
         ["ops", "up"],
         ["ops", "setup"],
+        ["drill"],
+        ["model-server"],
     )
     for command in commands:  # in-process: starting Python once per command is slow here
         result = CliRunner().invoke(app, [*command, "--help"])

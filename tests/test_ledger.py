@@ -37,6 +37,8 @@ def test_migrations_create_every_table_and_are_idempotent(ledger_url: str) -> No
         "interview_turns",
         "reports",
         "status_transitions",
+        "fingerprints",
+        "drill_events",
     } <= tables
     with ledger.engine.connect() as connection:
         assert connection.execute(sa.text("select version_num from alembic_version")).scalar()

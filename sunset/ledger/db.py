@@ -43,7 +43,8 @@ class Ledger:
         with self.engine.begin() as connection:
             config = alembic_config(self.url)
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            # "heads": migrations from parallel branches each start at 0001 until re-chained.
+            command.upgrade(config, "heads")
 
     @contextmanager
     def session(self) -> Iterator[Session]:

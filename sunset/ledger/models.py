@@ -466,3 +466,50 @@ class AuditAttempt(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     error: str | None = None
+
+
+class Fingerprint(SQLModel, table=True):
+    """A model's greedy outputs for fixed prompts, recorded at deprecation from the weights
+    being preserved and sealed in the package, for resurrection drills to reproduce."""
+
+    __tablename__ = "fingerprints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    snapshot_id: str = Field(foreign_key="snapshots.id", index=True, max_length=128)
+    run_id: str = Field(foreign_key="deprecation_runs.id", max_length=32)
+    path: str  # inside the package
+    sha256: str = Field(max_length=64)
+    weights_file: str
+    max_new_tokens: int
+    runtime: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # id, user prompt, output text and stop reason of each prompt (token ids: in the file)
+    prompts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DrillEvent(SQLModel, table=True):
+    """One resurrection drill: a package restored from a replica into a fresh directory,
+    checked against its manifest, its model loaded from the restored files alone and its
+    fingerprint replayed. ``run_id`` is set when the drill was part of a deprecation run."""
+
+    __tablename__ = "drill_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: str = Field(foreign_key="catalog_models.id", index=True, max_length=128)
+    snapshot_id: str = Field(foreign_key="snapshots.id", index=True, max_length=128)
+    run_id: str | None = Field(default=None, foreign_key="deprecation_runs.id", max_length=32)
+    endpoint: str
+    bucket: str = Field(max_length=63)
+    outcome: str = Field(max_length=16)  # passed | failed | error
+    detail: str | None = None
+    files_restored: int = 0
+    bytes_restored: int = Field(default=0, sa_type=sa.BigInteger)
+    prompts_checked: int = 0
+    prompts_matched: int = 0
+    mismatched_prompts: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    runtime: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    restore_s: float = 0.0
+    load_s: float = 0.0
+    replay_s: float = 0.0
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

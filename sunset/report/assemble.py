@@ -27,6 +27,8 @@ from sunset.ledger import (
     Delivery,
     DeliverySummary,
     DeprecationRun,
+    DrillEvent,
+    Fingerprint,
     FixityEvent,
     InterviewPreference,
     InterviewSession,
@@ -293,6 +295,17 @@ def _facts(ledger: Ledger, run_id: str, as_of: datetime) -> dict[str, Any]:
             )
             .order_by(col(PreferenceStatusChange.at), col(PreferenceStatusChange.id))
         ).all()
+        fingerprint = db.exec(
+            select(Fingerprint)
+            .where(Fingerprint.snapshot_id == snapshot.id)
+            .order_by(col(Fingerprint.id).desc())
+        ).first()
+        # Only this run's drills: they ran before the report, so a regeneration is identical.
+        drills = db.exec(
+            select(DrillEvent)
+            .where(DrillEvent.run_id == run_id)
+            .order_by(col(DrillEvent.finished_at))
+        ).all()
     decided = {change.preference_id: change for change in changes}
     preflight = next(
         a.summary or {}
@@ -349,4 +362,6 @@ def _facts(ledger: Ledger, run_id: str, as_of: datetime) -> dict[str, Any]:
         "extractor": EXTRACTOR,
         "deployment_summary": inputs["deployment_summary"],
         "operator_analysis": inputs["operator_analysis"],
+        "fingerprint": fingerprint,
+        "drills": drills,
     }

@@ -1,0 +1,57 @@
+"""Step: the resurrection drill, in a deprecation run or on its own (flows/drill.py)."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from sunset.attempts import record_attempt
+from sunset.drill import DrillSummary, run_drill
+from sunset.runs import DRILL_STEP
+from sunset.services import Services
+
+
+# Never cached and never retried: each drill is a fresh observation, recorded as it came out.
+@task(name=DRILL_STEP, cache_policy=NO_CACHE)
+def drill_package(
+    services: Services, model_id: str, snapshot_id: str | None = None, run_id: str | None = None
+) -> DrillSummary:
+    """Restore the package from the store (a replica) into a fresh directory, verify it
+    against the manifest, load the model from the restored files only and replay its
+    fingerprint. A mismatch fails the task, naming the prompt.
+
+    Args:
+        services: The clients; ``services.store`` is the replica restored from.
+        model_id: The model whose package is drilled.
+        snapshot_id: The package; default: the model's latest fingerprinted one.
+        run_id: The deprecation run this drill is a step of (its attempt is recorded there).
+    """
+    settings = services.settings
+
+    def drill() -> DrillSummary:
+        return run_drill(
+            services.ledger,
+            services.store,
+            model_id=model_id,
+            snapshot_id=snapshot_id,
+            run_id=run_id,
+            organization=settings.organization,
+            workdir=settings.data_dir / "drills",
+        )
+
+    if run_id is None:
+        summary = drill()
+    else:
+        with record_attempt(
+            services.ledger, run_id=run_id, step=DRILL_STEP, flow_run_id=flow_run.get_id()
+        ) as attempt:
+            summary = attempt.result = drill()
+    get_run_logger().info(
+        "Resurrection drill of %s passed: %d of %d prompts reproduced from %s",
+        model_id,
+        summary.prompts_matched,
+        summary.prompts_checked,
+        summary.package,
+    )
+    return summary
