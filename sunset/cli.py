@@ -334,20 +334,11 @@ def demo(
                 )
                 _show_model(ledger, EXAMPLE_MODEL_ID)
                 return
-            outcome = _run_deprecation(
+            outcome = _retire_for_demo(
                 settings,
-                requested_by=getpass.getuser(),
                 model_id=EXAMPLE_MODEL_ID,
-                weights=str(write_example_weights(data_dir / "example-model" / "weights")),
-                recipients=str(write_example_recipients(data_dir / "example-model" / "users.csv")),
-                retire=True,
-                retirement_date=None,
-                protocol=None,
-                sessions=1,
-                notice_override_reason="Demo on local services: the notice period is "
-                "compressed so that the whole lifecycle runs at once.",
-                deployment_summary=None,
-                operator_analysis=None,
+                weights=write_example_weights(data_dir / "example-model" / "weights"),
+                recipients=write_example_recipients(data_dir / "example-model" / "users.csv"),
             )
             _show_outcome(outcome)
             console.print(f"Notices delivered to the local mailbox: {endpoints.maildir}")
@@ -983,6 +974,23 @@ def _prepare_prefect() -> None:
     logging.getLogger("sunset").setLevel(logging.INFO)
 
 
+def _retire_for_demo(
+    settings: Settings, *, model_id: str, weights: Path, recipients: Path, fingerprint: bool = False
+) -> Any:
+    """Retire a demo model at once: the whole lifecycle in one run, the short notice recorded."""
+    return _run_deprecation(
+        settings,
+        requested_by=getpass.getuser(),
+        model_id=model_id,
+        weights=str(weights),
+        recipients=str(recipients),
+        retire=True,
+        notice_override_reason="Demo on local services: the notice period is compressed so "
+        "that the whole lifecycle runs at once.",
+        fingerprint=fingerprint,
+    )
+
+
 def _run_deprecation(settings: Settings, *, requested_by: str, **parameters: Any) -> Any:
     """Validate in-process for a fast answer, then run the flow (starting Prefect)."""
     from sunset.replicas import weights_reader
@@ -1047,19 +1055,11 @@ def _demo_real_model(settings: Settings, ledger: Ledger, data_dir: Path) -> None
         # The interview talks to the real model; short answers keep the demo to minutes.
         os.environ["SUNSET_MESSAGES_BASE_URL"] = server.endpoint
         os.environ.setdefault("SUNSET_INTERVIEW_MAX_TOKENS", "48")
-        outcome = _run_deprecation(
+        outcome = _retire_for_demo(
             Settings(),
             model_id=REAL_MODEL_ID,
-            weights=str(weights),
-            recipients=str(write_example_recipients(data_dir / REAL_MODEL_ID / "users.csv")),
-            retire=True,
-            retirement_date=None,
-            protocol=None,
-            sessions=1,
-            notice_override_reason="Demo on local services: the notice period is "
-            "compressed so that the whole lifecycle runs at once.",
-            deployment_summary=None,
-            operator_analysis=None,
+            weights=weights,
+            recipients=write_example_recipients(data_dir / REAL_MODEL_ID / "users.csv"),
             fingerprint=True,
         )
     finally:

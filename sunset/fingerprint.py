@@ -25,7 +25,7 @@ from sunset.ledger import Fingerprint, Ledger, utcnow
 from sunset.local_model import LocalModel, runtime_versions
 from sunset.package import FINGERPRINT_PATH
 from sunset.preserve import add_payload, verify_snapshot, write_tag_files
-from sunset.store import ObjectStore
+from sunset.replicas import ReplicatedStore
 
 FORMAT = "sunset-fingerprint/1"
 SYSTEM_PROMPT = "You are a helpful assistant."
@@ -97,7 +97,7 @@ def encode_fingerprint(document: dict[str, Any]) -> bytes:
 
 def record_fingerprint(
     ledger: Ledger,
-    store: ObjectStore,
+    store: ReplicatedStore,
     *,
     run_id: str,
     snapshot_id: str,

@@ -22,7 +22,8 @@ def drill_package(
     fingerprint. A mismatch fails the task, naming the prompt.
 
     Args:
-        services: The clients; ``services.store`` is the replica restored from.
+        services: The clients; the last copy of ``services.store`` (a replica, when one is
+            configured) is the one restored from.
         model_id: The model whose package is drilled.
         snapshot_id: The package; default: the model's latest fingerprinted one.
         run_id: The deprecation run this drill is a step of (its attempt is recorded there).
@@ -32,7 +33,7 @@ def drill_package(
     def drill() -> DrillSummary:
         return run_drill(
             services.ledger,
-            services.store,
+            services.store.copies[-1],
             model_id=model_id,
             snapshot_id=snapshot_id,
             run_id=run_id,

@@ -37,7 +37,7 @@ from sunset.ledger import (
 )
 from sunset.package import FINGERPRINT_PATH, WEIGHTS_DIR
 from sunset.preserve import add_payload, verify_snapshot, write_tag_files
-from sunset.store import ObjectStore, make_s3_client
+from sunset.replicas import connect_store
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.timeout(1200)]
 
@@ -149,15 +149,9 @@ def test_the_drill_names_the_prompt_when_a_tensor_was_scaled_and_the_manifest_re
         monkeypatch.setenv(key, value)
     settings = Settings()
     ledger = demo.ledger
-    client = make_s3_client(
-        settings.s3_endpoint_url,
-        settings.s3_region,
-        settings.s3_access_key_id,
-        settings.s3_secret_access_key,
-    )
-    store = ObjectStore(client, settings.bucket)
+    store = connect_store(settings)  # the primary and its replica, as the demo wrote them
     snapshot = drill_target(ledger, REAL_MODEL_ID)
-    original = store.get_bytes(snapshot.prefix + GGUF_PATH)
+    original = store.primary.get_bytes(snapshot.prefix + GGUF_PATH)
     try:
         altered = scale_tensor(original, "blk.0.attn_norm.weight", 2.0, tmp_path)
         add_payload(ledger, store, snapshot.id, GGUF_PATH, altered)
