@@ -480,13 +480,16 @@ def start_smtp(
     log_path: Path | None = None,
     require_auth: tuple[str, str] | None = None,
     fail_first: int = 0,
+    drop_first: int = 0,
     port: int | None = None,
     timeout: float = 20.0,
 ) -> ServiceHandle:
     """Start ``python -m sunset.smtp_server`` storing into ``maildir``; wait for its banner.
 
     ``require_auth=(user, password)`` demands AUTH before MAIL; ``fail_first=N`` answers
-    the first N messages with ``451 4.3.0``. The log defaults to ``maildir/../smtp.log``.
+    the first N messages with ``451 4.3.0``; ``drop_first=N`` closes the connection after
+    the DATA of the next N messages without replying or storing them. The log defaults to
+    ``maildir/../smtp.log``.
     """
     maildir = Path(maildir).resolve()
     maildir.parent.mkdir(parents=True, exist_ok=True)
@@ -498,6 +501,8 @@ def start_smtp(
         argv += ["--require-auth", f"{require_auth[0]}:{require_auth[1]}"]
     if fail_first:
         argv += ["--fail-first", str(fail_first)]
+    if drop_first:
+        argv += ["--drop-first", str(drop_first)]
     process = _spawn(argv, log_path, cwd=maildir.parent, env=_python_env())
     handle = ServiceHandle("smtp", f"smtp://{HOST}:{port}", HOST, port, process, log_path)
     handle.ports = {"smtp": port}

@@ -3,7 +3,7 @@
 Run it as::
 
     python -m sunset.smtp_server --host 127.0.0.1 --port 2525 --maildir DIR
-        [--require-auth USER:PASSWORD] [--fail-first N]
+        [--require-auth USER:PASSWORD] [--fail-first N] [--drop-first N]
 
 It prints ``listening on HOST:PORT`` once the socket is bound, and stops cleanly on
 SIGTERM or SIGINT.
@@ -21,7 +21,9 @@ so Bcc recipients, which appear in no header of the message itself, can be check
 ``--require-auth`` demands AUTH LOGIN or AUTH PLAIN before MAIL FROM (over the plain
 connection: this is a local test server, not a relay). ``--fail-first N`` answers the
 first N messages, after their DATA, with ``451 4.3.0 temporary failure`` and stores
-nothing, to exercise the client's retries.
+nothing, to exercise the client's retries. ``--drop-first N`` reads the first N messages
+whole, then closes the connection without a reply and stores nothing, like a relay that
+crashed before queueing them (counted after any ``--fail-first`` ones).
 """
 
 from __future__ import annotations
@@ -49,15 +51,22 @@ log = logging.getLogger("sunset.smtp_server")
 class MaildirHandler:
     """aiosmtpd handler: store each message in a Maildir, or fail the first few on purpose."""
 
-    def __init__(self, maildir: Path, *, fail_first: int = 0) -> None:
+    def __init__(self, maildir: Path, *, fail_first: int = 0, drop_first: int = 0) -> None:
         self.maildir = mailbox.Maildir(maildir, create=True)
         self.fail_remaining = fail_first
+        self.drop_remaining = drop_first
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         if self.fail_remaining > 0:
             self.fail_remaining -= 1
             log.info("refused a message on purpose (%d more to refuse)", self.fail_remaining)
             return TEMPORARY_FAILURE
+        if self.drop_remaining > 0:
+            self.drop_remaining -= 1
+            log.info("dropped a connection on purpose (%d more to drop)", self.drop_remaining)
+            assert server.transport is not None
+            server.transport.abort()  # no reply: the client cannot tell what happened
+            return TEMPORARY_FAILURE  # written to a closed connection, never seen
         raw = envelope.original_content or b""
         key = self.maildir.add(_with_envelope(raw, envelope.mail_from, envelope.rcpt_tos))
         print(f"stored {key} from={envelope.mail_from!r} to={envelope.rcpt_tos!r}", flush=True)
@@ -95,9 +104,10 @@ async def serve(
     *,
     require_auth: tuple[str, str] | None = None,
     fail_first: int = 0,
+    drop_first: int = 0,
 ) -> None:
     """Serve until SIGTERM or SIGINT."""
-    handler = MaildirHandler(maildir, fail_first=fail_first)
+    handler = MaildirHandler(maildir, fail_first=fail_first, drop_first=drop_first)
     loop = asyncio.get_running_loop()
     options: dict[str, Any] = {"hostname": "localhost", "enable_SMTPUTF8": True}
     if require_auth is not None:
@@ -138,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "--require-auth", type=_parse_credentials, metavar="USER:PASSWORD", default=None
     )
     parser.add_argument("--fail-first", type=int, default=0, metavar="N")
+    parser.add_argument("--drop-first", type=int, default=0, metavar="N")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
@@ -151,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             args.maildir,
             require_auth=args.require_auth,
             fail_first=args.fail_first,
+            drop_first=args.drop_first,
         )
     )
     return 0
