@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     minimum_notice_days: int = Field(
         default=60, ge=0, description="Days between the notice and the retirement date, at least."
     )
+    s3_read_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long to wait for the object store to answer a request before "
+        "giving up on that attempt and retrying it.",
+    )
 
     @property
     def ledger_url(self) -> str:

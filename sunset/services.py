@@ -30,6 +30,7 @@ def connect(settings: Settings) -> Services:
         settings.s3_region,
         settings.s3_access_key_id,
         settings.s3_secret_access_key,
+        settings.s3_read_timeout_seconds,
     )
     relay = SmtpRelay(
         host=settings.smtp_host,
