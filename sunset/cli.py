@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlmodel import select
@@ -35,6 +36,7 @@ from sunset.ledger import (
     open_ledger,
 )
 from sunset.runs import check_model_id
+from sunset.store import ObjectStore, make_s3_client
 
 app = typer.Typer(
     help="Sunset retires an AI model without closing the door: it notifies the model's users, "
@@ -70,17 +72,38 @@ def _plain_errors() -> Iterator[None]:
     except SunsetError as exc:
         errors.print(f"[bold red]Error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
-    except Exception as exc:  # a service failed in a way Sunset does not name
-        errors.print(
-            f"[bold red]Error:[/] {type(exc).__name__}: {exc}. Check the service settings "
-            "(SUNSET_*) and that the services are reachable, then run again.",
-            highlight=False,
-        )
+    except Exception as exc:  # a setting or a service failed in a way Sunset does not name
+        errors.print(f"[bold red]Error:[/] {_unnamed_failure(exc)}", highlight=False)
         raise typer.Exit(1) from None
+
+
+def _unnamed_failure(exc: Exception) -> str:
+    """One sentence for an error Sunset does not raise itself."""
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        first = exc.errors()[0]
+        name = "SUNSET_" + "_".join(str(part) for part in first["loc"]).upper()
+        return f"The setting {name} is invalid: {first['msg']}; fix it and run again."
+    # Drivers add indented hints and links on further lines; the first says what failed.
+    problem = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
+    return (
+        f"{type(exc).__name__}: {problem}. Check the service settings (SUNSET_*) and that "
+        "the services are reachable, then run again."
+    )
 
 
 def _ledger(settings: Settings) -> Ledger:
     return open_ledger(settings.ledger_url)
+
+
+def _store(settings: Settings) -> ObjectStore:
+    client = make_s3_client(
+        settings.s3_endpoint_url,
+        settings.s3_region,
+        settings.s3_access_key_id,
+        settings.s3_secret_access_key,
+        settings.s3_read_timeout_seconds,
+    )
+    return ObjectStore(client, settings.bucket)
 
 
 def _parse_date(value: str | None, option: str) -> date | None:
@@ -203,7 +226,6 @@ def demo(
         write_example_recipients,
         write_example_weights,
     )
-    from sunset.store import ObjectStore, make_s3_client
 
     with _plain_errors():
         data_dir = Settings().data_dir.expanduser().resolve()
@@ -226,13 +248,7 @@ def demo(
             )
             settings = Settings()
             console.print(f"Local services up; data under {data_dir}")
-            client = make_s3_client(
-                settings.s3_endpoint_url,
-                settings.s3_region,
-                settings.s3_access_key_id,
-                settings.s3_secret_access_key,
-            )
-            ObjectStore(client, settings.bucket).ensure_bucket()
+            _store(settings).ensure_bucket()
             ledger = _ledger(settings)
             register_example_models(ledger)
             with ledger.session() as db:
@@ -394,6 +410,7 @@ def _run_deprecation(settings: Settings, **parameters: Any) -> Any:
         minimum_notice_days=settings.minimum_notice_days,
         today=date.today(),
     )
+    _store(settings).require_bucket()
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     from flows.deprecate import deprecate_model

@@ -15,11 +15,20 @@ from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from sunset.errors import InputError, RunConflict
 from sunset.interview.protocol import LoadedProtocol, load_protocol
-from sunset.ledger import CatalogModel, DeprecationRun, Ledger, RunState, ServingStatus, utcnow
+from sunset.ledger import (
+    AttemptState,
+    CatalogModel,
+    DeprecationRun,
+    Ledger,
+    RunState,
+    ServingStatus,
+    StepAttempt,
+    utcnow,
+)
 from sunset.notify.recipients import Recipient, load_recipients
 from sunset.report.inputs import read_report_input
 from sunset.weights import SourceFile, scan_weights_dir
@@ -104,7 +113,8 @@ def validate_request(
     retirement_on = request.retirement_date or default
     announced_on = model.deprecation_announced_on or today
     notice_days = (retirement_on - announced_on).days
-    if notice_days < minimum_notice_days and not request.notice_override_reason:
+    override = (request.notice_override_reason or "").strip()  # blank is no reason
+    if notice_days < minimum_notice_days and not override:
         raise InputError(
             f"Retirement on {retirement_on} gives users {notice_days} days of notice from the "
             f"announcement on {announced_on}, fewer than the required {minimum_notice_days}; "
@@ -160,6 +170,7 @@ def begin_run(
                 run.state, run.flow_run_id, run.error = RunState.RUNNING, flow_run_id, None
                 run.lease_expires_at = lease
                 db.add(run)
+                _close_abandoned_attempts(db, run.id, flow_run_id)
                 return run
             run.state = RunState.SUPERSEDED
             db.add(run)
@@ -179,6 +190,23 @@ def begin_run(
         )
         db.add(run)
         return run
+
+
+def _close_abandoned_attempts(db: Session, run_id: str, flow_run_id: str | None) -> None:
+    # An attempt still marked running belongs to a process that stopped without closing it
+    # (its lease lapsed): say so, instead of leaving it running in the record for ever.
+    abandoned = db.exec(
+        select(StepAttempt).where(
+            StepAttempt.run_id == run_id, StepAttempt.state == AttemptState.RUNNING
+        )
+    )
+    for attempt in abandoned:
+        attempt.state, attempt.finished_at = AttemptState.FAILED, utcnow()
+        attempt.error = (
+            "Abandoned: the process running this attempt stopped before it finished; "
+            f"the run was resumed by flow run {flow_run_id}."
+        )
+        db.add(attempt)
 
 
 @contextmanager
