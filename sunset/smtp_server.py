@@ -64,7 +64,7 @@ class MaildirHandler:
         if self.drop_remaining > 0:
             self.drop_remaining -= 1
             log.info("dropped a connection on purpose (%d more to drop)", self.drop_remaining)
-            assert server.transport is not None
+            assert isinstance(server.transport, asyncio.Transport)
             server.transport.abort()  # no reply: the client cannot tell what happened
             return TEMPORARY_FAILURE  # written to a closed connection, never seen
         raw = envelope.original_content or b""
