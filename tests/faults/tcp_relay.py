@@ -8,6 +8,7 @@ unaware (SMTP, HTTP, WebSocket alike). Two faults, switchable while it runs:
     latency         seconds added before forwarding each chunk the client sends: a slow
                     network, holding the client inside a request
     drop_next       the next N connections are reset at once, before the service sees them
+    hold()          new connections wait, unanswered, until ``release()`` (at most a minute)
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class TcpRelay:
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._stopping = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
         self._sockets: set[socket.socket] = set()
 
     @property
@@ -43,8 +46,15 @@ class TcpRelay:
         threading.Thread(target=self._accept, name="tcp-relay", daemon=True).start()
         return self
 
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     def stop(self) -> None:
         self._stopping.set()
+        self._open.set()
         with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
@@ -79,6 +89,10 @@ class TcpRelay:
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()
             return
+        if not self._open.is_set():
+            with self._lock:
+                self.delayed += 1
+            self._open.wait(timeout=60)
         self._pause(self.connect_delay)
         try:
             upstream = socket.create_connection(self.upstream, timeout=30)

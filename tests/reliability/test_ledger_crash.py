@@ -181,10 +181,10 @@ def test_two_models_deprecated_at_once_do_not_interfere(
         )
     stack = site.stack.endpoints
 
-    # Model A's notices go through a slow link, so it is surely still running when a second
-    # request for A arrives.
+    # Model A's notices wait at a relay until a second request for A has been answered, so
+    # A is surely still running when that request arrives.
     with TcpRelay(stack.smtp_host, stack.smtp_port) as slow_mail:
-        slow_mail.connect_delay = 1.0
+        slow_mail.hold()
         a = runner.start(
             "model-a",
             "deprecate",
@@ -214,9 +214,11 @@ def test_two_models_deprecated_at_once_do_not_interfere(
             "--recipients",
             str(site.recipients),
         )
+        slow_mail.release()
         assert a.wait(120) == 0, a.output()[-3000:]
         assert b.wait(120) == 0, b.output()[-3000:]
     TALLY.fault("smtp connection held", slow_mail.delayed)
+    assert slow_mail.delayed >= 1
 
     # The second request for A was turned away, naming the run in progress.
     assert again.returncode() == 1
