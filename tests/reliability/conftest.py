@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from sunset.cli import PREFECT_DEFAULTS
 from sunset.devstack import DevStack, start_seaweedfs
 from sunset.example_model import EXAMPLE_MODEL_ID, register_example_models
-from sunset.ledger import Ledger, open_ledger
+from sunset.ledger import Ledger, Report, open_ledger
 from sunset.store import ObjectStore, make_s3_client
 from tests.conftest import Site
 from tests.faults.tcp_relay import TcpRelay
@@ -131,7 +131,6 @@ class Reference:
     package: dict[str, bytes]
     answers: dict[tuple[int, str], str]
     report: str
-    world: World
 
 
 @pytest.fixture(scope="session")
@@ -165,14 +164,11 @@ def reference(
     child = Runner(zygote, env).run("reference", *args, "--recipients", str(users))
     assert child.returncode() == 0, child.output()[-3000:]
     world = World(ledger, store, stack.maildir, domain)
-    from sunset.ledger import Report
-
     [report] = world.rows(Report)
     yield Reference(
         package=world.package(EXAMPLE_MODEL_ID),
         answers=world.answers(EXAMPLE_MODEL_ID),
         report=Path(report.local_path).read_text(),
-        world=world,
     )
     ledger.dispose()
 

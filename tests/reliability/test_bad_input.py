@@ -11,7 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,14 +19,17 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from sunset.devstack import DevStack, free_port
+from sunset.devstack import DevStack, free_port, read_mailbox, start_smtp
 from sunset.errors import SunsetError
 from sunset.example_model import (
     EXAMPLE_MODEL_ID,
     register_example_models,
     write_example_recipients,
 )
-from sunset.ledger import CatalogModel, Ledger, ServingStatus, open_ledger
+from sunset.ledger import CatalogModel, DeprecationRun, Ledger, ServingStatus, open_ledger
+from sunset.notify.email import SmtpMailer, SmtpRelay
+from sunset.notify.notices import notify_recipients
+from sunset.notify.recipients import load_recipients
 from sunset.store import ObjectStore, make_s3_client
 from tests.conftest import Site
 from tests.reliability.conftest import CANARY_S3_KEY_ID, LockedStore, Runner
@@ -49,7 +52,6 @@ class Bench:
     files: Path
     weights: Path
     recipients: Path
-    made: dict[str, Path] = field(default_factory=dict)
 
     def file(self, name: str, data: bytes) -> str:
         path = self.files / name
@@ -474,3 +476,56 @@ def test_a_bucket_without_object_lock_is_refused(site: Site, runner: Runner, wor
     assert child.returncode() == 1, child.output()[-2000:]
     assert "Object Lock" in child.stderr.read_text().strip().splitlines()[-1]
     assert world.fingerprint() | {"plain": object_versions(plain)} == before
+
+
+INERT_NAMES = [
+    "Ada, Eve <eve@attacker.example>",
+    'Grace" <eve@attacker.example>, "x',
+    "<script>alert('notice')</script>",
+    '=HYPERLINK("http://attacker.example","click")',
+]
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_names_that_try_to_add_recipients_or_markup_reach_only_their_owner_inertly(
+    site: Site, tmp_path: Path
+) -> None:
+    # Names are free text: these are accepted (no control characters), so they must be
+    # harmless where they land, in the mail headers, the envelope and the HTML part.
+    domain = f"{site.marker}.example"
+    quoted = [name.replace('"', '""') for name in INERT_NAMES]  # CSV quoting
+    lines = [f'u{n}@{domain},"{name}"' for n, name in enumerate(quoted)]
+    csv_file = tmp_path / "names.csv"
+    csv_file.write_text("email,name\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    recipients = load_recipients(csv_file)
+    assert [r.name for r in recipients] == INERT_NAMES
+    with site.ledger.session() as db:
+        model = db.get(CatalogModel, EXAMPLE_MODEL_ID)
+        run = DeprecationRun(model_id=EXAMPLE_MODEL_ID)
+        db.add(run)
+    assert model is not None
+    server = start_smtp(tmp_path / "mailbox")
+    try:
+        notify_recipients(
+            site.ledger,
+            SmtpMailer(SmtpRelay("127.0.0.1", server.port)),
+            run_id=run.id,
+            model=model,
+            replacement=None,
+            recipients=recipients,
+            announced_on=date(2026, 1, 1),
+            retirement_on=date(2026, 6, 1),
+            mail_from="Sunset <sunset@localhost>",
+            support_contact="support@localhost",
+        )
+    finally:
+        server.stop()
+    TALLY.bad_inputs += len(INERT_NAMES)
+
+    mails = read_mailbox(tmp_path / "mailbox")
+    envelopes = sorted(rcpt for m in mails for rcpt in m.get_all("X-Sunset-Envelope-To") or [])
+    assert envelopes == sorted(r.email for r in recipients)  # nobody else was written to
+    for message in mails:
+        html = message.get_body(("html",)).get_content()
+        assert "<script>" not in html
+        assert str(message["To"]).endswith(f"@{domain}>")

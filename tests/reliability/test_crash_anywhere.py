@@ -379,31 +379,33 @@ def test_killed_at_ten_points_the_resumed_run_ends_as_an_uninterrupted_one(
     TALLY.crashes += len(plan)
     print(f"\nSUNSET_CRASH_SEED={SEED}, killed at:\n" + "\n".join(lineage.log))
 
-    # The package: the same weights, byte for byte, and the same manifest lines for them.
+    # Nothing lost: every weights file, every notice, every answer of the uninterrupted run.
     package = world.package(EXAMPLE_MODEL_ID)
     expected = weights_of(reference.package)
+    emails = [line.split(",")[0] for line in users.read_text().splitlines()[1:]]
+    mails, answers = world.mails_by_recipient(), world.answers(EXAMPLE_MODEL_ID)
     lost = [path for path, digest in expected.items() if weights_of(package).get(path) != digest]
+    lost += [email for email in emails if not mails[email]]
+    lost += [key for key, text in reference.answers.items() if answers.get(key) != text]
+    TALLY.lost(lost)
+    assert lost == []
+
+    # The package: the same weights, byte for byte, and the same manifest lines for them.
     assert expected == source_weights(site.weights)
     for algorithm in ("sha256", "sha512"):
         assert manifest_lines(package, algorithm) == manifest_lines(reference.package, algorithm)
     assert bag_problems(package, tmp_path / "bag") == []
 
     # Each recipient told once.
-    mails = world.mails_by_recipient()
-    lost += [user for user in users.read_text().splitlines()[1:] if not mails[user.split(",")[0]]]
-    assert mails == Counter({user.split(",")[0]: 1 for user in users.read_text().splitlines()[1:]})
+    assert mails == Counter({email: 1 for email in emails})
 
     # Each question answered once: one turn in the ledger, one answered request at the API.
-    answers = world.answers(EXAMPLE_MODEL_ID)
-    lost += [key for key, text in reference.answers.items() if answers.get(key) != text]
-    TALLY.lost(lost)
-    assert lost == []
     assert answers == reference.answers
     log = standin_requests(stack.messages_base_url, since, EXAMPLE_MODEL_ID)
     TALLY.faults.update(standin_faults(log))
     assert set(answered_once(log).values()) == {1}
-    never_answered = [question_of(e) for e in log if e["status"] != 200]
-    assert len(never_answered) == 2 and all(e["status"] in (200, 529) for e in log)
+    held = [question_of(e) for e in log if e["status"] != 200]  # killed while in flight
+    assert len(held) == 2 and all(e["status"] in (200, 529) for e in log)
     ordered = [answers[(1, turn.question_id)] for turn in PROTOCOL_TURNS]
     for entry in log:
         if entry["status"] == 200:  # a resumed session replays exactly what was recorded
