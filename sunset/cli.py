@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlmodel import select
@@ -41,6 +42,7 @@ from sunset.ledger import (
     open_ledger,
 )
 from sunset.runs import check_model_id
+from sunset.store import ObjectStore, make_s3_client
 
 app = typer.Typer(
     help="Sunset retires an AI model without closing the door: it notifies the model's users, "
@@ -76,13 +78,23 @@ def _plain_errors() -> Iterator[None]:
     except SunsetError as exc:
         errors.print(f"[bold red]Error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
-    except Exception as exc:  # a service failed in a way Sunset does not name
-        errors.print(
-            f"[bold red]Error:[/] {type(exc).__name__}: {exc}. Check the service settings "
-            "(SUNSET_*) and that the services are reachable, then run again.",
-            highlight=False,
-        )
+    except Exception as exc:  # a setting or a service failed in a way Sunset does not name
+        errors.print(f"[bold red]Error:[/] {_unnamed_failure(exc)}", highlight=False)
         raise typer.Exit(1) from None
+
+
+def _unnamed_failure(exc: Exception) -> str:
+    """One sentence for an error Sunset does not raise itself."""
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        first = exc.errors()[0]
+        name = "SUNSET_" + "_".join(str(part) for part in first["loc"]).upper()
+        return f"The setting {name} is invalid: {first['msg']}; fix it and run again."
+    # Drivers add indented hints and links on further lines; the first says what failed.
+    problem = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
+    return (
+        f"{type(exc).__name__}: {problem}. Check the service settings (SUNSET_*) and that "
+        "the services are reachable, then run again."
+    )
 
 
 def _ledger(settings: Settings) -> Ledger:
@@ -822,7 +834,6 @@ def reinstate(
     check every restored file against the manifest, then make it active (or on request).
     """
     from sunset.restore import ReinstatementRequest, open_destination, plan_reinstatement
-    from sunset.store import ObjectStore, make_s3_client
 
     with _plain_errors():
         settings = Settings()
@@ -993,7 +1004,7 @@ def _retire_for_demo(
 
 def _run_deprecation(settings: Settings, *, requested_by: str, **parameters: Any) -> Any:
     """Validate in-process for a fast answer, then run the flow (starting Prefect)."""
-    from sunset.replicas import weights_reader
+    from sunset.replicas import connect_store, weights_reader
     from sunset.runs import DeprecationRequest, validate_request
 
     validate_request(
@@ -1003,6 +1014,7 @@ def _run_deprecation(settings: Settings, *, requested_by: str, **parameters: Any
         weights=weights_reader(settings),
         today=date.today(),
     )
+    connect_store(settings).require_ready()
     _prepare_prefect()
     from flows.deprecate import deprecate_model
 

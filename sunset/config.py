@@ -244,6 +244,13 @@ class Settings(BaseSettings):
             raise ValueError("SUNSET_REPLICAS names each replica once")
         return self
 
+    s3_read_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long to wait for the object store to answer a request before "
+        "giving up on that attempt and retrying it.",
+    )
+
     @property
     def ledger_url(self) -> str:
         """The database URL of the ledger, defaulting to a SQLite file in the data directory."""

@@ -510,6 +510,7 @@ def start_smtp(
     log_path: Path | None = None,
     require_auth: tuple[str, str] | None = None,
     fail_first: int = 0,
+    drop_first: int = 0,
     stall_rcpt_at: int = 0,
     stall_reply_at: int = 0,
     port: int | None = None,
@@ -518,9 +519,10 @@ def start_smtp(
     """Start ``python -m sunset.smtp_server`` storing into ``maildir``; wait for its banner.
 
     ``require_auth=(user, password)`` demands AUTH before MAIL; ``fail_first=N`` answers
-    the first N messages with ``451 4.3.0``; ``stall_rcpt_at=N`` / ``stall_reply_at=N``
-    hold the N-th message before it is handed over / after it is stored (see
-    ``sunset.smtp_server``). The log defaults to ``maildir/../smtp.log``.
+    the first N messages with ``451 4.3.0``; ``drop_first=N`` closes the connection after
+    the DATA of the next N messages without replying or storing them; ``stall_rcpt_at=N`` /
+    ``stall_reply_at=N`` hold the N-th message before it is handed over / after it is stored
+    (see ``sunset.smtp_server``). The log defaults to ``maildir/../smtp.log``.
     """
     maildir = Path(maildir).resolve()
     maildir.parent.mkdir(parents=True, exist_ok=True)
@@ -532,6 +534,8 @@ def start_smtp(
         argv += ["--require-auth", f"{require_auth[0]}:{require_auth[1]}"]
     if fail_first:
         argv += ["--fail-first", str(fail_first)]
+    if drop_first:
+        argv += ["--drop-first", str(drop_first)]
     if stall_rcpt_at:
         argv += ["--stall-rcpt-at", str(stall_rcpt_at)]
     if stall_reply_at:

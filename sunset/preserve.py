@@ -248,6 +248,24 @@ def verify_snapshot(
     return VerificationSummary(snapshot.id, store.bucket, checked, bytes_read, True, replicas)
 
 
+def finish_interrupted_seal(
+    ledger: Ledger, store: ReplicatedStore, snapshot_id: str, organization: str
+) -> bool:
+    """Rewrite the tag files if the ledger recorded payload files after they were written.
+
+    Sealing records new payload files (transcripts, the report), then rewrites the tag
+    files; a crash in between leaves the stored tag files one step behind the ledger. A
+    resumed run completes that write before verifying, instead of taking it for corruption.
+    Tag files that differ while the ledger has not moved on are still a mismatch.
+    """
+    snapshot = _snapshot(ledger, snapshot_id)
+    derived = manifest_digest(package_tag_files(ledger, snapshot, organization))
+    if snapshot.manifest_sha256 in (None, derived):
+        return False
+    write_tag_files(ledger, store, snapshot_id, organization)
+    return True
+
+
 def is_verified(ledger: Ledger, snapshot_id: str) -> bool:
     """True when every replica holds every payload file and every object's latest checks
     since it was stored are ``ok``, a deep one among them."""

@@ -198,14 +198,17 @@ def _checked(actual: Digests, expected: Digests | None, key: str) -> Digests:
 def connect_store(settings: Settings) -> ReplicatedStore:
     """The primary bucket and every configured replica, each with its own S3 client."""
     primary = primary_connection(settings)
-    copies = [ObjectStore(s3_client(primary, primary), settings.bucket, PRIMARY)]
+    timeout = settings.s3_read_timeout_seconds
+    copies = [ObjectStore(s3_client(primary, primary, timeout), settings.bucket, PRIMARY)]
     replicas = settings.replicas
     if replicas is None:
         copies.append(
-            ObjectStore(s3_client(primary, primary), f"{settings.bucket}-replica", DEFAULT_REPLICA)
+            ObjectStore(
+                s3_client(primary, primary, timeout), f"{settings.bucket}-replica", DEFAULT_REPLICA
+            )
         )
     else:
-        copies += [ObjectStore(s3_client(r, primary), r.bucket, r.name) for r in replicas]
+        copies += [ObjectStore(s3_client(r, primary, timeout), r.bucket, r.name) for r in replicas]
     return ReplicatedStore(
         copies=copies,
         part_size=settings.upload_part_size,
@@ -226,10 +229,14 @@ def primary_connection(settings: Settings) -> S3Connection:
 def weights_reader(settings: Settings) -> WeightsReader:
     """Reads weights from local directories and, with SUNSET_WEIGHTS_S3, from S3."""
     connection = settings.weights_s3 or S3Connection()
-    return WeightsReader(s3_client(connection, primary_connection(settings)))
+    return WeightsReader(
+        s3_client(connection, primary_connection(settings), settings.s3_read_timeout_seconds)
+    )
 
 
-def s3_client(connection: S3Connection, fallback: S3Connection) -> Any:
+def s3_client(
+    connection: S3Connection, fallback: S3Connection, read_timeout_s: float = 60.0
+) -> Any:
     """A client for ``connection``; unset fields, and an unset key pair, come from ``fallback``."""
     keys = connection if connection.access_key_id else fallback
     return make_s3_client(
@@ -237,4 +244,5 @@ def s3_client(connection: S3Connection, fallback: S3Connection) -> Any:
         connection.region or fallback.region or "us-east-1",
         keys.access_key_id,
         keys.secret_access_key,
+        read_timeout_s,
     )

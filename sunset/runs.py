@@ -16,12 +16,21 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from sunset.config import Settings
 from sunset.errors import GuardRefused, InputError, RunConflict
 from sunset.interview.protocol import LoadedProtocol, load_protocol
-from sunset.ledger import CatalogModel, DeprecationRun, Ledger, RunState, ServingStatus, utcnow
+from sunset.ledger import (
+    AttemptState,
+    CatalogModel,
+    DeprecationRun,
+    Ledger,
+    RunState,
+    ServingStatus,
+    StepAttempt,
+    utcnow,
+)
 from sunset.lifecycle import DEPRECATED, DEPRECATION, RETIRED, check_move
 from sunset.local_model import find_model_files, require_runtime
 from sunset.notify.message import Notice, NoticeTemplates
@@ -210,7 +219,8 @@ def _notice_terms(
     )
     notice_days = (retirement_on - announced_on).days
     shortened = notice_days < minimum
-    if shortened and not request.notice_override_reason:
+    override = (request.notice_override_reason or "").strip()  # a blank reason is no reason
+    if shortened and not override:
         of_class = f" for model class {model.model_class!r}" if model.model_class else ""
         raise InputError(
             f"Retirement on {retirement_on} gives users {notice_days} days of notice from the "
@@ -219,7 +229,7 @@ def _notice_terms(
             "period, or pass --notice-override REASON to record why less notice is acceptable."
         )
     notice = Notice(model, replacement, announced_on, retirement_on, settings.support_contact)
-    reason = request.notice_override_reason if shortened else None
+    reason = override if shortened else None
     return notice, NoticeTerms(notice_days, minimum, reason)
 
 
@@ -277,6 +287,7 @@ def begin_run(
                 run.lease_expires_at = lease
                 run.sqlmodel_update(details or {})
                 db.add(run)
+                _close_abandoned_attempts(db, run.id, flow_run_id)
                 return run
             run.state = RunState.SUPERSEDED
             db.add(run)
@@ -298,6 +309,23 @@ def begin_run(
         )
         db.add(run)
         return run
+
+
+def _close_abandoned_attempts(db: Session, run_id: str, flow_run_id: str | None) -> None:
+    # An attempt still marked running belongs to a process that stopped without closing it
+    # (its lease lapsed): say so, instead of leaving it running in the record for ever.
+    abandoned = db.exec(
+        select(StepAttempt).where(
+            StepAttempt.run_id == run_id, StepAttempt.state == AttemptState.RUNNING
+        )
+    )
+    for attempt in abandoned:
+        attempt.state, attempt.finished_at = AttemptState.FAILED, utcnow()
+        attempt.error = (
+            "Abandoned: the process running this attempt stopped before it finished; "
+            f"the run was resumed by flow run {flow_run_id}."
+        )
+        db.add(attempt)
 
 
 @contextmanager

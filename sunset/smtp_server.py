@@ -3,7 +3,7 @@
 Run it as::
 
     python -m sunset.smtp_server --host 127.0.0.1 --port 2525 --maildir DIR
-        [--require-auth USER:PASSWORD] [--fail-first N]
+        [--require-auth USER:PASSWORD] [--fail-first N] [--drop-first N]
         [--stall-rcpt-at N | --stall-reply-at N] [--stall-seconds S]
 
 It prints ``listening on HOST:PORT`` once the socket is bound, and stops cleanly on
@@ -22,7 +22,9 @@ so Bcc recipients, which appear in no header of the message itself, can be check
 ``--require-auth`` demands AUTH LOGIN or AUTH PLAIN before MAIL FROM (over the plain
 connection: this is a local test server, not a relay). ``--fail-first N`` answers the
 first N messages, after their DATA, with ``451 4.3.0 temporary failure`` and stores
-nothing, to exercise the client's retries.
+nothing, to exercise the client's retries. ``--drop-first N`` reads the first N messages
+whole, then closes the connection without a reply and stores nothing, like a relay that
+crashed before queueing them (counted after any ``--fail-first`` ones).
 
 ``--stall-rcpt-at N`` holds the answer to the RCPT of the N-th message (counted from
 its MAIL command) for ``--stall-seconds``: nothing has been handed over yet.
@@ -61,12 +63,14 @@ class MaildirHandler:
         maildir: Path,
         *,
         fail_first: int = 0,
+        drop_first: int = 0,
         stall_rcpt_at: int = 0,
         stall_reply_at: int = 0,
         stall_seconds: float = 60.0,
     ) -> None:
         self.maildir = mailbox.Maildir(maildir, create=True)
         self.fail_remaining = fail_first
+        self.drop_remaining = drop_first
         self.stall_rcpt_at, self.stall_reply_at = stall_rcpt_at, stall_reply_at
         self.stall_seconds = stall_seconds
         self.messages_begun = 0
@@ -97,6 +101,12 @@ class MaildirHandler:
             self.fail_remaining -= 1
             log.info("refused a message on purpose (%d more to refuse)", self.fail_remaining)
             return TEMPORARY_FAILURE
+        if self.drop_remaining > 0:
+            self.drop_remaining -= 1
+            log.info("dropped a connection on purpose (%d more to drop)", self.drop_remaining)
+            assert isinstance(server.transport, asyncio.Transport)
+            server.transport.abort()  # no reply: the client cannot tell what happened
+            return TEMPORARY_FAILURE  # written to a closed connection, never seen
         raw = envelope.original_content or b""
         key = self.maildir.add(_with_envelope(raw, envelope.mail_from, envelope.rcpt_tos))
         print(f"stored {key} from={envelope.mail_from!r} to={envelope.rcpt_tos!r}", flush=True)
@@ -136,6 +146,7 @@ async def serve(
     *,
     require_auth: tuple[str, str] | None = None,
     fail_first: int = 0,
+    drop_first: int = 0,
     stall_rcpt_at: int = 0,
     stall_reply_at: int = 0,
     stall_seconds: float = 60.0,
@@ -144,6 +155,7 @@ async def serve(
     handler = MaildirHandler(
         maildir,
         fail_first=fail_first,
+        drop_first=drop_first,
         stall_rcpt_at=stall_rcpt_at,
         stall_reply_at=stall_reply_at,
         stall_seconds=stall_seconds,
@@ -188,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "--require-auth", type=_parse_credentials, metavar="USER:PASSWORD", default=None
     )
     parser.add_argument("--fail-first", type=int, default=0, metavar="N")
+    parser.add_argument("--drop-first", type=int, default=0, metavar="N")
     parser.add_argument("--stall-rcpt-at", type=int, default=0, metavar="N")
     parser.add_argument("--stall-reply-at", type=int, default=0, metavar="N")
     parser.add_argument("--stall-seconds", type=float, default=60.0, metavar="S")
@@ -204,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             args.maildir,
             require_auth=args.require_auth,
             fail_first=args.fail_first,
+            drop_first=args.drop_first,
             stall_rcpt_at=args.stall_rcpt_at,
             stall_reply_at=args.stall_reply_at,
             stall_seconds=args.stall_seconds,

@@ -103,6 +103,7 @@ def make_s3_client(
     region: str,
     access_key_id: str | None,
     secret_access_key: SecretStr | None,
+    read_timeout_s: float = 60.0,
 ) -> Any:
     """A boto3 S3 client that leaves checksums to Sunset (it sends its own CRC64NVME)."""
     config = botocore.config.Config(
@@ -111,7 +112,7 @@ def make_s3_client(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         connect_timeout=10,
-        read_timeout=60,
+        read_timeout=read_timeout_s,
     )
     return boto3.client(
         "s3",

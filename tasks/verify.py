@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 
-from sunset.preserve import SnapshotSummary, VerificationSummary, verify_snapshot
+from sunset.preserve import (
+    SnapshotSummary,
+    VerificationSummary,
+    finish_interrupted_seal,
+    verify_snapshot,
+)
 from sunset.runs import VERIFY_STEP
 from sunset.services import Services
 from tasks.progress import progress_artifact
@@ -18,12 +23,15 @@ def verify_preservation(
 ) -> VerificationSummary:
     """Check every stored file and tag file on every replica, fast (size, CRC64NVME, lock,
     current version) and deep (re-read and re-hashed); any failure fails the run."""
+    organization = services.settings.organization
+    if finish_interrupted_seal(services.ledger, services.store, snapshot.snapshot_id, organization):
+        get_run_logger().info("Rewrote the tag files left behind by an interrupted seal")
     summary = verify_snapshot(
         services.ledger,
         services.store,
         snapshot_id=snapshot.snapshot_id,
         run_id=run_id,
-        organization=services.settings.organization,
+        organization=organization,
         progress=progress_artifact("Bytes re-read and re-hashed"),
     )
     get_run_logger().info(

@@ -103,7 +103,13 @@ def load_protocol(path: Path | None = None) -> LoadedProtocol:
     try:
         parsed = yaml.safe_load(data)
     except yaml.YAMLError as exc:
-        raise InputError(f"Protocol file {origin} is not valid YAML: {exc}".strip()) from None
+        # PyYAML's own text spans several lines; keep its problem and where it is.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "it cannot be parsed"
+        raise InputError(
+            f"Protocol file {origin} is not valid YAML{where}: {problem}; fix it and run again."
+        ) from None
     if not isinstance(parsed, dict):
         raise InputError(f"Protocol file {origin} must be a YAML mapping with name, version, ...")
     try:

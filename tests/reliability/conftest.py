@@ -1,0 +1,212 @@
+"""Fixtures of the reliability suite, and the table it prints at the end.
+
+Runs are started as real processes (forked by the zygote, so that dozens of them fit in
+the time budget) and observed from outside: the ledger, the bucket, the mailbox, the
+Messages stand-in's request log, exit codes and what they print.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from pydantic import SecretStr
+
+from sunset.cli import PREFECT_DEFAULTS
+from sunset.devstack import DevStack, start_seaweedfs
+from sunset.example_model import EXAMPLE_MODEL_ID, register_example_models
+from sunset.ledger import Ledger, Report, open_ledger
+from sunset.store import ObjectStore, make_s3_client
+from tests.conftest import Site
+from tests.faults.tcp_relay import TcpRelay
+from tests.reliability.tally import TALLY
+from tests.reliability.world import World, standin
+from tests.reliability.zygote import Child, Zygote
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT = 120.0
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TALLY.empty():
+        return
+    terminalreporter.section("reliability: what was thrown at Sunset, and what was lost")
+    for label, value in TALLY.rows():
+        terminalreporter.write_line(f"  {label:<17} {value}")
+
+
+@pytest.fixture(scope="session")
+def prefect_api_relay(prefect_server: None) -> Iterator[TcpRelay]:
+    """A relay in front of the test Prefect server, to slow the API down on demand."""
+    from prefect.settings import PREFECT_API_URL
+
+    api = urlsplit(str(PREFECT_API_URL.value()))
+    assert api.hostname and api.port
+    with TcpRelay(api.hostname, api.port) as relay:
+        yield relay
+
+
+@pytest.fixture(scope="session")
+def zygote(
+    prefect_api_relay: TcpRelay, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Zygote]:
+    """The fork server for every process the suite starts and kills."""
+    from prefect.settings import PREFECT_API_URL
+
+    api_path = urlsplit(str(PREFECT_API_URL.value())).path
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUNSET_")}
+    env |= PREFECT_DEFAULTS | {
+        "PREFECT_API_URL": f"http://127.0.0.1:{prefect_api_relay.port}{api_path}",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        "PYTHONUNBUFFERED": "1",
+    }
+    server = Zygote(tmp_path_factory.mktemp("zygote"), env, ROOT)
+    yield server
+    server.stop()
+
+
+@dataclass
+class Runner:
+    """Starts ``sunset`` commands for one test world, as separate processes."""
+
+    zygote: Zygote
+    env: dict[str, str]
+
+    def start(self, name: str, *argv: str, **env: str) -> Child:
+        return self.zygote.spawn(name, argv=list(argv), env=self.child_env(**env))
+
+    def run(self, name: str, *argv: str, timeout: float = RUN_TIMEOUT, **env: str) -> Child:
+        child = self.start(name, *argv, **env)
+        child.wait(timeout)
+        return child
+
+    def child_env(self, **overrides: str) -> dict[str, str]:
+        return self.zygote.env | self.env | overrides
+
+
+@pytest.fixture
+def world(site: Site) -> World:
+    return World(site.ledger, site.store, site.stack.maildir, f"{site.marker}.example")
+
+
+@pytest.fixture
+def runner(site: Site, zygote: Zygote) -> Runner:
+    return Runner(zygote, dict(site.env))
+
+
+@pytest.fixture(autouse=True)
+def _clean_standin(stack: DevStack) -> Iterator[None]:
+    """No test leaves a queued Messages fault behind for the next one."""
+    yield
+    standin(stack.endpoints.messages_base_url, "DELETE", "/_standin/faults")
+
+
+def write_recipients(path: Path, domain: str, names: list[str]) -> Path:
+    """A recipients CSV of ``names``, each at ``<first name lowercased>@domain``."""
+    lines = ["email,name"] + [f"{name.split()[0].lower()}@{domain},{name}" for name in names]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+SIX_USERS = [
+    "Ada Lovelace",
+    "Grace Hopper",
+    "Alan Turing",
+    "Edsger Dijkstra",
+    "Barbara Liskov",
+    "Donald Knuth",
+]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An uninterrupted run, fault-free, for faulty runs to be compared with."""
+
+    package: dict[str, bytes]
+    answers: dict[tuple[int, str], str]
+    report: str
+
+
+@pytest.fixture(scope="session")
+def reference(
+    stack: DevStack,
+    zygote: Zygote,
+    example_weights: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Reference]:
+    home = tmp_path_factory.mktemp("reference")
+    bucket = f"ref-{uuid.uuid4().hex[:12]}"
+    access_key, secret_key = stack.s3_credentials
+    env = stack.endpoints.as_env() | {
+        "SUNSET_DATA_DIR": str(home / "data"),
+        "SUNSET_DATABASE_URL": f"sqlite:///{home / 'ledger.db'}",
+        "SUNSET_BUCKET": bucket,
+        "SUNSET_S3_ACCESS_KEY_ID": access_key,
+        "SUNSET_S3_SECRET_ACCESS_KEY": secret_key,
+        "SUNSET_ANTHROPIC_API_KEY": "test-key",
+    }
+    store = ObjectStore(
+        make_s3_client(stack.endpoints.s3_endpoint, "us-east-1", access_key, SecretStr(secret_key)),
+        bucket,
+    )
+    store.ensure_bucket()
+    ledger: Ledger = open_ledger(env["SUNSET_DATABASE_URL"])
+    register_example_models(ledger)
+    domain = f"{bucket}.example"
+    users = write_recipients(home / "users.csv", domain, SIX_USERS)
+    args = ["deprecate", EXAMPLE_MODEL_ID, "--weights", str(example_weights)]
+    child = Runner(zygote, env).run("reference", *args, "--recipients", str(users))
+    assert child.returncode() == 0, child.output()[-3000:]
+    world = World(ledger, store, stack.maildir, domain)
+    [report] = world.rows(Report)
+    yield Reference(
+        package=world.package(EXAMPLE_MODEL_ID),
+        answers=world.answers(EXAMPLE_MODEL_ID),
+        report=Path(report.local_path).read_text(),
+    )
+    ledger.dispose()
+
+
+# Distinctive, so that finding one anywhere it should not be is unmistakable.
+CANARY_S3_KEY_ID = "SUNSETCANARYKEYID7Q2X"
+CANARY_S3_SECRET = "sunset-canary-s3-secret-Zq8wPv3m"
+
+
+@dataclass(frozen=True)
+class LockedStore:
+    """A SeaweedFS that accepts only the canary key pair, with one bucket in it."""
+
+    endpoint: str
+    store: ObjectStore
+
+
+@pytest.fixture(scope="session")
+def locked_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LockedStore]:
+    handle = start_seaweedfs(
+        tmp_path_factory.mktemp("locked-seaweedfs"),
+        identities=(CANARY_S3_KEY_ID, CANARY_S3_SECRET),
+    )
+    try:
+        client = make_s3_client(
+            handle.endpoint, "us-east-1", CANARY_S3_KEY_ID, SecretStr(CANARY_S3_SECRET)
+        )
+        store = ObjectStore(client, "locked-packages")
+        store.ensure_bucket()
+        yield LockedStore(handle.endpoint, store)
+    finally:
+        handle.stop()
+
+
+def wait_until(condition: object, timeout: float, what: str, interval: float = 0.02) -> None:
+    """Poll ``condition()`` until it is true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

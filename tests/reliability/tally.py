@@ -1,0 +1,43 @@
+"""The suite's tally: what was thrown at the system, and what was lost (must be nothing).
+
+Tests add what they really did, counted from the fault servers' own records (the proxy's
+counters, the stand-in's request log, the SMTP server's log), not from what they meant to
+do. ``tests/reliability/conftest.py`` prints the table at the end of the run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Tally:
+    faults: Counter[str] = field(default_factory=Counter)
+    crashes: int = 0
+    bad_inputs: int = 0
+    data_lost: int = 0
+
+    def fault(self, kind: str, count: int = 1) -> None:
+        self.faults[kind] += count
+
+    def lost(self, problems: list[str] | int) -> None:
+        self.data_lost += problems if isinstance(problems, int) else len(problems)
+
+    def rows(self) -> list[tuple[str, str]]:
+        detail = ", ".join(f"{kind} {n}" for kind, n in sorted(self.faults.items()) if n)
+        return [
+            (
+                "faults injected",
+                f"{sum(self.faults.values())}" + (f" ({detail})" if detail else ""),
+            ),
+            ("crashes survived", str(self.crashes)),
+            ("bad inputs tried", str(self.bad_inputs)),
+            ("data lost", str(self.data_lost)),
+        ]
+
+    def empty(self) -> bool:
+        return not (self.faults or self.crashes or self.bad_inputs or self.data_lost)
+
+
+TALLY = Tally()
