@@ -10,6 +10,7 @@ from sunset.interview.runner import run_interviews as interview
 from sunset.interview.transcript import PackageTranscripts
 from sunset.runs import INTERVIEW_STEP, ValidatedRequest
 from sunset.services import Services
+from tasks.progress import progress_artifact
 from tasks.step import step
 
 
@@ -53,6 +54,7 @@ def run_interviews(
         package=PackageTranscripts.for_run(
             services.ledger, services.store, run_id=run_id, organization=settings.organization
         ),
+        progress=progress_artifact("Interview questions answered"),
     )
     get_run_logger().info(
         "Interview: %d questions asked, %d answers already recorded, %d flagged, "

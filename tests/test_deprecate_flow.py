@@ -7,8 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterType,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from sqlmodel import select
 
 from flows import deprecate as deprecate_flow
@@ -90,6 +98,18 @@ def test_flow_completes_with_one_recorded_attempt_per_step(site: Site, tmp_path:
         assert (transition.from_status, transition.to_status) == ("active", "deprecated")
         report = db.exec(select(Report)).one()
         turns = db.exec(select(InterviewTurn).order_by(InterviewTurn.seq)).all()
+
+    # Operators saw the long steps progress to the end in the Prefect UI.
+    with get_client(sync_client=True) as client:
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run.flow_run_id)])),
+        )
+    assert sorted((a.description, a.data) for a in progress) == [
+        ("Bytes of weights preserved", 100.0),
+        ("Bytes re-read and re-hashed", 100.0),
+        ("Interview questions answered", 100.0),
+    ]
 
     # Every recipient got exactly one notice, naming the successor.
     mails = site.mailbox()

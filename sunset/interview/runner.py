@@ -8,7 +8,10 @@ are recorded in one transaction; the session's transcript in the package follows
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +61,7 @@ def run_interviews(
     deadline: Deadline,
     concurrency: int = 2,
     package: PackageTranscripts | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> InterviewSummary:
     """Run ``sessions`` interview sessions of ``model_id``, at most ``concurrency`` at once.
 
@@ -72,6 +76,8 @@ def run_interviews(
         deadline: No request is started, and no Retry-After is waited for, past it.
         concurrency: Sessions that run at the same time, at most.
         package: Keeps the transcripts in the preservation package as turns arrive.
+        progress: Called with (turns done, turns in all) as each turn is answered or
+            replayed, from the session's thread.
 
     Raises:
         InputError: a session was started under a different protocol.
@@ -79,6 +85,15 @@ def run_interviews(
     """
     if package is not None:
         package.write_protocol(protocol)
+    total = sessions * len(protocol.protocol.turns())
+    done = itertools.count(1)
+    lock = threading.Lock()
+
+    def turn_done() -> None:
+        if progress is not None:
+            with lock:
+                progress(next(done), total)
+
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, sessions))) as pool:
         results = list(
             pool.map(
@@ -92,6 +107,7 @@ def run_interviews(
                     max_tokens,
                     deadline,
                     package,
+                    turn_done,
                 ),
                 range(1, sessions + 1),
             )
@@ -134,6 +150,7 @@ def _run_session(
     max_tokens: int,
     deadline: Deadline,
     package: PackageTranscripts | None,
+    turn_done: Callable[[], None],
 ) -> _SessionResult:
     session = _open_session(ledger, run_id, model_id, loaded, index)
     recorded = _turns(ledger, session.id)
@@ -164,6 +181,7 @@ def _run_session(
                 f"{seq}, but the protocol asks {planned.question_id!r}; start a new run."
             )
         flagged += turn.flagged is not None
+        turn_done()
         # An empty answer cannot stand in the history the API accepts; say so instead.
         answer = turn.answer_text or "[no text in this answer]"
         history += [question, {"role": "assistant", "content": answer}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -60,7 +61,8 @@ class SmtpMailer:
         smtp = _HandoverSMTP(relay.host, relay.port, timeout=relay.timeout_s, handover=handover)
         try:
             if relay.starttls:
-                smtp.starttls()
+                # Check the relay's certificate: the password is sent right after.
+                smtp.starttls(context=ssl.create_default_context())
             if relay.username:
                 password = relay.password.get_secret_value() if relay.password else ""
                 smtp.login(relay.username, password)
