@@ -135,13 +135,12 @@ def test_a_second_demo_run_drills_the_retired_models_package_and_it_passes(demo:
     assert (latest.outcome, latest.run_id, latest.prompts_matched) == ("passed", None, 3)
 
 
-def test_the_drill_names_the_prompt_when_a_tensor_was_scaled_and_the_manifest_rewritten(
-    demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The demo's services have stopped; bring its SeaweedFS back over the same data.
-    seaweedfs = start_seaweedfs(demo.data_dir / "devstack" / "seaweedfs")
+def _drill_altered_package(
+    demo: Demo, endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """Scale one tensor in every copy, rewrite the manifests to match, drill, restore."""
     env = demo.env | {
-        "SUNSET_S3_ENDPOINT_URL": seaweedfs.endpoint,
+        "SUNSET_S3_ENDPOINT_URL": endpoint,
         "SUNSET_S3_ACCESS_KEY_ID": "sunset-devstack",
         "SUNSET_S3_SECRET_ACCESS_KEY": "sunset-devstack",
     }
@@ -160,12 +159,20 @@ def test_the_drill_names_the_prompt_when_a_tensor_was_scaled_and_the_manifest_re
         verify_snapshot(
             ledger, store, snapshot_id=snapshot.id, run_id=None, organization=settings.organization
         )
-
-        result = sunset("drill", REAL_MODEL_ID, env=env)
-        status = sunset("status", REAL_MODEL_ID, env=env)
+        return sunset("drill", REAL_MODEL_ID, env=env), sunset("status", REAL_MODEL_ID, env=env)
     finally:
         add_payload(ledger, store, snapshot.id, GGUF_PATH, original)
         write_tag_files(ledger, store, snapshot.id, settings.organization)
+
+
+def test_the_drill_names_the_prompt_when_a_tensor_was_scaled_and_the_manifest_rewritten(
+    demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo's services have stopped; bring its SeaweedFS back over the same data.
+    seaweedfs = start_seaweedfs(demo.data_dir / "devstack" / "seaweedfs")
+    try:
+        result, status = _drill_altered_package(demo, seaweedfs.endpoint, tmp_path, monkeypatch)
+    finally:
         seaweedfs.stop()
 
     assert result.returncode == 1

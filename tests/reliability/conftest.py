@@ -156,6 +156,8 @@ def reference(
         bucket,
     )
     store.ensure_bucket()
+    # The default replica, "<bucket>-replica", which every deprecation writes to too.
+    ObjectStore(store.client, f"{store.bucket}-replica").ensure_bucket()
     ledger: Ledger = open_ledger(env["SUNSET_DATABASE_URL"])
     register_example_models(ledger)
     domain = f"{bucket}.example"
@@ -198,6 +200,8 @@ def locked_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LockedSto
         )
         store = ObjectStore(client, "locked-packages")
         store.ensure_bucket()
+        # The default replica, "<bucket>-replica", which every deprecation writes to too.
+        ObjectStore(store.client, f"{store.bucket}-replica").ensure_bucket()
         yield LockedStore(handle.endpoint, store)
     finally:
         handle.stop()

@@ -93,6 +93,8 @@ def bench(
         bucket,
     )
     store.ensure_bucket()
+    # The default replica, "<bucket>-replica", which every deprecation writes to too.
+    ObjectStore(store.client, f"{store.bucket}-replica").ensure_bucket()
     ledger: Ledger = open_ledger(env["SUNSET_DATABASE_URL"])
     register_example_models(ledger)
     with ledger.session() as db:

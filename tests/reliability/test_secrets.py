@@ -94,6 +94,8 @@ def test_no_secret_leaves_its_setting(
     smtp = start_smtp(mailbox, require_auth=(SMTP_USER, secrets["smtp_password"]))
     store = ObjectStore(locked_store.store.client, f"secrets-{uuid.uuid4().hex[:12]}")
     store.ensure_bucket()
+    # The default replica, "<bucket>-replica", which every deprecation writes to too.
+    ObjectStore(store.client, f"{store.bucket}-replica").ensure_bucket()
     env = {f"SUNSET_{name.upper()}": value for name, value in secrets.items()} | {
         "SUNSET_S3_ENDPOINT_URL": locked_store.endpoint,
         "SUNSET_S3_ACCESS_KEY_ID": CANARY_S3_KEY_ID,

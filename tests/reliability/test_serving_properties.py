@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,13 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precon
 from sqlmodel import select
 
 from sunset.attempts import record_attempt
-from sunset.errors import GuardRefused, InputError
+from sunset.errors import GuardRefused, InputError, RunConflict
 from sunset.ledger import (
     CatalogModel,
     DeprecationRun,
     FixityEvent,
     Ledger,
+    PreservedObject,
     Report,
     RunState,
     ServingStatus,
@@ -39,8 +41,9 @@ from sunset.ledger import (
     open_ledger,
     utcnow,
 )
-from sunset.runs import NOTIFY_STEP, DeprecationRequest, begin_run, finish_run
-from sunset.serving import ALLOWED, flip_status
+from sunset.lifecycle import DEPRECATION, TRANSITIONS
+from sunset.runs import NOTIFY_STEP, begin_run, finish_run
+from sunset.serving import flip_status
 
 MODEL = "m1"
 PATHS = ("data/weights/a.bin", "data/weights/b.bin")
@@ -97,6 +100,7 @@ class ServingMachine(RuleBasedStateMachine):
         self.clock = 0
         self.begun = 0
         self.latest = "none"
+        self.latest_snapshot_run: str | None = None  # whose snapshot is the model's newest
 
     def teardown(self) -> None:
         self.ledger.dispose()
@@ -123,16 +127,24 @@ class ServingMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.begun < 4)
     @rule(target=runs, retire=st.booleans(), weights=st.sampled_from(["/w1", "/w2"]))
     def begin(self, retire: bool, weights: str) -> str:
-        # The same request again resumes its unfinished run; a different one supersedes it.
+        # The same request again resumes its unfinished run; a different one supersedes it
+        # once the run before it has stopped.
         self.begun += 1
-        request = DeprecationRequest(
-            model_id=MODEL, weights=weights, recipients="/r.csv", retire=retire
-        )
+        target = ServingStatus.RETIRED if retire else ServingStatus.DEPRECATED
         try:
-            # A lease of 0 s lapses at once: runs take each other over, as after crashes.
-            run = begin_run(self.ledger, request, flow_run_id=f"f{self.begun}", lease_seconds=0)
+            run = begin_run(
+                self.ledger,
+                model_id=MODEL,
+                kind=DEPRECATION,
+                parameters={"weights": weights, "retire": retire},
+                target=target,
+                flow_run_id=f"f{self.begun}",
+                lease_seconds=3600,
+            )
+        except RunConflict:
+            assert any(self.run_state(r) == RunState.RUNNING for r in self.facts)
+            return "none"
         except InputError:
-            target = ServingStatus.RETIRED if retire else ServingStatus.DEPRECATED
             assert self.status() in (target, ServingStatus.RETIRED)
             return "none"
         self.facts.setdefault(run.id, RunFacts())
@@ -168,6 +180,7 @@ class ServingMachine(RuleBasedStateMachine):
                 )
                 db.add(snapshot)
                 db.flush()
+                self.latest_snapshot_run = run
             row = db.exec(
                 select(SnapshotFile).where(
                     SnapshotFile.snapshot_id == snapshot.id, SnapshotFile.path == path
@@ -182,6 +195,24 @@ class ServingMachine(RuleBasedStateMachine):
             )
             row.stored_at = utcnow()
             db.add(row)
+            held = db.exec(
+                select(PreservedObject).where(
+                    PreservedObject.snapshot_id == snapshot.id, PreservedObject.path == path
+                )
+            ).first() or PreservedObject(
+                snapshot_id=snapshot.id,
+                replica="primary",
+                endpoint="e",
+                bucket="b",
+                path=path,
+                size=1,
+                sha256="0" * 64,
+                sha512="0" * 128,
+                crc64nvme="AAAAAAAAAAA=",
+                retain_until=utcnow() + timedelta(days=1),
+            )
+            held.stored_at = row.stored_at
+            db.add(held)
         self.facts[run].stored[path] = self.tick()
 
     @rule(run=runs, path=st.sampled_from(PATHS), ok=st.booleans())
@@ -189,16 +220,18 @@ class ServingMachine(RuleBasedStateMachine):
         if run not in self.facts or path not in self.facts[run].stored:
             return
         with self.ledger.session() as db:
-            db.add(
-                FixityEvent(
-                    snapshot_id=f"s-{run}",
-                    run_id=run,
-                    bucket="b",
-                    path=path,
-                    method="deep",
-                    outcome="ok" if ok else "mismatch",
+            for method in ("fast", "deep"):
+                db.add(
+                    FixityEvent(
+                        snapshot_id=f"s-{run}",
+                        run_id=run,
+                        bucket="b",
+                        replica="primary",
+                        path=path,
+                        method=method,
+                        outcome="ok" if ok else "mismatch",
+                    )
                 )
-            )
         self.facts[run].checked[path] = (self.tick(), ok)
 
     @precondition(lambda self: bool(self.facts))
@@ -249,13 +282,19 @@ class ServingMachine(RuleBasedStateMachine):
                 )
             ).first()
         live = self.run_state(run) == RunState.RUNNING
+        # The guards look at the model's newest package: for deprecation it must be this
+        # run's; for retirement it must be verified and carry a sealed report.
+        newest = self.latest_snapshot_run
+        package = self.facts.get(newest) if newest else None
         allowed = live and (
             done is not None
             or (
-                target in ALLOWED[before]
+                target in TRANSITIONS[before]
                 and facts.notified
-                and facts.verified()
-                and (target != ServingStatus.RETIRED or facts.sealed)
+                and package is not None
+                and package.verified()
+                and (target != ServingStatus.DEPRECATED or newest == run)
+                and (target != ServingStatus.RETIRED or package.sealed)
             )
         )
         try:
@@ -269,9 +308,10 @@ class ServingMachine(RuleBasedStateMachine):
         assert allowed, f"flipped {before} -> {target} without {facts}"
         if done is None:
             assert self.status() == target
-        if target == ServingStatus.RETIRED:
+        if target == ServingStatus.RETIRED and done is None:
             # The property: never retired without a verified package and a sealed report.
-            assert facts.verified() and facts.sealed and facts.notified
+            assert package is not None and package.verified() and package.sealed
+            assert facts.notified
 
     # ------------------------------------------------------------------ always
 
@@ -282,7 +322,7 @@ class ServingMachine(RuleBasedStateMachine):
         status = ServingStatus.ACTIVE
         for transition in transitions:
             assert transition.from_status == status
-            assert ServingStatus(transition.to_status) in ALLOWED[status]
+            assert ServingStatus(transition.to_status) in TRANSITIONS[status]
             status = ServingStatus(transition.to_status)
         assert self.status() == status
 
