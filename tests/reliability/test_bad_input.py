@@ -222,7 +222,9 @@ CASES: dict[str, Case] = {
     "model id with command substitution": Case("is not valid", deprecate("$(touch PWNED)")),
     "model id with a newline": Case("is not valid", deprecate("sunset-example-1\nrm -rf")),
     "model id not in the catalog": Case("is not in the catalog", deprecate("no-such-model")),
-    "model already retired": Case("already retired", deprecate(RETIRED_MODEL), before_flow=False),
+    "model already retired": Case(
+        "retired cannot become deprecated", deprecate(RETIRED_MODEL), before_flow=False
+    ),
     "register: impossible release date": Case(
         "is not a date", lambda b: ["register", "new-1", "--name", "X", "--released", "2025-02-30"]
     ),
