@@ -395,6 +395,10 @@ def _weed_argv(
         "-master.telemetry=false",
         # One volume server has no peers to drain to: stop in ~1 s instead of ~2 s.
         "-volume.preStopSeconds=0",
+        # Every bucket is a collection with a volume of its own, and Object Lock keeps
+        # buckets forever; the automatic cap (free disk / 1 GiB: 16 on a small CI disk)
+        # runs out of buckets long before space. Volumes are sparse files.
+        "-volume.max=1000",
         # AWS refuses to delete a non-empty bucket; SeaweedFS deletes it with its objects.
         "-s3.allowDeleteBucketNotEmpty=false",
     ]
