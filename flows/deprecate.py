@@ -15,7 +15,7 @@ from prefect import flow
 from flows.limits import one_deprecation_per_model
 from flows.serving import approval_gate, close_ledger_run, flip_serving, tag_with_model
 from sunset.config import Settings
-from sunset.runs import DeprecationRequest, run_lease, target_status
+from sunset.runs import DeprecationRequest, check_model_id, run_lease, target_status
 from sunset.services import connect
 from tasks.drill import drill_package
 from tasks.fingerprint import record_fingerprint
@@ -87,6 +87,8 @@ def deprecate_model(
             fingerprint in the package, and prove before the flip that the package alone
             reproduces it (a resurrection drill). Needs the local-model extra.
     """
+    # Before the id names anything (a tag, a concurrency limit, a ledger row).
+    check_model_id(model_id)
     tag_with_model(model_id)
     services = connect(Settings())
     request = DeprecationRequest(
@@ -104,11 +106,12 @@ def deprecate_model(
         approvals=approvals,
         fingerprint=fingerprint,
     )
-    with one_deprecation_per_model(model_id):
-        start = preflight(services, request, requested_by)
+    lease_seconds = services.settings.run_lease_seconds
+    with one_deprecation_per_model(model_id, services.ledger, lease_seconds) as slot_lease:
+        start = preflight(services, request, requested_by, slot_lease)
         run_id, validated = start.run_id, start.validated
         target = target_status(request)
-        with run_lease(services.ledger, run_id, services.settings.run_lease_seconds):
+        with run_lease(services.ledger, run_id, lease_seconds):
             notify_users(services, run_id, validated)
             snapshot = snapshot_weights(services, run_id, validated)
             verify_preservation(services, run_id, snapshot)

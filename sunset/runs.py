@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from sunset.config import Settings
 from sunset.errors import GuardRefused, InputError, RunConflict
@@ -386,8 +386,13 @@ def begin_deprecation(
     flow_run_id: str | None,
     lease_seconds: int,
     requested_by: str | None,
+    orchestrator_lease_id: str | None = None,
 ) -> DeprecationRun:
-    """Start or resume the deprecation run of a validated request."""
+    """Start or resume the deprecation run of a validated request.
+
+    ``orchestrator_lease_id`` is the lease this process holds on the model's one
+    deprecation slot, recorded so that whoever resumes the run after a crash can free it.
+    """
     request = validated.request
     return begin_run(
         ledger,
@@ -397,5 +402,34 @@ def begin_deprecation(
         target=target_status(request),
         flow_run_id=flow_run_id,
         lease_seconds=lease_seconds,
-        details={"requested_by": requested_by} | validated.terms.columns(),
+        details={"requested_by": requested_by, "orchestrator_lease_id": orchestrator_lease_id}
+        | validated.terms.columns(),
     )
+
+
+def take_abandoned_orchestrator_leases(ledger: Ledger, model_id: str) -> list[str]:
+    """Orchestrator leases recorded by runs of the model whose process has died, forgotten
+    as they are returned (whoever takes them frees them).
+
+    A run is abandoned when it is still marked running but its ledger lease (renewed while
+    its process lives) has lapsed: that process holds nothing any more, whatever the
+    orchestrator believes.
+    """
+    now = utcnow()
+    taken: list[str] = []
+    with ledger.session() as db:
+        runs = db.exec(
+            select(DeprecationRun).where(
+                DeprecationRun.model_id == model_id,
+                DeprecationRun.state == RunState.RUNNING,
+                col(DeprecationRun.orchestrator_lease_id).is_not(None),
+            )
+        ).all()
+        for run in runs:
+            if run.orchestrator_lease_id and (
+                run.lease_expires_at is None or run.lease_expires_at <= now
+            ):
+                taken.append(run.orchestrator_lease_id)
+                run.orchestrator_lease_id = None
+                db.add(run)
+    return taken

@@ -160,7 +160,8 @@ class ObjectStore:
             if status == 403:
                 raise InputError(
                     f"Access to bucket {self.bucket!r} ({self.name}) at {self.endpoint} was "
-                    "refused; check the access key and secret configured for it."
+                    "refused; check SUNSET_S3_ACCESS_KEY_ID and SUNSET_S3_SECRET_ACCESS_KEY (for a "
+                    "replica, its keys in SUNSET_REPLICAS)."
                 ) from None
             raise
         if not self._object_lock_enabled():

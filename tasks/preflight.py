@@ -29,9 +29,15 @@ class Preflight:
 # Never cached: it decides, each time, whether the run may start or resume.
 @task(name=PREFLIGHT_STEP, cache_policy=NO_CACHE)
 def preflight(
-    services: Services, request: DeprecationRequest, requested_by: str | None
+    services: Services,
+    request: DeprecationRequest,
+    requested_by: str | None,
+    orchestrator_lease_id: str | None = None,
 ) -> Preflight:
     """Validate the request whole, then start or resume the model's deprecation run.
+
+    ``orchestrator_lease_id``: this flow run's lease on the model's deprecation slot,
+    recorded with the run so that a resumed run can free it if this process dies.
 
     Bad input (including a bucket without Object Lock, on any replica) fails here with one
     sentence and leaves the ledger, the buckets and every mailbox untouched.
@@ -47,6 +53,7 @@ def preflight(
         flow_run_id=flow_run.get_id(),
         lease_seconds=settings.run_lease_seconds,
         requested_by=requested_by,
+        orchestrator_lease_id=orchestrator_lease_id,
     )
     with record_attempt(
         services.ledger, run_id=run.id, step=PREFLIGHT_STEP, flow_run_id=flow_run.get_id()

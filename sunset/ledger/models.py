@@ -110,6 +110,10 @@ class DeprecationRun(SQLModel, table=True):
     notice_days: int | None = None
     minimum_notice_days: int | None = None
     notice_override_reason: str | None = None
+    # The orchestrator's lease on the model's one deprecation slot (a Prefect concurrency
+    # lease), held by the process working on the run: a run resumed after that process
+    # died frees the slot with it instead of waiting minutes for the lease to expire.
+    orchestrator_lease_id: str | None = Field(default=None, max_length=64)
 
 
 class StepAttempt(SQLModel, table=True):

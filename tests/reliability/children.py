@@ -5,13 +5,27 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from sunset.ledger import Ledger, ServingStatus
+from sunset.ledger import DeprecationRun, Ledger, ServingStatus
+from sunset.lifecycle import DEPRECATED, DEPRECATION
 from sunset.runs import DeprecationRequest, begin_run
 from sunset.serving import flip_status
 
-NEW_REQUEST = DeprecationRequest(model_id="m1", weights="/new", recipients="/new.csv")
+
+def begin_new_request(ledger: Ledger, flow_run_id: str) -> DeprecationRun:
+    """Begin the deprecation of model m1 with parameters no earlier run of it had."""
+    request = DeprecationRequest(model_id="m1", weights="/new", recipients="/new.csv")
+    return begin_run(
+        ledger,
+        model_id=request.model_id,
+        kind=DEPRECATION,
+        parameters=request.parameters(),
+        target=DEPRECATED,
+        flow_run_id=flow_run_id,
+        lease_seconds=5,
+    )
 
 
 def stop_before_commit(ledger_url: str, operation: str, run_id: str, ready_file: str) -> None:
@@ -23,19 +37,24 @@ def stop_before_commit(ledger_url: str, operation: str, run_id: str, ready_file:
 
     commit = Session.commit
 
+    def note_write(session: Session, context: object) -> None:
+        session.info["wrote"] = True
+
     def hang(session: Session) -> None:
-        if not (session.new or session.dirty or session.deleted):
-            return commit(session)  # a read-only session on the way
         session.flush()
+        if not session.info.get("wrote"):
+            return commit(session)  # a read-only session on the way
         Path(ready_file).write_text(operation)
         time.sleep(600)
 
-    Session.commit = hang  # type: ignore[method-assign]  # this process only
+    # This process only: every flush that writes is noted, every commit after one hangs.
+    event.listen(Session, "after_flush", note_write)
+    Session.commit = hang  # type: ignore[method-assign]
     ledger = Ledger(ledger_url)
     if operation == "flip":
         flip_status(
             ledger, run_id=run_id, target=ServingStatus.RETIRED, actor="crash test", reason="x"
         )
     else:
-        begin_run(ledger, NEW_REQUEST, flow_run_id="crash-test", lease_seconds=5)
+        begin_new_request(ledger, flow_run_id="crash-test")
     raise AssertionError("the transaction committed although commit was made to hang")

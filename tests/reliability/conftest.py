@@ -11,7 +11,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -77,9 +77,12 @@ class Runner:
 
     zygote: Zygote
     env: dict[str, str]
+    started: list[Child] = field(default_factory=list)
 
     def start(self, name: str, *argv: str, **env: str) -> Child:
-        return self.zygote.spawn(name, argv=list(argv), env=self.child_env(**env))
+        child = self.zygote.spawn(name, argv=list(argv), env=self.child_env(**env))
+        self.started.append(child)
+        return child
 
     def run(self, name: str, *argv: str, timeout: float = RUN_TIMEOUT, **env: str) -> Child:
         child = self.start(name, *argv, **env)
@@ -96,8 +99,29 @@ def world(site: Site) -> World:
 
 
 @pytest.fixture
-def runner(site: Site, zygote: Zygote) -> Runner:
-    return Runner(zygote, dict(site.env))
+def runner(site: Site, zygote: Zygote) -> Iterator[Runner]:
+    """A runner whose processes do not outlive the test, nor the slots they held."""
+    runner = Runner(zygote, dict(site.env))
+    yield runner
+    for child in runner.started:  # a test that failed half-way may leave one running
+        child.kill()
+    forget_deprecation_limits()
+
+
+def forget_deprecation_limits() -> None:
+    """Delete every per-model deprecation limit on the test Prefect server.
+
+    Every test deprecates the same example model through the one server, each with a
+    ledger of its own: a slot left held by a run killed in one test would otherwise hold
+    up the next until Prefect's five-minute lease expires. A deleted limit is made again
+    by the next run.
+    """
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        for limit in client.read_global_concurrency_limits(limit=200):
+            if limit.name.startswith("deprecate-"):
+                client.delete_global_concurrency_limit_by_name(limit.name)
 
 
 @pytest.fixture(autouse=True)

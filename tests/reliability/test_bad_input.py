@@ -27,7 +27,9 @@ from sunset.example_model import (
     write_example_recipients,
 )
 from sunset.ledger import CatalogModel, DeprecationRun, Ledger, ServingStatus, open_ledger
+from sunset.notify.channels import EmailChannel
 from sunset.notify.email import SmtpMailer, SmtpRelay
+from sunset.notify.message import Notice, NoticeTemplates
 from sunset.notify.notices import notify_recipients
 from sunset.notify.recipients import load_recipients
 from sunset.store import ObjectStore, make_s3_client
@@ -511,15 +513,16 @@ def test_names_that_try_to_add_recipients_or_markup_reach_only_their_owner_inert
     try:
         notify_recipients(
             site.ledger,
-            SmtpMailer(SmtpRelay("127.0.0.1", server.port)),
+            [
+                EmailChannel(
+                    SmtpMailer(SmtpRelay("127.0.0.1", server.port)),
+                    NoticeTemplates(),
+                    "Sunset <sunset@localhost>",
+                )
+            ],
             run_id=run.id,
-            model=model,
-            replacement=None,
+            notice=Notice(model, None, date(2026, 1, 1), date(2026, 6, 1), "support@localhost"),
             recipients=recipients,
-            announced_on=date(2026, 1, 1),
-            retirement_on=date(2026, 6, 1),
-            mail_from="Sunset <sunset@localhost>",
-            support_contact="support@localhost",
         )
     finally:
         server.stop()

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, func, select
 
+from sunset.config import Settings
 from sunset.errors import VerificationFailed
 from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import (
@@ -48,6 +49,7 @@ from sunset.preserve import (
     snapshot_weights,
     verify_snapshot,
 )
+from sunset.replicas import connect_store, weights_reader
 from sunset.runs import (
     FLIP_STEP,
     INTERVIEW_STEP,
@@ -56,7 +58,6 @@ from sunset.runs import (
     SNAPSHOT_STEP,
     VERIFY_STEP,
 )
-from sunset.weights import scan_weights_dir
 from tests.conftest import Site
 from tests.faults.s3_proxy import S3FaultProxy
 from tests.faults.tcp_relay import TcpRelay
@@ -447,35 +448,40 @@ def test_killed_at_ten_points_the_resumed_run_ends_as_an_uninterrupted_one(
 def test_a_seal_cut_short_is_completed_on_resume_but_a_tampered_tag_file_still_fails(
     site: Site,
 ) -> None:
+    settings = Settings()
+    store = connect_store(settings)
     with site.ledger.session() as db:
         run = DeprecationRun(model_id=EXAMPLE_MODEL_ID)
         db.add(run)
         model = db.get(CatalogModel, EXAMPLE_MODEL_ID)
     assert model is not None
+    reader = weights_reader(settings)
     snapshot = snapshot_weights(
         site.ledger,
-        site.store,
+        store,
         run=run,
         model=model,
-        sources=scan_weights_dir(site.weights),
+        sources=reader.scan(str(site.weights)),
+        weights=reader,
         organization="o",
     )
     # The seal recorded a transcript, then its process died before rewriting the tag files.
-    add_payload(site.ledger, site.store, snapshot.snapshot_id, "data/interview/s.jsonl", b"{}\n")
-    with pytest.raises(VerificationFailed, match="tag file mismatch"):
+    add_payload(site.ledger, store, snapshot.snapshot_id, "data/interview/s.jsonl", b"{}\n")
+    with pytest.raises(VerificationFailed, match="not rewritten after a change"):
         verify_snapshot(
-            site.ledger, site.store, snapshot_id=snapshot.snapshot_id, run_id=None, organization="o"
+            site.ledger, store, snapshot_id=snapshot.snapshot_id, run_id=None, organization="o"
         )
 
-    assert finish_interrupted_seal(site.ledger, site.store, snapshot.snapshot_id, "o")
+    assert finish_interrupted_seal(site.ledger, store, snapshot.snapshot_id, "o")
     verify_snapshot(
-        site.ledger, site.store, snapshot_id=snapshot.snapshot_id, run_id=None, organization="o"
+        site.ledger, store, snapshot_id=snapshot.snapshot_id, run_id=None, organization="o"
     )
 
     key = f"models/{EXAMPLE_MODEL_ID}/{snapshot.snapshot_id}/manifest-sha256.txt"
-    site.store.put_bytes(key, site.store.get_bytes(key) + b"0" * 64 + b"  data/forged.bin\n")
-    assert not finish_interrupted_seal(site.ledger, site.store, snapshot.snapshot_id, "o")
+    forged = site.store.get_bytes(key) + b"0" * 64 + b"  data/forged.bin\n"
+    site.store.client.put_object(Bucket=site.store.bucket, Key=key, Body=forged)
+    assert not finish_interrupted_seal(site.ledger, store, snapshot.snapshot_id, "o")
     with pytest.raises(VerificationFailed, match="manifest-sha256.txt"):
         verify_snapshot(
-            site.ledger, site.store, snapshot_id=snapshot.snapshot_id, run_id=None, organization="o"
+            site.ledger, store, snapshot_id=snapshot.snapshot_id, run_id=None, organization="o"
         )

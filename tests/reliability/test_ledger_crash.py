@@ -24,6 +24,7 @@ from sunset.ledger import (
     InterviewSession,
     InterviewTurn,
     Ledger,
+    PreservedObject,
     Report,
     RunState,
     ServingStatus,
@@ -34,11 +35,11 @@ from sunset.ledger import (
     open_ledger,
     utcnow,
 )
-from sunset.runs import NOTIFY_STEP, begin_run
+from sunset.runs import FLIP_STEP, NOTIFY_STEP, SNAPSHOT_STEP, VERIFY_STEP
 from sunset.serving import flip_status
 from tests.conftest import Site
 from tests.faults.tcp_relay import TcpRelay
-from tests.reliability.children import NEW_REQUEST
+from tests.reliability.children import begin_new_request
 from tests.reliability.conftest import Runner, wait_until
 from tests.reliability.tally import TALLY
 from tests.reliability.world import World, bag_problems, ledger_rows, source_weights, weights_of
@@ -50,6 +51,7 @@ MODEL_B = "sunset-concurrent-b"
 def ready_to_retire(ledger: Ledger) -> str:
     """A live run of model m1 whose every guard for retirement holds."""
     earlier = utcnow() - timedelta(minutes=5)
+    digests = {"size": 1, "sha256": "0" * 64, "sha512": "0" * 128, "crc64nvme": "AAAAAAAAAAA="}
     with ledger.session() as db:
         db.add(CatalogModel(id="m1", display_name="M1"))
         run = DeprecationRun(model_id="m1", lease_expires_at=utcnow() + timedelta(hours=1))
@@ -57,30 +59,41 @@ def ready_to_retire(ledger: Ledger) -> str:
         db.flush()
         db.add(StepAttempt(run_id=run.id, step=NOTIFY_STEP, attempt=1, state="completed"))
         snapshot = Snapshot(
-            id="snap-1", run_id=run.id, model_id="m1", endpoint="e", bucket="b", prefix="p/"
+            id="snap-1",
+            run_id=run.id,
+            model_id="m1",
+            endpoint="e",
+            bucket="b",
+            prefix="p/",
+            state="stored",
         )
         db.add(snapshot)
         db.flush()
+        path = "data/weights/w.bin"
+        db.add(SnapshotFile(snapshot_id="snap-1", path=path, stored_at=earlier, **digests))
         db.add(
-            SnapshotFile(
+            PreservedObject(
                 snapshot_id="snap-1",
-                path="data/weights/w.bin",
-                size=1,
-                sha256="0" * 64,
-                sha512="0" * 128,
-                crc64nvme="AAAAAAAAAAA=",
-                stored_at=earlier,
-            )
-        )
-        db.add(
-            FixityEvent(
-                snapshot_id="snap-1",
+                replica="primary",
+                endpoint="e",
                 bucket="b",
-                path="data/weights/w.bin",
-                method="deep",
-                outcome="ok",
+                path=path,
+                retain_until=utcnow() + timedelta(days=365),
+                stored_at=earlier,
+                **digests,
             )
         )
+        for method in ("fast", "deep"):
+            db.add(
+                FixityEvent(
+                    snapshot_id="snap-1",
+                    replica="primary",
+                    bucket="b",
+                    path=path,
+                    method=method,
+                    outcome="ok",
+                )
+            )
         db.add(
             Report(
                 run_id=run.id,
@@ -95,7 +108,7 @@ def ready_to_retire(ledger: Ledger) -> str:
 
 
 def two_failed_runs(ledger: Ledger) -> str:
-    """Model m1 with two failed runs whose parameters differ from NEW_REQUEST's.
+    """Model m1 with two failed runs whose parameters differ from the new request's.
 
     Returns no run id: superseding them is begun from a request, not from a run.
     """
@@ -147,7 +160,7 @@ def test_a_process_killed_inside_a_transaction_leaves_none_of_it(
             assert db.get(CatalogModel, "m1").serving_status == "retired"  # type: ignore[union-attr]
             assert len(db.exec(select(StatusTransition)).all()) == 1
     else:
-        begin_run(ledger, NEW_REQUEST, flow_run_id="after", lease_seconds=5)
+        begin_new_request(ledger, flow_run_id="after")
         with ledger.session() as db:
             states = sorted(r.state for r in db.exec(select(DeprecationRun)))
         assert states == ["running", "superseded", "superseded"]
@@ -184,8 +197,8 @@ def test_two_models_deprecated_at_once_do_not_interfere(
         )
     stack = site.stack.endpoints
 
-    # Model A's notices wait at a relay until a second request for A has been answered, so
-    # A is surely still running when that request arrives.
+    # Model A's notices wait at a relay until a second request for A has queued, so A is
+    # surely still running when that request arrives.
     with TcpRelay(stack.smtp_host, stack.smtp_port) as slow_mail:
         slow_mail.hold()
         a = runner.start(
@@ -208,7 +221,8 @@ def test_two_models_deprecated_at_once_do_not_interfere(
             str(users_b),
         )
         wait_until(lambda: len(world.rows(DeprecationRun)) == 2, 60, "both runs to begin")
-        again = runner.run(
+        # A second request for A, while A runs, queues at A's concurrency limit.
+        again = runner.start(
             "model-a-again",
             "deprecate",
             EXAMPLE_MODEL_ID,
@@ -217,15 +231,19 @@ def test_two_models_deprecated_at_once_do_not_interfere(
             "--recipients",
             str(site.recipients),
         )
+        wait_until(
+            lambda: "holds the concurrency limit" in again.output(), 60, "the second A to queue"
+        )
         slow_mail.release()
         assert a.wait(120) == 0, a.output()[-3000:]
         assert b.wait(120) == 0, b.output()[-3000:]
+        assert again.wait(120) == 1, again.output()[-3000:]
     TALLY.fault("smtp connection held", slow_mail.delayed)
     assert slow_mail.delayed >= 1
 
-    # The second request for A was turned away, naming the run in progress.
-    assert again.returncode() == 1
-    assert "is still in progress" in again.output().strip().splitlines()[-1]
+    # Once A was done, the queued request found nothing left to do, and did nothing.
+    last_line = again.output().strip().splitlines()[-1]
+    assert last_line.endswith("is already deprecated; there is nothing to do."), last_line
 
     runs = {r.model_id: r for r in world.rows(DeprecationRun)}
     assert set(runs) == {EXAMPLE_MODEL_ID, MODEL_B}
@@ -246,7 +264,8 @@ def test_two_models_deprecated_at_once_do_not_interfere(
         steps = [
             a.step for a in attempts if a.run_id == run.id and a.state == AttemptState.COMPLETED
         ]
-        assert len(steps) == len(set(steps)) == 7
+        assert len(steps) == len(set(steps))  # each step completed once
+        assert set(steps) >= {NOTIFY_STEP, SNAPSHOT_STEP, VERIFY_STEP, FLIP_STEP}
         mine = [s.id for s in sessions if s.run_id == run.id]
         assert len([t for t in turns if t.session_id in mine]) == 8
     assert {(d.model_id, d.run_id) for d in deliveries} == {(m, r.id) for m, r in runs.items()}

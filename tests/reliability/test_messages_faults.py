@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from sunset.errors import is_transient
 from sunset.example_model import EXAMPLE_MODEL_ID
-from sunset.interview.client import AnthropicMessages
+from sunset.interview.client import AnthropicMessages, Deadline
 from sunset.interview.protocol import load_protocol
 from sunset.interview.runner import run_interviews
 from sunset.ledger import DeprecationRun, InterviewSession, InterviewTurn
@@ -55,6 +55,7 @@ def interview(site: Site, run_id: str) -> None:
         protocol=load_protocol(),
         sessions=1,
         max_tokens=1024,
+        deadline=Deadline.after(120),
     )
 
 

@@ -146,7 +146,10 @@ class Child:
         self.wait(30)
 
     def output(self) -> str:
-        return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
+        """What the child has printed so far (nothing yet, if it has not opened its files)."""
+        return "".join(
+            path.read_text(errors="replace") for path in (self.stdout, self.stderr) if path.exists()
+        )
 
 
 class Zygote:
