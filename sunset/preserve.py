@@ -31,6 +31,7 @@ from sunset.ledger import (
     DeprecationRun,
     FixityEvent,
     Ledger,
+    PendingWrite,
     PreservedObject,
     Snapshot,
     SnapshotFile,
@@ -251,17 +252,20 @@ def verify_snapshot(
 def finish_interrupted_seal(
     ledger: Ledger, store: ReplicatedStore, snapshot_id: str, organization: str
 ) -> bool:
-    """Rewrite the tag files if the ledger recorded payload files after they were written.
+    """Complete what a sealing process killed half-way left undone; True if there was any.
 
-    Sealing records new payload files (transcripts, the report), then rewrites the tag
-    files; a crash in between leaves the stored tag files one step behind the ledger. A
-    resumed run completes that write before verifying, instead of taking it for corruption.
-    Tag files that differ while the ledger has not moved on are still a mismatch.
+    Sealing puts new payload files (transcripts, the report), records them, then rewrites
+    the tag files. A crash between a put and its record leaves a version in front of the
+    recorded one: adopted if it is the pending write's very bytes. A crash before the tag
+    files were rewritten leaves them one step behind the ledger: rewritten. A resumed run
+    does this before verifying, instead of taking it for corruption; a version nobody
+    announced, or tag files that differ while the ledger has not moved on, still fail.
     """
     snapshot = _snapshot(ledger, snapshot_id)
+    adopted = _adopt_pending_writes(ledger, store, snapshot)
     derived = manifest_digest(package_tag_files(ledger, snapshot, organization))
     if snapshot.manifest_sha256 in (None, derived):
-        return False
+        return adopted
     write_tag_files(ledger, store, snapshot_id, organization)
     return True
 
@@ -339,8 +343,69 @@ def _put(
         c for c in store.copies if not _still_stored(c, key, held.get((c.name, path)), digests)
     ]
     if targets:
+        _note_pending_write(ledger, snapshot.id, path, digests, payload=payload)
         _, stored = store.put_bytes(targets, key, data)
         record_stored(ledger, store, snapshot.id, path, digests, stored, payload=payload)
+
+
+def _note_pending_write(
+    ledger: Ledger, snapshot_id: str, path: str, digests: Digests, *, payload: bool
+) -> None:
+    values = {
+        "payload": payload,
+        "size": digests.size,
+        "sha256": digests.sha256,
+        "sha512": digests.sha512,
+        "crc64nvme": digests.crc64nvme,
+        "begun_at": utcnow(),
+    }
+    with ledger.session() as db:
+        pending = db.exec(
+            select(PendingWrite).where(
+                PendingWrite.snapshot_id == snapshot_id, PendingWrite.path == path
+            )
+        ).first()
+        if pending is None:
+            pending = PendingWrite(snapshot_id=snapshot_id, path=path, **values)
+        else:
+            pending.sqlmodel_update(values)
+        db.add(pending)
+
+
+def _adopt_pending_writes(ledger: Ledger, store: ReplicatedStore, snapshot: Snapshot) -> bool:
+    """Record the puts that landed before their process died; forget those that did not.
+
+    A version standing in front of the recorded one is adopted only if it holds exactly
+    the bytes the pending write announced (size, CRC64NVME, then SHA-256 of the whole).
+    Returns whether any was adopted.
+    """
+    with ledger.session() as db:
+        pending = db.exec(select(PendingWrite).where(PendingWrite.snapshot_id == snapshot.id)).all()
+    held = _held(ledger, snapshot.id)
+    adopted = False
+    for write in pending:
+        key = snapshot.prefix + write.path
+        digests = Digests(write.size, write.sha256, write.sha512, write.crc64nvme)
+        landed: dict[str, StoredObject] = {}
+        for copy in store.copies:
+            current = copy.head(key)
+            recorded = held.get((copy.name, write.path))
+            if (
+                current is not None
+                and (recorded is None or current.version_id != recorded.version_id)
+                and (current.size, current.crc64nvme) == (write.size, write.crc64nvme)
+                and digest_bytes(copy.get_bytes(key, current.version_id)) == digests
+            ):
+                landed[copy.name] = current
+        if landed:
+            record_stored(
+                ledger, store, snapshot.id, write.path, digests, landed, payload=write.payload
+            )
+            adopted = True
+        else:
+            with ledger.session() as db:
+                db.delete(db.merge(write))
+    return adopted
 
 
 def _still_stored(
@@ -417,9 +482,17 @@ def record_stored(
     *,
     payload: bool,
 ) -> None:
-    """Record, in one transaction, what each replica now holds (and the manifest entry)."""
+    """Record, in one transaction, what each replica now holds (and the manifest entry);
+    the write is no longer pending."""
     now = utcnow()
     with ledger.session() as db:
+        pending = db.exec(
+            select(PendingWrite).where(
+                PendingWrite.snapshot_id == snapshot_id, PendingWrite.path == path
+            )
+        ).first()
+        if pending is not None:
+            db.delete(pending)
         if payload:
             row = db.exec(
                 select(SnapshotFile).where(

@@ -419,6 +419,28 @@ class PreferenceStatusChange(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class PendingWrite(SQLModel, table=True):
+    """A small package object about to be written: the bytes it will hold, by digest.
+
+    Written before the object is put and removed in the transaction that records it, so a
+    process killed in between leaves this behind: the resumed run then knows the version
+    standing in front of the recorded one is its own write, not somebody else's.
+    """
+
+    __tablename__ = "pending_writes"
+    __table_args__ = (sa.UniqueConstraint("snapshot_id", "path"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    snapshot_id: str = Field(foreign_key="snapshots.id", index=True, max_length=128)
+    path: str
+    payload: bool  # a payload file (in the manifests) rather than a tag file
+    size: int = Field(sa_type=sa.BigInteger)
+    sha256: str = Field(max_length=64)
+    sha512: str = Field(max_length=128)
+    crc64nvme: str = Field(max_length=16)
+    begun_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class PreservedObject(SQLModel, table=True):
     """One object of a package on one replica: the version that holds it and its lock."""
 

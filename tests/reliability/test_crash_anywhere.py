@@ -12,6 +12,7 @@ Prefect API. ``SUNSET_CRASH_SEED`` picks the points; the same seed kills at the 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -485,3 +486,58 @@ def test_a_seal_cut_short_is_completed_on_resume_but_a_tampered_tag_file_still_f
         verify_snapshot(
             site.ledger, store, snapshot_id=snapshot.snapshot_id, run_id=None, organization="o"
         )
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL inside the process: nothing after it runs."""
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_put_cut_short_before_its_record_is_adopted_on_resume_but_a_stranger_is_not(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings()
+    store = connect_store(settings)
+    with site.ledger.session() as db:
+        run = DeprecationRun(model_id=EXAMPLE_MODEL_ID)
+        db.add(run)
+        model = db.get(CatalogModel, EXAMPLE_MODEL_ID)
+    assert model is not None
+    reader = weights_reader(settings)
+    snapshot_id = snapshot_weights(
+        site.ledger,
+        store,
+        run=run,
+        model=model,
+        sources=reader.scan(str(site.weights)),
+        weights=reader,
+        organization="o",
+    ).snapshot_id
+    transcript = "data/interview/session-1.jsonl"
+    add_payload(site.ledger, store, snapshot_id, transcript, b'{"turn": 1}\n')
+    finish_interrupted_seal(site.ledger, store, snapshot_id, "o")
+
+    # The next version of the transcript reaches both replicas; the process dies before
+    # the ledger records it.
+    def die(*args: object, **kwargs: object) -> None:
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr("sunset.preserve.record_stored", die)
+        with pytest.raises(Killed):
+            add_payload(site.ledger, store, snapshot_id, transcript, b'{"turn": 2}\n')
+    with pytest.raises(VerificationFailed, match="shadowed"):
+        verify_snapshot(site.ledger, store, snapshot_id=snapshot_id, run_id=None, organization="o")
+
+    assert finish_interrupted_seal(site.ledger, store, snapshot_id, "o")
+    verify_snapshot(site.ledger, store, snapshot_id=snapshot_id, run_id=None, organization="o")
+    with site.ledger.session() as db:
+        [row] = db.exec(select(SnapshotFile).where(SnapshotFile.path == transcript)).all()
+    assert row.sha256 == hashlib.sha256(b'{"turn": 2}\n').hexdigest()
+
+    # A version written by someone else, announced by no pending write, is not adopted.
+    key = f"models/{EXAMPLE_MODEL_ID}/{snapshot_id}/{transcript}"
+    site.store.client.put_object(Bucket=site.store.bucket, Key=key, Body=b'{"turn": 3}\n')
+    assert not finish_interrupted_seal(site.ledger, store, snapshot_id, "o")
+    with pytest.raises(VerificationFailed, match="shadowed"):
+        verify_snapshot(site.ledger, store, snapshot_id=snapshot_id, run_id=None, organization="o")
