@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from sunset.cli import PREFECT_DEFAULTS
 from sunset.devstack import DevStack, start_seaweedfs
 from sunset.example_model import EXAMPLE_MODEL_ID, register_example_models
-from sunset.ledger import Ledger, Report, open_ledger
+from sunset.ledger import Report, open_ledger
 from sunset.store import ObjectStore, make_s3_client
 from tests.conftest import Site
 from tests.faults.tcp_relay import TcpRelay
@@ -157,19 +157,24 @@ class Reference:
     report: str
 
 
-@pytest.fixture(scope="session")
-def reference(
-    stack: DevStack,
-    zygote: Zygote,
-    example_weights: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Reference]:
-    home = tmp_path_factory.mktemp("reference")
-    bucket = f"ref-{uuid.uuid4().hex[:12]}"
+@dataclass(frozen=True)
+class Home:
+    """A ledger, a bucket (and its default replica) and a mail domain of their own."""
+
+    env: dict[str, str]
+    world: World
+
+
+def make_home(stack: DevStack, directory: Path, name: str) -> Home:
+    """Settings for processes that work in a home of their own under ``directory``.
+
+    For fixtures that outlive one test; a single test uses ``site`` instead.
+    """
+    bucket = f"{name}-{uuid.uuid4().hex[:12]}"
     access_key, secret_key = stack.s3_credentials
     env = stack.endpoints.as_env() | {
-        "SUNSET_DATA_DIR": str(home / "data"),
-        "SUNSET_DATABASE_URL": f"sqlite:///{home / 'ledger.db'}",
+        "SUNSET_DATA_DIR": str(directory / "data"),
+        "SUNSET_DATABASE_URL": f"sqlite:///{directory / 'ledger.db'}",
         "SUNSET_BUCKET": bucket,
         "SUNSET_S3_ACCESS_KEY_ID": access_key,
         "SUNSET_S3_SECRET_ACCESS_KEY": secret_key,
@@ -182,21 +187,32 @@ def reference(
     store.ensure_bucket()
     # The default replica, "<bucket>-replica", which every deprecation writes to too.
     ObjectStore(store.client, f"{store.bucket}-replica").ensure_bucket()
-    ledger: Ledger = open_ledger(env["SUNSET_DATABASE_URL"])
+    ledger = open_ledger(env["SUNSET_DATABASE_URL"])
     register_example_models(ledger)
-    domain = f"{bucket}.example"
-    users = write_recipients(home / "users.csv", domain, SIX_USERS)
+    return Home(env, World(ledger, store, stack.maildir, f"{bucket}.example"))
+
+
+@pytest.fixture(scope="session")
+def reference(
+    stack: DevStack,
+    zygote: Zygote,
+    example_weights: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Reference]:
+    directory = tmp_path_factory.mktemp("reference")
+    home = make_home(stack, directory, "ref")
+    world = home.world
+    users = write_recipients(directory / "users.csv", world.domain, SIX_USERS)
     args = ["deprecate", EXAMPLE_MODEL_ID, "--weights", str(example_weights)]
-    child = Runner(zygote, env).run("reference", *args, "--recipients", str(users))
+    child = Runner(zygote, home.env).run("reference", *args, "--recipients", str(users))
     assert child.returncode() == 0, child.output()[-3000:]
-    world = World(ledger, store, stack.maildir, domain)
     [report] = world.rows(Report)
     yield Reference(
         package=world.package(EXAMPLE_MODEL_ID),
         answers=world.answers(EXAMPLE_MODEL_ID),
         report=Path(report.local_path).read_text(),
     )
-    ledger.dispose()
+    world.ledger.dispose()
 
 
 # Distinctive, so that finding one anywhere it should not be is unmistakable.
@@ -238,21 +254,3 @@ def wait_until(condition: object, timeout: float, what: str, interval: float = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # This suite was written against the code before replicas (issue 3) and the notice
-    # and lifecycle rework (issue 5) landed; much of it still expects the old messages and
-    # single-copy store, and its failing cases wait out long timeouts (over ten minutes of
-    # CI). Issue 8 stays open until every test here passes again; meanwhile
-    # `SUNSET_RUN_RELIABILITY=1 .venv/bin/python -m pytest tests/reliability` runs it.
-    if os.environ.get("SUNSET_RUN_RELIABILITY") == "1":
-        return
-    here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
-            item.add_marker(
-                pytest.mark.skip(
-                    reason="reliability suite being brought in line with issues 3 and 5"
-                )
-            )

@@ -17,24 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from sunset.devstack import DevStack, free_port, read_mailbox, start_smtp
 from sunset.errors import SunsetError
 from sunset.example_model import (
     EXAMPLE_MODEL_ID,
-    register_example_models,
     write_example_recipients,
 )
-from sunset.ledger import CatalogModel, DeprecationRun, Ledger, ServingStatus, open_ledger
+from sunset.ledger import CatalogModel, DeprecationRun, ServingStatus
 from sunset.notify.channels import EmailChannel
 from sunset.notify.email import SmtpMailer, SmtpRelay
 from sunset.notify.message import Notice, NoticeTemplates
 from sunset.notify.notices import notify_recipients
 from sunset.notify.recipients import load_recipients
-from sunset.store import ObjectStore, make_s3_client
+from sunset.store import ObjectStore
 from tests.conftest import Site
-from tests.reliability.conftest import CANARY_S3_KEY_ID, LockedStore, Runner
+from tests.reliability.conftest import CANARY_S3_KEY_ID, LockedStore, Runner, make_home
 from tests.reliability.tally import TALLY
 from tests.reliability.world import World, object_versions
 from tests.reliability.zygote import Zygote
@@ -79,47 +77,20 @@ def bench(
     example_weights: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Bench]:
-    home = tmp_path_factory.mktemp("bad-input")
-    bucket = f"bad-{uuid.uuid4().hex[:12]}"
-    access_key, secret_key = stack.s3_credentials
-    env = stack.endpoints.as_env() | {
-        "SUNSET_DATA_DIR": str(home / "data"),
-        "SUNSET_DATABASE_URL": f"sqlite:///{home / 'ledger.db'}",
-        "SUNSET_BUCKET": bucket,
-        "SUNSET_S3_ACCESS_KEY_ID": access_key,
-        "SUNSET_S3_SECRET_ACCESS_KEY": secret_key,
-        "SUNSET_ANTHROPIC_API_KEY": "test-key",
-    }
-    store = ObjectStore(
-        make_s3_client(stack.endpoints.s3_endpoint, "us-east-1", access_key, SecretStr(secret_key)),
-        bucket,
-    )
-    store.ensure_bucket()
-    # The default replica, "<bucket>-replica", which every deprecation writes to too.
-    ObjectStore(store.client, f"{store.bucket}-replica").ensure_bucket()
-    ledger: Ledger = open_ledger(env["SUNSET_DATABASE_URL"])
-    register_example_models(ledger)
-    with ledger.session() as db:
+    directory = tmp_path_factory.mktemp("bad-input")
+    home = make_home(stack, directory, "bad")
+    with home.world.ledger.session() as db:
         db.add(
             CatalogModel(
                 id=RETIRED_MODEL, display_name="Retired 0", serving_status=ServingStatus.RETIRED
             )
         )
-    domain = f"{bucket}.example"
-    recipients = write_example_recipients(home / "users.csv")
-    recipients.write_text(recipients.read_text().replace("example.org", domain))
-    files = home / "files"
+    recipients = write_example_recipients(directory / "users.csv")
+    recipients.write_text(recipients.read_text().replace("example.org", home.world.domain))
+    files = directory / "files"
     files.mkdir()
-    yield Bench(
-        env,
-        World(ledger, store, stack.maildir, domain),
-        locked_store,
-        zygote,
-        files,
-        example_weights,
-        recipients,
-    )
-    ledger.dispose()
+    yield Bench(home.env, home.world, locked_store, zygote, files, example_weights, recipients)
+    home.world.ledger.dispose()
 
 
 @dataclass(frozen=True)
