@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,11 @@ from pydantic import SecretStr
 
 from sunset.errors import InputError
 
-READ_CHUNK = 1024 * 1024
+# Bytes per read of a stored object: large enough that Python's per-read cost is small
+# next to hashing, small enough that a read plus the chunk being hashed stay a few MiB.
+READ_CHUNK = 8 * 1024 * 1024
+# Below this, handing a chunk to the hashing threads costs more than hashing it inline.
+PARALLEL_HASH_MIN = 256 * 1024
 LOCK_MODE = "COMPLIANCE"
 
 
@@ -44,27 +49,57 @@ class Digests:
 
 
 class DigestStream:
-    """Accumulates every digest Sunset needs from chunks of one file, in order."""
+    """Accumulates every digest Sunset needs from chunks of one file, in order.
+
+    SHA-512 is the slowest of the three (about 0.5 GiB/s on these machines, SHA-256 with
+    SHA-NI about 1.4 GiB/s), and hashlib releases the GIL, so a large chunk is hashed on
+    two threads, SHA-512 on one and SHA-256 with the CRC on the other, while the caller
+    reads or sends the next chunk. ``update`` waits for the previous chunk first: the
+    digests see the chunks in order, and only one chunk is held for hashing at a time.
+    """
 
     def __init__(self) -> None:
         self._sha256 = hashlib.sha256()
         self._sha512 = hashlib.sha512()
         self._crc = 0
         self._size = 0
+        self._hashers: ThreadPoolExecutor | None = None
+        self._hashing: list[Future[None]] = []
 
     def update(self, chunk: bytes) -> None:
-        self._sha256.update(chunk)
-        self._sha512.update(chunk)
-        self._crc = checksums.crc64nvme(chunk, self._crc)
+        self._wait()
         self._size += len(chunk)
+        if len(chunk) < PARALLEL_HASH_MIN:
+            self._sha512.update(chunk)
+            self._sha256_and_crc(chunk)
+            return
+        if self._hashers is None:
+            self._hashers = ThreadPoolExecutor(2, thread_name_prefix="digest")
+        self._hashing = [
+            self._hashers.submit(self._sha512.update, chunk),
+            self._hashers.submit(self._sha256_and_crc, chunk),
+        ]
 
     def result(self) -> Digests:
+        self._wait()
+        if self._hashers is not None:
+            self._hashers.shutdown()
+            self._hashers = None
         return Digests(
             size=self._size,
             sha256=self._sha256.hexdigest(),
             sha512=self._sha512.hexdigest(),
             crc64nvme=crc64nvme_b64(self._crc),
         )
+
+    def _sha256_and_crc(self, chunk: bytes) -> None:
+        self._sha256.update(chunk)
+        self._crc = checksums.crc64nvme(chunk, self._crc)
+
+    def _wait(self) -> None:
+        for hashing in self._hashing:
+            hashing.result()
+        self._hashing = []
 
 
 def read_exactly(source: IO[bytes], size: int) -> bytes:
