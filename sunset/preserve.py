@@ -10,10 +10,10 @@ re-derived and compared byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from sunset.errors import PreservationError, VerificationFailed
 from sunset.fixity import (
@@ -25,6 +25,7 @@ from sunset.fixity import (
     deep_check,
     fast_check,
     record,
+    still_held,
 )
 from sunset.ledger import (
     CatalogModel,
@@ -44,8 +45,8 @@ from sunset.package import (
     package_prefix,
     tag_files,
 )
-from sunset.replicas import ReplicatedStore
-from sunset.store import Digests, ObjectStore, StoredObject, digest_bytes
+from sunset.replicas import ReplicatedStore, Upload
+from sunset.store import Digests, ObjectStore, digest_bytes
 from sunset.weights import SourceFile, WeightsReader
 
 Progress = Callable[[int, int], None]
@@ -93,9 +94,9 @@ def snapshot_weights(
     tag files.
 
     A file already recorded in this snapshot and still held by a replica (the recorded
-    version, with the recorded size and CRC64NVME, and current) is not sent to that
-    replica again, so a resumed snapshot only sends what is missing; when it must read a
-    file again for one replica, the bytes must match what the others hold.
+    version, with the recorded size and ETag, and current) is not sent to that replica
+    again, so a resumed snapshot only sends what is missing; when it must read a file
+    again for one replica, the bytes must match what the others hold.
 
     Raises:
         PreservationError: a source file changed since this snapshot recorded it.
@@ -105,6 +106,7 @@ def snapshot_weights(
         copy.abort_stale_uploads(snapshot.prefix)
     recorded = {f.path: f for f in _files(ledger, snapshot.id)}
     held = _held(ledger, snapshot.id)
+    intact = _still_held(store, snapshot, held.values()) if recorded else set()
     total = sum(source.size for source in sources)
     done = uploaded = 0
     for source in sources:
@@ -120,12 +122,14 @@ def snapshot_weights(
         targets = [
             c
             for c in store.copies
-            if expected is None or not _still_stored(c, key, held.get((c.name, path)), expected)
+            if expected is None
+            or (c.name, path) not in intact
+            or preserved(held[(c.name, path)]) != expected
         ]
         if targets:
             with weights.open(source) as stream:
-                digests, stored = store.upload(targets, key, stream, expected=expected)
-            record_stored(ledger, store, snapshot.id, path, digests, stored, payload=True)
+                upload = store.upload(targets, key, stream, expected=expected)
+            record_stored(ledger, store, snapshot.id, {path: upload}, payload=True)
             uploaded += 1
         done += source.size
         if progress:
@@ -209,7 +213,9 @@ def verify_snapshot(
     progress: Progress | None = None,
 ) -> VerificationSummary:
     """Check every payload file (or just ``paths``) and every tag file on every replica:
-    fast (HEAD: size, CRC64NVME, lock, still current), then deep (re-read, re-hash).
+    fast (one version listing per replica: each version present, same size and ETag,
+    still current), then deep (re-read, re-hashed, lock confirmed) for each object the
+    fast check passed.
 
     Every check is recorded as a fixity event. The tag files must also be the ones the
     ledger derives now, so a package whose manifests were not rewritten fails.
@@ -225,17 +231,24 @@ def verify_snapshot(
     held = _held(ledger, snapshot_id)
     failures: list[str] = []
     total = sum(held[(c.name, p)].size for c in store.copies for p in wanted if (c.name, p) in held)
-    checked = bytes_read = 0
+    bytes_read = 0
+
+    def tally(findings: list[Finding]) -> None:
+        record(ledger, findings, run_id=run_id)
+        failures.extend(
+            f"{f.replica}:{f.path} ({f.outcome}: {f.detail})" for f in findings if not f.ok
+        )
+
     for copy in store.copies:
-        for path in wanted:
-            row = held.get((copy.name, path))
-            derived = digest_bytes(tags[path]) if path in tags else None
-            for finding in _check(copy, snapshot, path, row, derived):
-                record(ledger, finding, run_id=run_id)
-                bytes_read += finding.bytes_read
-                if not finding.ok:
-                    failures.append(f"{copy.name}:{path} ({finding.outcome}: {finding.detail})")
-            checked += 1
+        refused, listed = _before_listing(copy, snapshot, wanted, held, tags)
+        fast = fast_check(copy, snapshot.prefix, listed)
+        tally(refused + fast)
+        for row, finding in zip(listed, fast, strict=True):
+            if not finding.ok:
+                continue
+            deep = deep_check(copy, snapshot.prefix + row.path, row)
+            tally([deep])
+            bytes_read += deep.bytes_read
             if progress:
                 progress(bytes_read, total)
     if failures:
@@ -245,7 +258,35 @@ def verify_snapshot(
             "status was not changed."
         )
     replicas = tuple(c.name for c in store.copies)
+    checked = len(wanted) * len(store.copies)
     return VerificationSummary(snapshot.id, store.bucket, checked, bytes_read, True, replicas)
+
+
+def _before_listing(
+    copy: ObjectStore,
+    snapshot: Snapshot,
+    wanted: Sequence[str],
+    held: Mapping[tuple[str, str], PreservedObject],
+    tags: Mapping[str, bytes],
+) -> tuple[list[Finding], list[PreservedObject]]:
+    """Split ``wanted`` into what fails without asking the store (never recorded on this
+    copy; a tag file that is not the one the ledger derives now) and the rows to check."""
+    refused: list[Finding] = []
+    rows: list[PreservedObject] = []
+    for path in wanted:
+        row = held.get((copy.name, path))
+        if row is None:
+            refused.append(absent(snapshot.id, copy.name, copy.bucket, path, FAST))
+        elif path in tags and preserved(row) != digest_bytes(tags[path]):
+            stale = "not the tag file the ledger derives now (not rewritten after a change)"
+            refused.append(
+                Finding(
+                    snapshot.id, copy.name, copy.bucket, path, row.version_id, FAST, MISMATCH, stale
+                )
+            )
+        else:
+            rows.append(row)
+    return refused, rows
 
 
 def finish_interrupted_seal(
@@ -300,29 +341,6 @@ def preserved(held: PreservedObject) -> Digests:
     return Digests(held.size, held.sha256, held.sha512, held.crc64nvme)
 
 
-def _check(
-    copy: ObjectStore,
-    snapshot: Snapshot,
-    path: str,
-    row: PreservedObject | None,
-    derived: Digests | None,
-) -> list[Finding]:
-    """Fast, then deep if fast passed; a tag file must also be the one the ledger derives."""
-    if row is None:
-        return [absent(snapshot.id, copy.name, copy.bucket, path, FAST)]
-    if derived is not None and preserved(row) != derived:
-        stale = "not the tag file the ledger derives now (not rewritten after a change)"
-        return [
-            Finding(
-                snapshot.id, copy.name, copy.bucket, path, row.version_id, FAST, MISMATCH, stale
-            )
-        ]
-    fast = fast_check(copy, snapshot.prefix + path, row)
-    if not fast.ok:
-        return [fast]
-    return [fast, deep_check(copy, snapshot.prefix + path, row)]
-
-
 def _put(
     ledger: Ledger,
     store: ReplicatedStore,
@@ -333,29 +351,25 @@ def _put(
     payload: bool,
 ) -> None:
     key = snapshot.prefix + path
-    held = _held(ledger, snapshot.id)
     digests = digest_bytes(data)
-    targets = [
-        c for c in store.copies if not _still_stored(c, key, held.get((c.name, path)), digests)
-    ]
+    rows = [row for (_, held_path), row in _held(ledger, snapshot.id).items() if held_path == path]
+    intact = _still_held(store, snapshot, [row for row in rows if preserved(row) == digests])
+    targets = [c for c in store.copies if (c.name, path) not in intact]
     if targets:
-        _, stored = store.put_bytes(targets, key, data)
-        record_stored(ledger, store, snapshot.id, path, digests, stored, payload=payload)
+        upload = store.put_bytes(targets, key, data)
+        record_stored(ledger, store, snapshot.id, {path: upload}, payload=payload)
 
 
-def _still_stored(
-    copy: ObjectStore, key: str, held: PreservedObject | None, digests: Digests
-) -> bool:
-    if held is None or preserved(held) != digests:
-        return False
-    version = copy.head(key, held.version_id)
-    current = copy.head(key)
-    return (
-        version is not None
-        and (version.size, version.crc64nvme) == (held.size, held.crc64nvme)
-        and current is not None
-        and current.version_id == held.version_id
-    )
+def _still_held(
+    store: ReplicatedStore, snapshot: Snapshot, rows: Collection[PreservedObject]
+) -> set[tuple[str, str]]:
+    """(replica, path) of each row whose replica still holds the recorded version,
+    unchanged and current: one version listing per replica."""
+    intact: set[tuple[str, str]] = set()
+    for copy in store.copies:
+        mine = [row for row in rows if row.replica == copy.name]
+        intact |= {(copy.name, row.path) for row in still_held(copy, snapshot.prefix, mine)}
+    return intact
 
 
 def _open_snapshot(
@@ -411,59 +425,67 @@ def record_stored(
     ledger: Ledger,
     store: ReplicatedStore,
     snapshot_id: str,
-    path: str,
-    digests: Digests,
-    stored: dict[str, StoredObject],
+    uploads: Mapping[str, Upload],
     *,
     payload: bool,
 ) -> None:
-    """Record, in one transaction, what each replica now holds (and the manifest entry)."""
+    """Record, in one transaction, what each replica now holds of each path (and, for
+    payload files, the manifest entry)."""
     now = utcnow()
+    paths = list(uploads)
     with ledger.session() as db:
-        if payload:
-            row = db.exec(
+        files = {
+            row.path: row
+            for row in db.exec(
                 select(SnapshotFile).where(
-                    SnapshotFile.snapshot_id == snapshot_id, SnapshotFile.path == path
+                    SnapshotFile.snapshot_id == snapshot_id, col(SnapshotFile.path).in_(paths)
                 )
-            ).first()
-            primary = stored.get(store.primary.name)
-            values = {
-                "size": digests.size,
-                "sha256": digests.sha256,
-                "sha512": digests.sha512,
-                "crc64nvme": digests.crc64nvme,
-                "stored_at": now,
-            }
-            if primary is not None:
-                values["version_id"] = primary.version_id
-            if row is None:
-                row = SnapshotFile(snapshot_id=snapshot_id, path=path, **values)
-            else:
-                row.sqlmodel_update(values)
-            db.add(row)
-        for name, version in stored.items():
-            copy = store.copy(name)
-            assert copy is not None and version.retain_until is not None
-            held = db.exec(
+            )
+        }
+        objects = {
+            (row.replica, row.path): row
+            for row in db.exec(
                 select(PreservedObject).where(
                     PreservedObject.snapshot_id == snapshot_id,
-                    PreservedObject.replica == name,
-                    PreservedObject.path == path,
+                    col(PreservedObject.path).in_(paths),
                 )
-            ).first()
-            values = {
-                "endpoint": copy.endpoint,
-                "bucket": copy.bucket,
+            )
+        }
+        for path, upload in uploads.items():
+            digests = upload.digests
+            fixity = {
                 "size": digests.size,
                 "sha256": digests.sha256,
                 "sha512": digests.sha512,
                 "crc64nvme": digests.crc64nvme,
-                "version_id": version.version_id,
-                "retain_until": version.retain_until,
                 "stored_at": now,
             }
-            if held is None:
-                held = PreservedObject(snapshot_id=snapshot_id, replica=name, path=path, **values)
-            else:
-                held.sqlmodel_update(values)
-            db.add(held)
+            if payload:
+                primary = upload.stored.get(store.primary.name)
+                values = dict(fixity)
+                if primary is not None:
+                    values["version_id"] = primary.version_id
+                entry = files.get(path)
+                if entry is None:
+                    entry = SnapshotFile(snapshot_id=snapshot_id, path=path, **values)
+                else:
+                    entry.sqlmodel_update(values)
+                db.add(entry)
+            for name, version in upload.stored.items():
+                copy = store.copy(name)
+                assert copy is not None and version.retain_until is not None
+                values = fixity | {
+                    "endpoint": copy.endpoint,
+                    "bucket": copy.bucket,
+                    "version_id": version.version_id,
+                    "etag": version.etag,
+                    "retain_until": version.retain_until,
+                }
+                held = objects.get((name, path))
+                if held is None:
+                    held = PreservedObject(
+                        snapshot_id=snapshot_id, replica=name, path=path, **values
+                    )
+                else:
+                    held.sqlmodel_update(values)
+                db.add(held)

@@ -28,6 +28,7 @@ from sunset.config import PRIMARY, S3Connection, Settings
 from sunset.errors import SourceChanged
 from sunset.ledger import utcnow
 from sunset.store import (
+    LOCK_MODE,
     Digests,
     DigestStream,
     ObjectStore,
@@ -41,6 +42,14 @@ from sunset.weights import WeightsReader
 
 PARTS_IN_FLIGHT = 4
 DEFAULT_REPLICA = "replica"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One object stored on some replicas: its digests and the version each now holds."""
+
+    digests: Digests
+    stored: dict[str, StoredObject]
 
 
 @dataclass
@@ -82,9 +91,7 @@ class ReplicatedStore:
         for copy in self.copies:
             copy.ensure_bucket()
 
-    def put_bytes(
-        self, targets: Sequence[ObjectStore], key: str, data: bytes
-    ) -> tuple[Digests, dict[str, StoredObject]]:
+    def put_bytes(self, targets: Sequence[ObjectStore], key: str, data: bytes) -> Upload:
         """Store a small in-memory object on each target, locked."""
         digests = digest_bytes(data)
         until = self.retain_until()
@@ -92,7 +99,7 @@ class ReplicatedStore:
             t.name: t.put_bytes(key, data, crc64nvme=digests.crc64nvme, retain_until=until)
             for t in targets
         }
-        return digests, stored
+        return Upload(digests, stored)
 
     def upload(
         self,
@@ -101,7 +108,7 @@ class ReplicatedStore:
         source: IO[bytes],
         *,
         expected: Digests | None = None,
-    ) -> tuple[Digests, dict[str, StoredObject]]:
+    ) -> Upload:
         """Stream ``source`` once to ``key`` on every target, hashing it on the way.
 
         With ``expected``, nothing is completed unless the bytes read have exactly those
@@ -120,7 +127,7 @@ class ReplicatedStore:
                 t.name: t.put_bytes(key, first, crc64nvme=digests.crc64nvme, retain_until=until)
                 for t in targets
             }
-            return digests, stored
+            return Upload(digests, stored)
         uploads: dict[str, str] = {}
         try:
             for target in targets:
@@ -129,13 +136,13 @@ class ReplicatedStore:
             digests = _checked(stream.result(), expected, key)
             stored = {}
             for target in targets:
-                version = target.finish_upload(
+                version, etag = target.finish_upload(
                     key, uploads.pop(target.name), parts[target.name], digests.crc64nvme
                 )
                 stored[target.name] = StoredObject(
-                    digests.size, digests.crc64nvme, version, "COMPLIANCE", until
+                    digests.size, digests.crc64nvme, version, LOCK_MODE, until, etag
                 )
-            return digests, stored
+            return Upload(digests, stored)
         finally:
             for target in targets:
                 if target.name in uploads:

@@ -124,13 +124,35 @@ def digest_bytes(data: bytes) -> Digests:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """What the store holds in one object version, as reported by a HEAD with checksums."""
+    """What the store holds in one object version, as a write or a HEAD reports it."""
 
     size: int
     crc64nvme: str | None
     version_id: str | None
     lock_mode: str | None = None
     retain_until: datetime | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ListedVersion:
+    """One entry of a version listing: an object version, or a delete marker."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    delete_marker: bool
+    size: int = 0
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """An object version read back whole: its digests and what the store said of it."""
+
+    digests: Digests
+    lock_mode: str | None
+    retain_until: datetime | None
 
 
 def make_s3_client(
@@ -235,7 +257,31 @@ class ObjectStore:
             version_id=head.get("VersionId"),
             lock_mode=head.get("ObjectLockMode"),
             retain_until=head.get("ObjectLockRetainUntilDate"),
+            etag=head.get("ETag"),
         )
+
+    def list_versions(self, prefix: str) -> Iterator[ListedVersion]:
+        """Every version and delete marker under ``prefix``, one request per 1,000."""
+        pages = self.client.get_paginator("list_object_versions").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            for item in page.get("Versions", []):
+                yield ListedVersion(
+                    key=item["Key"],
+                    version_id=item["VersionId"],
+                    is_latest=item["IsLatest"],
+                    delete_marker=False,
+                    size=item["Size"],
+                    etag=item["ETag"],
+                )
+            for item in page.get("DeleteMarkers", []):
+                yield ListedVersion(
+                    key=item["Key"],
+                    version_id=item["VersionId"],
+                    is_latest=item["IsLatest"],
+                    delete_marker=True,
+                )
 
     def put_bytes(
         self, key: str, data: bytes, *, crc64nvme: str, retain_until: datetime
@@ -250,7 +296,12 @@ class ObjectStore:
             ObjectLockRetainUntilDate=retain_until,
         )
         return StoredObject(
-            len(data), crc64nvme, response.get("VersionId"), LOCK_MODE, retain_until
+            len(data),
+            crc64nvme,
+            response.get("VersionId"),
+            LOCK_MODE,
+            retain_until,
+            response.get("ETag"),
         )
 
     def start_upload(self, key: str, *, retain_until: datetime) -> str:
@@ -281,8 +332,11 @@ class ObjectStore:
 
     def finish_upload(
         self, key: str, upload_id: str, parts: list[dict[str, Any]], crc64nvme: str
-    ) -> str | None:
-        """Complete the upload; the store refuses it unless the whole object has ``crc64nvme``."""
+    ) -> tuple[str | None, str | None]:
+        """Complete the upload; the store refuses it unless the whole object has ``crc64nvme``.
+
+        Returns the new version's id and ETag.
+        """
         response = self.client.complete_multipart_upload(
             Bucket=self.bucket,
             Key=key,
@@ -291,7 +345,7 @@ class ObjectStore:
             ChecksumCRC64NVME=crc64nvme,
             ChecksumType="FULL_OBJECT",
         )
-        return response.get("VersionId")
+        return response.get("VersionId"), response.get("ETag")
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
@@ -328,12 +382,27 @@ class ObjectStore:
         body: IO[bytes] = self.client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
         return body
 
-    def read_digests(self, key: str, version_id: str | None = None) -> Digests:
-        """Re-read an object and recompute its digests (the deep check)."""
+    def read_back(self, key: str, version_id: str | None = None) -> ReadBack:
+        """Re-read an object version, recomputing its digests (the deep check), with the
+        lock the store reports for it on the same GET."""
+        extra = {"VersionId": version_id} if version_id else {}
+        response = self.client.get_object(Bucket=self.bucket, Key=key, **extra)
+        body = response["Body"]
         stream = DigestStream()
-        for chunk in self.iter_object(key, version_id):
-            stream.update(chunk)
-        return stream.result()
+        try:
+            for chunk in body.iter_chunks(READ_CHUNK):
+                stream.update(chunk)
+        finally:
+            body.close()
+        return ReadBack(
+            stream.result(),
+            response.get("ObjectLockMode"),
+            response.get("ObjectLockRetainUntilDate"),
+        )
+
+    def read_digests(self, key: str, version_id: str | None = None) -> Digests:
+        """Re-read an object and recompute its digests."""
+        return self.read_back(key, version_id).digests
 
     def get_bytes(self, key: str, version_id: str | None = None) -> bytes:
         """A small object, whole."""
