@@ -10,7 +10,10 @@ re-derived and compared byte for byte.
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlmodel import col, select
@@ -50,6 +53,19 @@ from sunset.store import Digests, ObjectStore, digest_bytes
 from sunset.weights import SourceFile, WeightsReader
 
 Progress = Callable[[int, int], None]
+
+MIB = 1024 * 1024
+# Files smaller than a part are sent this many at a time: for small files the time goes
+# to the round trips, not the bytes. Larger files go one at a time, PARTS_IN_FLIGHT parts
+# each, so memory stays bounded by parts either way.
+SMALL_FILES_IN_FLIGHT = 8
+# Stored files are recorded in one transaction per batch, each only after its upload
+# completed, so a crash can cost a rerun at most one batch sent again and never leaves a
+# file recorded that is not stored. A batch closes at this many files, bytes or seconds,
+# and before a file too large to share one begins.
+RECORD_BATCH_FILES = 64
+RECORD_BATCH_BYTES = 64 * MIB
+RECORD_BATCH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -109,31 +125,67 @@ def snapshot_weights(
     intact = _still_held(store, snapshot, held.values()) if recorded else set()
     total = sum(source.size for source in sources)
     done = uploaded = 0
-    for source in sources:
-        path = f"{WEIGHTS_DIR}/{source.relative_path}"
-        key = snapshot.prefix + path
-        known = recorded.get(path)
-        expected = _digests(known) if known else None
-        if known is not None and known.size != source.size:
-            raise PreservationError(
-                f"{source.location} is {source.size} bytes now but {known.size} bytes when this "
-                "snapshot stored it; restore the original file, or start a new deprecation run."
-            )
-        targets = [
-            c
-            for c in store.copies
-            if expected is None
-            or (c.name, path) not in intact
-            or preserved(held[(c.name, path)]) != expected
-        ]
-        if targets:
-            with weights.open(source) as stream:
-                upload = store.upload(targets, key, stream, expected=expected)
-            record_stored(ledger, store, snapshot.id, {path: upload}, payload=True)
+    batch = _RecordBatch(ledger, store, snapshot.id)
+    in_flight: deque[tuple[SourceFile, Future[Upload]]] = deque()
+
+    def send(source: SourceFile, targets: list[ObjectStore], expected: Digests | None) -> Upload:
+        key = snapshot.prefix + _payload_path(source)
+        with weights.open(source) as stream:
+            return store.upload(targets, key, stream, expected=expected)
+
+    def advanced(source: SourceFile, upload: Upload | None = None) -> None:
+        nonlocal done, uploaded
+        if upload is not None:
+            batch.add(_payload_path(source), upload)
             uploaded += 1
         done += source.size
         if progress:
             progress(done, total)
+
+    def collect_oldest() -> None:
+        source, future = in_flight.popleft()
+        advanced(source, future.result())
+
+    with ThreadPoolExecutor(SMALL_FILES_IN_FLIGHT, thread_name_prefix="small-file") as pool:
+        try:
+            for source in sources:
+                path = _payload_path(source)
+                known = recorded.get(path)
+                expected = _digests(known) if known else None
+                if known is not None and known.size != source.size:
+                    raise PreservationError(
+                        f"{source.location} is {source.size} bytes now but {known.size} bytes "
+                        "when this snapshot stored it; restore the original file, or start a "
+                        "new deprecation run."
+                    )
+                targets = [
+                    c
+                    for c in store.copies
+                    if expected is None
+                    or (c.name, path) not in intact
+                    or preserved(held[(c.name, path)]) != expected
+                ]
+                if not targets:
+                    advanced(source)
+                    continue
+                if source.size < store.part_size:
+                    in_flight.append((source, pool.submit(send, source, targets, expected)))
+                    if len(in_flight) >= SMALL_FILES_IN_FLIGHT:
+                        collect_oldest()
+                    continue
+                while in_flight:  # one large file at a time, after the small ones before it
+                    collect_oldest()
+                batch.flush()
+                advanced(source, send(source, targets, expected))
+            while in_flight:
+                collect_oldest()
+        finally:
+            # Uploads that completed are recorded even when another one failed, so that
+            # a rerun does not send them again.
+            for source, future in in_flight:
+                if future.exception() is None:
+                    batch.add(_payload_path(source), future.result())
+            batch.flush()
     digest = write_tag_files(ledger, store, snapshot.id, organization)
     with ledger.session() as db:
         stored_snapshot = db.get(Snapshot, snapshot.id)
@@ -150,6 +202,35 @@ def snapshot_weights(
         manifest_sha256=digest,
         replicas=tuple(c.name for c in store.copies),
     )
+
+
+def _payload_path(source: SourceFile) -> str:
+    return f"{WEIGHTS_DIR}/{source.relative_path}"
+
+
+class _RecordBatch:
+    """Payload files whose uploads completed, recorded together in one transaction."""
+
+    def __init__(self, ledger: Ledger, store: ReplicatedStore, snapshot_id: str) -> None:
+        self.ledger, self.store, self.snapshot_id = ledger, store, snapshot_id
+        self.uploads: dict[str, Upload] = {}
+        self.opened = 0.0
+
+    def add(self, path: str, upload: Upload) -> None:
+        if not self.uploads:
+            self.opened = time.monotonic()
+        self.uploads[path] = upload
+        if (
+            len(self.uploads) >= RECORD_BATCH_FILES
+            or sum(u.digests.size for u in self.uploads.values()) >= RECORD_BATCH_BYTES
+            or time.monotonic() - self.opened >= RECORD_BATCH_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.uploads:
+            record_stored(self.ledger, self.store, self.snapshot_id, self.uploads, payload=True)
+            self.uploads = {}
 
 
 def add_payload(

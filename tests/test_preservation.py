@@ -21,10 +21,22 @@ from sqlmodel import select
 from sunset import audit
 from sunset.config import Settings
 from sunset.errors import InputError, VerificationFailed
-from sunset.example_model import register_example_models
-from sunset.ledger import DeprecationRun, FixityEvent, PreservedObject, open_ledger, utcnow
-from sunset.package import WEIGHTS_DIR
-from sunset.preserve import add_payload, is_verified, verify_snapshot, write_tag_files
+from sunset.example_model import EXAMPLE_MODEL_ID, register_example_models
+from sunset.ledger import (
+    DeprecationRun,
+    FixityEvent,
+    PreservedObject,
+    SnapshotFile,
+    open_ledger,
+    utcnow,
+)
+from sunset.package import WEIGHTS_DIR, package_prefix
+from sunset.preserve import (
+    add_payload,
+    is_verified,
+    verify_snapshot,
+    write_tag_files,
+)
 from sunset.replicas import weights_reader
 from sunset.store import ObjectStore
 from tests.conftest import Site
@@ -32,6 +44,7 @@ from tests.preservation import (
     PART,
     WEIGHTS,
     CountingReader,
+    FailingReader,
     bagit_validates,
     configured_store,
     current_package,
@@ -282,6 +295,52 @@ def test_a_killed_snapshot_resumes_without_resending_and_equals_an_uninterrupted
         package = current_package(resumed, prefix)
         assert set(package) == PACKAGE
         assert package == current_package(clean, prefix)
+
+
+def test_small_files_are_recorded_in_batches_and_never_before_they_are_stored(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    names = [f"shard-{i:03d}.json" for i in range(150)]
+    weights = write_weights(tmp_path / "weights", {name: 1000 + i for i, name in enumerate(names)})
+    run_id = start_run(site.ledger)
+    transactions = 0
+    writes = False
+
+    def wrote(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal writes
+        writes = writes or statement.lstrip().upper().startswith("INSERT INTO PRESERVED_OBJECTS")
+
+    def committed(_connection: Any) -> None:
+        nonlocal transactions, writes
+        transactions, writes = transactions + writes, False
+
+    sa.event.listen(site.ledger.engine, "before_cursor_execute", wrote)
+    sa.event.listen(site.ledger.engine, "commit", committed)
+
+    with pytest.raises(OSError, match="shard-100.json"):
+        snapshot(site.ledger, store, str(weights), run_id, FailingReader("shard-100.json"))
+
+    with site.ledger.session() as db:
+        rows = db.exec(select(PreservedObject)).all()
+        entries = db.exec(select(SnapshotFile)).all()
+    recorded = {row.path.removeprefix(f"{WEIGHTS_DIR}/") for row in rows}
+    # Everything before the failure was stored and recorded; the failed file was not.
+    assert set(names[:100]) <= recorded and "shard-100.json" not in recorded
+    assert {e.path for e in entries} == {row.path for row in rows}
+    for row in rows:  # each record names a version the store holds, as recorded
+        copy = store.copy(row.replica)
+        assert copy is not None
+        key = package_prefix(EXAMPLE_MODEL_ID, row.snapshot_id) + row.path
+        stored = copy.head(key, row.version_id)
+        assert stored is not None and (stored.size, stored.etag) == (row.size, row.etag)
+    assert 0 < transactions < len(recorded) // 10
+
+    reader = CountingReader()
+    resumed = snapshot(site.ledger, store, str(weights), run_id, reader)
+
+    assert set(reader.opened) == set(names) - recorded  # only what was not recorded
+    assert resumed.uploaded_files == len(names) - len(recorded)
 
 
 def test_weights_under_an_s3_prefix_are_streamed_once_into_the_same_package(
