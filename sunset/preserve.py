@@ -49,7 +49,7 @@ from sunset.package import (
     tag_files,
 )
 from sunset.replicas import ReplicatedStore, Upload
-from sunset.store import Digests, ObjectStore, digest_bytes
+from sunset.store import Digests, ObjectStore, OpenUpload, digest_bytes
 from sunset.weights import SourceFile, WeightsReader
 
 Progress = Callable[[int, int], None]
@@ -78,6 +78,7 @@ class SnapshotSummary:
     skipped_files: int
     manifest_sha256: str
     replicas: tuple[str, ...] = ()
+    bytes_sent: int = 0  # weights bytes sent to the store, all replicas together
 
 
 @dataclass(frozen=True)
@@ -111,33 +112,38 @@ def snapshot_weights(
 
     A file already recorded in this snapshot and still held by a replica (the recorded
     version, with the recorded size and ETag, and current) is not sent to that replica
-    again, so a resumed snapshot only sends what is missing; when it must read a file
-    again for one replica, the bytes must match what the others hold.
+    again, and the parts of a multipart upload a killed process left open are kept, so a
+    resumed snapshot only sends what is missing; when it must read a file again for one
+    replica, the bytes must match what the others hold.
 
     Raises:
         PreservationError: a source file changed since this snapshot recorded it.
     """
     snapshot = _open_snapshot(ledger, store, run, model)
-    for copy in store.copies:  # parts a killed process left behind
-        copy.abort_stale_uploads(snapshot.prefix)
+    left_open = {copy.name: copy.open_uploads(snapshot.prefix) for copy in store.copies}
     recorded = {f.path: f for f in _files(ledger, snapshot.id)}
     held = _held(ledger, snapshot.id)
     intact = _still_held(store, snapshot, held.values()) if recorded else set()
     total = sum(source.size for source in sources)
-    done = uploaded = 0
+    done = uploaded = sent = 0
     batch = _RecordBatch(ledger, store, snapshot.id)
     in_flight: deque[tuple[SourceFile, Future[Upload]]] = deque()
 
-    def send(source: SourceFile, targets: list[ObjectStore], expected: Digests | None) -> Upload:
+    def send(
+        source: SourceFile,
+        targets: list[ObjectStore],
+        expected: Digests | None,
+        resume: Mapping[str, OpenUpload],
+    ) -> Upload:
         key = snapshot.prefix + _payload_path(source)
         with weights.open(source) as stream:
-            return store.upload(targets, key, stream, expected=expected)
+            return store.upload(targets, key, stream, expected=expected, resume=resume)
 
     def advanced(source: SourceFile, upload: Upload | None = None) -> None:
-        nonlocal done, uploaded
+        nonlocal done, uploaded, sent
         if upload is not None:
             batch.add(_payload_path(source), upload)
-            uploaded += 1
+            uploaded, sent = uploaded + 1, sent + upload.bytes_sent
         done += source.size
         if progress:
             progress(done, total)
@@ -150,6 +156,7 @@ def snapshot_weights(
         try:
             for source in sources:
                 path = _payload_path(source)
+                key = snapshot.prefix + path
                 known = recorded.get(path)
                 expected = _digests(known) if known else None
                 if known is not None and known.size != source.size:
@@ -168,15 +175,18 @@ def snapshot_weights(
                 if not targets:
                     advanced(source)
                     continue
-                if source.size < store.part_size:
-                    in_flight.append((source, pool.submit(send, source, targets, expected)))
+                resume = {
+                    c.name: left_open[c.name].pop(key) for c in targets if key in left_open[c.name]
+                }
+                if source.size < store.part_size and not resume:
+                    in_flight.append((source, pool.submit(send, source, targets, expected, {})))
                     if len(in_flight) >= SMALL_FILES_IN_FLIGHT:
                         collect_oldest()
                     continue
                 while in_flight:  # one large file at a time, after the small ones before it
                     collect_oldest()
                 batch.flush()
-                advanced(source, send(source, targets, expected))
+                advanced(source, send(source, targets, expected, resume))
             while in_flight:
                 collect_oldest()
         finally:
@@ -186,6 +196,9 @@ def snapshot_weights(
                 if future.exception() is None:
                     batch.add(_payload_path(source), future.result())
             batch.flush()
+    for copy in store.copies:  # uploads of files no longer in the weights, or now small
+        for upload in left_open[copy.name].values():
+            copy.abort_upload(upload.key, upload.upload_id)
     digest = write_tag_files(ledger, store, snapshot.id, organization)
     with ledger.session() as db:
         stored_snapshot = db.get(Snapshot, snapshot.id)
@@ -201,6 +214,7 @@ def snapshot_weights(
         skipped_files=len(sources) - uploaded,
         manifest_sha256=digest,
         replicas=tuple(c.name for c in store.copies),
+        bytes_sent=sent,
     )
 
 

@@ -12,7 +12,7 @@ import base64
 import hashlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -153,6 +153,15 @@ class ReadBack:
     digests: Digests
     lock_mode: str | None
     retain_until: datetime | None
+
+
+@dataclass
+class OpenUpload:
+    """A multipart upload a killed process left open, and the parts it already holds."""
+
+    key: str
+    upload_id: str
+    parts: dict[int, tuple[int, str]] = field(default_factory=dict)  # number: (size, ETag)
 
 
 def make_s3_client(
@@ -350,13 +359,33 @@ class ObjectStore:
     def abort_upload(self, key: str, upload_id: str) -> None:
         self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
-    def abort_stale_uploads(self, prefix: str) -> int:
-        """Abort the multipart uploads a killed process left open under ``prefix``."""
-        listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
-        uploads = listing.get("Uploads", [])
-        for upload in uploads:
-            self.abort_upload(upload["Key"], upload["UploadId"])
-        return len(uploads)
+    def open_uploads(self, prefix: str) -> dict[str, OpenUpload]:
+        """The multipart uploads left open under ``prefix``, one per key, with their parts.
+
+        When a key has several (a process killed twice before it could resume), the one
+        with the most bytes is kept and the others are aborted.
+        """
+        found: dict[str, OpenUpload] = {}
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            for item in page.get("Uploads", []):
+                upload = OpenUpload(item["Key"], item["UploadId"])
+                parts = self.client.get_paginator("list_parts").paginate(
+                    Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id
+                )
+                for listed in parts:
+                    for part in listed.get("Parts", []):
+                        upload.parts[part["PartNumber"]] = (part["Size"], part["ETag"])
+                kept = found.get(upload.key)
+                if kept is not None and _held_bytes(kept) >= _held_bytes(upload):
+                    self.abort_upload(upload.key, upload.upload_id)
+                    continue
+                if kept is not None:
+                    self.abort_upload(kept.key, kept.upload_id)
+                found[upload.key] = upload
+        return found
 
     def extend_retention(self, key: str, version_id: str, retain_until: datetime) -> None:
         """Move the COMPLIANCE lock of one version later (the store refuses earlier)."""
@@ -417,6 +446,10 @@ class ObjectStore:
                 stream.update(chunk)
                 target.write(chunk)
         return stream.result()
+
+
+def _held_bytes(upload: OpenUpload) -> int:
+    return sum(size for size, _ in upload.parts.values())
 
 
 def _status(exc: botocore.exceptions.ClientError) -> int:

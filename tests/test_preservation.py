@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from awscrt import checksums
 from botocore.exceptions import ClientError
 from sqlmodel import select
 
@@ -34,11 +35,12 @@ from sunset.package import WEIGHTS_DIR, package_prefix
 from sunset.preserve import (
     add_payload,
     is_verified,
+    snapshot_id_for,
     verify_snapshot,
     write_tag_files,
 )
 from sunset.replicas import weights_reader
-from sunset.store import ObjectStore
+from sunset.store import ObjectStore, crc64nvme_b64
 from tests.conftest import Site
 from tests.preservation import (
     PART,
@@ -295,6 +297,52 @@ def test_a_killed_snapshot_resumes_without_resending_and_equals_an_uninterrupted
         package = current_package(resumed, prefix)
         assert set(package) == PACKAGE
         assert package == current_package(clean, prefix)
+
+
+def test_a_resumed_upload_keeps_the_parts_a_killed_process_left_and_sends_the_rest(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    weights = write_weights(tmp_path / "weights")
+    run_id = start_run(site.ledger)
+    with site.ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+    assert run is not None
+    path = f"{WEIGHTS_DIR}/{BIG}"
+    key = package_prefix(EXAMPLE_MODEL_ID, snapshot_id_for(run)) + path
+    data = (weights / BIG).read_bytes()
+    until = store.retain_until() - timedelta(minutes=5)  # opened by the earlier process
+    # As a killed process leaves it: parts 1 and 3 of the big file sent, part 2 not; on
+    # the replica, part 1 holds other bytes (a source that changed since).
+    for copy in store.copies:
+        upload_id = copy.start_upload(key, retain_until=until)
+        for number, chunk in ((1, data[:PART]), (3, data[2 * PART :])):
+            if copy.name == "replica" and number == 1:
+                chunk = bytes(len(chunk))
+            crc = crc64nvme_b64(checksums.crc64nvme(chunk))
+            copy.send_part(key, upload_id, number, chunk, crc)
+
+    summary = snapshot(site.ledger, store, str(weights), run_id, CountingReader())
+
+    others = sum(size for name, size in WEIGHTS.items() if name != BIG)
+    # Part 2 to both replicas, part 1 again to the replica, every other file to both.
+    assert summary.bytes_sent == 2 * others + 2 * PART + PART
+    with site.ledger.session() as db:
+        held = {h.replica: h for h in db.exec(select(PreservedObject)) if h.path == path}
+    for copy in store.copies:
+        assert not copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads")
+        assert copy.get_bytes(key) == data
+        head = copy.head(key)
+        assert head is not None and head.version_id == held[copy.name].version_id
+        assert (head.lock_mode, head.retain_until) == ("COMPLIANCE", until)
+        assert held[copy.name].retain_until == until
+    verify_snapshot(
+        site.ledger,
+        store,
+        snapshot_id=summary.snapshot_id,
+        run_id=run_id,
+        organization="Example Lab",
+    )
 
 
 def test_small_files_are_recorded_in_batches_and_never_before_they_are_stored(
