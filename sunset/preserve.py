@@ -447,7 +447,12 @@ def _put(
 ) -> None:
     key = snapshot.prefix + path
     digests = digest_bytes(data)
-    rows = [row for (_, held_path), row in _held(ledger, snapshot.id).items() if held_path == path]
+    with ledger.session() as db:
+        rows = db.exec(
+            select(PreservedObject).where(
+                PreservedObject.snapshot_id == snapshot.id, PreservedObject.path == path
+            )
+        ).all()
     intact = _still_held(store, snapshot, [row for row in rows if preserved(row) == digests])
     targets = [c for c in store.copies if (c.name, path) not in intact]
     if targets:
