@@ -90,6 +90,7 @@ def phase_snapshot(work: Path, model_dir: str, bucket: str, run_id: str) -> dict
         "seconds": time.perf_counter() - started,
         "bytes": summary.payload_bytes,
         "uploaded_files": summary.uploaded_files,
+        "bytes_sent": summary.bytes_sent,
         "snapshot_id": summary.snapshot_id,
     }
 
@@ -134,7 +135,7 @@ def phase_deep_verify(work: Path, bucket: str, snapshot_id: str) -> dict[str, An
 
 
 def phase_fast_verify(work: Path, bucket: str, snapshot_id: str) -> dict[str, Any]:
-    """Sunset's fast check: HEAD with checksum mode, lock and currency of every version."""
+    """Sunset's fast check: one version listing per 1,000 objects (size, ETag, current)."""
     return _checks(bucket, snapshot_id, "fast")
 
 
@@ -151,10 +152,13 @@ def _checks(bucket: str, snapshot_id: str, method: str) -> dict[str, Any]:
         held = db.exec(
             select(PreservedObject).where(PreservedObject.snapshot_id == snapshot_id)
         ).all()
-    check = deep_check if method == "deep" else fast_check
     started = time.perf_counter()
-    outcomes = [check(store.primary, snapshot.prefix + h.path, h).outcome for h in held]
+    if method == "deep":
+        findings = [deep_check(store.primary, snapshot.prefix + h.path, h) for h in held]
+    else:
+        findings = fast_check(store.primary, snapshot.prefix, held)
     seconds = time.perf_counter() - started
+    outcomes = [f.outcome for f in findings]
     assert all(o == "ok" for o in outcomes), outcomes
     return {"seconds": seconds, "objects": len(held), "bytes": sum(h.size for h in held)}
 
@@ -171,12 +175,16 @@ def phase_raw_download(work: Path, bucket: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started}
 
 
-def _raw_client(bucket: str) -> Any:
+def _client() -> Any:
     from sunset.store import make_s3_client
 
-    client = make_s3_client(
+    return make_s3_client(
         os.environ["SUNSET_S3_ENDPOINT_URL"], "us-east-1", "bench", SecretStr("bench")
     )
+
+
+def _raw_client(bucket: str) -> Any:
+    client = _client()
     try:  # a plain bucket, no Object Lock: the baseline pays for nothing Sunset adds
         client.create_bucket(Bucket=bucket)
     except client.exceptions.BucketAlreadyOwnedByYou:
@@ -325,7 +333,7 @@ def measure(work: Path, shard_bytes: int) -> dict[str, Any]:
     loop = run_phase("put_loop", work, "small", "bench-raw")
     small_deep = run_phase("deep_verify", work, "bench-small", small["snapshot_id"])
     small_fast = run_phase("fast_verify", work, "bench-small", small["snapshot_id"])
-    resent = resume_after_kill(work, shard_bytes)
+    resent = resume_after_kill(work)
     return {
         "snapshot_mib_s": big / MIB / snap["seconds"],
         "raw_upload_mib_s": big / MIB / raw["seconds"],
@@ -393,55 +401,82 @@ def orchestration_overhead(work: Path) -> dict[str, Any]:
     }
 
 
-def resume_after_kill(work: Path, shard_bytes: int) -> dict[str, Any]:
-    """Kill a snapshot at about 50% of its bytes, resume it, count what is sent again."""
-    from sqlmodel import func, select
+def resume_after_kill(work: Path) -> dict[str, Any]:
+    """Kill a snapshot once the store holds half its bytes, resume it, and count the bytes
+    the store had kept before the kill that the rerun sent again.
+
+    Kept bytes are those of completed objects and of the parts of open multipart uploads;
+    bytes of a part cut off mid-request are not counted. Files in flight are those begun
+    on the store (an open upload or an object) but not recorded in the ledger at the kill.
+    """
+    from sqlmodel import select
 
     from sunset.ledger import PreservedObject, open_ledger
 
-    ledger = open_ledger(os.environ["SUNSET_DATABASE_URL"])
-    total = 4 * shard_bytes
+    bucket = "bench-resume"
+    client = _client()
+    sizes = {
+        f"data/weights/{p.relative_to(work / 'big')}": p.stat().st_size
+        for p in (work / "big").rglob("*")
+        if p.is_file()
+    }
+    total = sum(sizes.values())
     child = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "phase",
-            "snapshot",
-            str(work),
-            "big",
-            "bench-resume",
-            "run-resume",
-        ],
+        [sys.executable, __file__, "phase", "snapshot", str(work), "big", bucket, "run-resume"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    stored = 0
-    while child.poll() is None and stored < total // 2:
-        time.sleep(0.05)
-        with ledger.session() as db:
-            stored = db.exec(
-                select(func.coalesce(func.sum(PreservedObject.size), 0)).where(
-                    PreservedObject.bucket == "bench-resume"
-                )
-            ).one()
+    kept, begun = 0, set()
+    while child.poll() is None and kept < total // 2:
+        time.sleep(0.1)
+        kept, begun = _weights_on_store(client, bucket)
+    if child.poll() is not None:
+        raise SystemExit("the snapshot to be killed finished before it reached half its bytes")
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
+    # A part whose bytes had all left the killed process still lands on the store.
+    settled = None
+    while (kept, begun) != settled:
+        settled = kept, begun
+        time.sleep(1.0)
+        kept, begun = _weights_on_store(client, bucket)
+    ledger = open_ledger(os.environ["SUNSET_DATABASE_URL"])
     with ledger.session() as db:
-        stored_files = db.exec(
-            select(func.count()).where(PreservedObject.bucket == "bench-resume")
-        ).one()
-    files = len([p for p in (work / "big").rglob("*") if p.is_file()])
-    resumed = run_phase("snapshot", work, "big", "bench-resume", "run-resume")
-    # Files the rerun sent although they were already stored before the kill: must be 0.
-    # The one file in flight at the kill is sent again whole (no part-level resume).
-    resent_stored = resumed["uploaded_files"] - (files - stored_files)
+        recorded = set(
+            db.exec(select(PreservedObject.path).where(PreservedObject.bucket == bucket)).all()
+        )
+    in_flight = sum(sizes[path] for path in begun - recorded)
+    resumed = run_phase("snapshot", work, "big", bucket, "run-resume")
+    # Every byte is sent at least once over both runs: whatever exceeds that was sent twice.
+    sent_again = kept + resumed["bytes_sent"] - total
     return {
-        "resume_bytes_stored_at_kill": stored,
-        "resume_files_stored_at_kill": stored_files,
-        "resume_stored_files_sent_again": resent_stored,
-        "resume_bytes_in_flight_at_kill": shard_bytes,
+        "resume_bytes_kept_at_kill": kept,
+        "resume_bytes_in_flight_at_kill": in_flight,
+        "resume_bytes_sent_again": sent_again,
+        "resume_sent_again_vs_in_flight": sent_again / in_flight if in_flight else 0.0,
     }
+
+
+def _weights_on_store(client: Any, bucket: str) -> tuple[int, set[str]]:
+    """Bytes of weights the store keeps (objects and uploaded parts), and their paths."""
+    kept, paths = 0, set()
+    try:
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for version in page.get("Versions", []):
+                path = version["Key"].split("/", 3)[3]
+                if path.startswith("data/weights/"):
+                    kept += version["Size"]
+                    paths.add(path)
+        for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            parts = client.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            kept += sum(part["Size"] for part in parts.get("Parts", []))
+            paths.add(upload["Key"].split("/", 3)[3])
+    except client.exceptions.NoSuchBucket:  # the snapshot has not created it yet
+        return 0, set()
+    except client.exceptions.NoSuchUpload:  # completed between the listing and its parts
+        return _weights_on_store(client, bucket)
+    return kept, paths
 
 
 def print_table(record: dict[str, Any]) -> None:
@@ -456,7 +491,8 @@ def print_table(record: dict[str, Any]) -> None:
             sign, bound = target
             ok = value >= bound if sign == "≥" else value <= bound
             verdict = f"{sign} {bound}  {'met' if ok else 'MISSED'}"
-        print(f"{key:40} {value:>10.2f}  {verdict}")
+        shown = f"{value:>10}" if isinstance(value, int) else f"{value:>10.2f}"
+        print(f"{key:40} {shown}  {verdict}")
     print(f"\nAppended to {RESULTS.relative_to(ROOT)}")
 
 

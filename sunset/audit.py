@@ -3,11 +3,12 @@ repaired from a good copy, and the locks kept far ahead.
 
 One audit run does, in order:
 
-1. fast checks of every object on every replica (HEAD: size, CRC64NVME, lock, current);
-2. deep checks (re-read, re-hash) of a rolling share: the objects checked longest ago
-   first, as many as the byte budget allows, so successive runs cover every byte; it
-   reports what would still be older than the period afterwards, so a budget too small
-   for the period is noticed;
+1. fast checks of every object on every replica (one version listing per package and
+   replica: the recorded version present, same size and ETag, still current);
+2. deep checks (re-read, re-hash, lock confirmed) of a rolling share: the objects
+   checked longest ago first, as many as the byte budget allows, so successive runs
+   cover every byte; it reports what would still be older than the period afterwards,
+   so a budget too small for the period is noticed;
 3. repair of what was found damaged, from a replica whose copy matches the manifest
    (streamed and re-hashed on the way, so a bad source is never copied), then re-checked;
 4. the retention heartbeat: every lock that ends within the margin is moved out to the
@@ -32,6 +33,7 @@ from sunset.errors import PreservationError, SourceChanged
 from sunset.fixity import (
     DEEP,
     FAILED,
+    FAST,
     OK,
     REPAIR,
     RETENTION,
@@ -142,15 +144,19 @@ def finish_audit(ledger: Ledger, flow_run_id: str, *, error: str | None) -> None
 
 
 def fast_audit(ledger: Ledger, store: ReplicatedStore, audit_id: str) -> CheckSummary:
-    """HEAD every object of every preserved snapshot on every replica that holds it."""
+    """Fast-check every object of every preserved snapshot on every replica that holds
+    it: one version listing per package and replica, one transaction of events each."""
     objects = _preserved_objects(ledger)
-    damaged: list[Damage] = []
+    by_package: dict[tuple[str, str], list[PreservedObject]] = {}
+    snapshots = {snapshot.id: snapshot for snapshot, _ in objects}
     for snapshot, held in objects:
-        finding = _fast(store, snapshot, held)
-        record(ledger, finding, audit_id=audit_id)
-        if not finding.ok:
-            damaged.append(_damage(finding))
-    return CheckSummary("fast", len({s.id for s, _ in objects}), len(objects), 0, damaged)
+        by_package.setdefault((snapshot.id, held.replica), []).append(held)
+    damaged: list[Damage] = []
+    for (snapshot_id, _), rows in by_package.items():
+        findings = _fast(store, snapshots[snapshot_id], rows)
+        record(ledger, findings, audit_id=audit_id)
+        damaged += [_damage(f) for f in findings if not f.ok]
+    return CheckSummary("fast", len(snapshots), len(objects), 0, damaged)
 
 
 def deep_audit(
@@ -189,7 +195,7 @@ def deep_audit(
     bytes_read = 0
     for snapshot, held in chosen:
         finding = _deep(store, snapshot, held)
-        record(ledger, finding, audit_id=audit_id)
+        record(ledger, [finding], audit_id=audit_id)
         bytes_read += finding.bytes_read
         if not finding.ok:
             damaged.append(_damage(finding))
@@ -255,20 +261,17 @@ def extend_retention(
                 copy.extend_retention(snapshot.prefix + held.path, held.version_id, until)
             except _S3_ERRORS as exc:
                 outcome, detail = FAILED, f"{type(exc).__name__}: {exc}"
-        record(
-            ledger,
-            Finding(
-                held.snapshot_id,
-                held.replica,
-                held.bucket,
-                held.path,
-                held.version_id,
-                RETENTION,
-                outcome,
-                detail,
-            ),
-            audit_id=audit_id,
+        finding = Finding(
+            held.snapshot_id,
+            held.replica,
+            held.bucket,
+            held.path,
+            held.version_id,
+            RETENTION,
+            outcome,
+            detail,
         )
+        record(ledger, [finding], audit_id=audit_id)
         if outcome == OK:
             _move_lock(ledger, held, until)
             extended += 1
@@ -359,7 +362,7 @@ def _repair_one(
             detail,
             bytes_read,
         )
-        record(ledger, finding, audit_id=audit_id)
+        record(ledger, [finding], audit_id=audit_id)
 
     if target is None or damage.outcome == UNREACHABLE:
         log(FAILED, f"replica {damage.replica} is not configured; nothing can be written to it")
@@ -391,19 +394,17 @@ def _repair_one(
             continue
         try:
             with contextlib.closing(source.open_object(key, source_row.version_id)) as body:
-                digests, stored = store.upload([target], key, body, expected=expected)
+                upload = store.upload([target], key, body, expected=expected)
         except (SourceChanged, *_S3_ERRORS) as exc:
             tried.append(f"{source_row.replica}: {type(exc).__name__}")
             continue
-        record_stored(
-            ledger, store, snapshot.id, damage.path, digests, stored, payload=entry is not None
-        )
-        new_version = stored[target.name].version_id
+        record_stored(ledger, store, snapshot.id, {damage.path: upload}, payload=entry is not None)
+        new_version = upload.stored[target.name].version_id
         log(
             OK,
             f"{damage.outcome}: restored from {source_row.replica} version "
             f"{source_row.version_id} as version {new_version} (was {held.version_id})",
-            digests.size,
+            upload.digests.size,
         )
         return _recheck(ledger, store, audit_id, snapshot, damage)
     tried_sources = ", ".join(tried) or "every copy was found damaged in this run"
@@ -422,17 +423,17 @@ def _recheck(
                 PreservedObject.path == damage.path,
             )
         ).one()
-    findings = [_fast(store, snapshot, held), _deep(store, snapshot, held)]
-    for finding in findings:
-        record(ledger, finding, audit_id=audit_id)
+    findings = [*_fast(store, snapshot, [held]), _deep(store, snapshot, held)]
+    record(ledger, findings, audit_id=audit_id)
     return all(f.ok for f in findings)
 
 
-def _fast(store: ReplicatedStore, snapshot: Snapshot, held: PreservedObject) -> Finding:
-    copy = store.copy(held.replica)
+def _fast(store: ReplicatedStore, snapshot: Snapshot, rows: list[PreservedObject]) -> list[Finding]:
+    """Fast-check rows of one package held on one replica."""
+    copy = store.copy(rows[0].replica)
     if copy is None:
-        return _unreachable(held, "fast")
-    return fast_check(copy, snapshot.prefix + held.path, held)
+        return [_unreachable(held, FAST) for held in rows]
+    return fast_check(copy, snapshot.prefix, rows)
 
 
 def _deep(store: ReplicatedStore, snapshot: Snapshot, held: PreservedObject) -> Finding:

@@ -1,27 +1,33 @@
 """Fixity checks: is a preserved object version still the one the ledger recorded?
 
-Two checks, both of one object version on one replica:
+Two checks, both of object versions on one replica:
 
-* fast: a HEAD with checksum mode. The recorded version exists with the recorded size and
-  CRC64NVME full-object checksum, it is locked (COMPLIANCE) at least as long as required,
-  and it is still the current version: no newer version or delete marker shadows it, so
-  a reader who copies the bucket gets these bytes.
+* fast: one version listing (``ListObjectVersions``, one request per 1,000 versions) of
+  the objects checked together. Each recorded version must be listed with the recorded
+  size and ETag, and must be the latest: no newer version or delete marker shadows it,
+  so a reader who copies the bucket gets these bytes. The listing reads no object and
+  shows no lock, so a fast check cannot see bytes that rotted inside a version whose
+  listing is unchanged, nor a lock; both are the deep check's.
 * deep: the recorded version streamed back and re-hashed (SHA-256, SHA-512, CRC64NVME),
-  in bounded chunks and without temporary files.
+  in bounded chunks and without temporary files; the same GET reports the version's
+  lock, which must be COMPLIANCE and last at least as long as recorded.
 
 Every check becomes a ``FixityEvent``: when, which snapshot, replica, file and version,
-which check, bytes read, how long it took and what was found.
+which check, bytes read, how long it took and what was found. A fast check's time is the
+listing's, shared evenly among the objects it covered.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import botocore.exceptions
 
 from sunset.ledger import FixityEvent, Ledger, PreservedObject
-from sunset.store import LOCK_MODE, ObjectStore
+from sunset.store import LOCK_MODE, ListedVersion, ObjectStore
 
 FAST = "fast"
 DEEP = "deep"
@@ -60,54 +66,89 @@ class Finding:
         return self.outcome == OK
 
 
-def fast_check(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:
-    """HEAD the recorded version and the current one; compare size, checksum and lock."""
+def fast_check(copy: ObjectStore, prefix: str, held: Sequence[PreservedObject]) -> list[Finding]:
+    """Check the recorded versions of ``held`` (paths under ``prefix``) against one
+    listing of their versions on ``copy``: present, same size and ETag, still current.
+
+    One finding per row, in the order given; a listing the store fails to return makes
+    every row ``unreadable``. Detects a deleted version, a version replaced or hidden by
+    a newer one or a delete marker, and a changed size or ETag; it cannot detect bit rot
+    inside a version or a lock (see the module docstring).
+    """
+    if not held:
+        return []
     started = time.monotonic()
-
-    def found(outcome: str, detail: str | None = None) -> Finding:
-        return _finding(held, copy, FAST, outcome, detail, 0, time.monotonic() - started)
-
     try:
-        version = copy.head(key, held.version_id)
-        if version is None:
-            return found(MISSING, f"version {held.version_id} is gone")
-        if version.size != held.size or version.crc64nvme != held.crc64nvme:
-            return found(
-                MISMATCH,
-                f"stored size {version.size} and CRC64NVME {version.crc64nvme} differ from "
-                f"the recorded {held.size} and {held.crc64nvme}",
-            )
-        if (
-            version.lock_mode != LOCK_MODE
-            or version.retain_until is None
-            or version.retain_until < held.retain_until
-        ):
-            return found(
-                UNLOCKED,
-                f"locked {version.lock_mode or 'not at all'} until {version.retain_until}; "
-                f"required {LOCK_MODE} until {held.retain_until:%Y-%m-%dT%H:%M:%SZ}",
-            )
-        current = copy.head(key)
-        if current is None:
-            return found(SHADOWED, "a delete marker hides the preserved version")
-        if current.version_id != held.version_id:
-            return found(
-                SHADOWED, f"version {current.version_id} stands in front of the preserved version"
-            )
+        outcomes = _list_and_compare(copy, prefix, held)
     except _S3_ERRORS as exc:
-        return found(UNREADABLE, f"{type(exc).__name__}: {exc}")
-    return found(OK)
+        outcomes = [(UNREADABLE, f"{type(exc).__name__}: {exc}")] * len(held)
+    share = (time.monotonic() - started) / len(held)
+    return [
+        _finding(row, copy, FAST, outcome, detail, 0, share)
+        for row, (outcome, detail) in zip(held, outcomes, strict=True)
+    ]
+
+
+def still_held(
+    copy: ObjectStore, prefix: str, held: Sequence[PreservedObject]
+) -> list[PreservedObject]:
+    """The rows of ``held`` whose recorded version ``copy`` still holds unchanged and
+    current, by the fast check's rules; an S3 error is raised, not taken for absence, so
+    a failed listing never makes a resumed snapshot send everything again."""
+    if not held:
+        return []
+    outcomes = _list_and_compare(copy, prefix, held)
+    return [row for row, (outcome, _) in zip(held, outcomes, strict=True) if outcome == OK]
+
+
+def _list_and_compare(
+    copy: ObjectStore, prefix: str, held: Sequence[PreservedObject]
+) -> list[tuple[str, str | None]]:
+    wanted = {prefix + row.path for row in held}
+    # Listing the longest common prefix: a whole package in one request per 1,000
+    # versions, a single object in one request.
+    listed = _versions_by_key(copy.list_versions(os.path.commonprefix(sorted(wanted))), wanted)
+    return [_compare(row, listed.get(prefix + row.path, [])) for row in held]
+
+
+def _versions_by_key(
+    versions: Iterable[ListedVersion], wanted: set[str]
+) -> dict[str, list[ListedVersion]]:
+    found: dict[str, list[ListedVersion]] = {}
+    for version in versions:
+        if version.key in wanted:
+            found.setdefault(version.key, []).append(version)
+    return found
+
+
+def _compare(held: PreservedObject, versions: list[ListedVersion]) -> tuple[str, str | None]:
+    recorded = next((v for v in versions if v.version_id == (held.version_id or "null")), None)
+    if recorded is None or recorded.delete_marker:
+        return MISSING, f"version {held.version_id} is gone"
+    if recorded.size != held.size or (held.etag is not None and recorded.etag != held.etag):
+        return (
+            MISMATCH,
+            f"listed size {recorded.size} and ETag {recorded.etag} differ from the recorded "
+            f"{held.size} and {held.etag}",
+        )
+    if not recorded.is_latest:
+        latest = next((v for v in versions if v.is_latest), None)
+        if latest is None or latest.delete_marker:
+            return SHADOWED, "a delete marker hides the preserved version"
+        return SHADOWED, f"version {latest.version_id} stands in front of the preserved version"
+    return OK, None
 
 
 def deep_check(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:
-    """Stream the recorded version back and compare every digest with the record."""
+    """Stream the recorded version back, compare every digest with the record, and its
+    lock with the recorded one."""
     started = time.monotonic()
 
     def found(outcome: str, detail: str | None = None, read: int = 0) -> Finding:
         return _finding(held, copy, DEEP, outcome, detail, read, time.monotonic() - started)
 
     try:
-        actual = copy.read_digests(key, held.version_id)
+        back = copy.read_back(key, held.version_id)
     except botocore.exceptions.ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status == 404:
@@ -115,11 +156,23 @@ def deep_check(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:
         return found(UNREADABLE, f"{type(exc).__name__}: {exc}")
     except botocore.exceptions.BotoCoreError as exc:
         return found(UNREADABLE, f"{type(exc).__name__}: {exc}")
+    actual = back.digests
     if actual.size != held.size:
         return found(MISMATCH, f"read {actual.size} bytes, recorded {held.size}", actual.size)
     for name in ("sha512", "sha256", "crc64nvme"):
         if getattr(actual, name) != getattr(held, name):
             return found(MISMATCH, f"{name} differs from the manifest", actual.size)
+    if (
+        back.lock_mode != LOCK_MODE
+        or back.retain_until is None
+        or back.retain_until < held.retain_until
+    ):
+        return found(
+            UNLOCKED,
+            f"locked {back.lock_mode or 'not at all'} until {back.retain_until}; "
+            f"required {LOCK_MODE} until {held.retain_until:%Y-%m-%dT%H:%M:%SZ}",
+            actual.size,
+        )
     return found(OK, None, actual.size)
 
 
@@ -129,26 +182,31 @@ def absent(snapshot_id: str, replica: str, bucket: str, path: str, method: str) 
 
 
 def record(
-    ledger: Ledger, finding: Finding, *, run_id: str | None = None, audit_id: str | None = None
+    ledger: Ledger,
+    findings: Iterable[Finding],
+    *,
+    run_id: str | None = None,
+    audit_id: str | None = None,
 ) -> None:
-    """Append the finding to the ledger as a fixity event."""
+    """Append the findings to the ledger as fixity events, in one transaction."""
     with ledger.session() as db:
-        db.add(
-            FixityEvent(
-                snapshot_id=finding.snapshot_id,
-                run_id=run_id,
-                bucket=finding.bucket,
-                path=finding.path,
-                method=finding.method,
-                bytes_read=finding.bytes_read,
-                duration_s=finding.seconds,
-                outcome=finding.outcome,
-                detail=finding.detail,
-                replica=finding.replica,
-                version_id=finding.version_id,
-                audit_id=audit_id,
+        for finding in findings:
+            db.add(
+                FixityEvent(
+                    snapshot_id=finding.snapshot_id,
+                    run_id=run_id,
+                    bucket=finding.bucket,
+                    path=finding.path,
+                    method=finding.method,
+                    bytes_read=finding.bytes_read,
+                    duration_s=finding.seconds,
+                    outcome=finding.outcome,
+                    detail=finding.detail,
+                    replica=finding.replica,
+                    version_id=finding.version_id,
+                    audit_id=audit_id,
+                )
             )
-        )
 
 
 def _finding(

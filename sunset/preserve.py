@@ -10,10 +10,13 @@ re-derived and compared byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from sunset.errors import PreservationError, VerificationFailed
 from sunset.fixity import (
@@ -25,6 +28,7 @@ from sunset.fixity import (
     deep_check,
     fast_check,
     record,
+    still_held,
 )
 from sunset.ledger import (
     CatalogModel,
@@ -45,11 +49,24 @@ from sunset.package import (
     package_prefix,
     tag_files,
 )
-from sunset.replicas import ReplicatedStore
-from sunset.store import Digests, ObjectStore, StoredObject, digest_bytes
+from sunset.replicas import ReplicatedStore, Upload
+from sunset.store import Digests, ObjectStore, OpenUpload, StoredObject, digest_bytes
 from sunset.weights import SourceFile, WeightsReader
 
 Progress = Callable[[int, int], None]
+
+MIB = 1024 * 1024
+# Files smaller than a part are sent this many at a time: for small files the time goes
+# to the round trips, not the bytes. Larger files go one at a time, PARTS_IN_FLIGHT parts
+# each, so memory stays bounded by parts either way.
+SMALL_FILES_IN_FLIGHT = 8
+# Stored files are recorded in one transaction per batch, each only after its upload
+# completed, so a crash can cost a rerun at most one batch sent again and never leaves a
+# file recorded that is not stored. A batch closes at this many files, bytes or seconds,
+# and before a file too large to share one begins.
+RECORD_BATCH_FILES = 64
+RECORD_BATCH_BYTES = 64 * MIB
+RECORD_BATCH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,7 @@ class SnapshotSummary:
     skipped_files: int
     manifest_sha256: str
     replicas: tuple[str, ...] = ()
+    bytes_sent: int = 0  # weights bytes sent to the store, all replicas together
 
 
 @dataclass(frozen=True)
@@ -94,43 +112,94 @@ def snapshot_weights(
     tag files.
 
     A file already recorded in this snapshot and still held by a replica (the recorded
-    version, with the recorded size and CRC64NVME, and current) is not sent to that
-    replica again, so a resumed snapshot only sends what is missing; when it must read a
-    file again for one replica, the bytes must match what the others hold.
+    version, with the recorded size and ETag, and current) is not sent to that replica
+    again, and the parts of a multipart upload a killed process left open are kept, so a
+    resumed snapshot only sends what is missing; when it must read a file again for one
+    replica, the bytes must match what the others hold.
 
     Raises:
         PreservationError: a source file changed since this snapshot recorded it.
     """
     snapshot = _open_snapshot(ledger, store, run, model)
-    for copy in store.copies:  # parts a killed process left behind
-        copy.abort_stale_uploads(snapshot.prefix)
+    left_open = {copy.name: copy.open_uploads(snapshot.prefix) for copy in store.copies}
     recorded = {f.path: f for f in _files(ledger, snapshot.id)}
     held = _held(ledger, snapshot.id)
+    intact = _still_held(store, snapshot, held.values()) if recorded else set()
     total = sum(source.size for source in sources)
-    done = uploaded = 0
-    for source in sources:
-        path = f"{WEIGHTS_DIR}/{source.relative_path}"
-        key = snapshot.prefix + path
-        known = recorded.get(path)
-        expected = _digests(known) if known else None
-        if known is not None and known.size != source.size:
-            raise PreservationError(
-                f"{source.location} is {source.size} bytes now but {known.size} bytes when this "
-                "snapshot stored it; restore the original file, or start a new deprecation run."
-            )
-        targets = [
-            c
-            for c in store.copies
-            if expected is None or not _still_stored(c, key, held.get((c.name, path)), expected)
-        ]
-        if targets:
-            with weights.open(source) as stream:
-                digests, stored = store.upload(targets, key, stream, expected=expected)
-            record_stored(ledger, store, snapshot.id, path, digests, stored, payload=True)
-            uploaded += 1
+    done = uploaded = sent = 0
+    batch = _RecordBatch(ledger, store, snapshot.id)
+    in_flight: deque[tuple[SourceFile, Future[Upload]]] = deque()
+
+    def send(
+        source: SourceFile,
+        targets: list[ObjectStore],
+        expected: Digests | None,
+        resume: Mapping[str, OpenUpload],
+    ) -> Upload:
+        key = snapshot.prefix + _payload_path(source)
+        with weights.open(source) as stream:
+            return store.upload(targets, key, stream, expected=expected, resume=resume)
+
+    def advanced(source: SourceFile, upload: Upload | None = None) -> None:
+        nonlocal done, uploaded, sent
+        if upload is not None:
+            batch.add(_payload_path(source), upload)
+            uploaded, sent = uploaded + 1, sent + upload.bytes_sent
         done += source.size
         if progress:
             progress(done, total)
+
+    def collect_oldest() -> None:
+        source, future = in_flight.popleft()
+        advanced(source, future.result())
+
+    with ThreadPoolExecutor(SMALL_FILES_IN_FLIGHT, thread_name_prefix="small-file") as pool:
+        try:
+            for source in sources:
+                path = _payload_path(source)
+                key = snapshot.prefix + path
+                known = recorded.get(path)
+                expected = _digests(known) if known else None
+                if known is not None and known.size != source.size:
+                    raise PreservationError(
+                        f"{source.location} is {source.size} bytes now but {known.size} bytes "
+                        "when this snapshot stored it; restore the original file, or start a "
+                        "new deprecation run."
+                    )
+                targets = [
+                    c
+                    for c in store.copies
+                    if expected is None
+                    or (c.name, path) not in intact
+                    or preserved(held[(c.name, path)]) != expected
+                ]
+                if not targets:
+                    advanced(source)
+                    continue
+                resume = {
+                    c.name: left_open[c.name].pop(key) for c in targets if key in left_open[c.name]
+                }
+                if source.size < store.part_size and not resume:
+                    in_flight.append((source, pool.submit(send, source, targets, expected, {})))
+                    if len(in_flight) >= SMALL_FILES_IN_FLIGHT:
+                        collect_oldest()
+                    continue
+                while in_flight:  # one large file at a time, after the small ones before it
+                    collect_oldest()
+                batch.flush()
+                advanced(source, send(source, targets, expected, resume))
+            while in_flight:
+                collect_oldest()
+        finally:
+            # Uploads that completed are recorded even when another one failed, so that
+            # a rerun does not send them again.
+            for source, future in in_flight:
+                if future.exception() is None:
+                    batch.add(_payload_path(source), future.result())
+            batch.flush()
+    for copy in store.copies:  # uploads of files no longer in the weights, or now small
+        for upload in left_open[copy.name].values():
+            copy.abort_upload(upload.key, upload.upload_id)
     digest = write_tag_files(ledger, store, snapshot.id, organization)
     with ledger.session() as db:
         stored_snapshot = db.get(Snapshot, snapshot.id)
@@ -146,7 +215,37 @@ def snapshot_weights(
         skipped_files=len(sources) - uploaded,
         manifest_sha256=digest,
         replicas=tuple(c.name for c in store.copies),
+        bytes_sent=sent,
     )
+
+
+def _payload_path(source: SourceFile) -> str:
+    return f"{WEIGHTS_DIR}/{source.relative_path}"
+
+
+class _RecordBatch:
+    """Payload files whose uploads completed, recorded together in one transaction."""
+
+    def __init__(self, ledger: Ledger, store: ReplicatedStore, snapshot_id: str) -> None:
+        self.ledger, self.store, self.snapshot_id = ledger, store, snapshot_id
+        self.uploads: dict[str, Upload] = {}
+        self.opened = 0.0
+
+    def add(self, path: str, upload: Upload) -> None:
+        if not self.uploads:
+            self.opened = time.monotonic()
+        self.uploads[path] = upload
+        if (
+            len(self.uploads) >= RECORD_BATCH_FILES
+            or sum(u.digests.size for u in self.uploads.values()) >= RECORD_BATCH_BYTES
+            or time.monotonic() - self.opened >= RECORD_BATCH_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.uploads:
+            record_stored(self.ledger, self.store, self.snapshot_id, self.uploads, payload=True)
+            self.uploads = {}
 
 
 def add_payload(
@@ -210,7 +309,9 @@ def verify_snapshot(
     progress: Progress | None = None,
 ) -> VerificationSummary:
     """Check every payload file (or just ``paths``) and every tag file on every replica:
-    fast (HEAD: size, CRC64NVME, lock, still current), then deep (re-read, re-hash).
+    fast (one version listing per replica: each version present, same size and ETag,
+    still current), then deep (re-read, re-hashed, lock confirmed) for each object the
+    fast check passed.
 
     Every check is recorded as a fixity event. The tag files must also be the ones the
     ledger derives now, so a package whose manifests were not rewritten fails.
@@ -226,17 +327,24 @@ def verify_snapshot(
     held = _held(ledger, snapshot_id)
     failures: list[str] = []
     total = sum(held[(c.name, p)].size for c in store.copies for p in wanted if (c.name, p) in held)
-    checked = bytes_read = 0
+    bytes_read = 0
+
+    def tally(findings: list[Finding]) -> None:
+        record(ledger, findings, run_id=run_id)
+        failures.extend(
+            f"{f.replica}:{f.path} ({f.outcome}: {f.detail})" for f in findings if not f.ok
+        )
+
     for copy in store.copies:
-        for path in wanted:
-            row = held.get((copy.name, path))
-            derived = digest_bytes(tags[path]) if path in tags else None
-            for finding in _check(copy, snapshot, path, row, derived):
-                record(ledger, finding, run_id=run_id)
-                bytes_read += finding.bytes_read
-                if not finding.ok:
-                    failures.append(f"{copy.name}:{path} ({finding.outcome}: {finding.detail})")
-            checked += 1
+        refused, listed = _before_listing(copy, snapshot, wanted, held, tags)
+        fast = fast_check(copy, snapshot.prefix, listed)
+        tally(refused + fast)
+        for row, finding in zip(listed, fast, strict=True):
+            if not finding.ok:
+                continue
+            deep = deep_check(copy, snapshot.prefix + row.path, row)
+            tally([deep])
+            bytes_read += deep.bytes_read
             if progress:
                 progress(bytes_read, total)
     if failures:
@@ -246,7 +354,35 @@ def verify_snapshot(
             "status was not changed."
         )
     replicas = tuple(c.name for c in store.copies)
+    checked = len(wanted) * len(store.copies)
     return VerificationSummary(snapshot.id, store.bucket, checked, bytes_read, True, replicas)
+
+
+def _before_listing(
+    copy: ObjectStore,
+    snapshot: Snapshot,
+    wanted: Sequence[str],
+    held: Mapping[tuple[str, str], PreservedObject],
+    tags: Mapping[str, bytes],
+) -> tuple[list[Finding], list[PreservedObject]]:
+    """Split ``wanted`` into what fails without asking the store (never recorded on this
+    copy; a tag file that is not the one the ledger derives now) and the rows to check."""
+    refused: list[Finding] = []
+    rows: list[PreservedObject] = []
+    for path in wanted:
+        row = held.get((copy.name, path))
+        if row is None:
+            refused.append(absent(snapshot.id, copy.name, copy.bucket, path, FAST))
+        elif path in tags and preserved(row) != digest_bytes(tags[path]):
+            stale = "not the tag file the ledger derives now (not rewritten after a change)"
+            refused.append(
+                Finding(
+                    snapshot.id, copy.name, copy.bucket, path, row.version_id, FAST, MISMATCH, stale
+                )
+            )
+        else:
+            rows.append(row)
+    return refused, rows
 
 
 def finish_interrupted_seal(
@@ -304,29 +440,6 @@ def preserved(held: PreservedObject) -> Digests:
     return Digests(held.size, held.sha256, held.sha512, held.crc64nvme)
 
 
-def _check(
-    copy: ObjectStore,
-    snapshot: Snapshot,
-    path: str,
-    row: PreservedObject | None,
-    derived: Digests | None,
-) -> list[Finding]:
-    """Fast, then deep if fast passed; a tag file must also be the one the ledger derives."""
-    if row is None:
-        return [absent(snapshot.id, copy.name, copy.bucket, path, FAST)]
-    if derived is not None and preserved(row) != derived:
-        stale = "not the tag file the ledger derives now (not rewritten after a change)"
-        return [
-            Finding(
-                snapshot.id, copy.name, copy.bucket, path, row.version_id, FAST, MISMATCH, stale
-            )
-        ]
-    fast = fast_check(copy, snapshot.prefix + path, row)
-    if not fast.ok:
-        return [fast]
-    return [fast, deep_check(copy, snapshot.prefix + path, row)]
-
-
 def _put(
     ledger: Ledger,
     store: ReplicatedStore,
@@ -337,15 +450,19 @@ def _put(
     payload: bool,
 ) -> None:
     key = snapshot.prefix + path
-    held = _held(ledger, snapshot.id)
     digests = digest_bytes(data)
-    targets = [
-        c for c in store.copies if not _still_stored(c, key, held.get((c.name, path)), digests)
-    ]
+    with ledger.session() as db:
+        rows = db.exec(
+            select(PreservedObject).where(
+                PreservedObject.snapshot_id == snapshot.id, PreservedObject.path == path
+            )
+        ).all()
+    intact = _still_held(store, snapshot, [row for row in rows if preserved(row) == digests])
+    targets = [c for c in store.copies if (c.name, path) not in intact]
     if targets:
         _note_pending_write(ledger, snapshot.id, path, digests, payload=payload)
-        _, stored = store.put_bytes(targets, key, data)
-        record_stored(ledger, store, snapshot.id, path, digests, stored, payload=payload)
+        upload = store.put_bytes(targets, key, data)
+        record_stored(ledger, store, snapshot.id, {path: upload}, payload=payload)
 
 
 def _note_pending_write(
@@ -398,9 +515,8 @@ def _adopt_pending_writes(ledger: Ledger, store: ReplicatedStore, snapshot: Snap
             ):
                 landed[copy.name] = current
         if landed:
-            record_stored(
-                ledger, store, snapshot.id, write.path, digests, landed, payload=write.payload
-            )
+            upload = Upload(digests, landed, bytes_sent=0)
+            record_stored(ledger, store, snapshot.id, {write.path: upload}, payload=write.payload)
             adopted = True
         else:
             with ledger.session() as db:
@@ -408,19 +524,16 @@ def _adopt_pending_writes(ledger: Ledger, store: ReplicatedStore, snapshot: Snap
     return adopted
 
 
-def _still_stored(
-    copy: ObjectStore, key: str, held: PreservedObject | None, digests: Digests
-) -> bool:
-    if held is None or preserved(held) != digests:
-        return False
-    version = copy.head(key, held.version_id)
-    current = copy.head(key)
-    return (
-        version is not None
-        and (version.size, version.crc64nvme) == (held.size, held.crc64nvme)
-        and current is not None
-        and current.version_id == held.version_id
-    )
+def _still_held(
+    store: ReplicatedStore, snapshot: Snapshot, rows: Collection[PreservedObject]
+) -> set[tuple[str, str]]:
+    """(replica, path) of each row whose replica still holds the recorded version,
+    unchanged and current: one version listing per replica."""
+    intact: set[tuple[str, str]] = set()
+    for copy in store.copies:
+        mine = [row for row in rows if row.replica == copy.name]
+        intact |= {(copy.name, row.path) for row in still_held(copy, snapshot.prefix, mine)}
+    return intact
 
 
 def _open_snapshot(
@@ -476,67 +589,73 @@ def record_stored(
     ledger: Ledger,
     store: ReplicatedStore,
     snapshot_id: str,
-    path: str,
-    digests: Digests,
-    stored: dict[str, StoredObject],
+    uploads: Mapping[str, Upload],
     *,
     payload: bool,
 ) -> None:
-    """Record, in one transaction, what each replica now holds (and the manifest entry);
-    the write is no longer pending."""
+    """Record, in one transaction, what each replica now holds of each path (and, for
+    payload files, the manifest entry); those writes are no longer pending."""
     now = utcnow()
+    paths = list(uploads)
     with ledger.session() as db:
-        pending = db.exec(
+        for pending in db.exec(
             select(PendingWrite).where(
-                PendingWrite.snapshot_id == snapshot_id, PendingWrite.path == path
+                PendingWrite.snapshot_id == snapshot_id, col(PendingWrite.path).in_(paths)
             )
-        ).first()
-        if pending is not None:
+        ):
             db.delete(pending)
-        if payload:
-            row = db.exec(
+        files = {
+            row.path: row
+            for row in db.exec(
                 select(SnapshotFile).where(
-                    SnapshotFile.snapshot_id == snapshot_id, SnapshotFile.path == path
+                    SnapshotFile.snapshot_id == snapshot_id, col(SnapshotFile.path).in_(paths)
                 )
-            ).first()
-            primary = stored.get(store.primary.name)
-            values = {
-                "size": digests.size,
-                "sha256": digests.sha256,
-                "sha512": digests.sha512,
-                "crc64nvme": digests.crc64nvme,
-                "stored_at": now,
-            }
-            if primary is not None:
-                values["version_id"] = primary.version_id
-            if row is None:
-                row = SnapshotFile(snapshot_id=snapshot_id, path=path, **values)
-            else:
-                row.sqlmodel_update(values)
-            db.add(row)
-        for name, version in stored.items():
-            copy = store.copy(name)
-            assert copy is not None and version.retain_until is not None
-            held = db.exec(
+            )
+        }
+        objects = {
+            (row.replica, row.path): row
+            for row in db.exec(
                 select(PreservedObject).where(
                     PreservedObject.snapshot_id == snapshot_id,
-                    PreservedObject.replica == name,
-                    PreservedObject.path == path,
+                    col(PreservedObject.path).in_(paths),
                 )
-            ).first()
-            values = {
-                "endpoint": copy.endpoint,
-                "bucket": copy.bucket,
+            )
+        }
+        for path, upload in uploads.items():
+            digests = upload.digests
+            fixity = {
                 "size": digests.size,
                 "sha256": digests.sha256,
                 "sha512": digests.sha512,
                 "crc64nvme": digests.crc64nvme,
-                "version_id": version.version_id,
-                "retain_until": version.retain_until,
                 "stored_at": now,
             }
-            if held is None:
-                held = PreservedObject(snapshot_id=snapshot_id, replica=name, path=path, **values)
-            else:
-                held.sqlmodel_update(values)
-            db.add(held)
+            if payload:
+                primary = upload.stored.get(store.primary.name)
+                values = dict(fixity)
+                if primary is not None:
+                    values["version_id"] = primary.version_id
+                entry = files.get(path)
+                if entry is None:
+                    entry = SnapshotFile(snapshot_id=snapshot_id, path=path, **values)
+                else:
+                    entry.sqlmodel_update(values)
+                db.add(entry)
+            for name, version in upload.stored.items():
+                copy = store.copy(name)
+                assert copy is not None and version.retain_until is not None
+                values = fixity | {
+                    "endpoint": copy.endpoint,
+                    "bucket": copy.bucket,
+                    "version_id": version.version_id,
+                    "etag": version.etag,
+                    "retain_until": version.retain_until,
+                }
+                held = objects.get((name, path))
+                if held is None:
+                    held = PreservedObject(
+                        snapshot_id=snapshot_id, replica=name, path=path, **values
+                    )
+                else:
+                    held.sqlmodel_update(values)
+                db.add(held)

@@ -9,13 +9,19 @@ parts in flight are shared, so memory does not grow with the number of replicas.
 
 Each replica's upload carries the CRC64NVME full-object checksum, so every replica checks
 on its own side that it received exactly the bytes that were read.
+
+A multipart upload that a killed process left open is resumed, not started again: each
+part it already holds with the size and MD5 (its ETag) of the part just read is kept, the
+rest are sent, and the store completes the object only if the whole has the CRC64NVME of
+the bytes read now.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,9 +34,11 @@ from sunset.config import PRIMARY, S3Connection, Settings
 from sunset.errors import SourceChanged
 from sunset.ledger import utcnow
 from sunset.store import (
+    LOCK_MODE,
     Digests,
     DigestStream,
     ObjectStore,
+    OpenUpload,
     StoredObject,
     crc64nvme_b64,
     digest_bytes,
@@ -41,6 +49,16 @@ from sunset.weights import WeightsReader
 
 PARTS_IN_FLIGHT = 4
 DEFAULT_REPLICA = "replica"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One object stored on some replicas: its digests, the version each now holds, and
+    the bytes actually sent for it (all replicas together; kept parts are not sent)."""
+
+    digests: Digests
+    stored: dict[str, StoredObject]
+    bytes_sent: int
 
 
 @dataclass
@@ -82,9 +100,7 @@ class ReplicatedStore:
         for copy in self.copies:
             copy.ensure_bucket()
 
-    def put_bytes(
-        self, targets: Sequence[ObjectStore], key: str, data: bytes
-    ) -> tuple[Digests, dict[str, StoredObject]]:
+    def put_bytes(self, targets: Sequence[ObjectStore], key: str, data: bytes) -> Upload:
         """Store a small in-memory object on each target, locked."""
         digests = digest_bytes(data)
         until = self.retain_until()
@@ -92,7 +108,7 @@ class ReplicatedStore:
             t.name: t.put_bytes(key, data, crc64nvme=digests.crc64nvme, retain_until=until)
             for t in targets
         }
-        return digests, stored
+        return Upload(digests, stored, len(data) * len(targets))
 
     def upload(
         self,
@@ -101,15 +117,19 @@ class ReplicatedStore:
         source: IO[bytes],
         *,
         expected: Digests | None = None,
-    ) -> tuple[Digests, dict[str, StoredObject]]:
+        resume: Mapping[str, OpenUpload] | None = None,
+    ) -> Upload:
         """Stream ``source`` once to ``key`` on every target, hashing it on the way.
 
         With ``expected``, nothing is completed unless the bytes read have exactly those
-        digests (a resumed snapshot, a repair copying from another replica).
+        digests (a resumed snapshot, a repair copying from another replica). ``resume``
+        holds, by target name, the multipart upload of this key a killed process left
+        open; the parts it holds that match the bytes read are kept.
 
         Raises:
             SourceChanged: the bytes read do not match ``expected``; every upload is aborted.
         """
+        resume = resume or {}
         stream = DigestStream()
         first = read_exactly(source, self.part_size)
         stream.update(first)
@@ -120,22 +140,32 @@ class ReplicatedStore:
                 t.name: t.put_bytes(key, first, crc64nvme=digests.crc64nvme, retain_until=until)
                 for t in targets
             }
-            return digests, stored
+            return Upload(digests, stored, len(first) * len(targets))
         uploads: dict[str, str] = {}
         try:
             for target in targets:
-                uploads[target.name] = target.start_upload(key, retain_until=until)
-            parts = self._send_parts(targets, uploads, key, first, source, stream)
+                left = resume.get(target.name)
+                uploads[target.name] = (
+                    left.upload_id if left else target.start_upload(key, retain_until=until)
+                )
+            kept = {name: left.parts for name, left in resume.items() if name in uploads}
+            parts, sent = self._send_parts(targets, uploads, kept, key, first, source, stream)
             digests = _checked(stream.result(), expected, key)
             stored = {}
             for target in targets:
-                version = target.finish_upload(
+                version, etag = target.finish_upload(
                     key, uploads.pop(target.name), parts[target.name], digests.crc64nvme
                 )
+                lock_mode: str | None = LOCK_MODE
+                retain_until: datetime | None = until
+                if target.name in kept:  # locked when the killed process opened it
+                    head = target.head(key, version)
+                    assert head is not None, f"{key} version {version} vanished on completion"
+                    lock_mode, retain_until = head.lock_mode, head.retain_until
                 stored[target.name] = StoredObject(
-                    digests.size, digests.crc64nvme, version, "COMPLIANCE", until
+                    digests.size, digests.crc64nvme, version, lock_mode, retain_until, etag
                 )
-            return digests, stored
+            return Upload(digests, stored, sent)
         finally:
             for target in targets:
                 if target.name in uploads:
@@ -149,16 +179,18 @@ class ReplicatedStore:
         self,
         targets: Sequence[ObjectStore],
         uploads: dict[str, str],
+        kept: dict[str, dict[int, tuple[int, str]]],
         key: str,
         first: bytes,
         source: IO[bytes],
         stream: DigestStream,
-    ) -> dict[str, list[dict[str, Any]]]:
+    ) -> tuple[dict[str, list[dict[str, Any]]], int]:
         # Reading and hashing stay in this thread, in order; only the sends run in
         # parallel, and at most PARTS_IN_FLIGHT parts are held in memory, each shared by
         # every target's send.
         parts: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
         in_flight: deque[list[tuple[str, Future[dict[str, Any]]]]] = deque()
+        sent = 0
 
         def collect(sends: list[tuple[str, Future[dict[str, Any]]]]) -> None:
             for name, future in sends:
@@ -169,12 +201,21 @@ class ReplicatedStore:
             chunk, number = first, 1
             while chunk:
                 crc = crc64nvme_b64(checksums.crc64nvme(chunk))
-                in_flight.append(
-                    [
-                        (t.name, pool.submit(t.send_part, key, uploads[t.name], number, chunk, crc))
-                        for t in targets
-                    ]
-                )
+                etag = _part_etag(chunk) if _may_keep(kept, number, chunk) else None
+                sends = []
+                for target in targets:
+                    held = kept.get(target.name, {}).get(number)
+                    if held == (len(chunk), etag):
+                        parts[target.name].append(
+                            {"PartNumber": number, "ETag": etag, "ChecksumCRC64NVME": crc}
+                        )
+                        continue
+                    send = pool.submit(
+                        target.send_part, key, uploads[target.name], number, chunk, crc
+                    )
+                    sends.append((target.name, send))
+                    sent += len(chunk)
+                in_flight.append(sends)
                 if len(in_flight) >= PARTS_IN_FLIGHT:
                     collect(in_flight.popleft())
                 chunk = read_exactly(source, self.part_size)
@@ -182,7 +223,17 @@ class ReplicatedStore:
                 number += 1
             while in_flight:
                 collect(in_flight.popleft())
-        return parts
+        return parts, sent
+
+
+def _may_keep(kept: dict[str, dict[int, tuple[int, str]]], number: int, chunk: bytes) -> bool:
+    """Some target already holds a part ``number`` of this size (so its MD5 is worth taking)."""
+    return any(held.get(number, (-1, ""))[0] == len(chunk) for held in kept.values())
+
+
+def _part_etag(chunk: bytes) -> str:
+    """The ETag S3 gives a part it received: the quoted MD5 of its bytes."""
+    return f'"{hashlib.md5(chunk, usedforsecurity=False).hexdigest()}"'
 
 
 def _checked(actual: Digests, expected: Digests | None, key: str) -> Digests:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -24,7 +25,11 @@ from pydantic import SecretStr
 
 from sunset.errors import InputError
 
-READ_CHUNK = 1024 * 1024
+# Bytes per read of a stored object: large enough that Python's per-read cost is small
+# next to hashing, small enough that a read plus the chunk being hashed stay a few MiB.
+READ_CHUNK = 8 * 1024 * 1024
+# Below this, handing a chunk to the hashing threads costs more than hashing it inline.
+PARALLEL_HASH_MIN = 256 * 1024
 LOCK_MODE = "COMPLIANCE"
 
 
@@ -44,27 +49,57 @@ class Digests:
 
 
 class DigestStream:
-    """Accumulates every digest Sunset needs from chunks of one file, in order."""
+    """Accumulates every digest Sunset needs from chunks of one file, in order.
+
+    SHA-512 is the slowest of the three (about 0.5 GiB/s on these machines, SHA-256 with
+    SHA-NI about 1.4 GiB/s), and hashlib releases the GIL, so a large chunk is hashed on
+    two threads, SHA-512 on one and SHA-256 with the CRC on the other, while the caller
+    reads or sends the next chunk. ``update`` waits for the previous chunk first: the
+    digests see the chunks in order, and only one chunk is held for hashing at a time.
+    """
 
     def __init__(self) -> None:
         self._sha256 = hashlib.sha256()
         self._sha512 = hashlib.sha512()
         self._crc = 0
         self._size = 0
+        self._hashers: ThreadPoolExecutor | None = None
+        self._hashing: list[Future[None]] = []
 
     def update(self, chunk: bytes) -> None:
-        self._sha256.update(chunk)
-        self._sha512.update(chunk)
-        self._crc = checksums.crc64nvme(chunk, self._crc)
+        self._wait()
         self._size += len(chunk)
+        if len(chunk) < PARALLEL_HASH_MIN:
+            self._sha512.update(chunk)
+            self._sha256_and_crc(chunk)
+            return
+        if self._hashers is None:
+            self._hashers = ThreadPoolExecutor(2, thread_name_prefix="digest")
+        self._hashing = [
+            self._hashers.submit(self._sha512.update, chunk),
+            self._hashers.submit(self._sha256_and_crc, chunk),
+        ]
 
     def result(self) -> Digests:
+        self._wait()
+        if self._hashers is not None:
+            self._hashers.shutdown()
+            self._hashers = None
         return Digests(
             size=self._size,
             sha256=self._sha256.hexdigest(),
             sha512=self._sha512.hexdigest(),
             crc64nvme=crc64nvme_b64(self._crc),
         )
+
+    def _sha256_and_crc(self, chunk: bytes) -> None:
+        self._sha256.update(chunk)
+        self._crc = checksums.crc64nvme(chunk, self._crc)
+
+    def _wait(self) -> None:
+        for hashing in self._hashing:
+            hashing.result()
+        self._hashing = []
 
 
 def read_exactly(source: IO[bytes], size: int) -> bytes:
@@ -89,13 +124,44 @@ def digest_bytes(data: bytes) -> Digests:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """What the store holds in one object version, as reported by a HEAD with checksums."""
+    """What the store holds in one object version, as a write or a HEAD reports it."""
 
     size: int
     crc64nvme: str | None
     version_id: str | None
     lock_mode: str | None = None
     retain_until: datetime | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ListedVersion:
+    """One entry of a version listing: an object version, or a delete marker."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    delete_marker: bool
+    size: int = 0
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """An object version read back whole: its digests and what the store said of it."""
+
+    digests: Digests
+    lock_mode: str | None
+    retain_until: datetime | None
+
+
+@dataclass
+class OpenUpload:
+    """A multipart upload a killed process left open, and the parts it already holds."""
+
+    key: str
+    upload_id: str
+    parts: dict[int, tuple[int, str]] = field(default_factory=dict)  # number: (size, ETag)
 
 
 def make_s3_client(
@@ -201,7 +267,31 @@ class ObjectStore:
             version_id=head.get("VersionId"),
             lock_mode=head.get("ObjectLockMode"),
             retain_until=head.get("ObjectLockRetainUntilDate"),
+            etag=head.get("ETag"),
         )
+
+    def list_versions(self, prefix: str) -> Iterator[ListedVersion]:
+        """Every version and delete marker under ``prefix``, one request per 1,000."""
+        pages = self.client.get_paginator("list_object_versions").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            for item in page.get("Versions", []):
+                yield ListedVersion(
+                    key=item["Key"],
+                    version_id=item["VersionId"],
+                    is_latest=item["IsLatest"],
+                    delete_marker=False,
+                    size=item["Size"],
+                    etag=item["ETag"],
+                )
+            for item in page.get("DeleteMarkers", []):
+                yield ListedVersion(
+                    key=item["Key"],
+                    version_id=item["VersionId"],
+                    is_latest=item["IsLatest"],
+                    delete_marker=True,
+                )
 
     def put_bytes(
         self, key: str, data: bytes, *, crc64nvme: str, retain_until: datetime
@@ -216,7 +306,12 @@ class ObjectStore:
             ObjectLockRetainUntilDate=retain_until,
         )
         return StoredObject(
-            len(data), crc64nvme, response.get("VersionId"), LOCK_MODE, retain_until
+            len(data),
+            crc64nvme,
+            response.get("VersionId"),
+            LOCK_MODE,
+            retain_until,
+            response.get("ETag"),
         )
 
     def start_upload(self, key: str, *, retain_until: datetime) -> str:
@@ -247,8 +342,11 @@ class ObjectStore:
 
     def finish_upload(
         self, key: str, upload_id: str, parts: list[dict[str, Any]], crc64nvme: str
-    ) -> str | None:
-        """Complete the upload; the store refuses it unless the whole object has ``crc64nvme``."""
+    ) -> tuple[str | None, str | None]:
+        """Complete the upload; the store refuses it unless the whole object has ``crc64nvme``.
+
+        Returns the new version's id and ETag.
+        """
         response = self.client.complete_multipart_upload(
             Bucket=self.bucket,
             Key=key,
@@ -257,18 +355,38 @@ class ObjectStore:
             ChecksumCRC64NVME=crc64nvme,
             ChecksumType="FULL_OBJECT",
         )
-        return response.get("VersionId")
+        return response.get("VersionId"), response.get("ETag")
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
-    def abort_stale_uploads(self, prefix: str) -> int:
-        """Abort the multipart uploads a killed process left open under ``prefix``."""
-        listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
-        uploads = listing.get("Uploads", [])
-        for upload in uploads:
-            self.abort_upload(upload["Key"], upload["UploadId"])
-        return len(uploads)
+    def open_uploads(self, prefix: str) -> dict[str, OpenUpload]:
+        """The multipart uploads left open under ``prefix``, one per key, with their parts.
+
+        When a key has several (a process killed twice before it could resume), the one
+        with the most bytes is kept and the others are aborted.
+        """
+        found: dict[str, OpenUpload] = {}
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            for item in page.get("Uploads", []):
+                upload = OpenUpload(item["Key"], item["UploadId"])
+                parts = self.client.get_paginator("list_parts").paginate(
+                    Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id
+                )
+                for listed in parts:
+                    for part in listed.get("Parts", []):
+                        upload.parts[part["PartNumber"]] = (part["Size"], part["ETag"])
+                kept = found.get(upload.key)
+                if kept is not None and _held_bytes(kept) >= _held_bytes(upload):
+                    self.abort_upload(upload.key, upload.upload_id)
+                    continue
+                if kept is not None:
+                    self.abort_upload(kept.key, kept.upload_id)
+                found[upload.key] = upload
+        return found
 
     def extend_retention(self, key: str, version_id: str, retain_until: datetime) -> None:
         """Move the COMPLIANCE lock of one version later (the store refuses earlier)."""
@@ -294,12 +412,27 @@ class ObjectStore:
         body: IO[bytes] = self.client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
         return body
 
-    def read_digests(self, key: str, version_id: str | None = None) -> Digests:
-        """Re-read an object and recompute its digests (the deep check)."""
+    def read_back(self, key: str, version_id: str | None = None) -> ReadBack:
+        """Re-read an object version, recomputing its digests (the deep check), with the
+        lock the store reports for it on the same GET."""
+        extra = {"VersionId": version_id} if version_id else {}
+        response = self.client.get_object(Bucket=self.bucket, Key=key, **extra)
+        body = response["Body"]
         stream = DigestStream()
-        for chunk in self.iter_object(key, version_id):
-            stream.update(chunk)
-        return stream.result()
+        try:
+            for chunk in body.iter_chunks(READ_CHUNK):
+                stream.update(chunk)
+        finally:
+            body.close()
+        return ReadBack(
+            stream.result(),
+            response.get("ObjectLockMode"),
+            response.get("ObjectLockRetainUntilDate"),
+        )
+
+    def read_digests(self, key: str, version_id: str | None = None) -> Digests:
+        """Re-read an object and recompute its digests."""
+        return self.read_back(key, version_id).digests
 
     def get_bytes(self, key: str, version_id: str | None = None) -> bytes:
         """A small object, whole."""
@@ -314,6 +447,10 @@ class ObjectStore:
                 stream.update(chunk)
                 target.write(chunk)
         return stream.result()
+
+
+def _held_bytes(upload: OpenUpload) -> int:
+    return sum(size for size, _ in upload.parts.values())
 
 
 def _status(exc: botocore.exceptions.ClientError) -> int:

@@ -27,8 +27,8 @@ def begin_audit(services: Services) -> str:
 
 @audit_step(audit.FAST_STEP)
 def fast_verify_replicas(services: Services, audit_id: str) -> CheckSummary:
-    """HEAD every object of every preserved package on every replica: size, CRC64NVME,
-    lock, and that the preserved version is still the current one."""
+    """List the versions of every preserved package on every replica: each preserved
+    version present with its size and ETag, and still the current one."""
     summary = audit.fast_audit(services.ledger, services.store, audit_id)
     get_run_logger().info(
         "Fast check: %d objects of %d packages, %d damaged",

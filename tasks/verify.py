@@ -21,8 +21,9 @@ from tasks.step import step
 def verify_preservation(
     services: Services, run_id: str, snapshot: SnapshotSummary
 ) -> VerificationSummary:
-    """Check every stored file and tag file on every replica, fast (size, CRC64NVME, lock,
-    current version) and deep (re-read and re-hashed); any failure fails the run."""
+    """Check every stored file and tag file on every replica, fast (a version listing:
+    size, ETag, current version) and deep (re-read, re-hashed, lock confirmed); any failure
+    fails the run."""
     organization = services.settings.organization
     if finish_interrupted_seal(services.ledger, services.store, snapshot.snapshot_id, organization):
         get_run_logger().info("Rewrote the tag files left behind by an interrupted seal")

@@ -84,6 +84,21 @@ class CountingReader(WeightsReader):
             yield stream
 
 
+class FailingReader(CountingReader):
+    """Fails reading one file, as a disk error would, after handing out its stream."""
+
+    def __init__(self, fails: str) -> None:
+        super().__init__()
+        self.fails = fails
+
+    @contextmanager
+    def open(self, file: SourceFile) -> Iterator[IO[bytes]]:
+        with super().open(file) as stream:
+            if file.relative_path == self.fails:
+                raise OSError(f"Input/output error reading {file.relative_path}")
+            yield stream
+
+
 def configured_store() -> ReplicatedStore:
     """The store the current SUNSET_* settings describe, buckets created."""
     store = connect_store(Settings())

@@ -15,23 +15,38 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from awscrt import checksums
 from botocore.exceptions import ClientError
 from sqlmodel import select
 
 from sunset import audit
 from sunset.config import Settings
 from sunset.errors import InputError, VerificationFailed
-from sunset.example_model import register_example_models
-from sunset.ledger import DeprecationRun, FixityEvent, PreservedObject, open_ledger, utcnow
-from sunset.package import WEIGHTS_DIR
-from sunset.preserve import add_payload, is_verified, verify_snapshot, write_tag_files
+from sunset.example_model import EXAMPLE_MODEL_ID, register_example_models
+from sunset.ledger import (
+    DeprecationRun,
+    FixityEvent,
+    PreservedObject,
+    SnapshotFile,
+    open_ledger,
+    utcnow,
+)
+from sunset.package import WEIGHTS_DIR, package_prefix
+from sunset.preserve import (
+    add_payload,
+    is_verified,
+    snapshot_id_for,
+    verify_snapshot,
+    write_tag_files,
+)
 from sunset.replicas import weights_reader
-from sunset.store import ObjectStore
+from sunset.store import ObjectStore, crc64nvme_b64
 from tests.conftest import Site
 from tests.preservation import (
     PART,
     WEIGHTS,
     CountingReader,
+    FailingReader,
     bagit_validates,
     configured_store,
     current_package,
@@ -282,6 +297,98 @@ def test_a_killed_snapshot_resumes_without_resending_and_equals_an_uninterrupted
         package = current_package(resumed, prefix)
         assert set(package) == PACKAGE
         assert package == current_package(clean, prefix)
+
+
+def test_a_resumed_upload_keeps_the_parts_a_killed_process_left_and_sends_the_rest(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    weights = write_weights(tmp_path / "weights")
+    run_id = start_run(site.ledger)
+    with site.ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+    assert run is not None
+    path = f"{WEIGHTS_DIR}/{BIG}"
+    key = package_prefix(EXAMPLE_MODEL_ID, snapshot_id_for(run)) + path
+    data = (weights / BIG).read_bytes()
+    until = store.retain_until() - timedelta(minutes=5)  # opened by the earlier process
+    # As a killed process leaves it: parts 1 and 3 of the big file sent, part 2 not; on
+    # the replica, part 1 holds other bytes (a source that changed since).
+    for copy in store.copies:
+        upload_id = copy.start_upload(key, retain_until=until)
+        for number, chunk in ((1, data[:PART]), (3, data[2 * PART :])):
+            if copy.name == "replica" and number == 1:
+                chunk = bytes(len(chunk))
+            crc = crc64nvme_b64(checksums.crc64nvme(chunk))
+            copy.send_part(key, upload_id, number, chunk, crc)
+
+    summary = snapshot(site.ledger, store, str(weights), run_id, CountingReader())
+
+    others = sum(size for name, size in WEIGHTS.items() if name != BIG)
+    # Part 2 to both replicas, part 1 again to the replica, every other file to both.
+    assert summary.bytes_sent == 2 * others + 2 * PART + PART
+    with site.ledger.session() as db:
+        held = {h.replica: h for h in db.exec(select(PreservedObject)) if h.path == path}
+    for copy in store.copies:
+        assert not copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads")
+        assert copy.get_bytes(key) == data
+        head = copy.head(key)
+        assert head is not None and head.version_id == held[copy.name].version_id
+        assert (head.lock_mode, head.retain_until) == ("COMPLIANCE", until)
+        assert held[copy.name].retain_until == until
+    verify_snapshot(
+        site.ledger,
+        store,
+        snapshot_id=summary.snapshot_id,
+        run_id=run_id,
+        organization="Example Lab",
+    )
+
+
+def test_small_files_are_recorded_in_batches_and_never_before_they_are_stored(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    names = [f"shard-{i:03d}.json" for i in range(150)]
+    weights = write_weights(tmp_path / "weights", {name: 1000 + i for i, name in enumerate(names)})
+    run_id = start_run(site.ledger)
+    transactions = 0
+    writes = False
+
+    def wrote(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal writes
+        writes = writes or statement.lstrip().upper().startswith("INSERT INTO PRESERVED_OBJECTS")
+
+    def committed(_connection: Any) -> None:
+        nonlocal transactions, writes
+        transactions, writes = transactions + writes, False
+
+    sa.event.listen(site.ledger.engine, "before_cursor_execute", wrote)
+    sa.event.listen(site.ledger.engine, "commit", committed)
+
+    with pytest.raises(OSError, match="shard-100.json"):
+        snapshot(site.ledger, store, str(weights), run_id, FailingReader("shard-100.json"))
+
+    with site.ledger.session() as db:
+        rows = db.exec(select(PreservedObject)).all()
+        entries = db.exec(select(SnapshotFile)).all()
+    recorded = {row.path.removeprefix(f"{WEIGHTS_DIR}/") for row in rows}
+    # Everything before the failure was stored and recorded; the failed file was not.
+    assert set(names[:100]) <= recorded and "shard-100.json" not in recorded
+    assert {e.path for e in entries} == {row.path for row in rows}
+    for row in rows:  # each record names a version the store holds, as recorded
+        copy = store.copy(row.replica)
+        assert copy is not None
+        key = package_prefix(EXAMPLE_MODEL_ID, row.snapshot_id) + row.path
+        stored = copy.head(key, row.version_id)
+        assert stored is not None and (stored.size, stored.etag) == (row.size, row.etag)
+    assert 0 < transactions < len(recorded) // 10
+
+    reader = CountingReader()
+    resumed = snapshot(site.ledger, store, str(weights), run_id, reader)
+
+    assert set(reader.opened) == set(names) - recorded  # only what was not recorded
+    assert resumed.uploaded_files == len(names) - len(recorded)
 
 
 def test_weights_under_an_s3_prefix_are_streamed_once_into_the_same_package(

@@ -201,7 +201,7 @@ class FixityEvent(SQLModel, table=True):
     run_id: str | None = Field(default=None, max_length=32)
     bucket: str = Field(max_length=63)
     path: str
-    # fast: HEAD with checksums and lock; deep: re-read and re-hashed; repair; retention
+    # fast: a version listing; deep: re-read, re-hashed, lock confirmed; repair; retention
     method: str = Field(max_length=16)
     bytes_read: int = Field(default=0, sa_type=sa.BigInteger)
     duration_s: float = 0.0
@@ -458,6 +458,9 @@ class PreservedObject(SQLModel, table=True):
     sha512: str = Field(max_length=128)
     crc64nvme: str = Field(max_length=16)
     version_id: str | None = None
+    # The store's ETag of that version, as a version listing shows it: the fast check
+    # compares it without reading the object. None in rows recorded before it was kept.
+    etag: str | None = Field(default=None, max_length=128)
     retain_until: datetime = Field(sa_type=UTCDateTime)
     stored_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
