@@ -33,9 +33,32 @@ from sunset.example_model import (
 from sunset.ledger import Ledger, open_ledger
 from sunset.replicas import connect_store
 from sunset.store import ObjectStore
+from tests.reliability.tally import TALLY
 from tests.standin_control import StandIn
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+TALLY_KEY = "reliability_tally"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its tally goes to the controller
+        workeroutput[TALLY_KEY] = TALLY.as_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    counted = getattr(node, "workeroutput", {}).get(TALLY_KEY)
+    if counted:
+        TALLY.add(counted)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TALLY.empty():
+        return
+    terminalreporter.section("reliability: what was thrown at Sunset, and what was lost")
+    for label, value in TALLY.rows():
+        terminalreporter.write_line(f"  {label:<17} {value}")
 
 
 @pytest.fixture(scope="session")

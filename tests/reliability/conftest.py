@@ -25,20 +25,11 @@ from sunset.ledger import Report, open_ledger
 from sunset.store import ObjectStore, make_s3_client
 from tests.conftest import Site
 from tests.faults.tcp_relay import TcpRelay
-from tests.reliability.tally import TALLY
 from tests.reliability.world import World, standin
 from tests.reliability.zygote import Child, Zygote
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 120.0
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if TALLY.empty():
-        return
-    terminalreporter.section("reliability: what was thrown at Sunset, and what was lost")
-    for label, value in TALLY.rows():
-        terminalreporter.write_line(f"  {label:<17} {value}")
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,15 @@
 
 Tests add what they really did, counted from the fault servers' own records (the proxy's
 counters, the stand-in's request log, the SMTP server's log), not from what they meant to
-do. ``tests/reliability/conftest.py`` prints the table at the end of the run.
+do. ``tests/conftest.py`` prints the table at the end of the run, with what each xdist
+worker counted sent to the controller.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -35,6 +37,21 @@ class Tally:
             ("bad inputs tried", str(self.bad_inputs)),
             ("data lost", str(self.data_lost)),
         ]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "faults": dict(self.faults),
+            "crashes": self.crashes,
+            "bad_inputs": self.bad_inputs,
+            "data_lost": self.data_lost,
+        }
+
+    def add(self, counted: dict[str, Any]) -> None:
+        """Add what another process counted (``as_dict`` of its tally)."""
+        self.faults.update(counted["faults"])
+        self.crashes += counted["crashes"]
+        self.bad_inputs += counted["bad_inputs"]
+        self.data_lost += counted["data_lost"]
 
     def empty(self) -> bool:
         return not (self.faults or self.crashes or self.bad_inputs or self.data_lost)

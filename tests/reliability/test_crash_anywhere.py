@@ -50,7 +50,7 @@ from sunset.preserve import (
     snapshot_weights,
     verify_snapshot,
 )
-from sunset.replicas import connect_store, weights_reader
+from sunset.replicas import ReplicatedStore, connect_store, weights_reader
 from sunset.runs import (
     FLIP_STEP,
     INTERVIEW_STEP,
@@ -446,9 +446,8 @@ def test_killed_at_ten_points_the_resumed_run_ends_as_an_uninterrupted_one(
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
-def test_a_seal_cut_short_is_completed_on_resume_but_a_tampered_tag_file_still_fails(
-    site: Site,
-) -> None:
+def preserve_example(site: Site) -> tuple[ReplicatedStore, str]:
+    """The example weights preserved, by a run of their own, on the site's replicas."""
     settings = Settings()
     store = connect_store(settings)
     with site.ledger.session() as db:
@@ -457,7 +456,7 @@ def test_a_seal_cut_short_is_completed_on_resume_but_a_tampered_tag_file_still_f
         model = db.get(CatalogModel, EXAMPLE_MODEL_ID)
     assert model is not None
     reader = weights_reader(settings)
-    snapshot = snapshot_weights(
+    summary = snapshot_weights(
         site.ledger,
         store,
         run=run,
@@ -466,26 +465,27 @@ def test_a_seal_cut_short_is_completed_on_resume_but_a_tampered_tag_file_still_f
         weights=reader,
         organization="o",
     )
+    return store, summary.snapshot_id
+
+
+def test_a_seal_cut_short_is_completed_on_resume_but_a_tampered_tag_file_still_fails(
+    site: Site,
+) -> None:
+    store, snapshot_id = preserve_example(site)
     # The seal recorded a transcript, then its process died before rewriting the tag files.
-    add_payload(site.ledger, store, snapshot.snapshot_id, "data/interview/s.jsonl", b"{}\n")
+    add_payload(site.ledger, store, snapshot_id, "data/interview/s.jsonl", b"{}\n")
     with pytest.raises(VerificationFailed, match="not rewritten after a change"):
-        verify_snapshot(
-            site.ledger, store, snapshot_id=snapshot.snapshot_id, run_id=None, organization="o"
-        )
+        verify_snapshot(site.ledger, store, snapshot_id=snapshot_id, run_id=None, organization="o")
 
-    assert finish_interrupted_seal(site.ledger, store, snapshot.snapshot_id, "o")
-    verify_snapshot(
-        site.ledger, store, snapshot_id=snapshot.snapshot_id, run_id=None, organization="o"
-    )
+    assert finish_interrupted_seal(site.ledger, store, snapshot_id, "o")
+    verify_snapshot(site.ledger, store, snapshot_id=snapshot_id, run_id=None, organization="o")
 
-    key = f"models/{EXAMPLE_MODEL_ID}/{snapshot.snapshot_id}/manifest-sha256.txt"
+    key = f"models/{EXAMPLE_MODEL_ID}/{snapshot_id}/manifest-sha256.txt"
     forged = site.store.get_bytes(key) + b"0" * 64 + b"  data/forged.bin\n"
     site.store.client.put_object(Bucket=site.store.bucket, Key=key, Body=forged)
-    assert not finish_interrupted_seal(site.ledger, store, snapshot.snapshot_id, "o")
+    assert not finish_interrupted_seal(site.ledger, store, snapshot_id, "o")
     with pytest.raises(VerificationFailed, match="manifest-sha256.txt"):
-        verify_snapshot(
-            site.ledger, store, snapshot_id=snapshot.snapshot_id, run_id=None, organization="o"
-        )
+        verify_snapshot(site.ledger, store, snapshot_id=snapshot_id, run_id=None, organization="o")
 
 
 class Killed(BaseException):
@@ -496,23 +496,7 @@ class Killed(BaseException):
 def test_a_put_cut_short_before_its_record_is_adopted_on_resume_but_a_stranger_is_not(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings()
-    store = connect_store(settings)
-    with site.ledger.session() as db:
-        run = DeprecationRun(model_id=EXAMPLE_MODEL_ID)
-        db.add(run)
-        model = db.get(CatalogModel, EXAMPLE_MODEL_ID)
-    assert model is not None
-    reader = weights_reader(settings)
-    snapshot_id = snapshot_weights(
-        site.ledger,
-        store,
-        run=run,
-        model=model,
-        sources=reader.scan(str(site.weights)),
-        weights=reader,
-        organization="o",
-    ).snapshot_id
+    store, snapshot_id = preserve_example(site)
     transcript = "data/interview/session-1.jsonl"
     add_payload(site.ledger, store, snapshot_id, transcript, b'{"turn": 1}\n')
     finish_interrupted_seal(site.ledger, store, snapshot_id, "o")
