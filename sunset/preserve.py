@@ -122,7 +122,7 @@ def snapshot_weights(
     """
     snapshot = _open_snapshot(ledger, store, run, model)
     left_open = {copy.name: copy.open_uploads(snapshot.prefix) for copy in store.copies}
-    recorded = {f.path: f for f in _files(ledger, snapshot.id)}
+    recorded = {f.path: f for f in snapshot_files(ledger, snapshot.id)}
     held = _held(ledger, snapshot.id)
     intact = _still_held(store, snapshot, held.values()) if recorded else set()
     total = sum(source.size for source in sources)
@@ -268,7 +268,7 @@ def write_tag_files(
     for name, data in files.items():
         _put(ledger, store, snapshot, name, data, payload=False)
     digest = manifest_digest(files)
-    entries = _files(ledger, snapshot_id)
+    entries = snapshot_files(ledger, snapshot_id)
     with ledger.session() as db:
         stored = db.get(Snapshot, snapshot_id)
         assert stored is not None
@@ -281,9 +281,8 @@ def write_tag_files(
 
 def package_tag_files(ledger: Ledger, snapshot: Snapshot, organization: str) -> dict[str, bytes]:
     """The tag files a package must hold, derived from the ledger alone."""
-    entries = [
-        PayloadEntry(f.path, f.size, f.sha256, f.sha512) for f in _files(ledger, snapshot.id)
-    ]
+    files = snapshot_files(ledger, snapshot.id)
+    entries = [PayloadEntry(f.path, f.size, f.sha256, f.sha512) for f in files]
     with ledger.session() as db:
         model = db.get(CatalogModel, snapshot.model_id)
         assert model is not None
@@ -322,7 +321,8 @@ def verify_snapshot(
     """
     snapshot = _snapshot(ledger, snapshot_id)
     tags = package_tag_files(ledger, snapshot, organization)
-    wanted = [f.path for f in _files(ledger, snapshot_id) if paths is None or f.path in paths]
+    files = snapshot_files(ledger, snapshot_id)
+    wanted = [f.path for f in files if paths is None or f.path in paths]
     wanted += list(tags)
     held = _held(ledger, snapshot_id)
     failures: list[str] = []
@@ -409,7 +409,7 @@ def finish_interrupted_seal(
 def is_verified(ledger: Ledger, snapshot_id: str) -> bool:
     """True when every replica holds every payload file and every object's latest checks
     since it was stored are ``ok``, a deep one among them."""
-    files = _files(ledger, snapshot_id)
+    files = snapshot_files(ledger, snapshot_id)
     held = _held(ledger, snapshot_id)
     replicas = {replica for replica, _ in held}
     # Nothing held anywhere is nothing verified, however many files the manifest lists.
@@ -564,7 +564,7 @@ def _snapshot(ledger: Ledger, snapshot_id: str) -> Snapshot:
     return snapshot
 
 
-def _files(ledger: Ledger, snapshot_id: str) -> list[SnapshotFile]:
+def snapshot_files(ledger: Ledger, snapshot_id: str) -> list[SnapshotFile]:
     with ledger.session() as db:
         return list(
             db.exec(

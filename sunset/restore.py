@@ -32,6 +32,7 @@ from sunset.ledger import (
 )
 from sunset.lifecycle import ACTIVE, ON_REQUEST, REINSTATEMENT
 from sunset.package import WEIGHTS_DIR
+from sunset.preserve import snapshot_files
 from sunset.runs import check_model_id
 from sunset.store import Digests, DigestStream, ObjectStore
 
@@ -246,17 +247,7 @@ def plan_reinstatement(
 
 def weights_files(ledger: Ledger, snapshot_id: str) -> list[SnapshotFile]:
     """The payload files under ``data/weights/`` of a snapshot, by path."""
-    with ledger.session() as db:
-        return list(
-            db.exec(
-                select(SnapshotFile)
-                .where(
-                    SnapshotFile.snapshot_id == snapshot_id,
-                    SnapshotFile.path.startswith(WEIGHTS_DIR + "/"),  # type: ignore[attr-defined]
-                )
-                .order_by(SnapshotFile.path)
-            )
-        )
+    return [f for f in snapshot_files(ledger, snapshot_id) if f.path.startswith(WEIGHTS_DIR + "/")]
 
 
 def restore_snapshot(

@@ -6,7 +6,8 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlmodel import col, select
 
-from sunset.ledger import FixityEvent, Snapshot, SnapshotFile
+from sunset.ledger import FixityEvent, Snapshot
+from sunset.preserve import snapshot_files
 from sunset.report.assemble import SealedReport, record_report_input, seal_report
 from sunset.runs import REPORT_STEP, ValidatedRequest
 from sunset.services import Services
@@ -49,16 +50,12 @@ def _show_artifacts(services: Services, run_id: str, model_id: str, sealed: Seal
     )
     with services.ledger.session() as db:
         snapshot = db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).one()
-        files = db.exec(
-            select(SnapshotFile)
-            .where(SnapshotFile.snapshot_id == snapshot.id)
-            .order_by(col(SnapshotFile.path))
-        ).all()
         events = db.exec(
             select(FixityEvent)
             .where(FixityEvent.run_id == run_id)
             .order_by(col(FixityEvent.checked_at))
         ).all()
+    files = snapshot_files(services.ledger, snapshot.id)
     create_table_artifact(
         key=f"manifest-{key}",
         description="Package manifest",
