@@ -144,10 +144,14 @@ class Probe:
     def transitions(self) -> int:
         return self._count(select(func.count()).select_from(StatusTransition))
 
+    def snapshot_attempts(self) -> int:
+        return self._count(select(func.count()).where(StepAttempt.step == SNAPSHOT_STEP))
+
     def counts(self) -> dict[str, float]:
         return {
             "checks": self.checks(),
             "report attempts": self.report_attempts(),
+            "snapshot attempts": self.snapshot_attempts(),
             "since": time.time(),
         }
 
@@ -222,7 +226,10 @@ def crash_plan(seed: int, weights_files: int) -> list[CrashPoint]:
         CrashPoint(
             SNAPSHOT_STEP,
             "after every weights file, writing the tag files",
-            prepare=s3_latency,
+            # Files are recorded in batches: the last ones may have been recorded by the
+            # run killed before. Wait for this run's own snapshot step.
+            arm_when=lambda p, s: p.snapshot_attempts() > s["snapshot attempts"],
+            arm=s3_latency,
             kill_when=lambda p, s: p.weights_stored() == weights_files,
         ),
         CrashPoint(

@@ -141,6 +141,9 @@ class Child:
     def kill(self) -> None:
         """SIGKILL the child's whole process group and wait until it is gone."""
         if self.returncode() is None:
+            # A child killed right after the fork may not have made its own group yet.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
         self.wait(30)
