@@ -728,9 +728,7 @@ def ops_setup(alert_webhook: AlertWebhook = None) -> None:
 
 
 def _show_operating_mode(mode: Any) -> None:
-    table = Table(title="Sunset operating mode (Ctrl-C stops it)", show_header=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+    table = _facts_table("Sunset operating mode (Ctrl-C stops it)")
     table.add_row("Prefect UI", mode.ui_url)
     table.add_row("Deployments", ", ".join(mode.deployments))
     table.add_row("Alerts", ", ".join(mode.alerts) or "none (no --alert-webhook)")
@@ -860,9 +858,7 @@ def reinstate(
         console.print(f"Reinstating {model}: the Prefect flow is starting ...")
         outcome = reinstate_model(**request.parameters(), requested_by=getpass.getuser())
         verdict = f"rejected by {outcome.rejected_by}" if outcome.rejected_by else "complete"
-        table = Table(title=f"Reinstatement of {model} {verdict}", show_header=False)
-        table.add_column(style="bold")
-        table.add_column(overflow="fold")
+        table = _facts_table(f"Reinstatement of {model} {verdict}")
         table.add_row("Snapshot", outcome.snapshot_id)
         table.add_row("Restored to", outcome.destination)
         table.add_row("Serving status", f"[bold]{outcome.status}[/]")
@@ -1081,9 +1077,7 @@ def _demo_real_model(settings: Settings, ledger: Ledger, data_dir: Path) -> None
 
 
 def _show_drill(summary: Any) -> None:
-    table = Table(title=f"Resurrection drill of {summary.model_id} passed", show_header=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+    table = _facts_table(f"Resurrection drill of {summary.model_id} passed")
     table.add_row("Package", summary.package)
     table.add_row("Restored from", f"{summary.endpoint}, into a fresh directory")
     table.add_row(
@@ -1100,11 +1094,17 @@ def _show_drill(summary: Any) -> None:
     console.print(table)
 
 
-def _show_outcome(outcome: Any) -> None:
-    verdict = f"rejected by {outcome.rejected_by}" if outcome.rejected_by else "complete"
-    table = Table(title=f"Deprecation of {outcome.model_id} {verdict}", show_header=False)
+def _facts_table(title: str) -> Table:
+    """A two-column table of named facts: names in bold, long values folded."""
+    table = Table(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
+    return table
+
+
+def _show_outcome(outcome: Any) -> None:
+    verdict = f"rejected by {outcome.rejected_by}" if outcome.rejected_by else "complete"
+    table = _facts_table(f"Deprecation of {outcome.model_id} {verdict}")
     table.add_row("Preserved package", outcome.package)
     table.add_row("Report", outcome.report)
     table.add_row("Serving status", f"[bold]{outcome.status}[/]")
@@ -1168,9 +1168,7 @@ def _show_model(ledger: Ledger, model_id: str) -> None:
             .where(DrillEvent.model_id == model_id)
             .order_by(DrillEvent.finished_at.desc())  # type: ignore[attr-defined]
         ).first()
-    table = Table(title=f"{model.display_name} ({model.id})", show_header=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+    table = _facts_table(f"{model.display_name} ({model.id})")
     table.add_row("Serving status", f"[bold]{model.serving_status}[/]")
     table.add_row("Released", str(model.released_on or "not recorded"))
     table.add_row("Deprecation announced", str(model.deprecation_announced_on or "not yet"))
