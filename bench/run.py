@@ -47,7 +47,7 @@ TARGETS = {
 
 def _env_store(bucket: str, replicas: str = "[]") -> Any:
     from sunset.config import Settings
-    from sunset.replicas import connect_store
+    from sunset.preservation.replicas import connect_store
 
     os.environ["SUNSET_BUCKET"] = bucket
     os.environ["SUNSET_REPLICAS"] = replicas
@@ -68,8 +68,8 @@ def _ledger_run(settings: Any, model_id: str, run_id: str) -> tuple[Any, Any, An
 
 def phase_snapshot(work: Path, model_dir: str, bucket: str, run_id: str) -> dict[str, Any]:
     """Sunset's snapshot: one read pass, SHA-256 + SHA-512 + CRC64NVME, the ledger."""
-    from sunset.preserve import snapshot_weights
-    from sunset.replicas import weights_reader
+    from sunset.preservation.preserve import snapshot_weights
+    from sunset.preservation.replicas import weights_reader
 
     settings, store = _env_store(bucket)
     store.ensure_buckets()
@@ -142,8 +142,8 @@ def phase_fast_verify(work: Path, bucket: str, snapshot_id: str) -> dict[str, An
 def _checks(bucket: str, snapshot_id: str, method: str) -> dict[str, Any]:
     from sqlmodel import select
 
-    from sunset.fixity import deep_check, fast_check
     from sunset.ledger import PreservedObject, Snapshot, open_ledger
+    from sunset.preservation.fixity import deep_check, fast_check
 
     settings, store = _env_store(bucket)
     ledger = open_ledger(settings.ledger_url)
@@ -176,7 +176,7 @@ def phase_raw_download(work: Path, bucket: str) -> dict[str, Any]:
 
 
 def _client() -> Any:
-    from sunset.store import make_s3_client
+    from sunset.preservation.store import make_s3_client
 
     return make_s3_client(
         os.environ["SUNSET_S3_ENDPOINT_URL"], "us-east-1", "bench", SecretStr("bench")
@@ -196,13 +196,13 @@ def phase_deprecate(work: Path, label: str) -> dict[str, Any]:
     """A whole demo deprecation: wall time, and the part spent in the steps' own work."""
     from sqlmodel import select
 
-    from sunset.example_model import (
+    from sunset.ledger import StepAttempt, open_ledger
+    from sunset_dev.example_model import (
         EXAMPLE_MODEL_ID,
         register_example_models,
         write_example_recipients,
         write_example_weights,
     )
-    from sunset.ledger import StepAttempt, open_ledger
 
     os.environ["SUNSET_DATABASE_URL"] = f"sqlite:///{work / f'ledger-{label}.db'}"
     settings, store = _env_store(f"bench-demo-{label}", replicas="[]")
@@ -284,7 +284,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="256 MiB instead of 2 GiB.")
     args = parser.parse_args()
-    from sunset.devstack import DevStack
+    from sunset_dev.devstack import DevStack
 
     shard_bytes = (64 if args.quick else 512) * MIB
     with tempfile.TemporaryDirectory(prefix="sunset-bench-") as tmp:
@@ -353,7 +353,7 @@ def measure(work: Path, shard_bytes: int) -> dict[str, Any]:
 
 def orchestration_overhead(work: Path) -> dict[str, Any]:
     """A demo deprecation on Prefect's temporary server, then on a running server."""
-    from sunset.devstack import free_port
+    from sunset_dev.devstack import free_port
 
     temporary = run_phase("deprecate", work, "temporary")
     port = free_port()

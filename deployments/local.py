@@ -27,8 +27,8 @@ from deployments.ops import (
     ensure_work_pool,
 )
 from sunset.config import Settings
-from sunset.devstack import HOST, DevStack, ServiceHandle, free_port, start_process
-from sunset.replicas import connect_store
+from sunset.preservation.replicas import connect_store
+from sunset_dev.devstack import HOST, DevStack, ServiceHandle, free_port, start_process
 
 WORKER_NAME = f"sunset-local-{socket.gethostname()}"
 SERVER_START_TIMEOUT = 120.0

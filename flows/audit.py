@@ -8,9 +8,9 @@ from prefect import Flow, flow
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import State
 
-from sunset.audit import AuditSummary, finish_audit
 from sunset.config import Settings
 from sunset.ledger import open_ledger
+from sunset.preservation.audit import AuditSummary, finish_audit
 from sunset.services import connect
 from tasks.audit import (
     begin_audit,

@@ -15,7 +15,8 @@ from prefect import flow
 from flows.limits import one_deprecation_per_model
 from flows.serving import approval_gate, close_ledger_run, flip_serving, tag_with_model
 from sunset.config import Settings
-from sunset.runs import DeprecationRequest, check_model_id, run_lease, target_status
+from sunset.runs.lifecycle import run_lease
+from sunset.runs.request import DeprecationRequest, check_model_id, target_status
 from sunset.services import connect
 from tasks.drill import drill_package
 from tasks.fingerprint import record_fingerprint

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from sunset.config import Settings
-from sunset.drill import DrillSummary
+from sunset.preservation.drill import DrillSummary
 from sunset.services import connect
 from tasks.drill import drill_package
 

@@ -38,7 +38,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
 
 from sunset.ledger import Ledger
-from sunset.runs import take_abandoned_orchestrator_leases
+from sunset.runs.lifecycle import take_abandoned_orchestrator_leases
 
 SLOT_LEASE_SECONDS = 300.0
 

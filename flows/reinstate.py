@@ -9,8 +9,8 @@ from prefect import flow
 
 from flows.serving import approval_gate, close_ledger_run, flip_serving, tag_with_model
 from sunset.config import Settings
-from sunset.restore import ReinstatementRequest
-from sunset.runs import run_lease
+from sunset.preservation.restore import ReinstatementRequest
+from sunset.runs.lifecycle import run_lease
 from sunset.services import connect
 from tasks.reinstate import check_restored, plan, restore_weights, reverify_package
 

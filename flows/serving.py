@@ -22,12 +22,12 @@ from prefect.transactions import transaction
 from pydantic import Field
 from sqlmodel import select
 
-from sunset.approvals import APPROVE, REJECT, GateState
 from sunset.config import Settings
 from sunset.errors import InputError
 from sunset.ledger import DeprecationRun, ServingStatus
-from sunset.runs import finish_run
+from sunset.runs.lifecycle import finish_run
 from sunset.services import Services, connect
+from sunset.serving.approvals import APPROVE, REJECT, GateState
 from tasks.approval import record_approval, request_approval
 from tasks.serving import check_serving, flip_serving_status, route_gateway
 

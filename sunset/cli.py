@@ -41,8 +41,8 @@ from sunset.ledger import (
     StepAttempt,
     open_ledger,
 )
-from sunset.runs import check_model_id
-from sunset.store import ObjectStore, make_s3_client
+from sunset.preservation.store import ObjectStore, make_s3_client
+from sunset.runs.request import check_model_id
 
 app = typer.Typer(
     help="Sunset retires an AI model without closing the door: it notifies the model's users, "
@@ -294,19 +294,19 @@ def demo(
     package again: restored from the bucket, loaded from the restored files alone, its
     fingerprint replayed. This takes a few minutes on 2 cores.
     """
-    from sunset.devstack import DevStack
-    from sunset.example_model import (
+    from sunset.preservation.replicas import connect_store
+    from sunset_dev.devstack import DevStack
+    from sunset_dev.example_model import (
         EXAMPLE_MODEL_ID,
         register_example_models,
         write_example_recipients,
         write_example_weights,
     )
-    from sunset.replicas import connect_store
 
     with _plain_errors():
         if real_model:  # before any service starts: say at once what is missing
-            from sunset.example_model import real_model_file
             from sunset.local_model import require_runtime
+            from sunset_dev.example_model import real_model_file
 
             require_runtime()
             real_model_file()
@@ -831,7 +831,11 @@ def reinstate(
     """Bring a retired MODEL back: re-verify its preserved package, restore the weights,
     check every restored file against the manifest, then make it active (or on request).
     """
-    from sunset.restore import ReinstatementRequest, open_destination, plan_reinstatement
+    from sunset.preservation.restore import (
+        ReinstatementRequest,
+        open_destination,
+        plan_reinstatement,
+    )
 
     with _plain_errors():
         settings = Settings()
@@ -914,7 +918,7 @@ def _parse_moment(value: str) -> datetime:
 
 
 def _show_status_at(ledger: Ledger, model_id: str, moment: datetime) -> None:
-    from sunset.serving import status_at
+    from sunset.serving.guards import status_at
 
     found = status_at(ledger, model_id, moment)
     when = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -965,7 +969,7 @@ def model_server(
     Stops on Ctrl-C. Needs pip install 'sunset[local-model]'.
     """
     from sunset.local_model import LocalModel, LocalModelResponder
-    from sunset.messages_server import create_app, serve
+    from sunset_dev.messages_server import create_app, serve
 
     with _plain_errors():
         errors.print(f"Loading the model from {weights} (15-30 s on 2 cores) ...")
@@ -1000,8 +1004,8 @@ def _retire_for_demo(
 
 def _run_deprecation(settings: Settings, *, requested_by: str, **parameters: Any) -> Any:
     """Validate in-process for a fast answer, then run the flow (starting Prefect)."""
-    from sunset.replicas import connect_store, weights_reader
-    from sunset.runs import DeprecationRequest, validate_request
+    from sunset.preservation.replicas import connect_store, weights_reader
+    from sunset.runs.request import DeprecationRequest, validate_request
 
     validate_request(
         _ledger(settings),
@@ -1020,8 +1024,8 @@ def _run_deprecation(settings: Settings, *, requested_by: str, **parameters: Any
 
 def _run_drill(settings: Settings, model_id: str, snapshot_id: str | None) -> Any:
     """Check in-process that a drill can start, then run the drill flow (starting Prefect)."""
-    from sunset.drill import drill_target
     from sunset.local_model import require_runtime
+    from sunset.preservation.drill import drill_target
 
     require_runtime()
     drill_target(_ledger(settings), model_id, snapshot_id)
@@ -1034,8 +1038,8 @@ def _run_drill(settings: Settings, model_id: str, snapshot_id: str | None) -> An
 
 def _demo_real_model(settings: Settings, ledger: Ledger, data_dir: Path) -> None:
     """Retire SmolLM2-135M-Instruct on the running services, or drill it if it is retired."""
-    from sunset.devstack import start_model_server
-    from sunset.example_model import (
+    from sunset_dev.devstack import start_model_server
+    from sunset_dev.example_model import (
         REAL_MODEL_ID,
         register_real_model,
         write_example_recipients,
@@ -1132,7 +1136,7 @@ def _show_catalog(ledger: Ledger) -> None:
 
 
 def _show_model(ledger: Ledger, model_id: str) -> None:
-    from sunset.serving import history
+    from sunset.serving.guards import history
 
     with ledger.session() as db:
         model = db.get(CatalogModel, model_id)

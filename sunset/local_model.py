@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sunset.errors import InputError
-from sunset.messages_server import MessagesRequest, ResponderReply, content_text
+from sunset_dev.messages_server import MessagesRequest, ResponderReply, content_text
 
 log = logging.getLogger(__name__)
 

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 
 from sunset.config import Settings
 from sunset.errors import InputError
-from sunset.gateway import HttpGateway, RoutingFile, ServingGateway
 from sunset.interview.client import AnthropicMessages, MessagesClient
 from sunset.ledger import Ledger, open_ledger
 from sunset.notify.channels import Channel, EmailChannel, Mailer, WebhookChannel
 from sunset.notify.email import SmtpMailer, SmtpRelay
 from sunset.notify.message import NoticeTemplates
 from sunset.notify.webhook import WebhookSender
-from sunset.replicas import ReplicatedStore, connect_store, weights_reader
-from sunset.weights import WeightsReader
+from sunset.preservation.replicas import ReplicatedStore, connect_store, weights_reader
+from sunset.preservation.weights import WeightsReader
+from sunset.serving.gateway import HttpGateway, RoutingFile, ServingGateway
 
 
 @dataclass

@@ -6,16 +6,16 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from sunset.approvals import (
+from sunset.ledger import ServingStatus
+from sunset.runs.steps import APPROVAL_STEP, DECISION_STEP
+from sunset.services import Services
+from sunset.serving.approvals import (
     GateState,
     PendingApproval,
     approval_summary,
     gate_state,
     record_decision,
 )
-from sunset.ledger import ServingStatus
-from sunset.runs import APPROVAL_STEP, DECISION_STEP
-from sunset.services import Services
 from tasks.step import step
 
 

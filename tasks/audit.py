@@ -9,8 +9,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from sunset import audit
-from sunset.audit import AuditSummary, CheckSummary, RepairSummary, RetentionSummary
+from sunset.preservation import audit
+from sunset.preservation.audit import AuditSummary, CheckSummary, RepairSummary, RetentionSummary
 from sunset.services import Services
 from tasks.step import audit_step
 

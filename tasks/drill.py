@@ -6,9 +6,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from sunset.attempts import record_attempt
-from sunset.drill import DrillSummary, run_drill
-from sunset.runs import DRILL_STEP
+from sunset.preservation.drill import DrillSummary, run_drill
+from sunset.runs.attempts import record_attempt
+from sunset.runs.steps import DRILL_STEP
 from sunset.services import Services
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from prefect import get_run_logger
 
-from sunset.fingerprint import FingerprintSummary
-from sunset.fingerprint import record_fingerprint as fingerprint_model
-from sunset.preserve import SnapshotSummary
-from sunset.runs import FINGERPRINT_STEP, ValidatedRequest
+from sunset.preservation.fingerprint import FingerprintSummary
+from sunset.preservation.fingerprint import record_fingerprint as fingerprint_model
+from sunset.preservation.preserve import SnapshotSummary
+from sunset.runs.request import ValidatedRequest
+from sunset.runs.steps import FINGERPRINT_STEP
 from sunset.services import Services
 from tasks.step import step
 

@@ -8,7 +8,8 @@ from prefect.runtime import flow_run
 from sunset.interview.runner import InterviewSummary, interview_deadline
 from sunset.interview.runner import run_interviews as interview
 from sunset.interview.transcript import PackageTranscripts
-from sunset.runs import INTERVIEW_STEP, ValidatedRequest
+from sunset.runs.request import ValidatedRequest
+from sunset.runs.steps import INTERVIEW_STEP
 from sunset.services import Services
 from tasks.progress import progress_artifact
 from tasks.step import step

@@ -5,7 +5,9 @@ from __future__ import annotations
 from prefect import get_run_logger
 
 from sunset.notify.notices import NoticeSummary, notify_recipients
-from sunset.runs import NOTIFY_STEP, ValidatedRequest, record_announcement
+from sunset.runs.lifecycle import record_announcement
+from sunset.runs.request import ValidatedRequest
+from sunset.runs.steps import NOTIFY_STEP
 from sunset.services import Services
 from tasks.step import step
 

@@ -9,14 +9,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from sunset.attempts import record_attempt
-from sunset.runs import (
-    PREFLIGHT_STEP,
-    DeprecationRequest,
-    ValidatedRequest,
-    begin_deprecation,
-    validate_request,
-)
+from sunset.runs.attempts import record_attempt
+from sunset.runs.lifecycle import begin_deprecation
+from sunset.runs.request import DeprecationRequest, ValidatedRequest, validate_request
+from sunset.runs.steps import PREFLIGHT_STEP
 from sunset.services import Services
 
 

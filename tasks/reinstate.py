@@ -8,10 +8,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from sunset.attempts import record_attempt
-from sunset.lifecycle import REINSTATEMENT
-from sunset.preserve import VerificationSummary, verify_snapshot
-from sunset.restore import (
+from sunset.preservation.preserve import VerificationSummary, verify_snapshot
+from sunset.preservation.restore import (
     Destination,
     ReinstatementPlan,
     ReinstatementRequest,
@@ -21,15 +19,12 @@ from sunset.restore import (
     restore_snapshot,
     verify_restoration,
 )
-from sunset.runs import (
-    PREFLIGHT_STEP,
-    RESTORE_CHECK_STEP,
-    RESTORE_STEP,
-    VERIFY_STEP,
-    begin_run,
-)
+from sunset.preservation.store import ObjectStore
+from sunset.runs.attempts import record_attempt
+from sunset.runs.lifecycle import begin_run
+from sunset.runs.steps import PREFLIGHT_STEP, RESTORE_CHECK_STEP, RESTORE_STEP, VERIFY_STEP
 from sunset.services import Services
-from sunset.store import ObjectStore
+from sunset.serving.lifecycle import REINSTATEMENT
 from tasks.step import step
 
 

@@ -18,9 +18,16 @@ from prefect.transactions import Transaction, get_transaction
 
 from sunset.config import Settings
 from sunset.ledger import ServingStatus
-from sunset.runs import CHECK_STEP, FLIP_STEP, ROUTE_STEP
+from sunset.runs.steps import CHECK_STEP, FLIP_STEP, ROUTE_STEP
 from sunset.services import Services, connect
-from sunset.serving import Flip, apply_route, check_flip, flip_status, last_failure, rollback_flip
+from sunset.serving.guards import (
+    Flip,
+    apply_route,
+    check_flip,
+    flip_status,
+    last_failure,
+    rollback_flip,
+)
 from tasks.step import step
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import get_run_logger
 
 from sunset.ledger import DeprecationRun
-from sunset.preserve import SnapshotSummary
-from sunset.preserve import snapshot_weights as preserve_weights
-from sunset.runs import SNAPSHOT_STEP, ValidatedRequest
+from sunset.preservation.preserve import SnapshotSummary
+from sunset.preservation.preserve import snapshot_weights as preserve_weights
+from sunset.runs.request import ValidatedRequest
+from sunset.runs.steps import SNAPSHOT_STEP
 from sunset.services import Services
 from tasks.progress import progress_artifact
 from tasks.step import step

@@ -24,9 +24,9 @@ from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.tasks import exponential_backoff
 
-from sunset.attempts import record_attempt
 from sunset.errors import is_transient
 from sunset.ledger import AuditAttempt
+from sunset.runs.attempts import record_attempt
 
 P = ParamSpec("P")
 R = TypeVar("R")

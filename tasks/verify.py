@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 
-from sunset.preserve import (
+from sunset.preservation.preserve import (
     SnapshotSummary,
     VerificationSummary,
     finish_interrupted_seal,
     verify_snapshot,
 )
-from sunset.runs import VERIFY_STEP
+from sunset.runs.steps import VERIFY_STEP
 from sunset.services import Services
 from tasks.progress import progress_artifact
 from tasks.step import step

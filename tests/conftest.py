@@ -24,15 +24,15 @@ import psycopg
 import pytest
 
 from sunset.config import Settings
-from sunset.devstack import DevStack, read_mailbox
-from sunset.example_model import (
+from sunset.ledger import Ledger, open_ledger
+from sunset.preservation.replicas import connect_store
+from sunset.preservation.store import ObjectStore
+from sunset_dev.devstack import DevStack, read_mailbox
+from sunset_dev.example_model import (
     register_example_models,
     write_example_recipients,
     write_example_weights,
 )
-from sunset.ledger import Ledger, open_ledger
-from sunset.replicas import connect_store
-from sunset.store import ObjectStore
 from tests.reliability.tally import TALLY
 from tests.standin_control import StandIn
 

@@ -15,12 +15,12 @@ from typing import IO, Any
 from awscrt import checksums
 
 from sunset.config import Settings
-from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import CatalogModel, DeprecationRun, Ledger, utcnow
-from sunset.preserve import SnapshotSummary, snapshot_weights
-from sunset.replicas import ReplicatedStore, connect_store
-from sunset.store import ObjectStore
-from sunset.weights import SourceFile, WeightsReader
+from sunset.preservation.preserve import SnapshotSummary, snapshot_weights
+from sunset.preservation.replicas import ReplicatedStore, connect_store
+from sunset.preservation.store import ObjectStore
+from sunset.preservation.weights import SourceFile, WeightsReader
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # the smallest part S3 (and SeaweedFS) accepts

@@ -16,8 +16,8 @@ from typing import Any
 
 from sunset.config import Settings
 from sunset.ledger import open_ledger
-from sunset.replicas import connect_store, weights_reader
-from sunset.store import ObjectStore
+from sunset.preservation.replicas import connect_store, weights_reader
+from sunset.preservation.store import ObjectStore
 from tests.preservation import snapshot
 
 

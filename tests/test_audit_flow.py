@@ -15,9 +15,9 @@ from sqlmodel import select
 from flows.audit import audit_preservation
 from sunset.errors import PreservationError
 from sunset.ledger import AuditAttempt, AuditRun, FixityEvent, PreservedObject, utcnow
-from sunset.package import WEIGHTS_DIR
-from sunset.preserve import SnapshotSummary
-from sunset.replicas import ReplicatedStore
+from sunset.preservation.package import WEIGHTS_DIR
+from sunset.preservation.preserve import SnapshotSummary
+from sunset.preservation.replicas import ReplicatedStore
 from tasks.audit import FIXITY_FAILED_EVENT
 from tests.conftest import Site
 from tests.preservation import (

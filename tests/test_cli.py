@@ -12,8 +12,8 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from sunset.cli import app
-from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import CatalogModel, DeprecationRun, StepAttempt
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 
 SUNSET = [sys.executable, "-m", "sunset.cli"]

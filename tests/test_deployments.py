@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sunset.package import package_prefix
+from sunset.preservation.package import package_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = json.loads((ROOT / "deployments" / "bucket-policy.json").read_text())

@@ -20,9 +20,7 @@ from prefect.client.schemas.filters import (
 from sqlmodel import select
 
 from flows import deprecate as deprecate_flow
-from sunset.devstack import start_smtp
 from sunset.errors import VerificationFailed
-from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import (
     CatalogModel,
     DeprecationRun,
@@ -32,7 +30,7 @@ from sunset.ledger import (
     StatusTransition,
     StepAttempt,
 )
-from sunset.runs import (
+from sunset.runs.steps import (
     CHECK_STEP,
     FLIP_STEP,
     INTERVIEW_STEP,
@@ -43,6 +41,8 @@ from sunset.runs import (
     SNAPSHOT_STEP,
     VERIFY_STEP,
 )
+from sunset_dev.devstack import start_smtp
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

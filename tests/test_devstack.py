@@ -16,8 +16,8 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from sunset import devstack
-from sunset.devstack import (
+from sunset_dev import devstack
+from sunset_dev.devstack import (
     DevStack,
     DevStackError,
     ServiceHandle,

@@ -14,12 +14,12 @@ import botocore.exceptions
 import pytest
 from sqlmodel import select
 
-from sunset.fixity import deep_check, fast_check, still_held
 from sunset.ledger import PreservedObject
-from sunset.package import WEIGHTS_DIR
-from sunset.preserve import SnapshotSummary
-from sunset.replicas import ReplicatedStore
-from sunset.store import ObjectStore
+from sunset.preservation.fixity import deep_check, fast_check, still_held
+from sunset.preservation.package import WEIGHTS_DIR
+from sunset.preservation.preserve import SnapshotSummary
+from sunset.preservation.replicas import ReplicatedStore
+from sunset.preservation.store import ObjectStore
 from tests.conftest import Site
 from tests.preservation import (
     PART,

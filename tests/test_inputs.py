@@ -13,7 +13,7 @@ from sunset.config import Settings
 from sunset.errors import InputError
 from sunset.interview.protocol import load_protocol
 from sunset.notify.recipients import load_recipients
-from sunset.weights import scan_weights_dir
+from sunset.preservation.weights import scan_weights_dir
 
 
 def test_weights_are_listed_with_relative_paths(tmp_path: Path) -> None:

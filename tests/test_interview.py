@@ -23,7 +23,6 @@ from sqlmodel import select
 
 from sunset.config import Settings
 from sunset.errors import DeadlineExceeded, InputError, is_transient
-from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.interview.client import AnthropicMessages, Deadline
 from sunset.interview.preferences import find_preferences
 from sunset.interview.protocol import load_protocol
@@ -38,9 +37,10 @@ from sunset.ledger import (
     Ledger,
     StepAttempt,
 )
-from sunset.preserve import snapshot_weights, verify_snapshot
-from sunset.replicas import connect_store
-from sunset.weights import WeightsReader, scan_weights_dir
+from sunset.preservation.preserve import snapshot_weights, verify_snapshot
+from sunset.preservation.replicas import connect_store
+from sunset.preservation.weights import WeightsReader, scan_weights_dir
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.standin_control import StandIn, last_question
 
@@ -282,7 +282,7 @@ from sunset.interview.runner import run_interviews
 from sunset.interview.transcript import PackageTranscripts
 from sunset.ledger import open_ledger
 from sunset.config import Settings
-from sunset.replicas import connect_store
+from sunset.preservation.replicas import connect_store
 
 a = json.loads(sys.argv[1])
 ledger = open_ledger(a["ledger_url"])

@@ -10,11 +10,11 @@ from sqlmodel import select
 
 from flows import deprecate as deprecate_flow
 from sunset.errors import InputError
-from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.interview.protocol import load_protocol
 from sunset.interview.transcript import transcript_jsonl, transcript_path
 from sunset.ledger import InterviewSession, InterviewTurn, Report, Snapshot, StepAttempt
-from sunset.runs import INTERVIEW_STEP
+from sunset.runs.steps import INTERVIEW_STEP
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.standin_control import StandIn, last_question
 

@@ -8,7 +8,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from sunset.attempts import record_attempt
 from sunset.ledger import (
     CatalogModel,
     Delivery,
@@ -16,6 +15,7 @@ from sunset.ledger import (
     StepAttempt,
     open_ledger,
 )
+from sunset.runs.attempts import record_attempt
 
 
 def test_migrations_create_every_table_and_are_idempotent(ledger_url: str) -> None:

@@ -16,8 +16,6 @@ from sqlmodel import select
 
 from sunset.config import Settings
 from sunset.errors import GatewayError, GuardRefused, InputError
-from sunset.example_model import EXAMPLE_MODEL_ID
-from sunset.gateway import HttpGateway, Route, RoutingFile, check_route
 from sunset.ledger import (
     AttemptState,
     CatalogModel,
@@ -35,10 +33,14 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
-from sunset.lifecycle import DEPRECATION, REINSTATEMENT, TARGETS_BY_KIND, check_move
-from sunset.runs import NOTIFY_STEP, DeprecationRequest, begin_deprecation, validate_request
-from sunset.serving import flip_status, status_at
-from sunset.weights import WeightsReader
+from sunset.preservation.weights import WeightsReader
+from sunset.runs.lifecycle import begin_deprecation
+from sunset.runs.request import DeprecationRequest, validate_request
+from sunset.runs.steps import NOTIFY_STEP
+from sunset.serving.gateway import HttpGateway, Route, RoutingFile, check_route
+from sunset.serving.guards import flip_status, status_at
+from sunset.serving.lifecycle import DEPRECATION, REINSTATEMENT, TARGETS_BY_KIND, check_move
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.http_receivers import gateway_server
 

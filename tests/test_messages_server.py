@@ -21,7 +21,7 @@ import anthropic
 import httpx
 import pytest
 
-from sunset.messages_server import (
+from sunset_dev.messages_server import (
     MessagesRequest,
     StandInResponder,
     count_tokens,
@@ -96,7 +96,7 @@ def standin_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandI
     stdout_path, stderr_path = logs / "stdout.txt", logs / "stderr.txt"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sunset.messages_server", "--host", "127.0.0.1"]
+            [sys.executable, "-m", "sunset_dev.messages_server", "--host", "127.0.0.1"]
             + ["--port", str(port)],
             cwd=REPO_ROOT,
             env=_subprocess_env(),
@@ -199,7 +199,7 @@ def test_stand_in_answers_have_two_to_four_sentences_and_preferences() -> None:
 
 def test_cli_help_says_it_is_a_stand_in() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sunset.messages_server", "--help"],
+        [sys.executable, "-m", "sunset_dev.messages_server", "--help"],
         cwd=REPO_ROOT,
         env=_subprocess_env(),
         capture_output=True,

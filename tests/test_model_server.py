@@ -16,9 +16,9 @@ from typing import Any
 import anthropic
 import pytest
 
-from sunset.devstack import ServiceHandle, start_model_server
-from sunset.example_model import write_real_model_weights
-from sunset.messages_server import STAND_IN_HEADER
+from sunset_dev.devstack import ServiceHandle, start_model_server
+from sunset_dev.example_model import write_real_model_weights
+from sunset_dev.messages_server import STAND_IN_HEADER
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -16,15 +16,15 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import select
 
-from sunset.devstack import ServiceHandle, read_mailbox, start_smtp
 from sunset.errors import InputError, TransientError
-from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import CatalogModel, Delivery, DeliverySummary, DeprecationRun, ModelUser
 from sunset.notify.email import SmtpMailer, SmtpRelay, compose_notice
 from sunset.notify.message import Notice, NoticeTemplates
 from sunset.notify.recipients import Recipient, load_recipients
 from sunset.notify.users import import_users, load_users
 from sunset.notify.webhook import sign, verify_signature
+from sunset_dev.devstack import ServiceHandle, read_mailbox, start_smtp
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.http_receivers import copied_verify_function, webhook_receiver
 from tests.notify_worker import notify

@@ -49,15 +49,15 @@ from deployments.ops import (
     FIXITY_FAILED_EVENT,
     RUN_FAILED_AUTOMATION,
 )
-from sunset.devstack import free_port
-from sunset.example_model import (
+from sunset.ledger import CatalogModel, open_ledger
+from sunset_dev.devstack import free_port
+from sunset_dev.example_model import (
     EXAMPLE_MODEL_ID,
     EXAMPLE_REPLACEMENT_ID,
     register_example_models,
     write_example_recipients,
     write_example_weights,
 )
-from sunset.ledger import CatalogModel, open_ledger
 from tests.conftest import POSTGRES_ADMIN
 from tests.test_deprecate_flow import ALL_STEPS
 

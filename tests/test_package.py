@@ -7,8 +7,8 @@ from pathlib import Path
 
 import bagit
 
-from sunset.package import PayloadEntry, bag_info, encode_path, tag_files
-from sunset.store import digest_bytes
+from sunset.preservation.package import PayloadEntry, bag_info, encode_path, tag_files
+from sunset.preservation.store import digest_bytes
 
 
 def test_tag_files_make_a_bag_that_bagit_validates(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from pydantic import SecretStr
 from sqlmodel import select
 
 from sunset.errors import InputError
-from sunset.example_model import EXAMPLE_MODEL_ID, register_example_models
 from sunset.interview.client import AnthropicMessages, Deadline
 from sunset.interview.preferences import (
     PREFERENCE_PATTERN,
@@ -36,7 +35,8 @@ from sunset.ledger import (
     PreferenceStatusChange,
     open_ledger,
 )
-from sunset.messages_server import StandInResponder
+from sunset_dev.example_model import EXAMPLE_MODEL_ID, register_example_models
+from sunset_dev.messages_server import StandInResponder
 from tests.conftest import Site
 from tests.standin_control import StandIn
 

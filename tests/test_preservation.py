@@ -19,10 +19,8 @@ from awscrt import checksums
 from botocore.exceptions import ClientError
 from sqlmodel import select
 
-from sunset import audit
 from sunset.config import Settings
 from sunset.errors import InputError, VerificationFailed
-from sunset.example_model import EXAMPLE_MODEL_ID, register_example_models
 from sunset.ledger import (
     DeprecationRun,
     FixityEvent,
@@ -31,16 +29,18 @@ from sunset.ledger import (
     open_ledger,
     utcnow,
 )
-from sunset.package import WEIGHTS_DIR, package_prefix
-from sunset.preserve import (
+from sunset.preservation import audit
+from sunset.preservation.package import WEIGHTS_DIR, package_prefix
+from sunset.preservation.preserve import (
     add_payload,
     is_verified,
     snapshot_id_for,
     verify_snapshot,
     write_tag_files,
 )
-from sunset.replicas import weights_reader
-from sunset.store import ObjectStore, crc64nvme_b64
+from sunset.preservation.replicas import weights_reader
+from sunset.preservation.store import ObjectStore, crc64nvme_b64
+from sunset_dev.example_model import EXAMPLE_MODEL_ID, register_example_models
 from tests.conftest import Site
 from tests.preservation import (
     PART,

@@ -13,7 +13,6 @@ from flows import deprecate as deprecate_flow
 from flows import reinstate as reinstate_flow
 from flows.serving import submit_decision
 from sunset.errors import InputError, VerificationFailed
-from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import (
     CatalogModel,
     DeprecationRun,
@@ -22,12 +21,13 @@ from sunset.ledger import (
     StatusTransition,
     StepAttempt,
 )
-from sunset.restore import (
+from sunset.preservation.restore import (
     LocalDirectory,
     ReinstatementRequest,
     plan_reinstatement,
     verify_restoration,
 )
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.paused_runs import in_background, wait_for_pause
 

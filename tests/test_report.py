@@ -13,7 +13,6 @@ import pytest
 from sqlmodel import col, select
 
 from flows.deprecate import deprecate_model
-from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import (
     CatalogModel,
     Delivery,
@@ -23,8 +22,9 @@ from sunset.ledger import (
     Report,
     SnapshotFile,
 )
-from sunset.package import PayloadEntry, payload_manifest
+from sunset.preservation.package import PayloadEntry, payload_manifest
 from sunset.report.assemble import record_report_input, render_report, render_report_html
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.test_cli import sunset
 

@@ -23,9 +23,6 @@ import pytest
 from sqlmodel import col, select
 
 from sunset.config import Settings
-from sunset.devstack import start_seaweedfs
-from sunset.drill import drill_target
-from sunset.example_model import REAL_MODEL_ID, real_model_file
 from sunset.ledger import (
     DrillEvent,
     Fingerprint,
@@ -35,9 +32,12 @@ from sunset.ledger import (
     SnapshotFile,
     open_ledger,
 )
-from sunset.package import FINGERPRINT_PATH, WEIGHTS_DIR
-from sunset.preserve import add_payload, verify_snapshot, write_tag_files
-from sunset.replicas import connect_store
+from sunset.preservation.drill import drill_target
+from sunset.preservation.package import FINGERPRINT_PATH, WEIGHTS_DIR
+from sunset.preservation.preserve import add_payload, verify_snapshot, write_tag_files
+from sunset.preservation.replicas import connect_store
+from sunset_dev.devstack import start_seaweedfs
+from sunset_dev.example_model import REAL_MODEL_ID, real_model_file
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.timeout(1200)]
 

@@ -17,7 +17,6 @@ from sqlmodel import select
 from flows import deprecate as deprecate_flow
 from flows.serving import submit_decision
 from sunset.errors import GatewayError, InputError
-from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import (
     Approval,
     CatalogModel,
@@ -26,7 +25,8 @@ from sunset.ledger import (
     StatusTransition,
     utcnow,
 )
-from sunset.serving import status_at
+from sunset.serving.guards import status_at
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.http_receivers import gateway_server
 from tests.paused_runs import in_background, wait_for_pause

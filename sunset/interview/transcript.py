@@ -15,9 +15,9 @@ from sqlmodel import select
 
 from sunset.interview.protocol import LoadedProtocol
 from sunset.ledger import InterviewSession, InterviewTurn, Ledger, Snapshot, SnapshotFile
-from sunset.package import INTERVIEW_DIR
-from sunset.preserve import add_payload, write_tag_files
-from sunset.store import ObjectStore
+from sunset.preservation.package import INTERVIEW_DIR
+from sunset.preservation.preserve import add_payload, write_tag_files
+from sunset.preservation.store import ObjectStore
 
 PROTOCOL_FILE = f"{INTERVIEW_DIR}/protocol.yaml"
 

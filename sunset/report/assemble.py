@@ -43,12 +43,18 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
-from sunset.package import INTERVIEW_DIR, REPORT_DIR, WEIGHTS_DIR, PayloadEntry, payload_manifest
-from sunset.preserve import add_payload, verify_snapshot, write_tag_files
-from sunset.replicas import ReplicatedStore
+from sunset.preservation.package import (
+    INTERVIEW_DIR,
+    REPORT_DIR,
+    WEIGHTS_DIR,
+    PayloadEntry,
+    payload_manifest,
+)
+from sunset.preservation.preserve import add_payload, verify_snapshot, write_tag_files
+from sunset.preservation.replicas import ReplicatedStore
 from sunset.report.inputs import INPUT_KINDS
 from sunset.report.render import anchor, inline, quoted, to_html, verbatim
-from sunset.runs import PREFLIGHT_STEP, REPORT_STEP
+from sunset.runs.steps import PREFLIGHT_STEP, REPORT_STEP
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

@@ -9,9 +9,10 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from sunset.ledger import DeprecationRun, Ledger, ServingStatus
-from sunset.lifecycle import DEPRECATED, DEPRECATION
-from sunset.runs import DeprecationRequest, begin_run
-from sunset.serving import flip_status
+from sunset.runs.lifecycle import begin_run
+from sunset.runs.request import DeprecationRequest
+from sunset.serving.guards import flip_status
+from sunset.serving.lifecycle import DEPRECATED, DEPRECATION
 
 
 def begin_new_request(ledger: Ledger, flow_run_id: str) -> DeprecationRun:

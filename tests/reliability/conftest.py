@@ -19,10 +19,10 @@ import pytest
 from pydantic import SecretStr
 
 from sunset.cli import PREFECT_DEFAULTS
-from sunset.devstack import DevStack, start_seaweedfs
-from sunset.example_model import EXAMPLE_MODEL_ID, register_example_models
 from sunset.ledger import Report, open_ledger
-from sunset.store import ObjectStore, make_s3_client
+from sunset.preservation.store import ObjectStore, make_s3_client
+from sunset_dev.devstack import DevStack, start_seaweedfs
+from sunset_dev.example_model import EXAMPLE_MODEL_ID, register_example_models
 from tests.conftest import Site
 from tests.faults.tcp_relay import TcpRelay
 from tests.reliability.world import World, standin

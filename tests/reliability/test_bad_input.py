@@ -18,19 +18,19 @@ from typing import Any
 
 import pytest
 
-from sunset.devstack import DevStack, free_port, read_mailbox, start_smtp
 from sunset.errors import SunsetError
-from sunset.example_model import (
-    EXAMPLE_MODEL_ID,
-    write_example_recipients,
-)
 from sunset.ledger import CatalogModel, DeprecationRun, ServingStatus
 from sunset.notify.channels import EmailChannel
 from sunset.notify.email import SmtpMailer, SmtpRelay
 from sunset.notify.message import Notice, NoticeTemplates
 from sunset.notify.notices import notify_recipients
 from sunset.notify.recipients import load_recipients
-from sunset.store import ObjectStore
+from sunset.preservation.store import ObjectStore
+from sunset_dev.devstack import DevStack, free_port, read_mailbox, start_smtp
+from sunset_dev.example_model import (
+    EXAMPLE_MODEL_ID,
+    write_example_recipients,
+)
 from tests.conftest import Site
 from tests.reliability.conftest import CANARY_S3_KEY_ID, LockedStore, Runner, make_home
 from tests.reliability.tally import TALLY

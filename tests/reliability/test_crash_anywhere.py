@@ -27,7 +27,6 @@ from sqlmodel import col, func, select
 
 from sunset.config import Settings
 from sunset.errors import VerificationFailed
-from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import (
     AttemptState,
     CatalogModel,
@@ -44,14 +43,14 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
-from sunset.preserve import (
+from sunset.preservation.preserve import (
     add_payload,
     finish_interrupted_seal,
     snapshot_weights,
     verify_snapshot,
 )
-from sunset.replicas import ReplicatedStore, connect_store, weights_reader
-from sunset.runs import (
+from sunset.preservation.replicas import ReplicatedStore, connect_store, weights_reader
+from sunset.runs.steps import (
     FLIP_STEP,
     INTERVIEW_STEP,
     NOTIFY_STEP,
@@ -59,6 +58,7 @@ from sunset.runs import (
     SNAPSHOT_STEP,
     VERIFY_STEP,
 )
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.faults.s3_proxy import S3FaultProxy
 from tests.faults.tcp_relay import TcpRelay
@@ -514,7 +514,7 @@ def test_a_put_cut_short_before_its_record_is_adopted_on_resume_but_a_stranger_i
         raise Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr("sunset.preserve.record_stored", die)
+        patch.setattr("sunset.preservation.preserve.record_stored", die)
         with pytest.raises(Killed):
             add_payload(site.ledger, store, snapshot_id, transcript, b'{"turn": 2}\n')
     with pytest.raises(VerificationFailed, match="shadowed"):

@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from sunset.example_model import EXAMPLE_MODEL_ID, EXAMPLE_REPLACEMENT_ID
 from sunset.ledger import (
     AttemptState,
     CatalogModel,
@@ -35,8 +34,9 @@ from sunset.ledger import (
     open_ledger,
     utcnow,
 )
-from sunset.runs import FLIP_STEP, NOTIFY_STEP, SNAPSHOT_STEP, VERIFY_STEP
-from sunset.serving import flip_status
+from sunset.runs.steps import FLIP_STEP, NOTIFY_STEP, SNAPSHOT_STEP, VERIFY_STEP
+from sunset.serving.guards import flip_status
+from sunset_dev.example_model import EXAMPLE_MODEL_ID, EXAMPLE_REPLACEMENT_ID
 from tests.conftest import Site
 from tests.faults.tcp_relay import TcpRelay
 from tests.reliability.children import begin_new_request

@@ -15,7 +15,6 @@ import botocore.exceptions
 import pytest
 from sqlmodel import select
 
-from sunset.example_model import EXAMPLE_MODEL_ID
 from sunset.ledger import (
     CatalogModel,
     DeprecationRun,
@@ -26,6 +25,7 @@ from sunset.ledger import (
     SnapshotFile,
     StatusTransition,
 )
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.faults.s3_proxy import MODES, S3FaultProxy
 from tests.reliability.conftest import Reference, Runner

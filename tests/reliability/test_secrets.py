@@ -17,10 +17,10 @@ import pytest
 from sqlmodel import select
 
 from sunset.config import Settings
-from sunset.devstack import start_smtp
-from sunset.example_model import EXAMPLE_MODEL_ID, EXAMPLE_REPLACEMENT_ID
 from sunset.ledger import DeprecationRun, Report
-from sunset.store import ObjectStore
+from sunset.preservation.store import ObjectStore
+from sunset_dev.devstack import start_smtp
+from sunset_dev.example_model import EXAMPLE_MODEL_ID, EXAMPLE_REPLACEMENT_ID
 from tests.conftest import Site
 from tests.reliability.conftest import CANARY_S3_KEY_ID, CANARY_S3_SECRET, LockedStore, Runner
 from tests.reliability.world import ledger_rows, object_versions

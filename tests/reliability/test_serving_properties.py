@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 from sqlmodel import select
 
-from sunset.attempts import record_attempt
 from sunset.errors import GuardRefused, InputError, RunConflict
 from sunset.ledger import (
     CatalogModel,
@@ -41,9 +40,11 @@ from sunset.ledger import (
     open_ledger,
     utcnow,
 )
-from sunset.lifecycle import DEPRECATION, TRANSITIONS
-from sunset.runs import NOTIFY_STEP, begin_run, finish_run
-from sunset.serving import flip_status
+from sunset.runs.attempts import record_attempt
+from sunset.runs.lifecycle import begin_run, finish_run
+from sunset.runs.steps import NOTIFY_STEP
+from sunset.serving.guards import flip_status
+from sunset.serving.lifecycle import DEPRECATION, TRANSITIONS
 
 MODEL = "m1"
 PATHS = ("data/weights/a.bin", "data/weights/b.bin")

@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from sunset.devstack import ServiceHandle, start_smtp
 from sunset.errors import TransientError
-from sunset.example_model import EXAMPLE_MODEL_ID, EXAMPLE_REPLACEMENT_ID
 from sunset.ledger import CatalogModel, Delivery, DeprecationRun, InterviewTurn, StepAttempt
 from sunset.notify.channels import EmailChannel
 from sunset.notify.email import SmtpMailer, SmtpRelay
 from sunset.notify.message import Notice, NoticeTemplates
 from sunset.notify.notices import notify_recipients
 from sunset.notify.recipients import load_recipients
-from sunset.runs import INTERVIEW_STEP, NOTIFY_STEP
+from sunset.runs.steps import INTERVIEW_STEP, NOTIFY_STEP
+from sunset_dev.devstack import ServiceHandle, start_smtp
+from sunset_dev.example_model import EXAMPLE_MODEL_ID, EXAMPLE_REPLACEMENT_ID
 from tests.conftest import Site
 from tests.faults.tcp_relay import TcpRelay
 from tests.reliability.conftest import SIX_USERS, Runner, write_recipients

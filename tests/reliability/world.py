@@ -18,7 +18,6 @@ import bagit
 import sqlalchemy as sa
 from sqlmodel import SQLModel, col, select
 
-from sunset.devstack import read_mailbox
 from sunset.interview.protocol import load_protocol
 from sunset.ledger import (
     CatalogModel,
@@ -31,7 +30,8 @@ from sunset.ledger import (
     SnapshotFile,
     StatusTransition,
 )
-from sunset.store import ObjectStore
+from sunset.preservation.store import ObjectStore
+from sunset_dev.devstack import read_mailbox
 
 WEIGHTS = "data/weights/"
 PROTOCOL_TURNS = load_protocol().protocol.turns()

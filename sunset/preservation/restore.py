@@ -30,11 +30,11 @@ from sunset.ledger import (
     SnapshotFile,
     utcnow,
 )
-from sunset.lifecycle import ACTIVE, ON_REQUEST, REINSTATEMENT
-from sunset.package import WEIGHTS_DIR
-from sunset.preserve import snapshot_files
-from sunset.runs import check_model_id
-from sunset.store import Digests, DigestStream, ObjectStore
+from sunset.preservation.package import WEIGHTS_DIR
+from sunset.preservation.preserve import snapshot_files
+from sunset.preservation.store import Digests, DigestStream, ObjectStore
+from sunset.runs.request import check_model_id
+from sunset.serving.lifecycle import ACTIVE, ON_REQUEST, REINSTATEMENT
 
 TARGETS = {"active": ACTIVE, "on_request": ON_REQUEST}
 

@@ -3,7 +3,7 @@
 Uploads carry S3's CRC64NVME full-object checksum, so the store checks what it receives;
 S3 has no full-object SHA-256 for multipart uploads, so Sunset keeps its own SHA digests
 in the manifest. Every object is written under Object Lock COMPLIANCE retention. The
-fan-out of one read to every replica lives in ``sunset.replicas``.
+fan-out of one read to every replica lives in ``sunset.preservation.replicas``.
 """
 
 from __future__ import annotations

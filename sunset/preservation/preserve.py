@@ -19,17 +19,6 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 
 from sunset.errors import PreservationError, VerificationFailed
-from sunset.fixity import (
-    DEEP,
-    FAST,
-    MISMATCH,
-    Finding,
-    absent,
-    deep_check,
-    fast_check,
-    record,
-    still_held,
-)
 from sunset.ledger import (
     CatalogModel,
     DeprecationRun,
@@ -41,7 +30,18 @@ from sunset.ledger import (
     SnapshotFile,
     utcnow,
 )
-from sunset.package import (
+from sunset.preservation.fixity import (
+    DEEP,
+    FAST,
+    MISMATCH,
+    Finding,
+    absent,
+    deep_check,
+    fast_check,
+    record,
+    still_held,
+)
+from sunset.preservation.package import (
     WEIGHTS_DIR,
     PayloadEntry,
     bag_info,
@@ -49,9 +49,9 @@ from sunset.package import (
     package_prefix,
     tag_files,
 )
-from sunset.replicas import ReplicatedStore, Upload
-from sunset.store import Digests, ObjectStore, OpenUpload, StoredObject, digest_bytes
-from sunset.weights import SourceFile, WeightsReader
+from sunset.preservation.replicas import ReplicatedStore, Upload
+from sunset.preservation.store import Digests, ObjectStore, OpenUpload, StoredObject, digest_bytes
+from sunset.preservation.weights import SourceFile, WeightsReader
 
 Progress = Callable[[int, int], None]
 

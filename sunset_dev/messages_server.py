@@ -892,9 +892,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI of ``python -m sunset.messages_server``."""
+    """The CLI of ``python -m sunset_dev.messages_server``."""
     parser = argparse.ArgumentParser(
-        prog="python -m sunset.messages_server",
+        prog="python -m sunset_dev.messages_server",
         description=(
             "Run Sunset's Messages-compatible HTTP server: a deterministic stand-in for the "
             "Anthropic Messages API, for tests and demos. It is NOT a real model: replies come "

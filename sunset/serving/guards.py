@@ -1,6 +1,6 @@
 """Changing the serving status: guarded, recorded, and undone when the check after it fails.
 
-The moves themselves are the state machine in ``sunset.lifecycle``. On top of it:
+The moves themselves are the state machine in ``sunset.serving.lifecycle``. On top of it:
 
 * every flip comes from a live run: in progress, holding its lease (not stale), not
   failed, superseded or rejected;
@@ -23,7 +23,6 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from sunset.errors import GatewayError, GuardRefused
-from sunset.gateway import Route, ServingGateway, check_route
 from sunset.ledger import (
     Approval,
     AttemptState,
@@ -39,9 +38,10 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
-from sunset.lifecycle import DEPRECATED, DEPRECATION, RETIRED, check_move
-from sunset.preserve import is_verified
-from sunset.runs import NOTIFY_STEP
+from sunset.preservation.preserve import is_verified
+from sunset.runs.steps import NOTIFY_STEP
+from sunset.serving.gateway import Route, ServingGateway, check_route
+from sunset.serving.lifecycle import DEPRECATED, DEPRECATION, RETIRED, check_move
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import botocore.exceptions
 
 from sunset.ledger import FixityEvent, Ledger, PreservedObject
-from sunset.store import LOCK_MODE, ListedVersion, ObjectStore
+from sunset.preservation.store import LOCK_MODE, ListedVersion, ObjectStore
 
 FAST = "fast"
 DEEP = "deep"

@@ -28,9 +28,18 @@ from datetime import UTC, datetime, timedelta
 import botocore.exceptions
 from sqlmodel import func, select
 
-from sunset.attempts import summarize
 from sunset.errors import PreservationError, SourceChanged
-from sunset.fixity import (
+from sunset.ledger import (
+    AuditRun,
+    FixityEvent,
+    Ledger,
+    PreservedObject,
+    RunState,
+    Snapshot,
+    SnapshotFile,
+    utcnow,
+)
+from sunset.preservation.fixity import (
     DEEP,
     FAILED,
     FAST,
@@ -45,19 +54,10 @@ from sunset.fixity import (
     fast_check,
     record,
 )
-from sunset.ledger import (
-    AuditRun,
-    FixityEvent,
-    Ledger,
-    PreservedObject,
-    RunState,
-    Snapshot,
-    SnapshotFile,
-    utcnow,
-)
-from sunset.preserve import preserved, record_stored
-from sunset.replicas import ReplicatedStore
-from sunset.store import Digests
+from sunset.preservation.preserve import preserved, record_stored
+from sunset.preservation.replicas import ReplicatedStore
+from sunset.preservation.store import Digests
+from sunset.runs.attempts import summarize
 
 _S3_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 

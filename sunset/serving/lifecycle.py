@@ -8,7 +8,7 @@
     on_request   retired                a deprecation run (withdrawn again)
 
 Whether an existing move is allowed *now* (notices out, package verified, report sealed,
-files restored) is for the guards in ``sunset.serving``.
+files restored) is for the guards in ``sunset.serving.guards``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Run it as::
 
-    python -m sunset.smtp_server --host 127.0.0.1 --port 2525 --maildir DIR
+    python -m sunset_dev.smtp_server --host 127.0.0.1 --port 2525 --maildir DIR
         [--require-auth USER:PASSWORD] [--fail-first N] [--drop-first N]
         [--stall-rcpt-at N | --stall-reply-at N] [--stall-seconds S]
 
@@ -17,7 +17,7 @@ dot-unstuffing), preceded by envelope headers added by this server:
     X-Sunset-Envelope-To: <one header per RCPT TO address, in order>
 
 so Bcc recipients, which appear in no header of the message itself, can be checked.
-``sunset.devstack.read_mailbox`` reads them back as ``email.message.EmailMessage``.
+``sunset_dev.devstack.read_mailbox`` reads them back as ``email.message.EmailMessage``.
 
 ``--require-auth`` demands AUTH LOGIN or AUTH PLAIN before MAIL FROM (over the plain
 connection: this is a local test server, not a relay). ``--fail-first N`` answers the
@@ -52,7 +52,7 @@ TEMPORARY_FAILURE = "451 4.3.0 temporary failure"
 ENVELOPE_FROM_HEADER = "X-Sunset-Envelope-From"
 ENVELOPE_TO_HEADER = "X-Sunset-Envelope-To"
 
-log = logging.getLogger("sunset.smtp_server")
+log = logging.getLogger("sunset_dev.smtp_server")
 
 
 class MaildirHandler:
@@ -191,7 +191,7 @@ def _parse_credentials(value: str) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sunset.smtp_server", description=__doc__.split("\n\n")[0]
+        prog="python -m sunset_dev.smtp_server", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)

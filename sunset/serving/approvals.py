@@ -23,8 +23,8 @@ from sunset.ledger import (
     ServingStatus,
     utcnow,
 )
-from sunset.preserve import is_verified
-from sunset.serving import latest_snapshot
+from sunset.preservation.preserve import is_verified
+from sunset.serving.guards import latest_snapshot
 
 APPROVE, REJECT = "approve", "reject"
 

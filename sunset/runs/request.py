@@ -1,0 +1,219 @@
+"""A deprecation request and its validation: every input read and refused whole if wrong."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from sunset.config import Settings
+from sunset.errors import InputError
+from sunset.interview.protocol import LoadedProtocol, load_protocol
+from sunset.ledger import (
+    CatalogModel,
+    Ledger,
+    ServingStatus,
+)
+from sunset.local_model import find_model_files, require_runtime
+from sunset.notify.message import Notice, NoticeTemplates
+from sunset.notify.recipients import Recipient, load_recipients
+from sunset.notify.users import load_users
+from sunset.preservation.weights import SourceFile, WeightsReader
+from sunset.report.inputs import read_report_input
+from sunset.serving.lifecycle import DEPRECATED, RETIRED
+
+MAX_APPROVERS = 2
+
+MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class DeprecationRequest:
+    """What a release manager asks for; plain values, so it can travel as flow parameters."""
+
+    model_id: str
+    weights: str
+    recipients: str | None = None
+    retire: bool = False
+    retirement_date: date | None = None
+    protocol: str | None = None
+    sessions: int = 1
+    notice_override_reason: str | None = None
+    deployment_summary: str | None = None
+    operator_analysis: str | None = None
+    recipients_from_ledger: bool = False
+    approvals: int = 0
+    fingerprint: bool = False
+
+    def parameters(self) -> dict[str, object]:
+        values = asdict(self)
+        values["retirement_date"] = self.retirement_date and self.retirement_date.isoformat()
+        return values
+
+
+@dataclass(frozen=True)
+class ValidatedRequest:
+    """A request whose every input was read and found valid."""
+
+    request: DeprecationRequest
+    model: CatalogModel
+    replacement: CatalogModel | None
+    sources: list[SourceFile]
+    recipients: list[Recipient]
+    protocol: LoadedProtocol
+    report_inputs: dict[str, str]
+    notice: Notice
+    terms: NoticeTerms
+
+    @property
+    def retirement_on(self) -> date:
+        return self.notice.retirement_on
+
+    def flip_reason(self, run_id: str) -> str:
+        """Why the run changes the serving status, as recorded with the transition."""
+        reason = f"deprecation run {run_id}, retirement on {self.retirement_on.isoformat()}"
+        if self.terms.override_reason:
+            reason += (
+                f"; notice shortened to {self.terms.notice_days} of "
+                f"{self.terms.minimum_notice_days} days: {self.terms.override_reason}"
+            )
+        return reason
+
+
+@dataclass(frozen=True)
+class NoticeTerms:
+    """The notice a run gives, against the minimum for the model's class."""
+
+    notice_days: int
+    minimum_notice_days: int
+    override_reason: str | None  # set only when the notice is shorter than the minimum
+
+    def columns(self) -> dict[str, Any]:
+        """The run's ledger columns that record these terms."""
+        return {
+            "notice_days": self.notice_days,
+            "minimum_notice_days": self.minimum_notice_days,
+            "notice_override_reason": self.override_reason,
+        }
+
+
+def check_model_id(model_id: str) -> str:
+    """Refuse model ids that could escape a path or a shell."""
+    if not MODEL_ID.match(model_id):
+        raise InputError(
+            f"Model id {model_id!r} is not valid: use 1-128 lowercase letters, digits, '.', "
+            "'_' or '-', starting with a letter or digit."
+        )
+    return model_id
+
+
+def validate_request(
+    ledger: Ledger,
+    request: DeprecationRequest,
+    settings: Settings,
+    *,
+    weights: WeightsReader,
+    today: date,
+) -> ValidatedRequest:
+    """Read every input of a request and refuse it whole if anything is wrong.
+
+    Raises:
+        InputError: with one sentence naming the problem and what to do about it.
+    """
+    check_model_id(request.model_id)
+    with ledger.session() as db:
+        model = db.get(CatalogModel, request.model_id)
+        if model is None:
+            raise InputError(
+                f"Model {request.model_id!r} is not in the catalog; add it first with "
+                f"`sunset register {request.model_id} --name NAME`."
+            )
+        replacement = db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
+    if not 1 <= request.sessions <= 20:
+        raise InputError(f"Sessions must be between 1 and 20, not {request.sessions}.")
+    if not 0 <= request.approvals <= MAX_APPROVERS:
+        raise InputError(
+            f"Approvals must be 0 (none), 1 or {MAX_APPROVERS} distinct approvers, "
+            f"not {request.approvals}."
+        )
+    notice, terms = _notice_terms(request, model, replacement, settings, today)
+    recipients = _recipients(ledger, request)
+    if settings.webhook_secret is None and any(r.webhook_url for r in recipients):
+        raise InputError(
+            "Some recipients have a webhook_url but no signing secret is set; set "
+            "SUNSET_WEBHOOK_SECRET so that receivers can verify the notices."
+        )
+    NoticeTemplates(settings.notice_templates_dir).check(notice, recipients[0])
+    validated = ValidatedRequest(
+        request=request,
+        model=model,
+        replacement=replacement,
+        sources=weights.scan(request.weights),
+        recipients=recipients,
+        protocol=load_protocol(Path(request.protocol) if request.protocol else None),
+        notice=notice,
+        terms=terms,
+        report_inputs={
+            kind: read_report_input(Path(path), kind)
+            for kind, path in (
+                ("deployment_summary", request.deployment_summary),
+                ("operator_analysis", request.operator_analysis),
+            )
+            if path
+        },
+    )
+    if request.fingerprint:  # the model must run here, from its own files
+        require_runtime()
+        find_model_files(Path(request.weights))
+    return validated
+
+
+def _notice_terms(
+    request: DeprecationRequest,
+    model: CatalogModel,
+    replacement: CatalogModel | None,
+    settings: Settings,
+    today: date,
+) -> tuple[Notice, NoticeTerms]:
+    minimum = settings.minimum_notice_for(model.model_class)
+    # Retiring means retiring now, unless a date was given; deprecating announces a date.
+    default = today if request.retire else today + timedelta(days=minimum)
+    retirement_on = request.retirement_date or default
+    # Notice counts from the announcement of the deprecation in force, if there is one.
+    announced_on = (
+        model.deprecation_announced_on
+        if model.serving_status == DEPRECATED and model.deprecation_announced_on
+        else today
+    )
+    notice_days = (retirement_on - announced_on).days
+    shortened = notice_days < minimum
+    override = (request.notice_override_reason or "").strip()  # a blank reason is no reason
+    if shortened and not override:
+        of_class = f" for model class {model.model_class!r}" if model.model_class else ""
+        raise InputError(
+            f"Retirement on {retirement_on} gives users {notice_days} days of notice from the "
+            f"announcement on {announced_on}, fewer than the required {minimum}{of_class}; "
+            "choose a later --retirement-date, deprecate first and retire after the notice "
+            "period, or pass --notice-override REASON to record why less notice is acceptable."
+        )
+    notice = Notice(model, replacement, announced_on, retirement_on, settings.support_contact)
+    reason = override if shortened else None
+    return notice, NoticeTerms(notice_days, minimum, reason)
+
+
+def _recipients(ledger: Ledger, request: DeprecationRequest) -> list[Recipient]:
+    if request.recipients_from_ledger == bool(request.recipients):
+        raise InputError(
+            "Say who to notify in exactly one way: --recipients FILE.csv, or "
+            "--recipients-from-ledger for the users imported with `sunset users import`."
+        )
+    if request.recipients_from_ledger:
+        return load_users(ledger, request.model_id)
+    assert request.recipients is not None
+    return load_recipients(Path(request.recipients))
+
+
+def target_status(request: DeprecationRequest) -> ServingStatus:
+    return RETIRED if request.retire else DEPRECATED

@@ -1,0 +1,1 @@
+"""Serving: the status state machine, its guards, the gateway route, and approvals."""
