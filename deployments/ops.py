@@ -2,8 +2,9 @@
 
 Everything here talks to the Prefect API named by ``PREFECT_API_URL`` and can be run
 again at any time: what is already right stays as it is, what differs is put right.
-``sunset ops setup`` and ``sunset ops up`` call it; so does
-``sunset deprecate --via-deployment``.
+``sunset ops setup`` and ``sunset ops up`` call it; so do
+``sunset deprecate --via-deployment`` and ``sunset approve``/``reject``, which answer a
+paused run's approval form.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from prefect.deployments import run_deployment
 from prefect.events.actions import CallWebhook
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
+from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 from prefect.workers.process import ProcessWorker
 
 from sunset.errors import InputError, SunsetError
+from sunset.serving.approvals import APPROVE, REJECT
 from tasks.audit import FIXITY_FAILED_EVENT
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -206,6 +209,30 @@ def follow(
             if run.state is not None and run.state.is_final():
                 return run
             time.sleep(poll_seconds)
+
+
+def submit_decision(flow_run_id: str, *, approver: str, decision: str, reason: str) -> None:
+    """Answer a paused run's approval form from outside the flow (the CLI).
+
+    Raises:
+        InputError: the flow run is not waiting for a decision, or the answer is invalid.
+    """
+    if decision not in (APPROVE, REJECT):
+        raise InputError(f"A decision is {APPROVE!r} or {REJECT!r}, not {decision!r}.")
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(flow_run_id)).state
+    if state is None or not state.is_paused():
+        raise InputError(
+            f"Flow run {flow_run_id} is not waiting for an approval (it is "
+            f"{state.name if state else 'unknown'}); nothing was recorded."
+        )
+    try:
+        resume_flow_run(
+            UUID(flow_run_id),
+            run_input={"approver": approver, "decision": decision, "reason": reason},
+        )
+    except RuntimeError as exc:  # the server validates the answer against the form
+        raise InputError(f"The decision was not accepted: {exc}.") from None
 
 
 def flow_run_url(flow_run_id: UUID) -> str:

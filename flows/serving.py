@@ -2,7 +2,8 @@
 
 ``approval_gate`` pauses the flow run with a RunInput form (approver, decision, reason)
 until enough distinct approvers said yes, or one said no. ``sunset approve RUN`` and
-``sunset reject RUN`` answer the same form from a terminal through ``submit_decision``.
+``sunset reject RUN`` answer the same form from a terminal through
+``deployments.ops.submit_decision``.
 ``flip_serving`` changes catalog and gateway together: if the check after the flip
 fails, the Prefect transaction rolls both back.
 """
@@ -10,11 +11,10 @@ fails, the Prefect transaction rolls both back.
 from __future__ import annotations
 
 from typing import Any, Literal
-from uuid import UUID
 
 from prefect import Flow, get_client
 from prefect.client.schemas.objects import FlowRun
-from prefect.flow_runs import pause_flow_run, resume_flow_run
+from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.states import State
@@ -23,11 +23,10 @@ from pydantic import Field
 from sqlmodel import select
 
 from sunset.config import Settings
-from sunset.errors import InputError
 from sunset.ledger import DeprecationRun, ServingStatus
 from sunset.runs.lifecycle import finish_run
 from sunset.services import Services, connect
-from sunset.serving.approvals import APPROVE, REJECT, GateState
+from sunset.serving.approvals import GateState
 from tasks.approval import record_approval, request_approval
 from tasks.serving import check_serving, flip_serving_status, route_gateway
 
@@ -67,30 +66,6 @@ def flip_serving(
         route_gateway(services, run_id, flip)
         check_serving(services, run_id, flip)
     return flip.to_status
-
-
-def submit_decision(flow_run_id: str, *, approver: str, decision: str, reason: str) -> None:
-    """Answer a paused run's approval form from outside the flow (the CLI).
-
-    Raises:
-        InputError: the flow run is not waiting for a decision, or the answer is invalid.
-    """
-    if decision not in (APPROVE, REJECT):
-        raise InputError(f"A decision is {APPROVE!r} or {REJECT!r}, not {decision!r}.")
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(UUID(flow_run_id)).state
-    if state is None or not state.is_paused():
-        raise InputError(
-            f"Flow run {flow_run_id} is not waiting for an approval (it is "
-            f"{state.name if state else 'unknown'}); nothing was recorded."
-        )
-    try:
-        resume_flow_run(
-            UUID(flow_run_id),
-            run_input={"approver": approver, "decision": decision, "reason": reason},
-        )
-    except RuntimeError as exc:  # the server validates the answer against the form
-        raise InputError(f"The decision was not accepted: {exc}.") from None
 
 
 def close_ledger_run(flow: Flow[..., Any], run: FlowRun, state: State[Any]) -> None:

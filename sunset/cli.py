@@ -880,7 +880,7 @@ def _decide(run: str, decision: str, reason: str, approver: str) -> None:
     ledger_run = _find_run(_ledger(Settings()), run)
     if ledger_run.flow_run_id is None:
         raise InputError(f"Run {ledger_run.id} has no Prefect flow run to resume.")
-    from flows.serving import submit_decision
+    from deployments.ops import submit_decision
 
     submit_decision(ledger_run.flow_run_id, approver=approver, decision=decision, reason=reason)
     console.print(

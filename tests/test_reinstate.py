@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from deployments.ops import submit_decision
 from flows import deprecate as deprecate_flow
 from flows import reinstate as reinstate_flow
-from flows.serving import submit_decision
 from sunset.errors import InputError, VerificationFailed
 from sunset.ledger import (
     CatalogModel,

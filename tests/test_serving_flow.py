@@ -14,8 +14,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.settings import PREFECT_API_URL
 from sqlmodel import select
 
+from deployments.ops import submit_decision
 from flows import deprecate as deprecate_flow
-from flows.serving import submit_decision
 from sunset.errors import GatewayError, InputError
 from sunset.ledger import (
     Approval,
