@@ -6,9 +6,10 @@ Secrets are ``SecretStr``: they print as ``**********`` and reach a client only 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -261,8 +262,43 @@ class Settings(BaseSettings):
         """The JSON routing file of the 'file' gateway."""
         return self.gateway_routing_file or self.data_dir / "routing.json"
 
+    def as_environment(self) -> dict[str, str]:
+        """These settings as the ``SUNSET_*`` variables from which ``Settings()`` reads them
+        back, secrets included; unset (None) settings are left out."""
+        prefix = self.model_config.get("env_prefix", "")
+        return {
+            f"{prefix}{name.upper()}": _environment_value(value)
+            for name in type(self).model_fields
+            if (value := getattr(self, name)) is not None
+        }
+
     def minimum_notice_for(self, model_class: str | None) -> int:
         """The minimum notice in days for a model of ``model_class``."""
         if model_class is None:
             return self.minimum_notice_days
         return self.minimum_notice_days_by_class.get(model_class, self.minimum_notice_days)
+
+
+def _environment_value(value: Any) -> str:
+    """One setting as an environment variable holds it: structured values as JSON."""
+    plain = _revealed(value)
+    if isinstance(plain, dict | list):
+        return json.dumps(plain)
+    if isinstance(plain, bool):
+        return "true" if plain else "false"
+    return str(plain)
+
+
+def _revealed(value: Any) -> Any:
+    """``value`` with every secret in it, nested ones too, as its plain text."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, BaseModel):
+        return {name: _revealed(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, dict):
+        return {key: _revealed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_revealed(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

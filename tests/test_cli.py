@@ -223,3 +223,16 @@ def test_users_import_refuses_an_invalid_file_whole_and_deprecate_can_use_the_le
     assert imported.returncode == 0 and "3 added, 0 updated, 0 removed" in imported.stdout
     assert listed.returncode == 0 and "grace@" in listed.stdout
     assert both.returncode == 1 and "exactly one way" in both.stderr
+
+
+def test_the_command_line_loads_no_core_service_or_prefect_module_until_a_command_runs() -> None:
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, sunset.cli; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+    heavy = ("prefect", "flows", "deployments", "sqlmodel", "boto3", "anthropic", "torch")
+    assert [m for m in loaded if m.startswith("sunset.") and not m.startswith("sunset.cli")] == []
+    assert [m for m in loaded if m.split(".")[0] in heavy] == []

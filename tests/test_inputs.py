@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from sunset.cli.local_runs import settings_for_flow_run
 from sunset.config import Settings
 from sunset.errors import InputError
 from sunset.interview.protocol import load_protocol
@@ -158,3 +159,28 @@ def test_replica_settings_hide_their_secrets_and_refuse_unclear_names(
     monkeypatch.setenv("SUNSET_RETENTION_DAYS", "30")
     with pytest.raises(ValidationError, match="MARGIN_DAYS must be smaller"):
         Settings()
+
+
+def test_settings_handed_to_a_flow_run_here_are_exactly_the_commands_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SUNSET_BUCKET", "from-the-shell")
+    monkeypatch.setenv("SUNSET_ORGANIZATION", "left in the shell")
+    settings = Settings(
+        data_dir=tmp_path,
+        smtp_starttls=True,
+        s3_secret_access_key="s3cr3t",
+        anthropic_api_key="demo-key",
+        minimum_notice_days_by_class={"frontier": 120},
+        replicas=[{"name": "offsite", "bucket": "b2", "secret_access_key": "r3pl1ca"}],
+        weights_s3={"endpoint_url": "http://127.0.0.1:1", "secret_access_key": "w"},
+    )
+    monkeypatch.delenv("SUNSET_ORGANIZATION")
+
+    with settings_for_flow_run(settings):
+        seen_by_the_flow = Settings()
+    after = os.environ.get("SUNSET_BUCKET"), os.environ.get("SUNSET_ORGANIZATION")
+
+    assert seen_by_the_flow == settings
+    assert seen_by_the_flow.bucket == "from-the-shell"
+    assert after == ("from-the-shell", None)

@@ -34,7 +34,7 @@ def test_every_deployment_entrypoint_imports() -> None:
 
 def test_the_core_package_never_imports_prefect() -> None:
     for source in (ROOT / "sunset").rglob("*.py"):
-        if source.name == "cli.py":  # the top edge, allowed to start flows
+        if source.is_relative_to(ROOT / "sunset" / "cli"):  # the top edge, allowed to start flows
             continue
         tree = ast.parse(source.read_text())
         for node in ast.walk(tree):

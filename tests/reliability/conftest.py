@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import SecretStr
 
-from sunset.cli import PREFECT_DEFAULTS
+from sunset.cli.local_runs import PREFECT_DEFAULTS
 from sunset.ledger import Report, open_ledger
 from sunset.preservation.store import ObjectStore, make_s3_client
 from sunset_dev.devstack import DevStack, start_seaweedfs

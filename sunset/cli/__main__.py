@@ -1,0 +1,5 @@
+"""``python -m sunset.cli``: the same command as ``sunset``."""
+
+from sunset.cli.main import app
+
+app()

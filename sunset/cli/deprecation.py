@@ -1,0 +1,191 @@
+"""`sunset deprecate`: run a deprecation here, or hand it to a Prefect deployment."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from sunset.cli.edge import parse_date, plain_errors
+from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
+from sunset.cli.output import console, show_outcome
+
+if TYPE_CHECKING:
+    from sunset.config import Settings
+
+
+def deprecate(
+    model: Annotated[str, typer.Argument(help="Catalog id of the model to deprecate.")],
+    weights: Annotated[
+        str,
+        typer.Option(
+            help="Directory with the model's files, as served, or s3://bucket/prefix where "
+            "they are kept (read with SUNSET_WEIGHTS_S3, default the primary's keys)."
+        ),
+    ],
+    recipients: Annotated[
+        Path | None,
+        typer.Option(help="CSV of users to notify: columns email,name[,webhook_url,usage]."),
+    ] = None,
+    recipients_from_ledger: Annotated[
+        bool,
+        typer.Option(
+            "--recipients-from-ledger",
+            help="Notify the model's users imported with `sunset users import` instead of a CSV.",
+        ),
+    ] = False,
+    retire: Annotated[
+        bool, typer.Option("--retire", help="Retire the model at the end, not just deprecate it.")
+    ] = False,
+    retirement_date: Annotated[
+        str | None,
+        typer.Option(help="Announced retirement date, YYYY-MM-DD; default: minimum notice."),
+    ] = None,
+    protocol: Annotated[
+        Path | None, typer.Option(help="Interview protocol YAML; default: Sunset's standard.")
+    ] = None,
+    sessions: Annotated[
+        int | None,
+        typer.Option(help="Interview sessions to run; default: SUNSET_INTERVIEW_SESSIONS (1)."),
+    ] = None,
+    notice_override: Annotated[
+        str | None,
+        typer.Option(help="Why a notice shorter than the minimum is acceptable (recorded)."),
+    ] = None,
+    deployment_summary: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file for the report: usage, notable uses, incidents."),
+    ] = None,
+    analysis: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file for the report: the operators' interpretation."),
+    ] = None,
+    via_deployment: Annotated[
+        bool,
+        typer.Option(
+            "--via-deployment",
+            help="Hand the run to the Prefect server (PREFECT_API_URL) for a worker to "
+            "carry out, and print its page in the Prefect UI. Paths are read on the worker.",
+        ),
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="With --via-deployment: follow the run until it ends."),
+    ] = False,
+    deployment: Annotated[
+        str, typer.Option(help="With --via-deployment: the deployment to run.")
+    ] = "deprecate-model/manual",
+    approvals: Annotated[
+        int,
+        typer.Option(
+            help="Distinct approvers (0, 1 or 2) who must approve before the model is "
+            "retired; the run waits for `sunset approve RUN` or the form in the Prefect UI.",
+        ),
+    ] = 0,
+    fingerprint: Annotated[
+        bool,
+        typer.Option(
+            "--fingerprint",
+            help="Run the model here from its weights directory (one .gguf file; needs "
+            "pip install 'sunset[local-model]'): seal its greedy answers to fixed prompts in "
+            "the package, and prove before the flip that the package alone reproduces them.",
+        ),
+    ] = False,
+) -> None:
+    """Run a complete deprecation of MODEL: notify its users, snapshot and verify its
+    weights, interview it, seal the report, then flip its serving status.
+
+    A run that stopped halfway (a crash, a failed step) is resumed by running the same
+    command again: finished steps are skipped and nobody is notified twice. Only one run
+    per model goes at a time; with --via-deployment a second one waits for the first.
+    """
+    from sunset.config import Settings
+    from sunset.errors import InputError
+    from sunset.runs.request import check_model_id
+
+    with plain_errors():
+        settings = Settings()
+        parameters: dict[str, Any] = {
+            "model_id": check_model_id(model),
+            "weights": str(weights),
+            "recipients": str(recipients) if recipients else None,
+            "recipients_from_ledger": recipients_from_ledger,
+            "retire": retire,
+            "retirement_date": parse_date(retirement_date, "--retirement-date"),
+            "protocol": str(protocol) if protocol else None,
+            "sessions": settings.interview_sessions if sessions is None else sessions,
+            "notice_override_reason": notice_override,
+            "deployment_summary": str(deployment_summary) if deployment_summary else None,
+            "operator_analysis": str(analysis) if analysis else None,
+            "fingerprint": fingerprint,
+            "approvals": approvals,
+            "requested_by": getpass.getuser(),
+        }
+        if via_deployment:
+            _deprecate_via_deployment(parameters, deployment=deployment, wait=wait)
+            return
+        if wait:
+            raise InputError("--wait goes with --via-deployment; a local run always waits.")
+        show_outcome(run_deprecation(settings, **parameters))
+
+
+def _deprecate_via_deployment(parameters: dict[str, Any], *, deployment: str, wait: bool) -> None:
+    """Start a flow run of the deployment; with ``wait``, follow it until it ends."""
+    from deployments.ops import flow_run_url, follow, start_deprecation
+    from sunset.errors import SunsetError
+
+    for key in ("weights", "recipients", "protocol"):
+        if parameters[key]:
+            parameters[key] = str(Path(parameters[key]).absolute())
+    if parameters["retirement_date"]:
+        parameters["retirement_date"] = parameters["retirement_date"].isoformat()
+    run = start_deprecation(parameters, deployment=deployment)
+    console.print(f"Started {run.name} on {deployment}: {flow_run_url(run.id)}", soft_wrap=True)
+    if not wait:
+        console.print("A worker on the `sunset` pool picks it up; follow it in the UI.")
+        return
+    try:
+        with console.status(f"{run.name}: scheduled") as progress:
+            final = follow(
+                run.id,
+                lambda current, done: progress.update(
+                    f"{current.name}: {current.state_name}"
+                    + (f"; done: {', '.join(done)}" if done else "")
+                ),
+            )
+    except KeyboardInterrupt:
+        console.print(f"Stopped following; the run goes on: {flow_run_url(run.id)}")
+        raise typer.Exit(130) from None
+    if final.state is None or not final.state.is_completed():
+        message = final.state.message if final.state else "no state"
+        raise SunsetError(f"{final.name} ended {final.state_name}: {message}")
+    console.print(
+        f"{final.name} completed. `sunset status {parameters['model_id']}` shows the "
+        "package, the report and the serving status.",
+        soft_wrap=True,
+    )
+
+
+def run_deprecation(settings: Settings, *, requested_by: str, **parameters: Any) -> Any:
+    """Validate in-process for a fast answer, then run the flow (starting Prefect)."""
+    from sunset.ledger import open_ledger
+    from sunset.preservation.replicas import connect_store, weights_reader
+    from sunset.runs.request import DeprecationRequest, validate_request
+
+    validate_request(
+        open_ledger(settings.ledger_url),
+        DeprecationRequest(**parameters),
+        settings,
+        weights=weights_reader(settings),
+        today=date.today(),
+    )
+    connect_store(settings).require_ready()
+    prepare_prefect()
+    from flows.deprecate import deprecate_model
+
+    console.print(f"Deprecating {parameters['model_id']}: the Prefect flow is starting ...")
+    with settings_for_flow_run(settings):
+        return deprecate_model(**parameters, requested_by=requested_by)

@@ -1,0 +1,84 @@
+"""Where the terminal meets Sunset: values typed on the command line, and failures turned
+into one sentence on stderr and exit code 1.
+
+The core is imported inside the functions, so that ``sunset --help`` loads none of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time
+
+import typer
+
+from sunset.cli.output import errors
+
+
+@contextmanager
+def plain_errors() -> Iterator[None]:
+    """Turn failures into one sentence and exit code 1, never a traceback."""
+    from sunset.errors import SunsetError
+
+    try:
+        yield
+    except SunsetError as exc:
+        errors.print(f"[bold red]Error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # a setting or a service failed in a way Sunset does not name
+        errors.print(f"[bold red]Error:[/] {unnamed_failure(exc)}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def unnamed_failure(exc: Exception) -> str:
+    """One sentence for an error Sunset does not raise itself."""
+    from pydantic import ValidationError
+
+    from sunset.config import Settings
+
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        first = exc.errors()[0]
+        name = "SUNSET_" + "_".join(str(part) for part in first["loc"]).upper()
+        return f"The setting {name} is invalid: {first['msg']}; fix it and run again."
+    # Drivers add indented hints and links on further lines; the first says what failed.
+    problem = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
+    return (
+        f"{type(exc).__name__}: {problem}. Check the service settings (SUNSET_*) and that "
+        "the services are reachable, then run again."
+    )
+
+
+def parse_date(value: str | None, option: str) -> date | None:
+    """The date typed after ``option`` (YYYY-MM-DD), or None if it was not given.
+
+    Raises:
+        InputError: the value is not a date.
+    """
+    from sunset.errors import InputError
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{option} {value!r} is not a date; write it as YYYY-MM-DD.") from None
+
+
+def parse_moment(value: str) -> datetime:
+    """A moment typed after --at: a date (the end of that day, UTC) or an ISO date and time
+    (UTC unless it names its offset).
+
+    Raises:
+        InputError: the value is neither.
+    """
+    from sunset.errors import InputError
+
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time.max, tzinfo=UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(
+            f"--at {value!r} is not a date; write YYYY-MM-DD or an ISO date and time."
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,52 @@
+"""What a command needs to run a Prefect flow in this process: Prefect's own settings, and
+the command's Sunset settings handed to the flow run."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sunset.config import Settings
+
+# Prefect's temporary server needs these offline, and more than its default 20 s here.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "sunset",
+}
+SETTINGS_PREFIX = "SUNSET_"
+
+
+def prepare_prefect() -> None:
+    """Prefect's settings for running here, and Sunset's own progress lines in its logs."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("sunset").setLevel(logging.INFO)
+
+
+@contextmanager
+def settings_for_flow_run(settings: Settings) -> Iterator[None]:
+    """Hand ``settings`` to a flow run started in this process while it runs.
+
+    A flow, its hooks and its tasks read ``Settings()`` from the environment at the edge
+    of the run, as they do on a worker, whose environment holds the deployment's settings.
+    A Settings object is not a flow parameter: Prefect records parameters on its server
+    and shows them in the deployment's form. So here the ``SUNSET_*`` variables hold
+    exactly ``settings`` for the length of the run, and are put back afterwards.
+    """
+    saved = {name: value for name, value in os.environ.items() if name.startswith(SETTINGS_PREFIX)}
+    _replace_settings(settings.as_environment())
+    try:
+        yield
+    finally:
+        _replace_settings(saved)
+
+
+def _replace_settings(variables: dict[str, str]) -> None:
+    for name in [name for name in os.environ if name.startswith(SETTINGS_PREFIX)]:
+        del os.environ[name]
+    os.environ.update(variables)

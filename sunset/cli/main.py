@@ -1,0 +1,49 @@
+"""The ``sunset`` command: every command group, in the order `sunset --help` lists them.
+
+Each command parses its options, calls a named core function and prints the result; it
+loads settings once, at this edge, and turns any failure into one sentence on stderr and
+exit code 1. The modules here import only typer and rich at load time: the core, Prefect,
+``flows/`` and ``deployments/`` are imported inside the command that needs them, so that
+`sunset --help` starts at once.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from sunset.cli import (
+    catalog,
+    demo,
+    deprecation,
+    model_server,
+    ops,
+    preferences,
+    report,
+    restore,
+    runs,
+    users,
+)
+
+app = typer.Typer(
+    help="Sunset retires an AI model without closing the door: it notifies the model's users, "
+    "preserves and verifies its weights, interviews it, seals a post-deployment report, and "
+    "only then changes its serving status.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(catalog.register)
+app.command()(deprecation.deprecate)
+app.command()(demo.demo)
+app.command()(catalog.status)
+app.command()(runs.runs)
+app.command()(report.report)
+app.command()(preferences.preferences)
+app.command()(preferences.preference)
+app.command()(runs.approve)
+app.command()(runs.reject)
+app.command()(restore.reinstate)
+app.command()(restore.drill)
+app.command("model-server")(model_server.model_server)
+app.add_typer(users.users_app, name="users")
+app.add_typer(ops.ops_app, name="ops")

@@ -1,0 +1,219 @@
+"""What the commands print: tables of the ledger's records and of a run's outcome.
+
+Results go to stdout; progress and errors go to stderr, so that a report can be piped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from sunset.catalog import ModelRecord
+    from sunset.ledger import CatalogModel, InterviewPreference, ServingStatus
+    from sunset.notify.recipients import Recipient
+    from sunset.preservation.drill import DrillSummary
+    from sunset.runs.history import RunLine
+
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)  # a sentence must survive grep and logs
+
+
+def when(moment: datetime | None) -> str:
+    """A recorded moment as the tables show it; empty if there is none."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
+
+
+def facts_table(title: str) -> Table:
+    """A two-column table of named facts: names in bold, long values folded."""
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    return table
+
+
+def show_catalog(models: Sequence[CatalogModel]) -> None:
+    """The catalog, one model a row."""
+    table = Table(title="Catalog")
+    for column in ("model", "name", "status", "released", "announced", "retirement", "successor"):
+        table.add_column(column)
+    for m in models:
+        table.add_row(
+            m.id,
+            m.display_name,
+            str(m.serving_status),
+            str(m.released_on or ""),
+            str(m.deprecation_announced_on or ""),
+            str(m.retirement_on or ""),
+            m.replacement_id or "",
+        )
+    console.print(table if models else "The catalog is empty; add a model with `sunset register`.")
+
+
+def show_model(record: ModelRecord) -> None:
+    """Everything recorded about one model, its status transitions last."""
+    model = record.model
+    table = facts_table(f"{model.display_name} ({model.id})")
+    table.add_row("Serving status", f"[bold]{model.serving_status}[/]")
+    table.add_row("Released", str(model.released_on or "not recorded"))
+    table.add_row("Deprecation announced", str(model.deprecation_announced_on or "not yet"))
+    table.add_row("Retirement date", str(model.retirement_on or "not set"))
+    table.add_row("Successor", model.replacement_id or "none named")
+    table.add_row("Model class", model.model_class or "none (general minimum notice)")
+    if record.snapshot is not None:
+        table.add_row(
+            "Preserved package", f"s3://{record.snapshot.bucket}/{record.snapshot.prefix}"
+        )
+        table.add_row("Manifest digest", record.snapshot.manifest_sha256 or "")
+    if record.report is not None:
+        table.add_row("Report", f"v{record.report.version}: {record.report.local_path}")
+    for d in record.deliveries:
+        table.add_row(
+            f"Notices by {d.channel} (run {d.run_id[:8]})",
+            f"{d.sent} sent, {d.failed} failed, {d.unconfirmed} unconfirmed, "
+            f"{d.skipped} without an address",
+        )
+    for a in record.approvals:
+        table.add_row(
+            f"{when(a.decided_at)}",
+            f"{a.approver}: {a.decision} {a.target_status} (run {a.run_id[:8]}): {a.reason}"
+            + ("" if a.counted else " [not counted: same approver twice]"),
+        )
+    if record.fingerprint is not None:
+        fingerprint = record.fingerprint
+        table.add_row(
+            "Fingerprint",
+            f"{len(fingerprint.prompts)} prompts, {fingerprint.path}, recorded "
+            f"{when(fingerprint.recorded_at)}",
+        )
+    if record.drill is not None:
+        drill = record.drill
+        table.add_row(
+            "Last resurrection drill",
+            f"[bold]{drill.outcome}[/] {when(drill.finished_at)}: package {drill.snapshot_id} "
+            f"from s3://{drill.bucket}, {drill.prompts_matched} of {drill.prompts_checked} "
+            f"prompts reproduced{f'; {drill.detail}' if drill.outcome != 'passed' else ''}",
+        )
+    for t in record.transitions:
+        undone = f" [red](rolled back: {t.rollback_reason})[/]" if t.rolled_back_at else ""
+        table.add_row(
+            f"{when(t.at)}", f"{t.from_status} -> {t.to_status} by {t.actor}: {t.reason}{undone}"
+        )
+    console.print(table)
+
+
+def show_status_at(model_id: str, moment: datetime, status: ServingStatus | None) -> None:
+    """The serving status a model had at a past moment (None: not yet in the catalog)."""
+    at = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if status is None:
+        console.print(f"{model_id} was not yet in the catalog at {at}.")
+    else:
+        console.print(f"{model_id} was [bold]{status}[/] at {at}.")
+
+
+def show_runs(runs: Sequence[RunLine]) -> None:
+    """The runs, the latest first, each with the attempts of its steps."""
+    table = Table(title="Deprecation runs")
+    for column in ("run", "model", "state", "started", "finished", "steps", "error"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            run.id[:12],
+            run.model_id,
+            run.state,
+            when(run.started_at),
+            when(run.finished_at),
+            ", ".join(f"{a.step}#{a.attempt}:{a.state}" for a in run.attempts),
+            (run.error or "")[:80],
+        )
+    console.print(table if runs else "No deprecation runs recorded yet.")
+
+
+def show_outcome(outcome: Any) -> None:
+    """How a deprecation run ended: the package, the report and the serving status."""
+    verdict = f"rejected by {outcome.rejected_by}" if outcome.rejected_by else "complete"
+    table = facts_table(f"Deprecation of {outcome.model_id} {verdict}")
+    table.add_row("Preserved package", outcome.package)
+    table.add_row("Report", outcome.report)
+    table.add_row("Serving status", f"[bold]{outcome.status}[/]")
+    table.add_row("Run", outcome.run_id)
+    console.print(table)
+
+
+def show_reinstatement(outcome: Any) -> None:
+    """How a reinstatement run ended: what was restored where, and the serving status."""
+    verdict = f"rejected by {outcome.rejected_by}" if outcome.rejected_by else "complete"
+    table = facts_table(f"Reinstatement of {outcome.model_id} {verdict}")
+    table.add_row("Snapshot", outcome.snapshot_id)
+    table.add_row("Restored to", outcome.destination)
+    table.add_row("Serving status", f"[bold]{outcome.status}[/]")
+    table.add_row("Run", outcome.run_id)
+    console.print(table)
+
+
+def show_drill(summary: DrillSummary) -> None:
+    """What a passed resurrection drill proved."""
+    table = facts_table(f"Resurrection drill of {summary.model_id} passed")
+    table.add_row("Package", summary.package)
+    table.add_row("Restored from", f"{summary.endpoint}, into a fresh directory")
+    table.add_row(
+        "Manifest",
+        f"{summary.files_restored} files, {summary.bytes_restored} bytes: all match",
+    )
+    table.add_row("Model", f"loaded from the restored files alone in {summary.load_seconds} s")
+    table.add_row(
+        "Fingerprint",
+        f"[bold]{summary.prompts_matched} of {summary.prompts_checked}[/] prompts "
+        "reproduced token for token",
+    )
+    table.add_row("Runtime", ", ".join(f"{k} {v}" for k, v in summary.runtime.items()))
+    console.print(table)
+
+
+def show_preferences(model_id: str, found: Sequence[InterviewPreference]) -> None:
+    """The preferences a model expressed, each with where it said it and what became of it."""
+    if not found:
+        console.print(f"No preferences recorded for {model_id}.")
+        return
+    table = Table(title=f"Preferences expressed by {model_id}")
+    for column in ("id", "said in", "category", "quote", "status"):
+        table.add_column(column, overflow="fold")
+    for item in found:
+        status = str(item.status)
+        if item.status_reason:
+            status += f": {item.status_reason} ({item.status_changed_by}, "
+            status += f"{when(item.status_changed_at)})"
+        table.add_row(
+            str(item.id),
+            f"session {item.session_index}, turn {item.turn_seq} ({item.question_id})",
+            item.category,
+            item.quote,
+            status,
+        )
+    console.print(table)
+
+
+def show_users(model_id: str, users: Sequence[Recipient]) -> None:
+    """A model's users as the ledger holds them."""
+    table = Table(title=f"Users of {model_id}")
+    for column in ("email", "name", "webhook", "usage"):
+        table.add_column(column)
+    for user in users:
+        table.add_row(user.email, user.name, "yes" if user.webhook_url else "", user.usage or "")
+    console.print(table)
+
+
+def show_operating_mode(mode: Any) -> None:
+    """Where `sunset ops up` runs, and the settings another shell needs to reach it."""
+    table = facts_table("Sunset operating mode (Ctrl-C stops it)")
+    table.add_row("Prefect UI", mode.ui_url)
+    table.add_row("Deployments", ", ".join(mode.deployments))
+    table.add_row("Alerts", ", ".join(mode.alerts) or "none (no --alert-webhook)")
+    console.print(table)
+    console.print("In another shell, these settings reach the same server and services:")
+    for key, value in mode.exports.items():
+        console.print(f"export {key}={value}", highlight=False, soft_wrap=True)

@@ -1,0 +1,80 @@
+"""`sunset runs`, `sunset approve` and `sunset reject`: the runs, and the decision a
+waiting run asks for."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Annotated
+
+import typer
+
+from sunset.cli.edge import plain_errors
+from sunset.cli.output import console, show_runs
+
+
+def runs(
+    model: Annotated[str | None, typer.Option(help="Only the runs of this model.")] = None,
+) -> None:
+    """List deprecation runs with their state and the attempts of each step."""
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+    from sunset.runs.history import run_history
+
+    with plain_errors():
+        show_runs(run_history(open_ledger(Settings().ledger_url), model))
+
+
+def approve(
+    run: Annotated[str, typer.Argument(help="The waiting run: its id (or first 8+ characters).")],
+    reason: Annotated[str, typer.Option(help="Why you approve; it is recorded.")],
+    approver: Annotated[
+        str | None, typer.Option("--as", help="Your name as recorded; default: your login.")
+    ] = None,
+) -> None:
+    """Approve a run that waits for approval before it changes a serving status.
+
+    Needs PREFECT_API_URL pointing at the Prefect server the run is on. With two
+    approvals required, a second, different person approves too.
+    """
+    with plain_errors():
+        _decide(run, "approve", reason, approver or getpass.getuser())
+
+
+def reject(
+    run: Annotated[str, typer.Argument(help="The waiting run: its id (or first 8+ characters).")],
+    reason: Annotated[str, typer.Option(help="Why you reject; it is recorded.")],
+    approver: Annotated[
+        str | None, typer.Option("--as", help="Your name as recorded; default: your login.")
+    ] = None,
+) -> None:
+    """Reject a run that waits for approval: it ends cleanly and the serving status stays.
+
+    Needs PREFECT_API_URL pointing at the Prefect server the run is on.
+    """
+    with plain_errors():
+        _decide(run, "reject", reason, approver or getpass.getuser())
+
+
+def _decide(run: str, decision: str, reason: str, approver: str) -> None:
+    """Answer the approval form of the run whose id starts with ``run``."""
+    from prefect.settings import PREFECT_API_URL
+
+    from sunset.config import Settings
+    from sunset.errors import InputError
+    from sunset.ledger import open_ledger
+    from sunset.runs.history import find_run
+
+    if not PREFECT_API_URL.value():
+        raise InputError(
+            "PREFECT_API_URL is not set; point it at the Prefect server the waiting run is on."
+        )
+    ledger_run = find_run(open_ledger(Settings().ledger_url), run)
+    if ledger_run.flow_run_id is None:
+        raise InputError(f"Run {ledger_run.id} has no Prefect flow run to resume.")
+    from deployments.ops import submit_decision
+
+    submit_decision(ledger_run.flow_run_id, approver=approver, decision=decision, reason=reason)
+    console.print(
+        f"Recorded: {approver} decided to {decision} run {ledger_run.id} "
+        f"({ledger_run.model_id}); the run continues."
+    )
