@@ -170,8 +170,10 @@ class ValidatedRequest:
 
 @dataclass(frozen=True)
 class NoticeTerms:
-    """The notice a run gives, against the minimum for the model's class."""
+    """The notice a run gives: until when, and how long against the minimum for the
+    model's class."""
 
+    retirement_on: date
     notice_days: int
     minimum_notice_days: int
     override_reason: str | None  # set only when the notice is shorter than the minimum
@@ -179,6 +181,7 @@ class NoticeTerms:
     def columns(self) -> dict[str, Any]:
         """The run's ledger columns that record these terms."""
         return {
+            "retirement_on": self.retirement_on,
             "notice_days": self.notice_days,
             "minimum_notice_days": self.minimum_notice_days,
             "notice_override_reason": self.override_reason,
@@ -277,7 +280,7 @@ def _notice_terms(
         )
     notice = Notice(model, replacement, announced_on, retirement_on, settings.support_contact)
     reason = request.notice_override_reason if shortened else None
-    return notice, NoticeTerms(notice_days, minimum, reason)
+    return notice, NoticeTerms(retirement_on, notice_days, minimum, reason)
 
 
 def _recipients(ledger: Ledger, request: DeprecationRequest) -> list[Recipient]:
