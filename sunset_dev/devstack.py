@@ -582,7 +582,7 @@ def start_model_server(
     weights: Path, *, log_path: Path, port: int | None = None, timeout: float = 300.0
 ) -> ServiceHandle:
     """Start ``sunset model-server --weights DIR``; ready once the model is loaded and it
-    answers ``GET /_standin/health`` (loading takes 15-30 s on 2 cores)."""
+    counts tokens (loading takes 15-30 s on 2 cores)."""
     port = port or free_port()
     argv = [sys.executable, "-m", "sunset.cli", "model-server", "--weights", str(weights)]
     argv += ["--port", str(port)]
@@ -591,8 +591,20 @@ def start_model_server(
     handle = ServiceHandle("model-server", base_url, HOST, port, process, log_path)
     handle.ports = {"http": port}
     _live_handles.add(handle)
-    _wait_ready(handle, lambda: _probe_http(base_url + "/_standin/health"), timeout, interval=1.0)
+    _wait_ready(handle, lambda: _probe_count_tokens(base_url), timeout, interval=1.0)
     return handle
+
+
+def _probe_count_tokens(base_url: str) -> None:
+    # The server listens only once the model is loaded, and counting asks nothing of it.
+    body = {"model": "readiness-probe", "messages": [{"role": "user", "content": "ready?"}]}
+    request = urllib.request.Request(
+        base_url + "/v1/messages/count_tokens",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=2):
+        pass  # urlopen raises on any status but 2xx
 
 
 def _probe_http(url: str) -> None:
