@@ -30,7 +30,7 @@ from prefect.workers.process import ProcessWorker
 
 from sunset.errors import InputError, SunsetError
 from sunset.runs.request import DeprecationRequest
-from tasks.audit import FIXITY_FAILED_EVENT
+from tasks.events import FIXITY_FAILED_EVENT, FLOW_RUN_FAILED_EVENTS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORK_POOL = "sunset"
@@ -138,7 +138,7 @@ def ensure_alerts(webhook_url: str) -> list[str]:
             name=RUN_FAILED_AUTOMATION,
             description="A deprecate-model flow run failed or crashed.",
             trigger=EventTrigger(
-                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                expect=set(FLOW_RUN_FAILED_EVENTS),
                 match_related={
                     "prefect.resource.role": "flow",
                     "prefect.resource.name": DEPRECATE_FLOW,

@@ -46,7 +46,6 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from deployments.ops import (
     DEPRECATE_DEPLOYMENT,
     FIXITY_FAILED_AUTOMATION,
-    FIXITY_FAILED_EVENT,
     RUN_FAILED_AUTOMATION,
 )
 from sunset.ledger import CatalogModel, open_ledger
@@ -58,6 +57,7 @@ from sunset_dev.example_model import (
     write_example_recipients,
     write_example_weights,
 )
+from tasks.events import FIXITY_FAILED_EVENT
 from tests.conftest import POSTGRES_ADMIN
 from tests.test_deprecate_flow import ALL_STEPS
 
