@@ -213,8 +213,11 @@ def phase_deprecate(work: Path, label: str) -> dict[str, Any]:
     users = write_example_recipients(work / "example" / "users.csv")
     started = time.perf_counter()
     from flows.deprecate import deprecate_model
+    from sunset.runs.request import DeprecationRequest
 
-    deprecate_model(model_id=EXAMPLE_MODEL_ID, weights=str(weights), recipients=str(users))
+    deprecate_model(
+        DeprecationRequest(model_id=EXAMPLE_MODEL_ID, weights=str(weights), recipients=str(users))
+    )
     wall = time.perf_counter() - started
     with ledger.session() as db:
         attempts = db.exec(select(StepAttempt)).all()

@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 from prefect import get_client
@@ -32,8 +31,9 @@ from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 from prefect.workers.process import ProcessWorker
 
 from sunset.errors import InputError, SunsetError
+from sunset.runs.request import DeprecationRequest
 from sunset.serving.approvals import APPROVE, REJECT
-from tasks.audit import FIXITY_FAILED_EVENT
+from tasks.events import FIXITY_FAILED_EVENT, FLOW_RUN_FAILED_EVENTS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORK_POOL = "sunset"
@@ -141,7 +141,7 @@ def ensure_alerts(webhook_url: str) -> list[str]:
             name=RUN_FAILED_AUTOMATION,
             description="A deprecate-model flow run failed or crashed.",
             trigger=EventTrigger(
-                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                expect=set(FLOW_RUN_FAILED_EVENTS),
                 match_related={
                     "prefect.resource.role": "flow",
                     "prefect.resource.name": DEPRECATE_FLOW,
@@ -169,15 +169,18 @@ def ensure_alerts(webhook_url: str) -> list[str]:
 
 
 def start_deprecation(
-    parameters: dict[str, Any], *, deployment: str = DEPRECATE_DEPLOYMENT
+    request: DeprecationRequest,
+    requested_by: str | None,
+    *,
+    deployment: str = DEPRECATE_DEPLOYMENT,
 ) -> FlowRun:
     """Create a flow run of the deployment for a worker to pick up; return it at once."""
     server = require_server()
     try:
         return run_deployment(
             deployment,
-            parameters=parameters,
-            flow_run_name=f"deprecate-{parameters['model_id']}",
+            parameters={"request": request.parameters(), "requested_by": requested_by},
+            flow_run_name=f"deprecate-{request.model_id}",
             timeout=0,
         )
     except ObjectNotFound:

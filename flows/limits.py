@@ -28,7 +28,8 @@ from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
 
 # The public `concurrency()` context manager hides its lease id, which the ledger needs;
-# these are the functions it is made of (Prefect is pinned, see pyproject.toml).
+# these are the functions it is made of (Prefect is pinned in pyproject.toml, and
+# tests/test_prefect_pins.py says which of these names a new release moved).
 from prefect.concurrency._leases import maintain_concurrency_lease
 from prefect.concurrency._sync import (
     acquire_concurrency_slots_with_lease,

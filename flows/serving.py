@@ -20,12 +20,11 @@ from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.transactions import transaction
 from pydantic import Field
-from sqlmodel import select
 
 from sunset.config import Settings
-from sunset.ledger import DeprecationRun, ServingStatus
-from sunset.runs.lifecycle import finish_run
-from sunset.services import Services, connect
+from sunset.ledger import ServingStatus, open_ledger
+from sunset.runs.lifecycle import finish_run_of_flow_run
+from sunset.services import Services
 from sunset.serving.approvals import GateState
 from tasks.approval import record_approval, request_approval
 from tasks.serving import check_serving, flip_serving_status, route_gateway
@@ -70,15 +69,10 @@ def flip_serving(
 
 def close_ledger_run(flow: Flow[..., Any], run: FlowRun, state: State[Any]) -> None:
     """Flow hook: mark the ledger run of this flow run completed or failed."""
-    services = connect(Settings())
-    with services.ledger.session() as db:
-        ledger_run = db.exec(
-            select(DeprecationRun).where(DeprecationRun.flow_run_id == str(run.id))
-        ).first()
-    if ledger_run is not None:
-        error = None if state.is_completed() else (state.message or state.name)
-        finish_run(services.ledger, ledger_run.id, error=error)
-    services.ledger.dispose()
+    ledger = open_ledger(Settings().ledger_url)
+    error = None if state.is_completed() else (state.message or state.name)
+    finish_run_of_flow_run(ledger, str(run.id), error=error)
+    ledger.dispose()
 
 
 def tag_with_model(model_id: str) -> None:

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from sunset.errors import InputError
-from sunset_dev.messages_server import MessagesRequest, ResponderReply, content_text
+from sunset.messages_api.request import MessagesRequest, content_text
+from sunset.messages_api.responder import ResponderReply
 
 log = logging.getLogger(__name__)
 

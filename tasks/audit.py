@@ -1,31 +1,40 @@
-"""Steps of the preservation audit: check, repair, keep the locks ahead, conclude."""
+"""Steps of the preservation audit: check, repair, keep the locks ahead, conclude.
+
+Never cached: an audit looks at the store as it is now. Attempts are recorded against
+the audit run, in ``audit_attempts``.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from sunset.preservation import audit
 from sunset.preservation.audit import AuditSummary, CheckSummary, RepairSummary, RetentionSummary
 from sunset.services import Services
-from tasks.step import audit_step
+from tasks.events import (
+    DEEP_AUDIT_BEHIND_EVENT,
+    FIXITY_FAILED_EVENT,
+    IRREPARABLE_EVENT,
+    audit_resource,
+    related_audit,
+    snapshot_resource,
+)
+from tasks.step import AUDIT_RUN, step
 
-# One event per snapshot whose fixity check failed; the ops alert automation listens for it.
-FIXITY_FAILED_EVENT = "sunset.fixity.failed"
 
-
-# Never cached: every audit is a run of its own.
-@task(name=audit.BEGIN_STEP, cache_policy=NO_CACHE)
+# Not recorded: it makes the audit run that the other steps' attempts are recorded
+# against. Never cached: every audit is a run of its own.
+@step(audit.BEGIN_STEP, recorded_in=None, retries=0, cache=False)
 def begin_audit(services: Services) -> str:
     """Record the start of the audit run and return its id."""
     return audit.begin_audit(services.ledger, flow_run.get_id())
 
 
-@audit_step(audit.FAST_STEP)
+@step(audit.FAST_STEP, recorded_in=AUDIT_RUN, retries=2, cache=False)
 def fast_verify_replicas(services: Services, audit_id: str) -> CheckSummary:
     """List the versions of every preserved package on every replica: each preserved
     version present with its size and ETag, and still the current one."""
@@ -39,7 +48,7 @@ def fast_verify_replicas(services: Services, audit_id: str) -> CheckSummary:
     return summary
 
 
-@audit_step(audit.DEEP_STEP)
+@step(audit.DEEP_STEP, recorded_in=AUDIT_RUN, retries=2, cache=False)
 def deep_verify_share(
     services: Services,
     audit_id: str,
@@ -64,7 +73,7 @@ def deep_verify_share(
     return summary
 
 
-@audit_step(audit.REPAIR_STEP)
+@step(audit.REPAIR_STEP, recorded_in=AUDIT_RUN, retries=2, cache=False)
 def repair_damage(
     services: Services, audit_id: str, fast: CheckSummary, deep: CheckSummary
 ) -> RepairSummary:
@@ -75,16 +84,8 @@ def repair_damage(
     for snapshot_id in sorted({d.snapshot_id for d in damaged}):
         emit_event(
             event=FIXITY_FAILED_EVENT,
-            resource={
-                "prefect.resource.id": f"sunset.snapshot.{snapshot_id}",
-                "prefect.resource.name": snapshot_id,
-            },
-            related=[
-                {
-                    "prefect.resource.id": f"sunset.audit.{audit_id}",
-                    "prefect.resource.role": "audit",
-                }
-            ],
+            resource=snapshot_resource(snapshot_id),
+            related=[related_audit(audit_id)],
             payload={
                 "failures": [d.describe() for d in damaged if d.snapshot_id == snapshot_id],
                 "irreparable": [
@@ -100,7 +101,7 @@ def repair_damage(
     return summary
 
 
-@audit_step(audit.RETENTION_STEP)
+@step(audit.RETENTION_STEP, recorded_in=AUDIT_RUN, retries=2, cache=False)
 def extend_retention(services: Services, audit_id: str) -> RetentionSummary:
     """Extend every Object Lock that ends within the margin to the full retention."""
     summary = audit.extend_retention(
@@ -115,7 +116,7 @@ def extend_retention(services: Services, audit_id: str) -> RetentionSummary:
     return summary
 
 
-@audit_step(audit.CONCLUDE_STEP, retries=0)
+@step(audit.CONCLUDE_STEP, recorded_in=AUDIT_RUN, retries=0, cache=False)
 def conclude_audit(
     services: Services,
     audit_id: str,
@@ -127,7 +128,6 @@ def conclude_audit(
     """Record the audit's summary. Fail loudly, with a Prefect event per package, when an
     object has no good copy left; warn, with an event, when deep checks fall behind."""
     summary = audit.conclude(services.ledger, audit_id, fast, deep, repairs, retention)
-    audit_resource = {"prefect.resource.id": f"sunset.audit.{audit_id}"}
     if summary.overdue_objects:
         get_run_logger().warning(
             "Deep checks are behind: %d objects (%d bytes) not re-read within the period; "
@@ -136,18 +136,15 @@ def conclude_audit(
             summary.overdue_bytes,
         )
         emit_event(
-            event="sunset.preservation.deep-audit-behind",
-            resource=audit_resource,
+            event=DEEP_AUDIT_BEHIND_EVENT,
+            resource=audit_resource(audit_id),
             payload={"objects": summary.overdue_objects, "bytes": summary.overdue_bytes},
         )
     for snapshot_id, objects in summary.irreparable_by_snapshot.items():
         emit_event(
-            event="sunset.preservation.irreparable",
-            resource={
-                "prefect.resource.id": f"sunset.snapshot.{snapshot_id}",
-                "prefect.resource.name": snapshot_id,
-            },
-            related=[audit_resource | {"prefect.resource.role": "audit"}],
+            event=IRREPARABLE_EVENT,
+            resource=snapshot_resource(snapshot_id),
+            related=[related_audit(audit_id)],
             payload={"objects": objects},
         )
     if summary.irreparable:

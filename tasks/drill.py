@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect import get_run_logger
 
 from sunset.preservation.drill import DrillSummary, run_drill
-from sunset.runs.attempts import record_attempt
 from sunset.runs.steps import DRILL_STEP
 from sunset.services import Services
+from tasks.step import step
 
 
 # Never cached and never retried: each drill is a fresh observation, recorded as it came out.
-@task(name=DRILL_STEP, cache_policy=NO_CACHE)
+# Without a run_id (the drill on its own) it is a step of no run, and nothing is recorded.
+@step(DRILL_STEP, retries=0, cache=False)
 def drill_package(
     services: Services, model_id: str, snapshot_id: str | None = None, run_id: str | None = None
 ) -> DrillSummary:
@@ -29,25 +28,15 @@ def drill_package(
         run_id: The deprecation run this drill is a step of (its attempt is recorded there).
     """
     settings = services.settings
-
-    def drill() -> DrillSummary:
-        return run_drill(
-            services.ledger,
-            services.store.copies[-1],
-            model_id=model_id,
-            snapshot_id=snapshot_id,
-            run_id=run_id,
-            organization=settings.organization,
-            workdir=settings.data_dir / "drills",
-        )
-
-    if run_id is None:
-        summary = drill()
-    else:
-        with record_attempt(
-            services.ledger, run_id=run_id, step=DRILL_STEP, flow_run_id=flow_run.get_id()
-        ) as attempt:
-            summary = attempt.result = drill()
+    summary = run_drill(
+        services.ledger,
+        services.store.copies[-1],
+        model_id=model_id,
+        snapshot_id=snapshot_id,
+        run_id=run_id,
+        organization=settings.organization,
+        workdir=settings.data_dir / "drills",
+    )
     get_run_logger().info(
         "Resurrection drill of %s passed: %d of %d prompts reproduced from %s",
         model_id,

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from sunset.runs.attempts import record_attempt
 from sunset.runs.lifecycle import begin_deprecation
 from sunset.runs.request import DeprecationRequest, ValidatedRequest, validate_request
 from sunset.runs.steps import PREFLIGHT_STEP
 from sunset.services import Services
+from tasks.step import step
 
 
 @dataclass(frozen=True)
 class Preflight:
     run_id: str
     validated: ValidatedRequest
+    summary: dict[str, Any]  # what the ledger records of this attempt
 
 
-# Never cached: it decides, each time, whether the run may start or resume.
-@task(name=PREFLIGHT_STEP, cache_policy=NO_CACHE)
+# Never cached nor retried: it decides, each time, whether the run may start or resume.
+@step(PREFLIGHT_STEP, opens_run=True, retries=0, cache=False)
 def preflight(
     services: Services,
     request: DeprecationRequest,
@@ -51,10 +51,10 @@ def preflight(
         requested_by=requested_by,
         orchestrator_lease_id=orchestrator_lease_id,
     )
-    with record_attempt(
-        services.ledger, run_id=run.id, step=PREFLIGHT_STEP, flow_run_id=flow_run.get_id()
-    ) as attempt:
-        attempt.result = {
+    return Preflight(
+        run.id,
+        validated,
+        summary={
             "model": validated.model.id,
             "files": len(validated.sources),
             "recipients": len(validated.recipients),
@@ -63,5 +63,5 @@ def preflight(
             "notice_days": validated.terms.notice_days,
             "minimum_notice_days": validated.terms.minimum_notice_days,
             "notice_override_reason": validated.terms.override_reason,
-        }
-    return Preflight(run.id, validated)
+        },
+    )

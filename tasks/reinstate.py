@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 from prefect.runtime import flow_run
 
 from sunset.preservation.preserve import VerificationSummary, verify_snapshot
@@ -20,7 +20,6 @@ from sunset.preservation.restore import (
     verify_restoration,
 )
 from sunset.preservation.store import ObjectStore
-from sunset.runs.attempts import record_attempt
 from sunset.runs.lifecycle import begin_run
 from sunset.runs.steps import PREFLIGHT_STEP, RESTORE_CHECK_STEP, RESTORE_STEP, VERIFY_STEP
 from sunset.services import Services
@@ -32,10 +31,11 @@ from tasks.step import step
 class ReinstatementStart:
     run_id: str
     plan: ReinstatementPlan
+    summary: dict[str, Any]  # what the ledger records of this attempt
 
 
-# Never cached: it decides, each time, whether the run may start or resume.
-@task(name=f"{PREFLIGHT_STEP}_reinstatement", cache_policy=NO_CACHE)
+# Never cached nor retried: it decides, each time, whether the run may start or resume.
+@step(PREFLIGHT_STEP, opens_run=True, retries=0, cache=False)
 def plan(
     services: Services, request: ReinstatementRequest, requested_by: str | None
 ) -> ReinstatementStart:
@@ -51,16 +51,16 @@ def plan(
         lease_seconds=services.settings.run_lease_seconds,
         details={"requested_by": requested_by},
     )
-    with record_attempt(
-        services.ledger, run_id=run.id, step=PREFLIGHT_STEP, flow_run_id=flow_run.get_id()
-    ) as attempt:
-        attempt.result = {
+    return ReinstatementStart(
+        run.id,
+        checked,
+        summary={
             "model": request.model_id,
             "snapshot": checked.snapshot.id,
             "destination": request.destination,
             "target": checked.target.value,
-        }
-    return ReinstatementStart(run.id, checked)
+        },
+    )
 
 
 # Not cached: a resumed run must check the store as it is now.

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from sqlmodel import col, select
 
-from sunset.ledger import FixityEvent, Snapshot
-from sunset.preservation.preserve import snapshot_files
 from sunset.report.assemble import SealedReport, record_report_input, seal_report
+from sunset.report.evidence import package_evidence
 from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import REPORT_STEP
 from sunset.services import Services
@@ -49,18 +47,11 @@ def _show_artifacts(services: Services, run_id: str, model_id: str, sealed: Seal
             f"- Local copies: `{sealed.local_path}` and `{sealed.html_path}`\n"
         ),
     )
-    with services.ledger.session() as db:
-        snapshot = db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).one()
-        events = db.exec(
-            select(FixityEvent)
-            .where(FixityEvent.run_id == run_id)
-            .order_by(col(FixityEvent.checked_at))
-        ).all()
-    files = snapshot_files(services.ledger, snapshot.id)
+    evidence = package_evidence(services.ledger, run_id)
     create_table_artifact(
         key=f"manifest-{key}",
         description="Package manifest",
-        table=[{"path": f.path, "bytes": f.size, "sha256": f.sha256} for f in files],
+        table=[{"path": f.path, "bytes": f.size, "sha256": f.sha256} for f in evidence.files],
     )
     create_table_artifact(
         key=f"verification-{key}",
@@ -74,6 +65,6 @@ def _show_artifacts(services: Services, run_id: str, model_id: str, sealed: Seal
                 "bytes_read": e.bytes_read,
                 "checked_at": e.checked_at.isoformat(),
             }
-            for e in events
+            for e in evidence.checks
         ],
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 
-from sunset.ledger import DeprecationRun
 from sunset.preservation.preserve import SnapshotSummary
 from sunset.preservation.preserve import snapshot_weights as preserve_weights
+from sunset.runs.lifecycle import load_run
 from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import SNAPSHOT_STEP
 from sunset.services import Services
@@ -19,13 +19,10 @@ def snapshot_weights(
     services: Services, run_id: str, validated: ValidatedRequest
 ) -> SnapshotSummary:
     """Stream every weights file into the package on every replica, hashing it on the way."""
-    with services.ledger.session() as db:
-        run = db.get(DeprecationRun, run_id)
-    assert run is not None
     summary = preserve_weights(
         services.ledger,
         services.store,
-        run=run,
+        run=load_run(services.ledger, run_id),
         model=validated.model,
         sources=validated.sources,
         weights=services.weights,

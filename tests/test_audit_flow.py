@@ -18,7 +18,7 @@ from sunset.ledger import AuditAttempt, AuditRun, FixityEvent, PreservedObject, 
 from sunset.preservation.package import WEIGHTS_DIR
 from sunset.preservation.preserve import SnapshotSummary
 from sunset.preservation.replicas import ReplicatedStore
-from tasks.audit import FIXITY_FAILED_EVENT
+from tasks.events import FIXITY_FAILED_EVENT
 from tests.conftest import Site
 from tests.preservation import (
     PART,

@@ -48,7 +48,7 @@ def actions(statement: dict[str, Any]) -> set[str]:
 
 
 def test_the_bucket_policy_allows_every_s3_call_the_store_makes() -> None:
-    source = (ROOT / "sunset" / "store.py").read_text()
+    source = (ROOT / "sunset" / "preservation" / "store.py").read_text()
     # Direct calls, and the operations behind paginators (get_paginator("list_parts")).
     calls = set(re.findall(r"\bclient\.(\w+)\(", source)) - OPERATOR_ONLY - {"get_paginator"}
     calls |= set(re.findall(r"\bget_paginator\(\"(\w+)\"\)", source))

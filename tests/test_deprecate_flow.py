@@ -30,6 +30,7 @@ from sunset.ledger import (
     StatusTransition,
     StepAttempt,
 )
+from sunset.runs.request import DeprecationRequest
 from sunset.runs.steps import (
     CHECK_STEP,
     FLIP_STEP,
@@ -61,12 +62,12 @@ ALL_STEPS = [
 
 
 def run_flow(site: Site, **overrides: Any) -> Any:
-    parameters: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "model_id": EXAMPLE_MODEL_ID,
         "weights": str(site.weights),
         "recipients": str(site.recipients),
     } | overrides
-    return deprecate_flow.deprecate_model(**parameters)
+    return deprecate_flow.deprecate_model(DeprecationRequest(**fields))
 
 
 def attempts(site: Site) -> list[StepAttempt]:

@@ -16,7 +16,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from sunset_dev import devstack
+from sunset_dev import devstack, seaweedfs
 from sunset_dev.devstack import (
     DevStack,
     DevStackError,
@@ -245,7 +245,7 @@ def test_failed_start_stops_the_services_already_started(
 def test_seaweedfs_start_retries_when_a_port_was_taken(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_weed_ports = devstack._weed_ports
+    real_weed_ports = seaweedfs._weed_ports
     calls: list[dict[str, int]] = []
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))  # bound, not listening: a connect fails at once
@@ -258,7 +258,7 @@ def test_seaweedfs_start_retries_when_a_port_was_taken(
             calls.append(ports)
             return ports
 
-        monkeypatch.setattr(devstack, "_weed_ports", weed_ports)
+        monkeypatch.setattr(seaweedfs, "_weed_ports", weed_ports)
         weed = start_seaweedfs(tmp_path / "s3")
         weed.stop()
     assert len(calls) == 2

@@ -13,6 +13,7 @@ from sunset.errors import InputError
 from sunset.interview.protocol import load_protocol
 from sunset.interview.transcript import transcript_jsonl, transcript_path
 from sunset.ledger import InterviewSession, InterviewTurn, Report, Snapshot, StepAttempt
+from sunset.runs.request import DeprecationRequest
 from sunset.runs.steps import INTERVIEW_STEP
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
@@ -24,12 +25,12 @@ QUESTIONS = [turn.text for turn in load_protocol().protocol.turns()]
 
 
 def run_flow(site: Site, **overrides: Any) -> Any:
-    parameters: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "model_id": EXAMPLE_MODEL_ID,
         "weights": str(site.weights),
         "recipients": str(site.recipients),
     } | overrides
-    return deprecate_flow.deprecate_model(**parameters)
+    return deprecate_flow.deprecate_model(DeprecationRequest(**fields))
 
 
 def interview_attempts(site: Site) -> list[tuple[int, str]]:

@@ -21,15 +21,9 @@ import anthropic
 import httpx
 import pytest
 
-from sunset_dev.messages_server import (
-    MessagesRequest,
-    StandInResponder,
-    count_tokens,
-    parse_messages_request,
-    split_for_stream,
-    stand_in_model_label,
-    truncate_to_tokens,
-)
+from sunset.messages_api.request import MessagesRequest, parse_messages_request
+from sunset.messages_api.tokens import count_tokens, split_for_stream, truncate_to_tokens
+from sunset_dev.standin_responder import StandInResponder, stand_in_model_label
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-sunset-test-key-MUST-NOT-BE-LOGGED"

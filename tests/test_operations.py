@@ -46,7 +46,6 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from deployments.ops import (
     DEPRECATE_DEPLOYMENT,
     FIXITY_FAILED_AUTOMATION,
-    FIXITY_FAILED_EVENT,
     RUN_FAILED_AUTOMATION,
 )
 from sunset.ledger import CatalogModel, open_ledger
@@ -58,6 +57,7 @@ from sunset_dev.example_model import (
     write_example_recipients,
     write_example_weights,
 )
+from tasks.events import FIXITY_FAILED_EVENT
 from tests.conftest import POSTGRES_ADMIN
 from tests.test_deprecate_flow import ALL_STEPS
 
@@ -395,15 +395,16 @@ def test_prefect_deployment_run_starts_the_same_flow(operations: Operations) -> 
             "run",
             DEPRECATE_DEPLOYMENT,
             "--param",
-            f"model_id={EXAMPLE_MODEL_ID}",
-            "--param",
-            f"weights={operations.weights}",
-            "--param",
-            f"recipients={operations.recipients}",
-            "--param",
-            "retire=true",
-            "--param",
-            "notice_override_reason=Retired early in the operations test.",
+            "request="
+            + json.dumps(
+                {
+                    "model_id": EXAMPLE_MODEL_ID,
+                    "weights": str(operations.weights),
+                    "recipients": str(operations.recipients),
+                    "retire": True,
+                    "notice_override_reason": "Retired early in the operations test.",
+                }
+            ),
             "--watch",
         ],
         env=operations.env(),
@@ -417,7 +418,7 @@ def test_prefect_deployment_run_starts_the_same_flow(operations: Operations) -> 
 def test_a_second_run_of_one_model_waits_while_another_model_runs_alongside(
     operations: Operations,
 ) -> None:
-    parameters = {"weights": str(operations.weights), "recipients": str(operations.recipients)}
+    files = {"weights": str(operations.weights), "recipients": str(operations.recipients)}
     # Each of the first two interview requests is answered 10 s late: runs last long
     # enough to overlap whatever the machine's load.
     faults = urllib.request.Request(
@@ -430,7 +431,7 @@ def test_a_second_run_of_one_model_waits_while_another_model_runs_alongside(
 
     with temporary_settings(updates={PREFECT_API_URL: operations.api_url}):
         first = run_deployment(
-            DEPRECATE_DEPLOYMENT, parameters={"model_id": "ops-a"} | parameters, timeout=0
+            DEPRECATE_DEPLOYMENT, parameters={"request": {"model_id": "ops-a"} | files}, timeout=0
         )
 
         def first_holds_its_slot() -> bool:
@@ -443,10 +444,10 @@ def test_a_second_run_of_one_model_waits_while_another_model_runs_alongside(
 
         _wait_for(first_holds_its_slot, timeout=90, what="the first ops-a run to hold its slot")
         second = run_deployment(
-            DEPRECATE_DEPLOYMENT, parameters={"model_id": "ops-a"} | parameters, timeout=0
+            DEPRECATE_DEPLOYMENT, parameters={"request": {"model_id": "ops-a"} | files}, timeout=0
         )
         other = run_deployment(
-            DEPRECATE_DEPLOYMENT, parameters={"model_id": "ops-b"} | parameters, timeout=0
+            DEPRECATE_DEPLOYMENT, parameters={"request": {"model_id": "ops-b"} | files}, timeout=0
         )
     first_run, second_run, other_run = wait_until_final(
         operations, [first.id, second.id, other.id], timeout=180
@@ -475,9 +476,11 @@ def test_alerts_post_failed_runs_and_failed_fixity_checks_to_the_webhook(
         failing = run_deployment(
             DEPRECATE_DEPLOYMENT,
             parameters={
-                "model_id": "not-in-the-catalog",
-                "weights": str(operations.weights),
-                "recipients": str(operations.recipients),
+                "request": {
+                    "model_id": "not-in-the-catalog",
+                    "weights": str(operations.weights),
+                    "recipients": str(operations.recipients),
+                }
             },
             timeout=0,
         )

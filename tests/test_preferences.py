@@ -36,7 +36,7 @@ from sunset.ledger import (
     open_ledger,
 )
 from sunset_dev.example_model import EXAMPLE_MODEL_ID, register_example_models
-from sunset_dev.messages_server import StandInResponder
+from sunset_dev.standin_responder import StandInResponder
 from tests.conftest import Site
 from tests.standin_control import StandIn
 

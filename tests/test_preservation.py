@@ -40,6 +40,7 @@ from sunset.preservation.preserve import (
 )
 from sunset.preservation.replicas import weights_reader
 from sunset.preservation.store import ObjectStore, crc64nvme_b64
+from sunset.runs.request import DeprecationRequest
 from sunset_dev.example_model import EXAMPLE_MODEL_ID, register_example_models
 from tests.conftest import Site
 from tests.preservation import (
@@ -509,7 +510,9 @@ def test_a_refused_source_changes_nothing_in_buckets_ledger_or_mailboxes(
 
     with pytest.raises(InputError, match=expected):
         deprecate_model(
-            model_id="sunset-example-1", weights=location, recipients=str(site.recipients)
+            DeprecationRequest(
+                model_id="sunset-example-1", weights=location, recipients=str(site.recipients)
+            )
         )
 
     assert _row_counts(site) == before

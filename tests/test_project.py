@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -48,3 +49,41 @@ def test_the_core_package_never_imports_prefect() -> None:
             assert not any(n.split(".")[0] in ("prefect", "flows", "tasks") for n in names), (
                 f"{source.relative_to(ROOT)} imports {names}"
             )
+
+
+def _harness_imports(
+    tree: ast.AST, functions: tuple[str, ...] = ()
+) -> Iterator[tuple[int, tuple[str, ...]]]:
+    """(line, names of the enclosing functions) of each import of sunset_dev in ``tree``."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield from _harness_imports(node, (*functions, node.name))
+            continue
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            modules = [node.module or ""]
+        else:
+            modules = []
+        if any(module.split(".")[0] == "sunset_dev" for module in modules):
+            yield node.lineno, functions
+        yield from _harness_imports(node, functions)
+
+
+def test_the_product_never_imports_the_development_harness() -> None:
+    # Only the CLI's demo starts the dev stack, and it imports it in its own code path, so
+    # every other command (model-server above all) runs without the harness loaded.
+    # `sunset ops up` reaches it through deployments/local.py, outside the product package.
+    demo_imports = 0
+    for source in (ROOT / "sunset").rglob("*.py"):
+        relative = source.relative_to(ROOT / "sunset")
+        in_cli = relative.parts[0] in ("cli.py", "cli")  # the CLI, as a module or a package
+        for line, functions in _harness_imports(ast.parse(source.read_text())):
+            where = f"sunset/{relative}:{line}"
+            assert in_cli, f"{where} imports sunset_dev, the development harness"
+            assert functions, f"{where} imports sunset_dev when the CLI is imported"
+            assert any("demo" in name for name in (*functions, source.stem)), (
+                f"{where} imports sunset_dev outside the demo (in {'.'.join(functions)})"
+            )
+            demo_imports += 1
+    assert demo_imports, "found not even the demo's imports of sunset_dev: is the walk broken?"

@@ -27,6 +27,7 @@ from sunset.preservation.restore import (
     plan_reinstatement,
     verify_restoration,
 )
+from sunset.runs.request import DeprecationRequest
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.paused_runs import in_background, wait_for_pause
@@ -39,11 +40,13 @@ pytestmark = [
 
 def retire(site: Site) -> Any:
     return deprecate_flow.deprecate_model(
-        model_id=EXAMPLE_MODEL_ID,
-        weights=str(site.weights),
-        recipients=str(site.recipients),
-        retire=True,
-        notice_override_reason="test: the notice period is compressed",
+        DeprecationRequest(
+            model_id=EXAMPLE_MODEL_ID,
+            weights=str(site.weights),
+            recipients=str(site.recipients),
+            retire=True,
+            notice_override_reason="test: the notice period is compressed",
+        )
     )
 
 

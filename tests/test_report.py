@@ -24,6 +24,7 @@ from sunset.ledger import (
 )
 from sunset.preservation.package import PayloadEntry, payload_manifest
 from sunset.report.assemble import record_report_input, render_report, render_report_html
+from sunset.runs.request import DeprecationRequest
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.test_cli import sunset
@@ -52,11 +53,13 @@ def deprecate(site: Site, tmp_path: Path) -> Any:
     summary.write_text(SUMMARY)
     analysis.write_text(ANALYSIS)
     return deprecate_model(
-        model_id=EXAMPLE_MODEL_ID,
-        weights=str(site.weights),
-        recipients=str(site.recipients),
-        deployment_summary=str(summary),
-        operator_analysis=str(analysis),
+        DeprecationRequest(
+            model_id=EXAMPLE_MODEL_ID,
+            weights=str(site.weights),
+            recipients=str(site.recipients),
+            deployment_summary=str(summary),
+            operator_analysis=str(analysis),
+        )
     )
 
 

@@ -25,6 +25,7 @@ from sunset.ledger import (
     StatusTransition,
     utcnow,
 )
+from sunset.runs.request import DeprecationRequest
 from sunset.serving.guards import status_at
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
@@ -37,13 +38,13 @@ pytestmark = [
 ]
 
 
-def run_flow(site: Site, **overrides: Any) -> Any:
-    parameters: dict[str, Any] = {
+def run_flow(site: Site, requested_by: str | None = None, **overrides: Any) -> Any:
+    fields: dict[str, Any] = {
         "model_id": EXAMPLE_MODEL_ID,
         "weights": str(site.weights),
         "recipients": str(site.recipients),
     } | overrides
-    return deprecate_flow.deprecate_model(**parameters)
+    return deprecate_flow.deprecate_model(DeprecationRequest(**fields), requested_by)
 
 
 def serving_status(site: Site) -> str:

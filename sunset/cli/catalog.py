@@ -6,8 +6,13 @@ from typing import Annotated
 
 import typer
 
+from sunset.catalog import find_model, list_models, model_record, register_model
 from sunset.cli.edge import parse_date, parse_moment, plain_errors
 from sunset.cli.output import console, show_catalog, show_model, show_status_at
+from sunset.config import Settings
+from sunset.errors import InputError
+from sunset.ledger import open_ledger
+from sunset.serving.guards import status_at
 
 
 def register(
@@ -30,10 +35,6 @@ def register(
     ] = None,
 ) -> None:
     """Add a model to the catalog so that it can be deprecated later."""
-    from sunset.catalog import register_model
-    from sunset.config import Settings
-    from sunset.ledger import open_ledger
-
     with plain_errors():
         released_on = parse_date(released, "--released")
         register_model(
@@ -65,12 +66,6 @@ def status(
     With --at, answers what the model's status was at that moment, from its recorded
     transitions (a flip that was rolled back never took effect and does not count).
     """
-    from sunset.catalog import find_model, list_models, model_record
-    from sunset.config import Settings
-    from sunset.errors import InputError
-    from sunset.ledger import open_ledger
-    from sunset.serving.guards import status_at
-
     with plain_errors():
         ledger = open_ledger(Settings().ledger_url)
         if at is not None:

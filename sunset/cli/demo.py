@@ -5,19 +5,20 @@ from __future__ import annotations
 import getpass
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
+from pydantic import SecretStr
 
+from sunset.catalog import find_model, model_record
 from sunset.cli.deprecation import run_deprecation
 from sunset.cli.edge import plain_errors
 from sunset.cli.output import console, show_drill, show_model, show_outcome
 from sunset.cli.restore import run_drill
-
-if TYPE_CHECKING:
-    from sunset.config import Settings
-    from sunset.ledger import Ledger
-    from sunset_dev.devstack import Endpoints
+from sunset.config import Settings
+from sunset.ledger import Ledger, open_ledger
+from sunset.preservation.replicas import connect_store
+from sunset.runs.request import DeprecationRequest
 
 DEMO_API_KEY = "sunset-demo-key"  # the stand-in accepts any key; the SDK wants one
 REAL_MODEL_MAX_TOKENS = 48  # short interview answers keep the real-model demo to minutes
@@ -49,10 +50,6 @@ def demo(
     package again: restored from the bucket, loaded from the restored files alone, its
     fingerprint replayed. This takes a few minutes on 2 cores.
     """
-    from sunset.catalog import find_model, model_record
-    from sunset.config import Settings
-    from sunset.ledger import open_ledger
-    from sunset.preservation.replicas import connect_store
     from sunset_dev.devstack import DevStack
     from sunset_dev.example_model import (
         EXAMPLE_MODEL_ID,
@@ -76,7 +73,17 @@ def demo(
             stack = DevStack(data_dir / "devstack")
             endpoints = stack.start()
         try:
-            settings = _stack_settings(data_dir, endpoints, stack.s3_credentials)
+            access_key, secret_key = stack.s3_credentials
+            settings = Settings(  # the environment's settings, pointed at the stack
+                data_dir=data_dir,
+                s3_endpoint_url=endpoints.s3_endpoint,
+                s3_access_key_id=access_key,
+                s3_secret_access_key=SecretStr(secret_key),
+                smtp_host=endpoints.smtp_host,
+                smtp_port=endpoints.smtp_port,
+                messages_base_url=endpoints.messages_base_url,
+                anthropic_api_key=SecretStr(DEMO_API_KEY),
+            )
             console.print(f"Local services up; data under {data_dir}")
             connect_store(settings).ensure_buckets()
             ledger = open_ledger(settings.ledger_url)
@@ -105,34 +112,11 @@ def demo(
             stack.stop()
 
 
-def _stack_settings(
-    data_dir: Path, endpoints: Endpoints, s3_credentials: tuple[str, str]
-) -> Settings:
-    """The settings from the environment, pointed at the running stack and its data."""
-    from pydantic import SecretStr
-
-    from sunset.config import Settings
-
-    access_key, secret_key = s3_credentials
-    return Settings(
-        data_dir=data_dir,
-        s3_endpoint_url=endpoints.s3_endpoint,
-        s3_access_key_id=access_key,
-        s3_secret_access_key=SecretStr(secret_key),
-        smtp_host=endpoints.smtp_host,
-        smtp_port=endpoints.smtp_port,
-        messages_base_url=endpoints.messages_base_url,
-        anthropic_api_key=SecretStr(DEMO_API_KEY),
-    )
-
-
 def _retire_for_demo(
     settings: Settings, *, model_id: str, weights: Path, recipients: Path, fingerprint: bool = False
 ) -> Any:
     """Retire a demo model at once: the whole lifecycle in one run, the short notice recorded."""
-    return run_deprecation(
-        settings,
-        requested_by=getpass.getuser(),
+    request = DeprecationRequest(
         model_id=model_id,
         weights=str(weights),
         recipients=str(recipients),
@@ -141,11 +125,11 @@ def _retire_for_demo(
         "that the whole lifecycle runs at once.",
         fingerprint=fingerprint,
     )
+    return run_deprecation(settings, request, requested_by=getpass.getuser())
 
 
 def _demo_real_model(settings: Settings, ledger: Ledger, data_dir: Path) -> None:
     """Retire SmolLM2-135M-Instruct on the running services, or drill it if it is retired."""
-    from sunset.catalog import find_model, model_record
     from sunset_dev.devstack import start_model_server
     from sunset_dev.example_model import (
         REAL_MODEL_ID,

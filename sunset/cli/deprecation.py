@@ -5,63 +5,52 @@ from __future__ import annotations
 import getpass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from sunset.cli.edge import parse_date, plain_errors
 from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
 from sunset.cli.output import console, show_outcome
-
-if TYPE_CHECKING:
-    from sunset.config import Settings
+from sunset.config import Settings
+from sunset.errors import InputError, SunsetError
+from sunset.ledger import open_ledger
+from sunset.preservation.replicas import connect_store, weights_reader
+from sunset.runs.request import DeprecationRequest, validate_request
 
 
 def deprecate(
-    model: Annotated[str, typer.Argument(help="Catalog id of the model to deprecate.")],
-    weights: Annotated[
-        str,
-        typer.Option(
-            help="Directory with the model's files, as served, or s3://bucket/prefix where "
-            "they are kept (read with SUNSET_WEIGHTS_S3, default the primary's keys)."
-        ),
-    ],
+    model: Annotated[str, typer.Argument(help=DeprecationRequest.describe("model_id"))],
+    weights: Annotated[str, typer.Option(help=DeprecationRequest.describe("weights"))],
     recipients: Annotated[
-        Path | None,
-        typer.Option(help="CSV of users to notify: columns email,name[,webhook_url,usage]."),
+        Path | None, typer.Option(help=DeprecationRequest.describe("recipients"))
     ] = None,
     recipients_from_ledger: Annotated[
         bool,
         typer.Option(
-            "--recipients-from-ledger",
-            help="Notify the model's users imported with `sunset users import` instead of a CSV.",
+            "--recipients-from-ledger", help=DeprecationRequest.describe("recipients_from_ledger")
         ),
     ] = False,
     retire: Annotated[
-        bool, typer.Option("--retire", help="Retire the model at the end, not just deprecate it.")
+        bool, typer.Option("--retire", help=DeprecationRequest.describe("retire"))
     ] = False,
     retirement_date: Annotated[
-        str | None,
-        typer.Option(help="Announced retirement date, YYYY-MM-DD; default: minimum notice."),
+        str | None, typer.Option(help=DeprecationRequest.describe("retirement_date"))
     ] = None,
     protocol: Annotated[
-        Path | None, typer.Option(help="Interview protocol YAML; default: Sunset's standard.")
+        Path | None, typer.Option(help=DeprecationRequest.describe("protocol"))
     ] = None,
     sessions: Annotated[
-        int | None,
-        typer.Option(help="Interview sessions to run; default: SUNSET_INTERVIEW_SESSIONS (1)."),
+        int | None, typer.Option(help=DeprecationRequest.describe("sessions"))
     ] = None,
     notice_override: Annotated[
-        str | None,
-        typer.Option(help="Why a notice shorter than the minimum is acceptable (recorded)."),
+        str | None, typer.Option(help=DeprecationRequest.describe("notice_override_reason"))
     ] = None,
     deployment_summary: Annotated[
-        Path | None,
-        typer.Option(help="Markdown file for the report: usage, notable uses, incidents."),
+        Path | None, typer.Option(help=DeprecationRequest.describe("deployment_summary"))
     ] = None,
     analysis: Annotated[
-        Path | None,
-        typer.Option(help="Markdown file for the report: the operators' interpretation."),
+        Path | None, typer.Option(help=DeprecationRequest.describe("operator_analysis"))
     ] = None,
     via_deployment: Annotated[
         bool,
@@ -78,21 +67,9 @@ def deprecate(
     deployment: Annotated[
         str, typer.Option(help="With --via-deployment: the deployment to run.")
     ] = "deprecate-model/manual",
-    approvals: Annotated[
-        int,
-        typer.Option(
-            help="Distinct approvers (0, 1 or 2) who must approve before the model is "
-            "retired; the run waits for `sunset approve RUN` or the form in the Prefect UI.",
-        ),
-    ] = 0,
+    approvals: Annotated[int, typer.Option(help=DeprecationRequest.describe("approvals"))] = 0,
     fingerprint: Annotated[
-        bool,
-        typer.Option(
-            "--fingerprint",
-            help="Run the model here from its weights directory (one .gguf file; needs "
-            "pip install 'sunset[local-model]'): seal its greedy answers to fixed prompts in "
-            "the package, and prove before the flip that the package alone reproduces them.",
-        ),
+        bool, typer.Option("--fingerprint", help=DeprecationRequest.describe("fingerprint"))
     ] = False,
 ) -> None:
     """Run a complete deprecation of MODEL: notify its users, snapshot and verify its
@@ -102,47 +79,47 @@ def deprecate(
     command again: finished steps are skipped and nobody is notified twice. Only one run
     per model goes at a time; with --via-deployment a second one waits for the first.
     """
-    from sunset.config import Settings
-    from sunset.errors import InputError
-    from sunset.runs.request import check_model_id
-
     with plain_errors():
         settings = Settings()
-        parameters: dict[str, Any] = {
-            "model_id": check_model_id(model),
-            "weights": str(weights),
-            "recipients": str(recipients) if recipients else None,
-            "recipients_from_ledger": recipients_from_ledger,
-            "retire": retire,
-            "retirement_date": parse_date(retirement_date, "--retirement-date"),
-            "protocol": str(protocol) if protocol else None,
-            "sessions": settings.interview_sessions if sessions is None else sessions,
-            "notice_override_reason": notice_override,
-            "deployment_summary": str(deployment_summary) if deployment_summary else None,
-            "operator_analysis": str(analysis) if analysis else None,
-            "fingerprint": fingerprint,
-            "approvals": approvals,
-            "requested_by": getpass.getuser(),
-        }
+        request = DeprecationRequest(
+            model_id=model,
+            weights=str(weights),
+            recipients=str(recipients) if recipients else None,
+            recipients_from_ledger=recipients_from_ledger,
+            retire=retire,
+            retirement_date=parse_date(retirement_date, "--retirement-date"),
+            protocol=str(protocol) if protocol else None,
+            sessions=settings.interview_sessions if sessions is None else sessions,
+            notice_override_reason=notice_override,
+            deployment_summary=str(deployment_summary) if deployment_summary else None,
+            operator_analysis=str(analysis) if analysis else None,
+            fingerprint=fingerprint,
+            approvals=approvals,
+        )
+        requested_by = getpass.getuser()
         if via_deployment:
-            _deprecate_via_deployment(parameters, deployment=deployment, wait=wait)
+            _deprecate_via_deployment(request, requested_by, deployment=deployment, wait=wait)
             return
         if wait:
             raise InputError("--wait goes with --via-deployment; a local run always waits.")
-        show_outcome(run_deprecation(settings, **parameters))
+        show_outcome(run_deprecation(settings, request, requested_by=requested_by))
 
 
-def _deprecate_via_deployment(parameters: dict[str, Any], *, deployment: str, wait: bool) -> None:
+def _deprecate_via_deployment(
+    request: DeprecationRequest, requested_by: str, *, deployment: str, wait: bool
+) -> None:
     """Start a flow run of the deployment; with ``wait``, follow it until it ends."""
     from deployments.ops import flow_run_url, follow, start_deprecation
-    from sunset.errors import SunsetError
 
-    for key in ("weights", "recipients", "protocol"):
-        if parameters[key]:
-            parameters[key] = str(Path(parameters[key]).absolute())
-    if parameters["retirement_date"]:
-        parameters["retirement_date"] = parameters["retirement_date"].isoformat()
-    run = start_deprecation(parameters, deployment=deployment)
+    # The worker reads the paths, from its own working directory.
+    absolute = {
+        key: str(Path(path).absolute())
+        for key in ("weights", "recipients", "protocol")
+        if (path := getattr(request, key))
+    }
+    run = start_deprecation(
+        request.model_copy(update=absolute), requested_by, deployment=deployment
+    )
     console.print(f"Started {run.name} on {deployment}: {flow_run_url(run.id)}", soft_wrap=True)
     if not wait:
         console.print("A worker on the `sunset` pool picks it up; follow it in the UI.")
@@ -163,21 +140,17 @@ def _deprecate_via_deployment(parameters: dict[str, Any], *, deployment: str, wa
         message = final.state.message if final.state else "no state"
         raise SunsetError(f"{final.name} ended {final.state_name}: {message}")
     console.print(
-        f"{final.name} completed. `sunset status {parameters['model_id']}` shows the "
+        f"{final.name} completed. `sunset status {request.model_id}` shows the "
         "package, the report and the serving status.",
         soft_wrap=True,
     )
 
 
-def run_deprecation(settings: Settings, *, requested_by: str, **parameters: Any) -> Any:
+def run_deprecation(settings: Settings, request: DeprecationRequest, *, requested_by: str) -> Any:
     """Validate in-process for a fast answer, then run the flow (starting Prefect)."""
-    from sunset.ledger import open_ledger
-    from sunset.preservation.replicas import connect_store, weights_reader
-    from sunset.runs.request import DeprecationRequest, validate_request
-
     validate_request(
         open_ledger(settings.ledger_url),
-        DeprecationRequest(**parameters),
+        request,
         settings,
         weights=weights_reader(settings),
         today=date.today(),
@@ -186,6 +159,6 @@ def run_deprecation(settings: Settings, *, requested_by: str, **parameters: Any)
     prepare_prefect()
     from flows.deprecate import deprecate_model
 
-    console.print(f"Deprecating {parameters['model_id']}: the Prefect flow is starting ...")
+    console.print(f"Deprecating {request.model_id}: the Prefect flow is starting ...")
     with settings_for_flow_run(settings):
-        return deprecate_model(**parameters, requested_by=requested_by)
+        return deprecate_model(request, requested_by=requested_by)

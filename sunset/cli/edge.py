@@ -1,8 +1,5 @@
 """Where the terminal meets Sunset: values typed on the command line, and failures turned
-into one sentence on stderr and exit code 1.
-
-The core is imported inside the functions, so that ``sunset --help`` loads none of it.
-"""
+into one sentence on stderr and exit code 1."""
 
 from __future__ import annotations
 
@@ -11,15 +8,16 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
 
 import typer
+from pydantic import ValidationError
 
 from sunset.cli.output import errors
+from sunset.config import Settings
+from sunset.errors import InputError, SunsetError
 
 
 @contextmanager
 def plain_errors() -> Iterator[None]:
     """Turn failures into one sentence and exit code 1, never a traceback."""
-    from sunset.errors import SunsetError
-
     try:
         yield
     except SunsetError as exc:
@@ -32,10 +30,6 @@ def plain_errors() -> Iterator[None]:
 
 def unnamed_failure(exc: Exception) -> str:
     """One sentence for an error Sunset does not raise itself."""
-    from pydantic import ValidationError
-
-    from sunset.config import Settings
-
     if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
         first = exc.errors()[0]
         name = "SUNSET_" + "_".join(str(part) for part in first["loc"]).upper()
@@ -54,8 +48,6 @@ def parse_date(value: str | None, option: str) -> date | None:
     Raises:
         InputError: the value is not a date.
     """
-    from sunset.errors import InputError
-
     if value is None:
         return None
     try:
@@ -71,8 +63,6 @@ def parse_moment(value: str) -> datetime:
     Raises:
         InputError: the value is neither.
     """
-    from sunset.errors import InputError
-
     try:
         if len(value) == 10:
             return datetime.combine(date.fromisoformat(value), time.max, tzinfo=UTC)

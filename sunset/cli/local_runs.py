@@ -7,10 +7,8 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from sunset.config import Settings
+from sunset.config import Settings
 
 # Prefect's temporary server needs these offline, and more than its default 20 s here.
 PREFECT_DEFAULTS = {

@@ -2,9 +2,8 @@
 
 Each command parses its options, calls a named core function and prints the result; it
 loads settings once, at this edge, and turns any failure into one sentence on stderr and
-exit code 1. The modules here import only typer and rich at load time: the core, Prefect,
-``flows/`` and ``deployments/`` are imported inside the command that needs them, so that
-`sunset --help` starts at once.
+exit code 1. Prefect, ``flows/``, ``deployments/`` and the development harness are
+imported inside the commands that need them, so that `sunset --help` loads none of them.
 """
 
 from __future__ import annotations

@@ -26,10 +26,11 @@ def model_server(
     Stops on Ctrl-C. Needs pip install 'sunset[local-model]'.
     """
     from sunset.local_model import LocalModel, LocalModelResponder
-    from sunset_dev.messages_server import create_app, serve
+    from sunset.messages_api.app import create_app
+    from sunset.messages_api.server import serve
 
     with plain_errors():
         errors.print(f"Loading the model from {weights} (15-30 s on 2 cores) ...")
         loaded = LocalModel.load(weights)
         errors.print(f"Loaded {loaded.files.gguf_file} in {loaded.load_seconds:.1f} s.")
-    serve(create_app(LocalModelResponder(loaded), stand_in=False), host="127.0.0.1", port=port)
+    serve(create_app(LocalModelResponder(loaded)), host="127.0.0.1", port=port)

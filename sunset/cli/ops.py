@@ -8,6 +8,8 @@ import typer
 
 from sunset.cli.edge import plain_errors
 from sunset.cli.output import console, show_operating_mode
+from sunset.config import Settings
+from sunset.errors import SunsetError
 
 ops_app = typer.Typer(
     help="Run Sunset as a service: a Prefect server with its UI, workers, deployments and "
@@ -53,8 +55,6 @@ def ops_up(
     import threading
 
     from deployments.local import LocalOperations
-    from sunset.config import Settings
-    from sunset.errors import SunsetError
 
     with plain_errors():
         operations = LocalOperations(

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from sunset.catalog import ModelRecord
-    from sunset.ledger import CatalogModel, InterviewPreference, ServingStatus
-    from sunset.notify.recipients import Recipient
-    from sunset.preservation.drill import DrillSummary
-    from sunset.runs.history import RunLine
+from sunset.catalog import ModelRecord
+from sunset.ledger import CatalogModel, InterviewPreference, ServingStatus
+from sunset.notify.recipients import Recipient
+from sunset.preservation.drill import DrillSummary
+from sunset.runs.history import RunLine
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # a sentence must survive grep and logs

@@ -11,6 +11,9 @@ import typer
 
 from sunset.cli.edge import plain_errors
 from sunset.cli.output import console, show_preferences
+from sunset.config import Settings
+from sunset.interview.preferences import decide_preference, list_preferences
+from sunset.ledger import PreferenceStatus, open_ledger
 
 
 class DecidedStatus(StrEnum):
@@ -27,10 +30,6 @@ def preferences(
     where (session, turn, question), its category, and what became of it. Record a
     decision with `sunset preference ID`.
     """
-    from sunset.config import Settings
-    from sunset.interview.preferences import list_preferences
-    from sunset.ledger import open_ledger
-
     with plain_errors():
         show_preferences(model, list_preferences(open_ledger(Settings().ledger_url), model))
 
@@ -54,10 +53,6 @@ def preference(
     and why. Every decision is kept with who made it and when; a later one does not
     erase an earlier one.
     """
-    from sunset.config import Settings
-    from sunset.interview.preferences import decide_preference
-    from sunset.ledger import PreferenceStatus, open_ledger
-
     with plain_errors():
         decided = decide_preference(
             open_ledger(Settings().ledger_url),

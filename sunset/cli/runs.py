@@ -10,16 +10,16 @@ import typer
 
 from sunset.cli.edge import plain_errors
 from sunset.cli.output import console, show_runs
+from sunset.config import Settings
+from sunset.errors import InputError
+from sunset.ledger import open_ledger
+from sunset.runs.history import find_run, run_history
 
 
 def runs(
     model: Annotated[str | None, typer.Option(help="Only the runs of this model.")] = None,
 ) -> None:
     """List deprecation runs with their state and the attempts of each step."""
-    from sunset.config import Settings
-    from sunset.ledger import open_ledger
-    from sunset.runs.history import run_history
-
     with plain_errors():
         show_runs(run_history(open_ledger(Settings().ledger_url), model))
 
@@ -58,11 +58,6 @@ def reject(
 def _decide(run: str, decision: str, reason: str, approver: str) -> None:
     """Answer the approval form of the run whose id starts with ``run``."""
     from prefect.settings import PREFECT_API_URL
-
-    from sunset.config import Settings
-    from sunset.errors import InputError
-    from sunset.ledger import open_ledger
-    from sunset.runs.history import find_run
 
     if not PREFECT_API_URL.value():
         raise InputError(

@@ -105,8 +105,10 @@ class DeprecationRun(SQLModel, table=True):
     error: str | None = None
     kind: str = Field(default="deprecation", max_length=16)  # deprecation | reinstatement
     requested_by: str | None = None
-    # The notice terms the run was admitted under; the override reason is set only when
-    # the notice was shorter than the minimum and a release manager accepted that.
+    # The notice terms the run was admitted under (the report reads them here); the
+    # override reason is set only when the notice was shorter than the minimum and a
+    # release manager accepted that.
+    retirement_on: date | None = None
     notice_days: int | None = None
     minimum_notice_days: int | None = None
     notice_override_reason: str | None = None

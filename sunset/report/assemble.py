@@ -10,51 +10,30 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import jinja2
 from sqlmodel import col, select
 
 from sunset.errors import InputError
-from sunset.interview.preferences import EXTRACTOR
 from sunset.interview.protocol import LoadedProtocol
 from sunset.interview.transcript import transcript_jsonl
 from sunset.ledger import (
-    AttemptState,
-    CatalogModel,
-    Delivery,
-    DeliverySummary,
     DeprecationRun,
-    DrillEvent,
-    Fingerprint,
-    FixityEvent,
-    InterviewPreference,
     InterviewSession,
-    InterviewTurn,
     Ledger,
-    PreferenceStatusChange,
-    PreservedObject,
     Report,
     ReportInput,
     Snapshot,
-    SnapshotFile,
-    StepAttempt,
     utcnow,
 )
-from sunset.preservation.package import (
-    INTERVIEW_DIR,
-    REPORT_DIR,
-    WEIGHTS_DIR,
-    PayloadEntry,
-    payload_manifest,
-)
+from sunset.preservation.package import INTERVIEW_DIR, REPORT_DIR
 from sunset.preservation.preserve import add_payload, verify_snapshot, write_tag_files
 from sunset.preservation.replicas import ReplicatedStore
+from sunset.report.facts import latest_input, report_facts
 from sunset.report.inputs import INPUT_KINDS
 from sunset.report.render import anchor, inline, quoted, to_html, verbatim
-from sunset.runs.steps import PREFLIGHT_STEP, REPORT_STEP
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -91,7 +70,7 @@ def record_report_input(
     assert kind in INPUT_KINDS
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     with ledger.session() as db:
-        latest = _latest_input(db, run_id, kind)
+        latest = latest_input(db, run_id, kind)
         if latest is None or latest.sha256 != digest:
             db.add(
                 ReportInput(
@@ -121,7 +100,8 @@ def render_report(ledger: Ledger, run_id: str, as_of: datetime | None = None) ->
     byte for byte; a preference decided later shows up only in a newly sealed version.
     """
     moment = as_of or _last_sealed(ledger, run_id) or utcnow()
-    return _TEMPLATES.get_template("report.md.j2").render(_facts(ledger, run_id, moment))
+    facts = report_facts(ledger, run_id, moment)
+    return _TEMPLATES.get_template("report.md.j2").render(vars(facts))
 
 
 def render_report_html(ledger: Ledger, run_id: str, as_of: datetime | None = None) -> str:
@@ -215,159 +195,3 @@ def seal_report(
             )
         )
     return SealedReport(version, key, str(local), str(local.with_suffix(".html")), digest, package)
-
-
-def _session_turns(ledger: Ledger, session_id: str) -> list[InterviewTurn]:
-    with ledger.session() as db:
-        return list(
-            db.exec(
-                select(InterviewTurn)
-                .where(InterviewTurn.session_id == session_id)
-                .order_by(col(InterviewTurn.seq))
-            )
-        )
-
-
-def _latest_input(
-    db: Any, run_id: str, kind: str, as_of: datetime | None = None
-) -> ReportInput | None:
-    query = select(ReportInput).where(ReportInput.run_id == run_id, ReportInput.kind == kind)
-    if as_of is not None:
-        query = query.where(col(ReportInput.supplied_at) <= as_of)
-    return db.exec(query.order_by(col(ReportInput.id).desc())).first()
-
-
-def _facts(ledger: Ledger, run_id: str, as_of: datetime) -> dict[str, Any]:
-    with ledger.session() as db:
-        run = db.get(DeprecationRun, run_id)
-        assert run is not None
-        model = db.get(CatalogModel, run.model_id)
-        assert model is not None
-        replacement = db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
-        snapshot = db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).one()
-        files = db.exec(
-            select(SnapshotFile)
-            .where(SnapshotFile.snapshot_id == snapshot.id)
-            .order_by(col(SnapshotFile.path))
-        ).all()
-        deliveries = db.exec(
-            select(Delivery).where(Delivery.run_id == run_id).order_by(col(Delivery.recipient))
-        ).all()
-        events = db.exec(
-            select(FixityEvent)
-            .where(
-                FixityEvent.run_id == run_id,
-                col(FixityEvent.path).startswith(WEIGHTS_DIR),
-                col(FixityEvent.checked_at) <= as_of,
-            )
-            .order_by(col(FixityEvent.checked_at), col(FixityEvent.id))
-        ).all()
-        copies = db.exec(
-            select(PreservedObject)
-            .where(
-                PreservedObject.snapshot_id == snapshot.id,
-                col(PreservedObject.path).startswith(WEIGHTS_DIR),
-            )
-            .order_by(col(PreservedObject.replica), col(PreservedObject.path))
-        ).all()
-        summaries = db.exec(
-            select(DeliverySummary)
-            .where(DeliverySummary.run_id == run_id)
-            .order_by(col(DeliverySummary.channel))
-        ).all()
-        sessions = db.exec(
-            select(InterviewSession)
-            .where(InterviewSession.run_id == run_id)
-            .order_by(col(InterviewSession.session_index))
-        ).all()
-        attempts = db.exec(
-            select(StepAttempt).where(StepAttempt.run_id == run_id).order_by(col(StepAttempt.id))
-        ).all()
-        inputs = {kind: _latest_input(db, run_id, kind, as_of) for kind in INPUT_KINDS}
-        preferences = db.exec(
-            select(InterviewPreference)
-            .where(InterviewPreference.run_id == run_id)
-            .order_by(
-                col(InterviewPreference.session_index),
-                col(InterviewPreference.turn_seq),
-                col(InterviewPreference.quote_start),
-            )
-        ).all()
-        changes = db.exec(
-            select(PreferenceStatusChange)
-            .where(
-                col(PreferenceStatusChange.preference_id).in_([p.id for p in preferences]),
-                col(PreferenceStatusChange.at) <= as_of,
-            )
-            .order_by(col(PreferenceStatusChange.at), col(PreferenceStatusChange.id))
-        ).all()
-        fingerprint = db.exec(
-            select(Fingerprint)
-            .where(Fingerprint.snapshot_id == snapshot.id)
-            .order_by(col(Fingerprint.id).desc())
-        ).first()
-        # Only this run's drills: they ran before the report, so a regeneration is identical.
-        drills = db.exec(
-            select(DrillEvent)
-            .where(DrillEvent.run_id == run_id)
-            .order_by(col(DrillEvent.finished_at))
-        ).all()
-    decided = {change.preference_id: change for change in changes}
-    preflight = next(
-        a.summary or {}
-        for a in reversed(attempts)
-        if a.step == PREFLIGHT_STEP and a.state == AttemptState.COMPLETED
-    )
-    retirement_on = date.fromisoformat(preflight["retirement_on"])
-    announced_on = model.deprecation_announced_on or run.started_at.date()
-    weights = [f for f in files if f.path.startswith(WEIGHTS_DIR + "/")]
-    weights_manifest = payload_manifest(
-        (PayloadEntry(f.path, f.size, f.sha256, f.sha512) for f in weights), "sha512"
-    )
-    checks: dict[str, dict[str, list[FixityEvent]]] = {}
-    for event in events:  # the latest check of each kind, per file and replica
-        by_replica = checks.setdefault(event.path, {}).setdefault(event.replica or "", [])
-        by_replica[:] = [e for e in by_replica if e.method != event.method] + [event]
-    replicas = []
-    for name in sorted({c.replica for c in copies}):
-        held = [c for c in copies if c.replica == name]
-        replicas.append(
-            {
-                "name": name,
-                "endpoint": held[0].endpoint,
-                "bucket": held[0].bucket,
-                "files": len(held),
-                "bytes": sum(c.size for c in held),
-                "locked_until": min(c.retain_until for c in held).date(),
-            }
-        )
-    return {
-        "run": run,
-        "model": model,
-        "replacement": replacement,
-        "announced_on": announced_on,
-        "retirement_on": retirement_on,
-        "notice_days": (retirement_on - announced_on).days,
-        "override_reason": preflight.get("notice_override_reason"),
-        "snapshot": snapshot,
-        "weights": weights,
-        "weights_bytes": sum(f.size for f in weights),
-        "weights_manifest_sha256": hashlib.sha256(weights_manifest).hexdigest(),
-        "checks": checks,
-        "replicas": replicas,
-        "deliveries": deliveries,
-        "summaries": summaries,
-        "sessions": [(s, _session_turns(ledger, s.id)) for s in sessions],
-        # Only the steps that ran before the report, so a later regeneration is identical.
-        "attempts": [a for a in attempts if a.step != REPORT_STEP and a.started_at <= as_of],
-        "target": "retired" if run.parameters.get("retire") else "deprecated",
-        "preferences": [
-            (p, decided[p.id].to_status if p.id in decided else "noted", decided.get(p.id))
-            for p in preferences
-        ],
-        "extractor": EXTRACTOR,
-        "deployment_summary": inputs["deployment_summary"],
-        "operator_analysis": inputs["operator_analysis"],
-        "fingerprint": fingerprint,
-        "drills": drills,
-    }

@@ -146,6 +146,19 @@ def record_announcement(ledger: Ledger, notice: Notice) -> None:
         db.add(model)
 
 
+def load_run(ledger: Ledger, run_id: str) -> DeprecationRun:
+    """The ledger's record of a run.
+
+    Raises:
+        InputError: no run has this id.
+    """
+    with ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+    if run is None:
+        raise InputError(f"No run {run_id} in the ledger; `sunset runs` lists them.")
+    return run
+
+
 def finish_run(ledger: Ledger, run_id: str, *, error: str | None = None) -> None:
     """Mark a run completed, or failed with the error that stopped it.
 
@@ -159,6 +172,17 @@ def finish_run(ledger: Ledger, run_id: str, *, error: str | None = None) -> None
         run.state = RunState.FAILED if error else RunState.COMPLETED
         run.error, run.finished_at, run.lease_expires_at = error, utcnow(), None
         db.add(run)
+
+
+def finish_run_of_flow_run(ledger: Ledger, flow_run_id: str, *, error: str | None) -> None:
+    """Finish the run that the flow run drives, if it began one (one that stopped in
+    preflight did not)."""
+    with ledger.session() as db:
+        run = db.exec(
+            select(DeprecationRun).where(DeprecationRun.flow_run_id == flow_run_id)
+        ).first()
+    if run is not None:
+        finish_run(ledger, run.id, error=error)
 
 
 def begin_deprecation(

@@ -1,12 +1,19 @@
-"""A deprecation request and its validation: every input read and refused whole if wrong."""
+"""A deprecation request and its validation: every input read and refused whole if wrong.
+
+``DeprecationRequest`` is the one definition of a deprecation's parameters: the CLI builds
+it from its options (whose help texts are the field descriptions), the flow takes it as
+its ``request`` parameter, and Prefect renders it as the deployment's form.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sunset.config import Settings
 from sunset.errors import InputError
@@ -25,32 +32,111 @@ from sunset.report.inputs import read_report_input
 from sunset.serving.lifecycle import DEPRECATED, RETIRED
 
 MAX_APPROVERS = 2
+MAX_SESSIONS = 20
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 
-@dataclass(frozen=True)
-class DeprecationRequest:
-    """What a release manager asks for; plain values, so it can travel as flow parameters."""
+class DeprecationRequest(BaseModel):
+    """What a release manager asks for: one model to deprecate or retire, and how."""
 
-    model_id: str
-    weights: str
-    recipients: str | None = None
-    retire: bool = False
-    retirement_date: date | None = None
-    protocol: str | None = None
-    sessions: int = 1
-    notice_override_reason: str | None = None
-    deployment_summary: str | None = None
-    operator_analysis: str | None = None
-    recipients_from_ledger: bool = False
-    approvals: int = 0
-    fingerprint: bool = False
+    # A value wrong on its own is refused by a field validator with the sentence a user
+    # sees (an InputError, which pydantic lets through unchanged); what needs the ledger
+    # or the files is checked by validate_request. Plain values: it travels as a flow
+    # parameter.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_id: str = Field(description="Catalog id of the model to deprecate.")
+    weights: str = Field(
+        description="Directory with the model's files, as served, or s3://bucket/prefix "
+        "where they are kept (read with SUNSET_WEIGHTS_S3, default the primary's keys)."
+    )
+    recipients: str | None = Field(
+        default=None,
+        description="CSV of users to notify: columns email,name[,webhook_url,usage].",
+    )
+    recipients_from_ledger: bool = Field(
+        default=False,
+        description="Notify the model's users imported with `sunset users import` instead "
+        "of a CSV.",
+    )
+    retire: bool = Field(
+        default=False, description="Retire the model at the end, not just deprecate it."
+    )
+    retirement_date: date | None = Field(
+        default=None,
+        description="Announced retirement date, YYYY-MM-DD; default: minimum notice.",
+    )
+    protocol: str | None = Field(
+        default=None, description="Interview protocol YAML; default: Sunset's standard."
+    )
+    sessions: int = Field(
+        default=1,
+        description=f"Interview sessions to run, 1 to {MAX_SESSIONS}; `sunset deprecate` "
+        "defaults to SUNSET_INTERVIEW_SESSIONS (1).",
+    )
+    notice_override_reason: str | None = Field(
+        default=None,
+        description="Why a notice shorter than the minimum is acceptable (recorded).",
+    )
+    deployment_summary: str | None = Field(
+        default=None,
+        description="Markdown file for the report: usage, notable uses, incidents.",
+    )
+    operator_analysis: str | None = Field(
+        default=None,
+        description="Markdown file for the report: the operators' interpretation.",
+    )
+    approvals: int = Field(
+        default=0,
+        description=f"Distinct approvers (0, 1 or {MAX_APPROVERS}) who must approve before "
+        "the model is retired; the run waits for `sunset approve RUN` or the form in the "
+        "Prefect UI.",
+    )
+    fingerprint: bool = Field(
+        default=False,
+        description="Run the model here from its weights directory (one .gguf file; needs "
+        "pip install 'sunset[local-model]'): seal its greedy answers to fixed prompts in "
+        "the package, and prove before the flip that the package alone reproduces them.",
+    )
+
+    @field_validator("model_id")
+    @classmethod
+    def _safe_model_id(cls, model_id: str) -> str:
+        return check_model_id(model_id)
+
+    @field_validator("sessions")
+    @classmethod
+    def _sessions_in_range(cls, sessions: int) -> int:
+        if not 1 <= sessions <= MAX_SESSIONS:
+            raise InputError(f"Sessions must be between 1 and {MAX_SESSIONS}, not {sessions}.")
+        return sessions
+
+    @field_validator("approvals")
+    @classmethod
+    def _approvals_in_range(cls, approvals: int) -> int:
+        if not 0 <= approvals <= MAX_APPROVERS:
+            raise InputError(
+                f"Approvals must be 0 (none), 1 or {MAX_APPROVERS} distinct approvers, "
+                f"not {approvals}."
+            )
+        return approvals
+
+    @field_validator("notice_override_reason")
+    @classmethod
+    def _blank_reason_is_none(cls, reason: str | None) -> str | None:
+        return (reason or "").strip() or None  # a blank reason is no reason
+
+    @classmethod
+    def describe(cls, field: str) -> str:
+        """The description of one field: the CLI option's help and the form's label."""
+        description = cls.model_fields[field].description
+        assert description is not None
+        return description
 
     def parameters(self) -> dict[str, object]:
-        values = asdict(self)
-        values["retirement_date"] = self.retirement_date and self.retirement_date.isoformat()
-        return values
+        """The request as JSON values, as recorded with the run."""
+        return self.model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -84,8 +170,10 @@ class ValidatedRequest:
 
 @dataclass(frozen=True)
 class NoticeTerms:
-    """The notice a run gives, against the minimum for the model's class."""
+    """The notice a run gives: until when, and how long against the minimum for the
+    model's class."""
 
+    retirement_on: date
     notice_days: int
     minimum_notice_days: int
     override_reason: str | None  # set only when the notice is shorter than the minimum
@@ -93,6 +181,7 @@ class NoticeTerms:
     def columns(self) -> dict[str, Any]:
         """The run's ledger columns that record these terms."""
         return {
+            "retirement_on": self.retirement_on,
             "notice_days": self.notice_days,
             "minimum_notice_days": self.minimum_notice_days,
             "notice_override_reason": self.override_reason,
@@ -122,7 +211,6 @@ def validate_request(
     Raises:
         InputError: with one sentence naming the problem and what to do about it.
     """
-    check_model_id(request.model_id)
     with ledger.session() as db:
         model = db.get(CatalogModel, request.model_id)
         if model is None:
@@ -131,13 +219,6 @@ def validate_request(
                 f"`sunset register {request.model_id} --name NAME`."
             )
         replacement = db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
-    if not 1 <= request.sessions <= 20:
-        raise InputError(f"Sessions must be between 1 and 20, not {request.sessions}.")
-    if not 0 <= request.approvals <= MAX_APPROVERS:
-        raise InputError(
-            f"Approvals must be 0 (none), 1 or {MAX_APPROVERS} distinct approvers, "
-            f"not {request.approvals}."
-        )
     notice, terms = _notice_terms(request, model, replacement, settings, today)
     recipients = _recipients(ledger, request)
     if settings.webhook_secret is None and any(r.webhook_url for r in recipients):
@@ -189,8 +270,7 @@ def _notice_terms(
     )
     notice_days = (retirement_on - announced_on).days
     shortened = notice_days < minimum
-    override = (request.notice_override_reason or "").strip()  # a blank reason is no reason
-    if shortened and not override:
+    if shortened and not request.notice_override_reason:
         of_class = f" for model class {model.model_class!r}" if model.model_class else ""
         raise InputError(
             f"Retirement on {retirement_on} gives users {notice_days} days of notice from the "
@@ -199,8 +279,8 @@ def _notice_terms(
             "period, or pass --notice-override REASON to record why less notice is acceptable."
         )
     notice = Notice(model, replacement, announced_on, retirement_on, settings.support_contact)
-    reason = override if shortened else None
-    return notice, NoticeTerms(notice_days, minimum, reason)
+    reason = request.notice_override_reason if shortened else None
+    return notice, NoticeTerms(retirement_on, notice_days, minimum, reason)
 
 
 def _recipients(ledger: Ledger, request: DeprecationRequest) -> list[Recipient]:

@@ -141,11 +141,14 @@ def deprecate_with(**made: Callable[[Bench], str]) -> Callable[[Bench], list[str
     return argv
 
 
-def flow(**parameters: Any) -> Callable[[Bench], dict[str, Any]]:
+def flow(**fields: Any) -> Callable[[Bench], dict[str, Any]]:
+    """The flow's parameters as a deployment or the UI passes them: the request as JSON."""
+
     def kwargs(bench: Bench) -> dict[str, Any]:
         values = {"model_id": EXAMPLE_MODEL_ID, "weights": str(bench.weights)}
         values |= {"recipients": str(bench.recipients)}
-        return values | {k: v(bench) if callable(v) else v for k, v in parameters.items()}
+        request = values | {k: v(bench) if callable(v) else v for k, v in fields.items()}
+        return {"request": request}
 
     return kwargs
 

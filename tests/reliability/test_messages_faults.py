@@ -20,7 +20,7 @@ from sunset.interview.protocol import load_protocol
 from sunset.interview.runner import run_interviews
 from sunset.ledger import DeprecationRun, InterviewSession, InterviewTurn
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
-from sunset_dev.messages_server import StandInResponder
+from sunset_dev.standin_responder import StandInResponder
 from tests.conftest import Site
 from tests.reliability.tally import TALLY
 from tests.reliability.world import (

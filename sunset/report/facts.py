@@ -1,0 +1,308 @@
+"""What the post-deployment report says, read from the ledger as it stood at one moment.
+
+``report_facts`` gathers one typed group per part of the report; the template
+(templates/report.md.j2) only lays them out. Nothing here reads a step's summary: the
+run's own columns hold its dates and notice terms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlmodel import Session, col, select
+
+from sunset.interview.preferences import EXTRACTOR
+from sunset.ledger import (
+    CatalogModel,
+    Delivery,
+    DeliverySummary,
+    DeprecationRun,
+    DrillEvent,
+    Fingerprint,
+    FixityEvent,
+    InterviewPreference,
+    InterviewSession,
+    InterviewTurn,
+    Ledger,
+    PreferenceStatusChange,
+    PreservedObject,
+    ReportInput,
+    Snapshot,
+    SnapshotFile,
+    StepAttempt,
+)
+from sunset.preservation.package import WEIGHTS_DIR, PayloadEntry, payload_manifest
+from sunset.runs.steps import REPORT_STEP
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Section 1: the model, its dates, and what the run asked for."""
+
+    run: DeprecationRun
+    model: CatalogModel
+    replacement: CatalogModel | None
+    announced_on: date
+    retirement_on: date
+    target: str
+
+    @property
+    def notice_days(self) -> int:
+        return (self.retirement_on - self.announced_on).days
+
+
+@dataclass(frozen=True)
+class Notices:
+    """Section 3: who was told, on which channel, and any shortened notice."""
+
+    override_reason: str | None
+    summaries: list[DeliverySummary]
+    deliveries: list[Delivery]
+
+
+@dataclass(frozen=True)
+class ReplicaHolding:
+    """What one replica holds of the weights, and how long it is locked at least."""
+
+    name: str
+    endpoint: str
+    bucket: str
+    files: int
+    bytes: int
+    locked_until: date
+
+
+@dataclass(frozen=True)
+class Preservation:
+    """Section 4: the package, its copies, their checks, and the fingerprint drills."""
+
+    snapshot: Snapshot
+    weights: list[SnapshotFile]
+    weights_manifest_sha256: str
+    # The latest check of each method, per weights file and replica.
+    checks: dict[str, dict[str, list[FixityEvent]]]
+    replicas: list[ReplicaHolding]
+    fingerprint: Fingerprint | None
+    drills: list[DrillEvent]
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(f.size for f in self.weights)
+
+
+@dataclass(frozen=True)
+class PreferenceState:
+    """One preference the model expressed, with what operators decided about it so far."""
+
+    preference: InterviewPreference
+    status: str
+    change: PreferenceStatusChange | None
+
+
+@dataclass(frozen=True)
+class Interview:
+    """Sections 5 and 6: every session turn by turn, and the preferences found in them."""
+
+    sessions: list[tuple[InterviewSession, list[InterviewTurn]]]
+    preferences: list[PreferenceState]
+    extractor: str
+
+
+@dataclass(frozen=True)
+class ReportFacts:
+    """Everything the report shows, in the order of its sections."""
+
+    timeline: Timeline
+    deployment_summary: ReportInput | None
+    notices: Notices
+    preservation: Preservation
+    interview: Interview
+    operator_analysis: ReportInput | None
+    # Only the steps that ran before the report, so a later regeneration is identical.
+    attempts: list[StepAttempt]
+
+
+def report_facts(ledger: Ledger, run_id: str, as_of: datetime) -> ReportFacts:
+    """The report's facts for a run, as the ledger stood at ``as_of``."""
+    with ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+        assert run is not None
+        snapshot = db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).one()
+        return ReportFacts(
+            timeline=_timeline(db, run),
+            deployment_summary=latest_input(db, run_id, "deployment_summary", as_of),
+            notices=_notices(db, run),
+            preservation=_preservation(db, run_id, snapshot, as_of),
+            interview=_interview(db, run_id, as_of),
+            operator_analysis=latest_input(db, run_id, "operator_analysis", as_of),
+            attempts=_attempts_before(db, run_id, as_of),
+        )
+
+
+def latest_input(
+    db: Session, run_id: str, kind: str, as_of: datetime | None = None
+) -> ReportInput | None:
+    """The newest deployment summary or operators' analysis of a run (up to ``as_of``)."""
+    query = select(ReportInput).where(ReportInput.run_id == run_id, ReportInput.kind == kind)
+    if as_of is not None:
+        query = query.where(col(ReportInput.supplied_at) <= as_of)
+    return db.exec(query.order_by(col(ReportInput.id).desc())).first()
+
+
+def _timeline(db: Session, run: DeprecationRun) -> Timeline:
+    model = db.get(CatalogModel, run.model_id)
+    assert model is not None and run.retirement_on is not None
+    replacement = db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
+    return Timeline(
+        run=run,
+        model=model,
+        replacement=replacement,
+        announced_on=model.deprecation_announced_on or run.started_at.date(),
+        retirement_on=run.retirement_on,
+        target="retired" if run.parameters.get("retire") else "deprecated",
+    )
+
+
+def _notices(db: Session, run: DeprecationRun) -> Notices:
+    summaries = db.exec(
+        select(DeliverySummary)
+        .where(DeliverySummary.run_id == run.id)
+        .order_by(col(DeliverySummary.channel))
+    ).all()
+    deliveries = db.exec(
+        select(Delivery).where(Delivery.run_id == run.id).order_by(col(Delivery.recipient))
+    ).all()
+    return Notices(run.notice_override_reason, list(summaries), list(deliveries))
+
+
+def _preservation(db: Session, run_id: str, snapshot: Snapshot, as_of: datetime) -> Preservation:
+    files = db.exec(
+        select(SnapshotFile)
+        .where(SnapshotFile.snapshot_id == snapshot.id)
+        .order_by(col(SnapshotFile.path))
+    ).all()
+    weights = [f for f in files if f.path.startswith(WEIGHTS_DIR + "/")]
+    manifest = payload_manifest(
+        (PayloadEntry(f.path, f.size, f.sha256, f.sha512) for f in weights), "sha512"
+    )
+    fingerprint = db.exec(
+        select(Fingerprint)
+        .where(Fingerprint.snapshot_id == snapshot.id)
+        .order_by(col(Fingerprint.id).desc())
+    ).first()
+    # Only this run's drills: they ran before the report, so a regeneration is identical.
+    drills = db.exec(
+        select(DrillEvent).where(DrillEvent.run_id == run_id).order_by(col(DrillEvent.finished_at))
+    ).all()
+    return Preservation(
+        snapshot=snapshot,
+        weights=weights,
+        weights_manifest_sha256=hashlib.sha256(manifest).hexdigest(),
+        checks=_latest_checks(db, run_id, as_of),
+        replicas=_replica_holdings(db, snapshot.id),
+        fingerprint=fingerprint,
+        drills=list(drills),
+    )
+
+
+def _latest_checks(
+    db: Session, run_id: str, as_of: datetime
+) -> dict[str, dict[str, list[FixityEvent]]]:
+    events = db.exec(
+        select(FixityEvent)
+        .where(
+            FixityEvent.run_id == run_id,
+            col(FixityEvent.path).startswith(WEIGHTS_DIR),
+            col(FixityEvent.checked_at) <= as_of,
+        )
+        .order_by(col(FixityEvent.checked_at), col(FixityEvent.id))
+    ).all()
+    checks: dict[str, dict[str, list[FixityEvent]]] = {}
+    for event in events:  # a later check of the same method replaces the earlier one
+        by_replica = checks.setdefault(event.path, {}).setdefault(event.replica or "", [])
+        by_replica[:] = [e for e in by_replica if e.method != event.method] + [event]
+    return checks
+
+
+def _replica_holdings(db: Session, snapshot_id: str) -> list[ReplicaHolding]:
+    copies = db.exec(
+        select(PreservedObject)
+        .where(
+            PreservedObject.snapshot_id == snapshot_id,
+            col(PreservedObject.path).startswith(WEIGHTS_DIR),
+        )
+        .order_by(col(PreservedObject.replica), col(PreservedObject.path))
+    ).all()
+    holdings = []
+    for name in sorted({c.replica for c in copies}):
+        held = [c for c in copies if c.replica == name]
+        holdings.append(
+            ReplicaHolding(
+                name=name,
+                endpoint=held[0].endpoint,
+                bucket=held[0].bucket,
+                files=len(held),
+                bytes=sum(c.size for c in held),
+                locked_until=min(c.retain_until for c in held).date(),
+            )
+        )
+    return holdings
+
+
+def _interview(db: Session, run_id: str, as_of: datetime) -> Interview:
+    sessions = db.exec(
+        select(InterviewSession)
+        .where(InterviewSession.run_id == run_id)
+        .order_by(col(InterviewSession.session_index))
+    ).all()
+    turns = [
+        list(
+            db.exec(
+                select(InterviewTurn)
+                .where(InterviewTurn.session_id == s.id)
+                .order_by(col(InterviewTurn.seq))
+            )
+        )
+        for s in sessions
+    ]
+    return Interview(
+        sessions=list(zip(sessions, turns, strict=True)),
+        preferences=_preference_states(db, run_id, as_of),
+        extractor=EXTRACTOR,
+    )
+
+
+def _preference_states(db: Session, run_id: str, as_of: datetime) -> list[PreferenceState]:
+    preferences = db.exec(
+        select(InterviewPreference)
+        .where(InterviewPreference.run_id == run_id)
+        .order_by(
+            col(InterviewPreference.session_index),
+            col(InterviewPreference.turn_seq),
+            col(InterviewPreference.quote_start),
+        )
+    ).all()
+    changes = db.exec(
+        select(PreferenceStatusChange)
+        .where(
+            col(PreferenceStatusChange.preference_id).in_([p.id for p in preferences]),
+            col(PreferenceStatusChange.at) <= as_of,
+        )
+        .order_by(col(PreferenceStatusChange.at), col(PreferenceStatusChange.id))
+    ).all()
+    decided = {change.preference_id: change for change in changes}  # the latest wins
+    return [
+        PreferenceState(p, decided[p.id].to_status, decided[p.id])
+        if p.id in decided
+        else PreferenceState(p, "noted", None)
+        for p in preferences
+    ]
+
+
+def _attempts_before(db: Session, run_id: str, as_of: datetime) -> list[StepAttempt]:
+    attempts = db.exec(
+        select(StepAttempt).where(StepAttempt.run_id == run_id).order_by(col(StepAttempt.id))
+    ).all()
+    return [a for a in attempts if a.step != REPORT_STEP and a.started_at <= as_of]
