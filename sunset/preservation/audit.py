@@ -37,6 +37,7 @@ from sunset.ledger import (
     RunState,
     Snapshot,
     SnapshotFile,
+    SnapshotState,
     utcnow,
 )
 from sunset.preservation.fixity import (
@@ -471,7 +472,7 @@ def _preserved_objects(ledger: Ledger) -> list[tuple[Snapshot, PreservedObject]]
         rows = db.exec(
             select(Snapshot, PreservedObject)
             .join(PreservedObject, PreservedObject.snapshot_id == Snapshot.id)  # type: ignore[arg-type]
-            .where(Snapshot.state == "stored")
+            .where(Snapshot.state == SnapshotState.STORED)
             .order_by(Snapshot.id, PreservedObject.replica, PreservedObject.path)
         ).all()
     return [(snapshot, held) for snapshot, held in rows]

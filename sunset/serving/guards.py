@@ -31,6 +31,7 @@ from sunset.ledger import (
     Ledger,
     Report,
     Restoration,
+    RestorationState,
     RunState,
     ServingStatus,
     Snapshot,
@@ -210,7 +211,9 @@ def _guard_reinstatement(
     ledger: Ledger, db: Session, run: DeprecationRun, model: CatalogModel
 ) -> None:
     restoration = db.exec(
-        select(Restoration).where(Restoration.run_id == run.id, Restoration.state == "verified")
+        select(Restoration).where(
+            Restoration.run_id == run.id, Restoration.state == RestorationState.VERIFIED
+        )
     ).first()
     if restoration is None:
         raise GuardRefused(
