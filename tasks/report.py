@@ -7,7 +7,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlmodel import col, select
 
 from sunset.ledger import FixityEvent, Snapshot
-from sunset.preservation.preserve import snapshot_files
+from sunset.preservation.records import snapshot_files
 from sunset.report.assemble import SealedReport, record_report_input, seal_report
 from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import REPORT_STEP

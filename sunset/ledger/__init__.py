@@ -17,6 +17,7 @@ from sunset.ledger.interview import (
 from sunset.ledger.models import utcnow
 from sunset.ledger.notify import Delivery, DeliveryState, DeliverySummary
 from sunset.ledger.preservation import (
+    DigestColumns,
     DrillEvent,
     Fingerprint,
     PendingWrite,
@@ -41,6 +42,7 @@ __all__ = [
     "DeliveryState",
     "DeliverySummary",
     "DeprecationRun",
+    "DigestColumns",
     "DrillEvent",
     "Fingerprint",
     "FixityEvent",

@@ -33,7 +33,7 @@ from sunset.ledger import (
     utcnow,
 )
 from sunset.preservation.package import WEIGHTS_DIR
-from sunset.preservation.preserve import snapshot_files
+from sunset.preservation.records import snapshot_files
 from sunset.preservation.store import Digests, DigestStream, ObjectStore
 from sunset.runs.request import check_model_id
 from sunset.serving.lifecycle import ACTIVE, ON_REQUEST, REINSTATEMENT

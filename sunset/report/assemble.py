@@ -50,8 +50,9 @@ from sunset.preservation.package import (
     PayloadEntry,
     payload_manifest,
 )
-from sunset.preservation.preserve import add_payload, verify_snapshot, write_tag_files
 from sunset.preservation.replicas import ReplicatedStore
+from sunset.preservation.seal import add_payload, write_tag_files
+from sunset.preservation.verify import verify_snapshot
 from sunset.report.inputs import INPUT_KINDS
 from sunset.report.render import anchor, inline, quoted, to_html, verbatim
 from sunset.runs.steps import PREFLIGHT_STEP, REPORT_STEP

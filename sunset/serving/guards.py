@@ -39,7 +39,7 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
-from sunset.preservation.preserve import is_verified
+from sunset.preservation.verify import is_verified
 from sunset.runs.steps import NOTIFY_STEP
 from sunset.serving.gateway import Route, ServingGateway, check_route
 from sunset.serving.lifecycle import DEPRECATED, DEPRECATION, RETIRED, check_move
