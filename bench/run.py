@@ -68,8 +68,8 @@ def _ledger_run(settings: Any, model_id: str, run_id: str) -> tuple[Any, Any, An
 
 def phase_snapshot(work: Path, model_dir: str, bucket: str, run_id: str) -> dict[str, Any]:
     """Sunset's snapshot: one read pass, SHA-256 + SHA-512 + CRC64NVME, the ledger."""
-    from sunset.preservation.preserve import snapshot_weights
     from sunset.preservation.replicas import weights_reader
+    from sunset.preservation.snapshot import snapshot_weights
 
     settings, store = _env_store(bucket)
     store.ensure_buckets()

@@ -8,7 +8,7 @@ from prefect import get_run_logger
 
 from sunset.preservation.fingerprint import FingerprintSummary
 from sunset.preservation.fingerprint import record_fingerprint as fingerprint_model
-from sunset.preservation.preserve import SnapshotSummary
+from sunset.preservation.snapshot import SnapshotSummary
 from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import FINGERPRINT_STEP
 from sunset.services import Services

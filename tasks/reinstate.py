@@ -8,7 +8,6 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 
-from sunset.preservation.preserve import VerificationSummary, verify_snapshot
 from sunset.preservation.restore import (
     Destination,
     ReinstatementPlan,
@@ -20,6 +19,7 @@ from sunset.preservation.restore import (
     verify_restoration,
 )
 from sunset.preservation.store import ObjectStore
+from sunset.preservation.verify import VerificationSummary, verify_snapshot
 from sunset.runs.lifecycle import begin_run
 from sunset.runs.steps import PREFLIGHT_STEP, RESTORE_CHECK_STEP, RESTORE_STEP, VERIFY_STEP
 from sunset.services import Services

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 
-from sunset.preservation.preserve import SnapshotSummary
-from sunset.preservation.preserve import snapshot_weights as preserve_weights
+from sunset.preservation.snapshot import SnapshotSummary
+from sunset.preservation.snapshot import snapshot_weights as preserve_weights
 from sunset.runs.lifecycle import load_run
 from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import SNAPSHOT_STEP

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 
-from sunset.preservation.preserve import (
-    SnapshotSummary,
-    VerificationSummary,
-    finish_interrupted_seal,
-    verify_snapshot,
-)
+from sunset.preservation.seal import finish_interrupted_seal
+from sunset.preservation.snapshot import SnapshotSummary
+from sunset.preservation.verify import VerificationSummary, verify_snapshot
 from sunset.runs.steps import VERIFY_STEP
 from sunset.services import Services
 from tasks.progress import progress_artifact

@@ -16,8 +16,8 @@ from awscrt import checksums
 
 from sunset.config import Settings
 from sunset.ledger import CatalogModel, DeprecationRun, Ledger, utcnow
-from sunset.preservation.preserve import SnapshotSummary, snapshot_weights
 from sunset.preservation.replicas import ReplicatedStore, connect_store
+from sunset.preservation.snapshot import SnapshotSummary, snapshot_weights
 from sunset.preservation.store import ObjectStore
 from sunset.preservation.weights import SourceFile, WeightsReader
 from sunset_dev.example_model import EXAMPLE_MODEL_ID

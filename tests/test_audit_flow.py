@@ -16,8 +16,8 @@ from flows.audit import audit_preservation
 from sunset.errors import PreservationError
 from sunset.ledger import AuditAttempt, AuditRun, FixityEvent, PreservedObject, utcnow
 from sunset.preservation.package import WEIGHTS_DIR
-from sunset.preservation.preserve import SnapshotSummary
 from sunset.preservation.replicas import ReplicatedStore
+from sunset.preservation.snapshot import SnapshotSummary
 from tasks.events import FIXITY_FAILED_EVENT
 from tests.conftest import Site
 from tests.preservation import (

@@ -17,8 +17,8 @@ from sqlmodel import select
 from sunset.ledger import PreservedObject
 from sunset.preservation.fixity import deep_check, fast_check, still_held
 from sunset.preservation.package import WEIGHTS_DIR
-from sunset.preservation.preserve import SnapshotSummary
 from sunset.preservation.replicas import ReplicatedStore
+from sunset.preservation.snapshot import SnapshotSummary
 from sunset.preservation.store import ObjectStore
 from tests.conftest import Site
 from tests.preservation import (

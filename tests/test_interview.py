@@ -37,8 +37,9 @@ from sunset.ledger import (
     Ledger,
     StepAttempt,
 )
-from sunset.preservation.preserve import snapshot_weights, verify_snapshot
 from sunset.preservation.replicas import connect_store
+from sunset.preservation.snapshot import snapshot_weights
+from sunset.preservation.verify import verify_snapshot
 from sunset.preservation.weights import WeightsReader, scan_weights_dir
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site

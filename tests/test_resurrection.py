@@ -34,8 +34,9 @@ from sunset.ledger import (
 )
 from sunset.preservation.drill import drill_target
 from sunset.preservation.package import FINGERPRINT_PATH, WEIGHTS_DIR
-from sunset.preservation.preserve import add_payload, verify_snapshot, write_tag_files
 from sunset.preservation.replicas import connect_store
+from sunset.preservation.seal import add_payload, write_tag_files
+from sunset.preservation.verify import verify_snapshot
 from sunset_dev.devstack import start_seaweedfs
 from sunset_dev.example_model import REAL_MODEL_ID, real_model_file
 

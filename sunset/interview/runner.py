@@ -23,7 +23,14 @@ from sunset.interview.client import Deadline, MessagesClient
 from sunset.interview.preferences import preferences_in
 from sunset.interview.protocol import LoadedProtocol
 from sunset.interview.transcript import PackageTranscripts
-from sunset.ledger import InterviewSession, InterviewTurn, Ledger, StepAttempt, utcnow
+from sunset.ledger import (
+    InterviewSession,
+    InterviewTurn,
+    Ledger,
+    SessionState,
+    StepAttempt,
+    utcnow,
+)
 
 FLAGGED_STOP_REASONS = {"max_tokens", "refusal"}
 
@@ -190,8 +197,8 @@ def _run_session(
     with ledger.session() as db:
         stored = db.get(InterviewSession, session.id)
         assert stored is not None
-        if stored.state != "completed":
-            stored.state, stored.finished_at = "completed", utcnow()
+        if stored.state != SessionState.COMPLETED:
+            stored.state, stored.finished_at = SessionState.COMPLETED, utcnow()
             db.add(stored)
     return _SessionResult(asked, len(recorded), flagged, preferences)
 

@@ -16,7 +16,7 @@ from sqlmodel import select
 from sunset.interview.protocol import LoadedProtocol
 from sunset.ledger import InterviewSession, InterviewTurn, Ledger, Snapshot, SnapshotFile
 from sunset.preservation.package import INTERVIEW_DIR
-from sunset.preservation.preserve import add_payload, write_tag_files
+from sunset.preservation.seal import add_payload, write_tag_files
 from sunset.preservation.store import ObjectStore
 
 PROTOCOL_FILE = f"{INTERVIEW_DIR}/protocol.yaml"

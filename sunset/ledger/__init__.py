@@ -1,37 +1,36 @@
-"""The ledger: SQLModel tables, the engine, and Alembic migrations."""
+"""The ledger: SQLModel tables by domain, the engine, and Alembic migrations.
 
+Importing the package registers every table on ``SQLModel.metadata``.
+"""
+
+from sunset.ledger.audit import AuditAttempt, AuditRun, FixityEvent
+from sunset.ledger.catalog import CatalogModel, ModelUser, ServingStatus
 from sunset.ledger.db import Ledger, open_ledger
-from sunset.ledger.models import (
-    Approval,
-    AttemptState,
-    AuditAttempt,
-    AuditRun,
-    CatalogModel,
-    Delivery,
-    DeliverySummary,
-    DeprecationRun,
-    DrillEvent,
-    Fingerprint,
-    FixityEvent,
+from sunset.ledger.interview import (
     InterviewPreference,
     InterviewSession,
     InterviewTurn,
-    ModelUser,
-    PendingWrite,
     PreferenceStatus,
     PreferenceStatusChange,
+    SessionState,
+)
+from sunset.ledger.models import utcnow
+from sunset.ledger.notify import Delivery, DeliveryState, DeliverySummary
+from sunset.ledger.preservation import (
+    DigestColumns,
+    DrillEvent,
+    Fingerprint,
+    PendingWrite,
     PreservedObject,
-    Report,
-    ReportInput,
     Restoration,
-    RunState,
-    ServingStatus,
+    RestorationState,
     Snapshot,
     SnapshotFile,
-    StatusTransition,
-    StepAttempt,
-    utcnow,
+    SnapshotState,
 )
+from sunset.ledger.report import Report, ReportInput
+from sunset.ledger.runs import AttemptState, DeprecationRun, RunState, StepAttempt
+from sunset.ledger.serving import Approval, StatusTransition
 
 __all__ = [
     "Approval",
@@ -40,8 +39,10 @@ __all__ = [
     "AuditRun",
     "CatalogModel",
     "Delivery",
+    "DeliveryState",
     "DeliverySummary",
     "DeprecationRun",
+    "DigestColumns",
     "DrillEvent",
     "Fingerprint",
     "FixityEvent",
@@ -50,17 +51,20 @@ __all__ = [
     "InterviewTurn",
     "Ledger",
     "ModelUser",
+    "PendingWrite",
     "PreferenceStatus",
     "PreferenceStatusChange",
-    "PendingWrite",
     "PreservedObject",
     "Report",
     "ReportInput",
     "Restoration",
+    "RestorationState",
     "RunState",
     "ServingStatus",
+    "SessionState",
     "Snapshot",
     "SnapshotFile",
+    "SnapshotState",
     "StatusTransition",
     "StepAttempt",
     "open_ledger",

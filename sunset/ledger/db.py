@@ -43,8 +43,8 @@ class Ledger:
         with self.engine.begin() as connection:
             config = alembic_config(self.url)
             config.attributes["connection"] = connection
-            # "heads": migrations from parallel branches each start at 0001 until re-chained.
-            command.upgrade(config, "heads")
+            # The single head: a fork in the migrations fails here instead of being applied.
+            command.upgrade(config, "head")
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -22,14 +22,12 @@ from dataclasses import dataclass, field
 from sqlmodel import select
 
 from sunset.errors import DeliveryInDoubt, DeliveryRejected, TransientError, is_transient
-from sunset.ledger import Delivery, DeliverySummary, Ledger, utcnow
+from sunset.ledger import Delivery, DeliveryState, DeliverySummary, Ledger, utcnow
 from sunset.notify.channels import EMAIL, Channel
 from sunset.notify.message import Notice
 from sunset.notify.recipients import Recipient
 
-SENDING, HANDOVER, SENT = "sending", "handover", "sent"
-FAILED, REJECTED, UNCONFIRMED = "failed", "rejected", "unconfirmed"
-_SETTLED = (SENT, REJECTED, UNCONFIRMED)
+_SETTLED = (DeliveryState.SENT, DeliveryState.REJECTED, DeliveryState.UNCONFIRMED)
 _INTERRUPTED = (
     "the process stopped while handing the notice over, so it may have arrived; it is not "
     "sent again so that nobody gets it twice"
@@ -85,16 +83,16 @@ def notify_recipients(
                 continue
             counts.recipients += 1
             state, before, detail = _deliver_once(ledger, channel, run_id, notice, recipient)
-            if state == SENT:
+            if state == DeliveryState.SENT:
                 counts.sent += 1
                 counts.sent_before += before
-            elif state == UNCONFIRMED:
+            elif state == DeliveryState.UNCONFIRMED:
                 counts.unconfirmed += 1
             else:
                 counts.failed += 1
             if detail:
                 problems.append(f"{recipient.email} ({channel.name}): {detail}")
-            if state == FAILED:
+            if state == DeliveryState.FAILED:
                 transient.append(problems[-1])
     record_summary(ledger, run_id, summaries)
     if transient:
@@ -126,37 +124,37 @@ def record_summary(ledger: Ledger, run_id: str, summaries: dict[str, ChannelSumm
 
 def _deliver_once(
     ledger: Ledger, channel: Channel, run_id: str, notice: Notice, recipient: Recipient
-) -> tuple[str, bool, str | None]:
+) -> tuple[DeliveryState, bool, str | None]:
     """Deliver unless already settled; returns (final state, settled before?, problem)."""
     delivery = _claim(ledger, run_id, notice, recipient.email, channel.name)
     if delivery.state in _SETTLED:
         return delivery.state, True, delivery.error
-    if delivery.state == HANDOVER:
-        _finish(ledger, delivery.id, UNCONFIRMED, _INTERRUPTED)
-        return UNCONFIRMED, True, _INTERRUPTED
-    _move(ledger, delivery.id, SENDING, count_attempt=True)
+    if delivery.state == DeliveryState.HANDOVER:
+        _finish(ledger, delivery.id, DeliveryState.UNCONFIRMED, _INTERRUPTED)
+        return DeliveryState.UNCONFIRMED, True, _INTERRUPTED
+    _move(ledger, delivery.id, DeliveryState.SENDING, count_attempt=True)
     try:
         channel.deliver(
             notice,
             recipient,
             delivery=delivery.message_id,
-            handover=lambda: _move(ledger, delivery.id, HANDOVER),
+            handover=lambda: _move(ledger, delivery.id, DeliveryState.HANDOVER),
         )
     except DeliveryRejected as exc:
-        _finish(ledger, delivery.id, REJECTED, f"refused for good: {exc}")
-        return REJECTED, False, f"refused for good: {exc}"
+        _finish(ledger, delivery.id, DeliveryState.REJECTED, f"refused for good: {exc}")
+        return DeliveryState.REJECTED, False, f"refused for good: {exc}"
     except DeliveryInDoubt as exc:
         detail = f"{exc}; it may have arrived and is not sent again"
-        _finish(ledger, delivery.id, UNCONFIRMED, detail)
-        return UNCONFIRMED, False, detail
+        _finish(ledger, delivery.id, DeliveryState.UNCONFIRMED, detail)
+        return DeliveryState.UNCONFIRMED, False, detail
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-        _finish(ledger, delivery.id, FAILED, error)
+        _finish(ledger, delivery.id, DeliveryState.FAILED, error)
         if not is_transient(exc):
             raise
-        return FAILED, False, f"not delivered yet: {error}"
-    _finish(ledger, delivery.id, SENT, None)
-    return SENT, False, None
+        return DeliveryState.FAILED, False, f"not delivered yet: {error}"
+    _finish(ledger, delivery.id, DeliveryState.SENT, None)
+    return DeliveryState.SENT, False, None
 
 
 def _claim(ledger: Ledger, run_id: str, notice: Notice, recipient: str, channel: str) -> Delivery:
@@ -180,7 +178,7 @@ def _claim(ledger: Ledger, run_id: str, notice: Notice, recipient: str, channel:
             recipient=recipient,
             channel=channel,
             message_id=f"<{digest}@sunset.notice>" if channel == EMAIL else digest,
-            state=SENDING,
+            state=DeliveryState.SENDING,
         )
         db.add(delivery)
         db.flush()
@@ -188,7 +186,9 @@ def _claim(ledger: Ledger, run_id: str, notice: Notice, recipient: str, channel:
         return delivery
 
 
-def _move(ledger: Ledger, delivery_id: int | None, state: str, count_attempt: bool = False) -> None:
+def _move(
+    ledger: Ledger, delivery_id: int | None, state: DeliveryState, count_attempt: bool = False
+) -> None:
     with ledger.session() as db:
         delivery = db.get(Delivery, delivery_id)
         assert delivery is not None
@@ -197,7 +197,9 @@ def _move(ledger: Ledger, delivery_id: int | None, state: str, count_attempt: bo
         db.add(delivery)
 
 
-def _finish(ledger: Ledger, delivery_id: int | None, state: str, error: str | None) -> None:
+def _finish(
+    ledger: Ledger, delivery_id: int | None, state: DeliveryState, error: str | None
+) -> None:
     with ledger.session() as db:
         delivery = db.get(Delivery, delivery_id)
         assert delivery is not None

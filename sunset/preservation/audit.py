@@ -37,6 +37,7 @@ from sunset.ledger import (
     RunState,
     Snapshot,
     SnapshotFile,
+    SnapshotState,
     utcnow,
 )
 from sunset.preservation.fixity import (
@@ -54,9 +55,8 @@ from sunset.preservation.fixity import (
     fast_check,
     record,
 )
-from sunset.preservation.preserve import preserved, record_stored
+from sunset.preservation.records import preserved, record_stored
 from sunset.preservation.replicas import ReplicatedStore
-from sunset.preservation.store import Digests
 from sunset.runs.attempts import summarize
 
 _S3_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
@@ -376,7 +376,7 @@ def _repair_one(
         log(OK, f"lock set again until {_when(held.retain_until)}")
         return _recheck(ledger, store, audit_id, snapshot, damage)
     # The manifest is the truth for payload files; tag files are what was written.
-    expected = Digests(entry.size, entry.sha256, entry.sha512, entry.crc64nvme) if entry else None
+    expected = preserved(entry) if entry else None
     expected = expected or preserved(held)
     # The other replicas not found damaged in this run; the damaged replica's own version
     # only when a newer version or a delete marker merely hides it.
@@ -471,7 +471,7 @@ def _preserved_objects(ledger: Ledger) -> list[tuple[Snapshot, PreservedObject]]
         rows = db.exec(
             select(Snapshot, PreservedObject)
             .join(PreservedObject, PreservedObject.snapshot_id == Snapshot.id)  # type: ignore[arg-type]
-            .where(Snapshot.state == "stored")
+            .where(Snapshot.state == SnapshotState.STORED)
             .order_by(Snapshot.id, PreservedObject.replica, PreservedObject.path)
         ).all()
     return [(snapshot, held) for snapshot, held in rows]

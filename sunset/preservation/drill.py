@@ -31,7 +31,7 @@ from sunset.errors import InputError, ResurrectionFailed, VerificationFailed
 from sunset.ledger import DrillEvent, Fingerprint, Ledger, Snapshot, SnapshotFile, utcnow
 from sunset.local_model import LocalModel, require_runtime, runtime_versions
 from sunset.preservation.package import FINGERPRINT_PATH, WEIGHTS_DIR, encode_path
-from sunset.preservation.preserve import package_tag_files
+from sunset.preservation.records import package_tag_files
 from sunset.preservation.store import Digests, ObjectStore
 
 log = logging.getLogger(__name__)

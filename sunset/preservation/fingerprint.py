@@ -24,8 +24,9 @@ from typing import Any
 from sunset.ledger import Fingerprint, Ledger, utcnow
 from sunset.local_model import LocalModel, runtime_versions
 from sunset.preservation.package import FINGERPRINT_PATH
-from sunset.preservation.preserve import add_payload, verify_snapshot, write_tag_files
 from sunset.preservation.replicas import ReplicatedStore
+from sunset.preservation.seal import add_payload, write_tag_files
+from sunset.preservation.verify import verify_snapshot
 
 FORMAT = "sunset-fingerprint/1"
 SYSTEM_PROMPT = "You are a helpful assistant."

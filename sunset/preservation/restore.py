@@ -24,14 +24,16 @@ from sunset.ledger import (
     DeprecationRun,
     Ledger,
     Restoration,
+    RestorationState,
     RunState,
     ServingStatus,
     Snapshot,
     SnapshotFile,
+    SnapshotState,
     utcnow,
 )
 from sunset.preservation.package import WEIGHTS_DIR
-from sunset.preservation.preserve import snapshot_files
+from sunset.preservation.records import snapshot_files
 from sunset.preservation.store import Digests, DigestStream, ObjectStore
 from sunset.runs.request import check_model_id
 from sunset.serving.lifecycle import ACTIVE, ON_REQUEST, REINSTATEMENT
@@ -217,7 +219,9 @@ def plan_reinstatement(
         model = db.get(CatalogModel, request.model_id)
         if model is None:
             raise InputError(f"Model {request.model_id!r} is not in the catalog.")
-        query = select(Snapshot).where(Snapshot.model_id == model.id, Snapshot.state == "stored")
+        query = select(Snapshot).where(
+            Snapshot.model_id == model.id, Snapshot.state == SnapshotState.STORED
+        )
         if request.snapshot_id:
             query = query.where(Snapshot.id == request.snapshot_id)
         snapshot = db.exec(query.order_by(Snapshot.created_at.desc())).first()  # type: ignore[attr-defined]
@@ -281,7 +285,13 @@ def restore_snapshot(
                 "copy cannot be trusted and the model is not reinstated from it."
             )
         written += digests.size
-    _update(ledger, restoration, state="restored", files=len(files), bytes_written=written)
+    _update(
+        ledger,
+        restoration,
+        state=RestorationState.RESTORED,
+        files=len(files),
+        bytes_written=written,
+    )
     return RestoreSummary(snapshot_id, destination.description, len(files), written)
 
 
@@ -313,7 +323,7 @@ def verify_restoration(
             f"manifest: {'; '.join(problems[:10])}. The model was not reinstated."
         )
     files = len(weights_files(ledger, snapshot_id))
-    _update(ledger, restoration, state="verified", verified_at=utcnow())
+    _update(ledger, restoration, state=RestorationState.VERIFIED, verified_at=utcnow())
     return RestoreSummary(snapshot_id, destination.description, files, checked)
 
 
@@ -345,7 +355,7 @@ def _update(ledger: Ledger, restoration_id: int, **values: Any) -> None:
     with ledger.session() as db:
         row = db.get(Restoration, restoration_id)
         assert row is not None
-        if "state" in values and values["state"] == "restored":
+        if "state" in values and values["state"] == RestorationState.RESTORED:
             values["restored_at"] = utcnow()
         row.sqlmodel_update(values)
         db.add(row)

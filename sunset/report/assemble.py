@@ -29,8 +29,9 @@ from sunset.ledger import (
     utcnow,
 )
 from sunset.preservation.package import INTERVIEW_DIR, REPORT_DIR
-from sunset.preservation.preserve import add_payload, verify_snapshot, write_tag_files
 from sunset.preservation.replicas import ReplicatedStore
+from sunset.preservation.seal import add_payload, write_tag_files
+from sunset.preservation.verify import verify_snapshot
 from sunset.report.facts import latest_input, report_facts
 from sunset.report.inputs import INPUT_KINDS
 from sunset.report.render import anchor, inline, quoted, to_html, verbatim

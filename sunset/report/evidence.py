@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 
 from sunset.ledger import FixityEvent, Ledger, Snapshot, SnapshotFile
-from sunset.preservation.preserve import snapshot_files
+from sunset.preservation.records import snapshot_files
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from sunset.ledger import (
     ServingStatus,
     utcnow,
 )
-from sunset.preservation.preserve import is_verified
+from sunset.preservation.verify import is_verified
 from sunset.serving.guards import latest_snapshot
 
 APPROVE, REJECT = "approve", "reject"

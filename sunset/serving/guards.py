@@ -31,6 +31,7 @@ from sunset.ledger import (
     Ledger,
     Report,
     Restoration,
+    RestorationState,
     RunState,
     ServingStatus,
     Snapshot,
@@ -38,7 +39,7 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
-from sunset.preservation.preserve import is_verified
+from sunset.preservation.verify import is_verified
 from sunset.runs.steps import NOTIFY_STEP
 from sunset.serving.gateway import Route, ServingGateway, check_route
 from sunset.serving.lifecycle import DEPRECATED, DEPRECATION, RETIRED, check_move
@@ -210,7 +211,9 @@ def _guard_reinstatement(
     ledger: Ledger, db: Session, run: DeprecationRun, model: CatalogModel
 ) -> None:
     restoration = db.exec(
-        select(Restoration).where(Restoration.run_id == run.id, Restoration.state == "verified")
+        select(Restoration).where(
+            Restoration.run_id == run.id, Restoration.state == RestorationState.VERIFIED
+        )
     ).first()
     if restoration is None:
         raise GuardRefused(

@@ -43,13 +43,10 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
-from sunset.preservation.preserve import (
-    add_payload,
-    finish_interrupted_seal,
-    snapshot_weights,
-    verify_snapshot,
-)
 from sunset.preservation.replicas import ReplicatedStore, connect_store, weights_reader
+from sunset.preservation.seal import add_payload, finish_interrupted_seal
+from sunset.preservation.snapshot import snapshot_weights
+from sunset.preservation.verify import verify_snapshot
 from sunset.runs.steps import (
     FLIP_STEP,
     INTERVIEW_STEP,
@@ -514,7 +511,7 @@ def test_a_put_cut_short_before_its_record_is_adopted_on_resume_but_a_stranger_i
         raise Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr("sunset.preservation.preserve.record_stored", die)
+        patch.setattr("sunset.preservation.seal.record_stored", die)
         with pytest.raises(Killed):
             add_payload(site.ledger, store, snapshot_id, transcript, b'{"turn": 2}\n')
     with pytest.raises(VerificationFailed, match="shadowed"):

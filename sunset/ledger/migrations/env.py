@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import sunset.ledger.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import sunset.ledger  # noqa: F401  (registers every table on SQLModel.metadata)
 
 target_metadata = SQLModel.metadata
 config = context.config

@@ -1,0 +1,60 @@
+"""The notices' tables: each delivery of a notice, and where a run's notices stand."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from sunset.ledger.models import UTCDateTime, utcnow
+
+
+class DeliveryState(StrEnum):
+    """sending -> handover -> sent; or failed (retried), rejected (for good), unconfirmed
+    (the process died during the hand-over: it may have arrived, so it is not resent)."""
+
+    SENDING = "sending"
+    HANDOVER = "handover"
+    SENT = "sent"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    UNCONFIRMED = "unconfirmed"
+
+
+class Delivery(SQLModel, table=True):
+    """A notice to one recipient on one channel; the unique key makes it happen once."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (sa.UniqueConstraint("model_id", "notice_key", "recipient", "channel"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: str = Field(foreign_key="catalog_models.id", index=True, max_length=128)
+    notice_key: str = Field(max_length=128)
+    run_id: str = Field(foreign_key="deprecation_runs.id", max_length=32)
+    recipient: str = Field(max_length=320)
+    channel: str = Field(max_length=16)
+    message_id: str = Field(max_length=255)
+    state: DeliveryState = Field(sa_type=sa.String(16))
+    attempts: int = 0
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    error: str | None = None
+
+
+class DeliverySummary(SQLModel, table=True):
+    """Where a run's notices stand on one channel, rewritten after every notify attempt."""
+
+    __tablename__ = "delivery_summaries"
+    __table_args__ = (sa.UniqueConstraint("run_id", "channel"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="deprecation_runs.id", index=True, max_length=32)
+    channel: str = Field(max_length=16)
+    recipients: int  # recipients with an address on this channel
+    sent: int  # delivered, by this run or an earlier one
+    sent_before: int  # of those, delivered before this run's latest attempt (not resent)
+    failed: int  # refused for good, or still failing after the latest attempt
+    unconfirmed: int  # the hand-over was interrupted; not resent so nobody gets two
+    skipped: int  # recipients with no address on this channel
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,230 @@
+"""Snapshot: a model's weights read once into a BagIt package on every replica.
+
+A resumed snapshot writes into the same package and sends only what the replicas do not
+already hold; what each replica holds is recorded as the uploads complete, in batches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sunset.errors import PreservationError
+from sunset.ledger import CatalogModel, DeprecationRun, Ledger, Snapshot, SnapshotState, utcnow
+from sunset.preservation.package import WEIGHTS_DIR, package_prefix
+from sunset.preservation.records import (
+    held_objects,
+    intact_objects,
+    preserved,
+    record_stored,
+    snapshot_files,
+)
+from sunset.preservation.replicas import ReplicatedStore, Upload
+from sunset.preservation.seal import write_tag_files
+from sunset.preservation.store import Digests, ObjectStore, OpenUpload
+from sunset.preservation.weights import SourceFile, WeightsReader
+
+MIB = 1024 * 1024
+# Files smaller than a part are sent this many at a time: for small files the time goes
+# to the round trips, not the bytes. Larger files go one at a time, PARTS_IN_FLIGHT parts
+# each, so memory stays bounded by parts either way.
+SMALL_FILES_IN_FLIGHT = 8
+# Stored files are recorded in one transaction per batch, each only after its upload
+# completed, so a crash can cost a rerun at most one batch sent again and never leaves a
+# file recorded that is not stored. A batch closes at this many files, bytes or seconds,
+# and before a file too large to share one begins.
+RECORD_BATCH_FILES = 64
+RECORD_BATCH_BYTES = 64 * MIB
+RECORD_BATCH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class SnapshotSummary:
+    snapshot_id: str
+    location: str
+    files: int
+    payload_bytes: int
+    uploaded_files: int
+    skipped_files: int
+    manifest_sha256: str
+    replicas: tuple[str, ...] = ()
+    bytes_sent: int = 0  # weights bytes sent to the store, all replicas together
+
+
+def snapshot_id_for(run: DeprecationRun) -> str:
+    """Stable for a run, so a resumed snapshot writes into the same package."""
+    return f"{run.started_at:%Y%m%dT%H%M%SZ}-{run.id[:8]}"
+
+
+def snapshot_weights(
+    ledger: Ledger,
+    store: ReplicatedStore,
+    *,
+    run: DeprecationRun,
+    model: CatalogModel,
+    sources: Sequence[SourceFile],
+    weights: WeightsReader,
+    organization: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> SnapshotSummary:
+    """Read every weights file once into a new package on every replica, then write its
+    tag files.
+
+    A file already recorded in this snapshot and still held by a replica (the recorded
+    version, with the recorded size and ETag, and current) is not sent to that replica
+    again, and the parts of a multipart upload a killed process left open are kept, so a
+    resumed snapshot only sends what is missing; when it must read a file again for one
+    replica, the bytes must match what the others hold.
+
+    Raises:
+        PreservationError: a source file changed since this snapshot recorded it.
+    """
+    snapshot = _open_snapshot(ledger, store, run, model)
+    left_open = {copy.name: copy.open_uploads(snapshot.prefix) for copy in store.copies}
+    recorded = {f.path: f for f in snapshot_files(ledger, snapshot.id)}
+    held = held_objects(ledger, snapshot.id)
+    intact = intact_objects(store, snapshot, held.values()) if recorded else set()
+    total = sum(source.size for source in sources)
+    done = uploaded = sent = 0
+    batch = _RecordBatch(ledger, store, snapshot.id)
+    in_flight: deque[tuple[SourceFile, Future[Upload]]] = deque()
+
+    def send(
+        source: SourceFile,
+        targets: list[ObjectStore],
+        expected: Digests | None,
+        resume: Mapping[str, OpenUpload],
+    ) -> Upload:
+        key = snapshot.prefix + _payload_path(source)
+        with weights.open(source) as stream:
+            return store.upload(targets, key, stream, expected=expected, resume=resume)
+
+    def advanced(source: SourceFile, upload: Upload | None = None) -> None:
+        nonlocal done, uploaded, sent
+        if upload is not None:
+            batch.add(_payload_path(source), upload)
+            uploaded, sent = uploaded + 1, sent + upload.bytes_sent
+        done += source.size
+        if progress:
+            progress(done, total)
+
+    def collect_oldest() -> None:
+        source, future = in_flight.popleft()
+        advanced(source, future.result())
+
+    with ThreadPoolExecutor(SMALL_FILES_IN_FLIGHT, thread_name_prefix="small-file") as pool:
+        try:
+            for source in sources:
+                path = _payload_path(source)
+                key = snapshot.prefix + path
+                known = recorded.get(path)
+                expected = preserved(known) if known else None
+                if known is not None and known.size != source.size:
+                    raise PreservationError(
+                        f"{source.location} is {source.size} bytes now but {known.size} bytes "
+                        "when this snapshot stored it; restore the original file, or start a "
+                        "new deprecation run."
+                    )
+                targets = [
+                    c
+                    for c in store.copies
+                    if expected is None
+                    or (c.name, path) not in intact
+                    or preserved(held[(c.name, path)]) != expected
+                ]
+                if not targets:
+                    advanced(source)
+                    continue
+                resume = {
+                    c.name: left_open[c.name].pop(key) for c in targets if key in left_open[c.name]
+                }
+                if source.size < store.part_size and not resume:
+                    in_flight.append((source, pool.submit(send, source, targets, expected, {})))
+                    if len(in_flight) >= SMALL_FILES_IN_FLIGHT:
+                        collect_oldest()
+                    continue
+                while in_flight:  # one large file at a time, after the small ones before it
+                    collect_oldest()
+                batch.flush()
+                advanced(source, send(source, targets, expected, resume))
+            while in_flight:
+                collect_oldest()
+        finally:
+            # Uploads that completed are recorded even when another one failed, so that
+            # a rerun does not send them again.
+            for source, future in in_flight:
+                if future.exception() is None:
+                    batch.add(_payload_path(source), future.result())
+            batch.flush()
+    for copy in store.copies:  # uploads of files no longer in the weights, or now small
+        for upload in left_open[copy.name].values():
+            copy.abort_upload(upload.key, upload.upload_id)
+    digest = write_tag_files(ledger, store, snapshot.id, organization)
+    with ledger.session() as db:
+        stored_snapshot = db.get(Snapshot, snapshot.id)
+        assert stored_snapshot is not None
+        stored_snapshot.state, stored_snapshot.stored_at = SnapshotState.STORED, utcnow()
+        db.add(stored_snapshot)
+    return SnapshotSummary(
+        snapshot_id=snapshot.id,
+        location=f"s3://{store.bucket}/{snapshot.prefix}",
+        files=len(sources),
+        payload_bytes=total,
+        uploaded_files=uploaded,
+        skipped_files=len(sources) - uploaded,
+        manifest_sha256=digest,
+        replicas=tuple(c.name for c in store.copies),
+        bytes_sent=sent,
+    )
+
+
+def _payload_path(source: SourceFile) -> str:
+    return f"{WEIGHTS_DIR}/{source.relative_path}"
+
+
+class _RecordBatch:
+    """Payload files whose uploads completed, recorded together in one transaction."""
+
+    def __init__(self, ledger: Ledger, store: ReplicatedStore, snapshot_id: str) -> None:
+        self.ledger, self.store, self.snapshot_id = ledger, store, snapshot_id
+        self.uploads: dict[str, Upload] = {}
+        self.opened = 0.0
+
+    def add(self, path: str, upload: Upload) -> None:
+        if not self.uploads:
+            self.opened = time.monotonic()
+        self.uploads[path] = upload
+        if (
+            len(self.uploads) >= RECORD_BATCH_FILES
+            or sum(u.digests.size for u in self.uploads.values()) >= RECORD_BATCH_BYTES
+            or time.monotonic() - self.opened >= RECORD_BATCH_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.uploads:
+            record_stored(self.ledger, self.store, self.snapshot_id, self.uploads, payload=True)
+            self.uploads = {}
+
+
+def _open_snapshot(
+    ledger: Ledger, store: ReplicatedStore, run: DeprecationRun, model: CatalogModel
+) -> Snapshot:
+    snapshot_id = snapshot_id_for(run)
+    with ledger.session() as db:
+        snapshot = db.get(Snapshot, snapshot_id)
+        if snapshot is None:
+            snapshot = Snapshot(
+                id=snapshot_id,
+                run_id=run.id,
+                model_id=model.id,
+                endpoint=store.endpoint,
+                bucket=store.bucket,
+                prefix=package_prefix(model.id, snapshot_id),
+                created_at=run.started_at,
+            )
+            db.add(snapshot)
+        return snapshot

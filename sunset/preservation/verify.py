@@ -1,0 +1,158 @@
+"""Verification: proof that every replica holds every object of a package intact, each
+check recorded as a fixity event, and the question whether a package stands verified."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlmodel import select
+
+from sunset.errors import VerificationFailed
+from sunset.ledger import FixityEvent, Ledger, PreservedObject, Snapshot
+from sunset.preservation.fixity import (
+    DEEP,
+    FAST,
+    MISMATCH,
+    Finding,
+    absent,
+    deep_check,
+    fast_check,
+    record,
+)
+from sunset.preservation.records import (
+    held_objects,
+    load_snapshot,
+    package_tag_files,
+    preserved,
+    snapshot_files,
+)
+from sunset.preservation.replicas import ReplicatedStore
+from sunset.preservation.store import ObjectStore, digest_bytes
+
+
+@dataclass(frozen=True)
+class VerificationSummary:
+    snapshot_id: str
+    bucket: str
+    files_checked: int
+    bytes_read: int
+    passed: bool
+    replicas: tuple[str, ...] = ()
+
+
+def verify_snapshot(
+    ledger: Ledger,
+    store: ReplicatedStore,
+    *,
+    snapshot_id: str,
+    run_id: str | None,
+    organization: str,
+    paths: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerificationSummary:
+    """Check every payload file (or just ``paths``) and every tag file on every replica:
+    fast (one version listing per replica: each version present, same size and ETag,
+    still current), then deep (re-read, re-hashed, lock confirmed) for each object the
+    fast check passed.
+
+    Every check is recorded as a fixity event. The tag files must also be the ones the
+    ledger derives now, so a package whose manifests were not rewritten fails.
+
+    Raises:
+        VerificationFailed: any object is missing, shadowed, unlocked or differs; the
+            message names them.
+    """
+    snapshot = load_snapshot(ledger, snapshot_id)
+    tags = package_tag_files(ledger, snapshot, organization)
+    files = snapshot_files(ledger, snapshot_id)
+    wanted = [f.path for f in files if paths is None or f.path in paths]
+    wanted += list(tags)
+    held = held_objects(ledger, snapshot_id)
+    failures: list[str] = []
+    total = sum(held[(c.name, p)].size for c in store.copies for p in wanted if (c.name, p) in held)
+    bytes_read = 0
+
+    def tally(findings: list[Finding]) -> None:
+        record(ledger, findings, run_id=run_id)
+        failures.extend(
+            f"{f.replica}:{f.path} ({f.outcome}: {f.detail})" for f in findings if not f.ok
+        )
+
+    for copy in store.copies:
+        refused, listed = _before_listing(copy, snapshot, wanted, held, tags)
+        fast = fast_check(copy, snapshot.prefix, listed)
+        tally(refused + fast)
+        for row, finding in zip(listed, fast, strict=True):
+            if not finding.ok:
+                continue
+            deep = deep_check(copy, snapshot.prefix + row.path, row)
+            tally([deep])
+            bytes_read += deep.bytes_read
+            if progress:
+                progress(bytes_read, total)
+    if failures:
+        raise VerificationFailed(
+            f"Verification of package {snapshot.id} failed for {len(failures)} object(s): "
+            f"{'; '.join(failures[:10])}. The stored copy cannot be trusted; the serving "
+            "status was not changed."
+        )
+    replicas = tuple(c.name for c in store.copies)
+    checked = len(wanted) * len(store.copies)
+    return VerificationSummary(snapshot.id, store.bucket, checked, bytes_read, True, replicas)
+
+
+def _before_listing(
+    copy: ObjectStore,
+    snapshot: Snapshot,
+    wanted: Sequence[str],
+    held: Mapping[tuple[str, str], PreservedObject],
+    tags: Mapping[str, bytes],
+) -> tuple[list[Finding], list[PreservedObject]]:
+    """Split ``wanted`` into what fails without asking the store (never recorded on this
+    copy; a tag file that is not the one the ledger derives now) and the rows to check."""
+    refused: list[Finding] = []
+    rows: list[PreservedObject] = []
+    for path in wanted:
+        row = held.get((copy.name, path))
+        if row is None:
+            refused.append(absent(snapshot.id, copy.name, copy.bucket, path, FAST))
+        elif path in tags and preserved(row) != digest_bytes(tags[path]):
+            stale = "not the tag file the ledger derives now (not rewritten after a change)"
+            refused.append(
+                Finding(
+                    snapshot.id, copy.name, copy.bucket, path, row.version_id, FAST, MISMATCH, stale
+                )
+            )
+        else:
+            rows.append(row)
+    return refused, rows
+
+
+def is_verified(ledger: Ledger, snapshot_id: str) -> bool:
+    """True when every replica holds every payload file and every object's latest checks
+    since it was stored are ``ok``, a deep one among them."""
+    files = snapshot_files(ledger, snapshot_id)
+    held = held_objects(ledger, snapshot_id)
+    replicas = {replica for replica, _ in held}
+    # Nothing held anywhere is nothing verified, however many files the manifest lists.
+    if not files or not held or any((r, f.path) not in held for r in replicas for f in files):
+        return False
+    with ledger.session() as db:
+        events = db.exec(
+            select(FixityEvent).where(
+                FixityEvent.snapshot_id == snapshot_id,
+                FixityEvent.method.in_([FAST, DEEP]),  # type: ignore[attr-defined]
+            )
+        ).all()
+    since_stored: dict[tuple[str | None, str], list[FixityEvent]] = {}
+    for event in sorted(events, key=lambda e: (e.checked_at, e.id or 0)):
+        row = held.get((event.replica or "", event.path))
+        if row is not None and event.checked_at >= row.stored_at:
+            since_stored.setdefault((event.replica, event.path), []).append(event)
+    for key in held:
+        checks = since_stored.get(key, [])
+        deep_ok = any(e.method == DEEP and e.outcome == "ok" for e in checks)
+        if not checks or not deep_ok or checks[-1].outcome != "ok":
+            return False
+    return True
