@@ -92,11 +92,11 @@ def submit_decision(flow_run_id: str, *, approver: str, decision: str, reason: s
         raise InputError(f"The decision was not accepted: {exc}.") from None
 
 
-def close_ledger_run(flow: Flow[..., Any], run: FlowRun, state: State[Any]) -> None:
+def close_ledger_run(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """Flow hook: mark the ledger run of this flow run completed or failed."""
     ledger = open_ledger(Settings().ledger_url)
     error = None if state.is_completed() else (state.message or state.name)
-    finish_run_of_flow_run(ledger, str(run.id), error=error)
+    finish_run_of_flow_run(ledger, str(flow_run.id), error=error)
     ledger.dispose()
 
 
