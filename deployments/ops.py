@@ -31,6 +31,7 @@ from prefect.workers.process import ProcessWorker
 from sunset.errors import InputError, SunsetError
 from sunset.runs.request import DeprecationRequest
 from tasks.events import FIXITY_FAILED_EVENT, FLOW_RUN_FAILED_EVENTS
+from tasks.prefect_calls import sync_result
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORK_POOL = "sunset"
@@ -132,7 +133,7 @@ def ensure_alerts(webhook_url: str) -> list[str]:
         # The operator names the URL; alert gateways commonly live on the private network.
         allow_private_urls=True,
     )
-    block_id = block.save(ALERT_WEBHOOK_BLOCK, overwrite=True)
+    block_id: UUID = sync_result(block.save(ALERT_WEBHOOK_BLOCK, overwrite=True))
     automations = [
         AutomationCore(
             name=RUN_FAILED_AUTOMATION,
@@ -174,11 +175,13 @@ def start_deprecation(
     """Create a flow run of the deployment for a worker to pick up; return it at once."""
     server = require_server()
     try:
-        return run_deployment(
-            deployment,
-            parameters={"request": request.parameters(), "requested_by": requested_by},
-            flow_run_name=f"deprecate-{request.model_id}",
-            timeout=0,
+        return sync_result(
+            run_deployment(
+                deployment,
+                parameters={"request": request.parameters(), "requested_by": requested_by},
+                flow_run_name=f"deprecate-{request.model_id}",
+                timeout=0,
+            )
         )
     except ObjectNotFound:
         raise InputError(

@@ -16,7 +16,6 @@ from prefect import Flow, get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
-from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.transactions import transaction
 from pydantic import Field
@@ -28,6 +27,7 @@ from sunset.runs.lifecycle import finish_run_of_flow_run
 from sunset.services import Services
 from sunset.serving.approvals import APPROVE, REJECT, GateState
 from tasks.approval import record_approval, request_approval
+from tasks.prefect_calls import current_flow_run_id
 from tasks.serving import check_serving, flip_serving_status, route_gateway
 
 
@@ -103,5 +103,5 @@ def close_ledger_run(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any])
 def tag_with_model(model_id: str) -> None:
     """Tag the running flow run with its model, whichever way it was started."""
     with get_client(sync_client=True) as client:
-        current = client.read_flow_run(flow_run.get_id())
+        current = client.read_flow_run(current_flow_run_id())
         client.update_flow_run(current.id, tags=sorted({*current.tags, f"model:{model_id}"}))
