@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -26,7 +27,9 @@ from prefect.events.actions import CallWebhook
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+from prefect.types import SecretDict
 from prefect.workers.process import ProcessWorker
+from pydantic import SecretStr
 
 from sunset.errors import InputError, SunsetError
 from sunset.runs.request import DeprecationRequest
@@ -128,8 +131,8 @@ def ensure_alerts(webhook_url: str) -> list[str]:
     """
     block = Webhook(
         method="POST",
-        url=webhook_url,
-        headers={"Content-Type": "application/json"},
+        url=SecretStr(webhook_url),
+        headers=SecretDict({"Content-Type": "application/json"}),
         # The operator names the URL; alert gateways commonly live on the private network.
         allow_private_urls=True,
     )
@@ -205,7 +208,9 @@ def follow(
             )
             finished = sorted(
                 (t for t in task_runs if t.state and t.state.is_completed()),
-                key=lambda t: t.end_time or t.created,
+                # The server stamps `created` on every run; the last fallback only
+                # keeps the key a datetime where the client's schema allows None.
+                key=lambda t: t.end_time or t.created or datetime.min.replace(tzinfo=UTC),
             )
             # Task run names are the step's name and a short key: notify_users-816.
             on_progress(run, [t.name.rsplit("-", 1)[0] for t in finished])
