@@ -16,6 +16,7 @@ import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -210,8 +211,10 @@ class LocalOperations:
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
 
-def _settings_fields(exports: dict[str, str]) -> dict[str, str]:
-    # Settings from the environment, overridden by the local services' endpoints.
+def _settings_fields(exports: dict[str, str]) -> dict[str, Any]:
+    # Settings from the environment, overridden by the local services' endpoints. The
+    # values are the variables' raw strings, which Settings validates and converts as it
+    # does its environment, hence Any rather than each field's own type.
     prefix = "SUNSET_"
     return {k.removeprefix(prefix).lower(): v for k, v in exports.items() if k.startswith(prefix)}
 

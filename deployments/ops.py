@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -28,12 +29,15 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+from prefect.types import SecretDict
 from prefect.workers.process import ProcessWorker
+from pydantic import SecretStr
 
 from sunset.errors import InputError, SunsetError
 from sunset.runs.request import DeprecationRequest
 from sunset.serving.approvals import APPROVE, REJECT
 from tasks.events import FIXITY_FAILED_EVENT, FLOW_RUN_FAILED_EVENTS
+from tasks.prefect_calls import sync_result
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORK_POOL = "sunset"
@@ -130,12 +134,12 @@ def ensure_alerts(webhook_url: str) -> list[str]:
     """
     block = Webhook(
         method="POST",
-        url=webhook_url,
-        headers={"Content-Type": "application/json"},
+        url=SecretStr(webhook_url),
+        headers=SecretDict({"Content-Type": "application/json"}),
         # The operator names the URL; alert gateways commonly live on the private network.
         allow_private_urls=True,
     )
-    block_id = block.save(ALERT_WEBHOOK_BLOCK, overwrite=True)
+    block_id: UUID = sync_result(block.save(ALERT_WEBHOOK_BLOCK, overwrite=True))
     automations = [
         AutomationCore(
             name=RUN_FAILED_AUTOMATION,
@@ -177,11 +181,13 @@ def start_deprecation(
     """Create a flow run of the deployment for a worker to pick up; return it at once."""
     server = require_server()
     try:
-        return run_deployment(
-            deployment,
-            parameters={"request": request.parameters(), "requested_by": requested_by},
-            flow_run_name=f"deprecate-{request.model_id}",
-            timeout=0,
+        return sync_result(
+            run_deployment(
+                deployment,
+                parameters={"request": request.parameters(), "requested_by": requested_by},
+                flow_run_name=f"deprecate-{request.model_id}",
+                timeout=0,
+            )
         )
     except ObjectNotFound:
         raise InputError(
@@ -205,7 +211,9 @@ def follow(
             )
             finished = sorted(
                 (t for t in task_runs if t.state and t.state.is_completed()),
-                key=lambda t: t.end_time or t.created,
+                # The server stamps `created` on every run; the last fallback only
+                # keeps the key a datetime where the client's schema allows None.
+                key=lambda t: t.end_time or t.created or datetime.min.replace(tzinfo=UTC),
             )
             # Task run names are the step's name and a short key: notify_users-816.
             on_progress(run, [t.name.rsplit("-", 1)[0] for t in finished])

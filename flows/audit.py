@@ -22,10 +22,10 @@ from tasks.audit import (
 )
 
 
-def _close_audit_run(flow: Flow[..., Any], run: FlowRun, state: State[Any]) -> None:
+def _close_audit_run(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     ledger = open_ledger(Settings().ledger_url)
     error = None if state.is_completed() else (state.message or state.name)
-    finish_audit(ledger, str(run.id), error=error)
+    finish_audit(ledger, str(flow_run.id), error=error)
     ledger.dispose()
 
 

@@ -36,10 +36,10 @@ from prefect.concurrency._sync import (
     release_concurrency_slots_with_lease,
 )
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-from prefect.runtime import flow_run
 
 from sunset.ledger import Ledger
 from sunset.runs.lifecycle import take_abandoned_orchestrator_leases
+from tasks.prefect_calls import current_flow_run_id
 
 SLOT_LEASE_SECONDS = 300.0
 
@@ -69,7 +69,7 @@ def one_deprecation_per_model(
                 model_id,
                 name,
             )
-    holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.get_id())
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=current_flow_run_id())
     while True:
         _free_slots_of_dead_runs(ledger, model_id, name)
         try:

@@ -16,7 +16,6 @@ from prefect import Flow, get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
-from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.transactions import transaction
 from pydantic import Field
@@ -27,6 +26,7 @@ from sunset.runs.lifecycle import finish_run_of_flow_run
 from sunset.services import Services
 from sunset.serving.approvals import GateState
 from tasks.approval import record_approval, request_approval
+from tasks.prefect_calls import current_flow_run_id
 from tasks.serving import check_serving, flip_serving_status, route_gateway
 
 
@@ -67,16 +67,16 @@ def flip_serving(
     return flip.to_status
 
 
-def close_ledger_run(flow: Flow[..., Any], run: FlowRun, state: State[Any]) -> None:
+def close_ledger_run(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """Flow hook: mark the ledger run of this flow run completed or failed."""
     ledger = open_ledger(Settings().ledger_url)
     error = None if state.is_completed() else (state.message or state.name)
-    finish_run_of_flow_run(ledger, str(run.id), error=error)
+    finish_run_of_flow_run(ledger, str(flow_run.id), error=error)
     ledger.dispose()
 
 
 def tag_with_model(model_id: str) -> None:
     """Tag the running flow run with its model, whichever way it was started."""
     with get_client(sync_client=True) as client:
-        current = client.read_flow_run(flow_run.get_id())
+        current = client.read_flow_run(current_flow_run_id())
         client.update_flow_run(current.id, tags=sorted({*current.tags, f"model:{model_id}"}))

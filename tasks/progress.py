@@ -6,10 +6,12 @@ from collections.abc import Callable
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from tasks.prefect_calls import sync_result
+
 
 def progress_artifact(description: str) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback that updates one progress artifact by >= 1%."""
-    artifact_id = create_progress_artifact(0.0, description=description)
+    artifact_id = sync_result(create_progress_artifact(0.0, description=description))
     shown = 0.0
 
     def show(done: int, total: int) -> None:

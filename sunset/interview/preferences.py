@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from sunset.errors import InputError
 from sunset.ledger import (
@@ -128,10 +128,10 @@ def list_preferences(ledger: Ledger, model_id: str) -> list[InterviewPreference]
                 select(InterviewPreference)
                 .where(InterviewPreference.model_id == model_id)
                 .order_by(
-                    InterviewPreference.recorded_at,
-                    InterviewPreference.session_index,
-                    InterviewPreference.turn_seq,
-                    InterviewPreference.quote_start,
+                    col(InterviewPreference.recorded_at),
+                    col(InterviewPreference.session_index),
+                    col(InterviewPreference.turn_seq),
+                    col(InterviewPreference.quote_start),
                 )
             )
         )

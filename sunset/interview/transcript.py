@@ -11,13 +11,13 @@ import hashlib
 import json
 import threading
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from sunset.interview.protocol import LoadedProtocol
 from sunset.ledger import InterviewSession, InterviewTurn, Ledger, Snapshot, SnapshotFile
 from sunset.preservation.package import INTERVIEW_DIR
+from sunset.preservation.replicas import ReplicatedStore
 from sunset.preservation.seal import add_payload, write_tag_files
-from sunset.preservation.store import ObjectStore
 
 PROTOCOL_FILE = f"{INTERVIEW_DIR}/protocol.yaml"
 
@@ -43,7 +43,7 @@ def session_turns(ledger: Ledger, session_id: str) -> list[InterviewTurn]:
             db.exec(
                 select(InterviewTurn)
                 .where(InterviewTurn.session_id == session_id)
-                .order_by(InterviewTurn.seq)
+                .order_by(col(InterviewTurn.seq))
             )
         )
 
@@ -56,7 +56,7 @@ class PackageTranscripts:
     """
 
     def __init__(
-        self, ledger: Ledger, store: ObjectStore, *, snapshot_id: str, organization: str
+        self, ledger: Ledger, store: ReplicatedStore, *, snapshot_id: str, organization: str
     ) -> None:
         self._ledger = ledger
         self._store = store
@@ -67,7 +67,7 @@ class PackageTranscripts:
 
     @classmethod
     def for_run(
-        cls, ledger: Ledger, store: ObjectStore, *, run_id: str, organization: str
+        cls, ledger: Ledger, store: ReplicatedStore, *, run_id: str, organization: str
     ) -> PackageTranscripts:
         """The transcripts of the package that the run's snapshot step created."""
         with ledger.session() as db:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import botocore.exceptions
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from sunset.errors import PreservationError, SourceChanged
 from sunset.ledger import (
@@ -487,7 +487,7 @@ def _last_deep_ok(ledger: Ledger) -> dict[tuple[str, str | None, str], datetime]
                 func.max(FixityEvent.checked_at),
             )
             .where(FixityEvent.method == DEEP, FixityEvent.outcome == OK)
-            .group_by(FixityEvent.snapshot_id, FixityEvent.replica, FixityEvent.path)
+            .group_by(col(FixityEvent.snapshot_id), col(FixityEvent.replica), col(FixityEvent.path))
         ).all()
     return {(s, r, p): checked for s, r, p, checked in rows}
 
