@@ -6,9 +6,12 @@ from datetime import date
 from pathlib import Path
 
 import bagit
+import pytest
 
 from sunset.preservation.package import PayloadEntry, bag_info, encode_path, tag_files
 from sunset.preservation.store import digest_bytes
+
+pytestmark = pytest.mark.unit
 
 
 def test_tag_files_make_a_bag_that_bagit_validates(tmp_path: Path) -> None:
