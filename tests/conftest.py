@@ -4,6 +4,10 @@ SeaweedFS, the SMTP server and the Messages stand-in run as subprocesses on 127.
 PostgreSQL is the one already running on this machine (127.0.0.1:5432, database test),
 where each test that asks for it gets a database of its own. Prefect runs against a
 temporary test server.
+
+Tests marked ``unit`` are the fast tier (``pytest -m unit -n 0``): pure logic, with
+nothing started. ``SERVICE_FIXTURES`` names every fixture that starts or reaches a
+service, and a ``unit`` test that asks for one of them fails before it starts anything.
 """
 
 from __future__ import annotations
@@ -38,6 +42,54 @@ from tests.standin_control import StandIn
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TALLY_KEY = "reliability_tally"
+
+# Every fixture that starts a process or a server, or reaches one, wherever it is defined;
+# the fixtures built on them (site, standin, world...) reach them through these. A new
+# fixture that starts something belongs here, or the fast tier stops being fast.
+SERVICE_FIXTURES = frozenset(
+    {
+        "stack",  # SeaweedFS, SMTP and the Messages stand-in (here and in test_devstack.py)
+        "prefect_server",  # Prefect's temporary test server
+        "standin_process",  # test_messages_server.py: the stand-in as a subprocess
+        "server",  # test_messages_server.py, test_model_server.py: servers as subprocesses
+        "operations",  # test_operations.py: a Prefect server, a worker and the services
+        "webhook",  # test_operations.py: an HTTP receiver
+        "demo",  # test_resurrection.py: the CLI demo on the session's Prefect server
+        "zygote",  # reliability/: the fork server of the processes it kills
+        "prefect_api_relay",  # reliability/: a TCP relay in front of Prefect
+        "locked_store",  # reliability/: a SeaweedFS of its own
+    }
+)
+# Parametrised fixtures that are a service for some of their values only.
+SERVICE_PARAMETERS = {"ledger_url": frozenset({"postgresql"})}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a test marked ``unit`` that would start or reach a service, before it does.
+
+    Checked before the item's fixtures are set up, so nothing starts; per test rather
+    than at collection, so that the message also reaches the terminal from xdist workers.
+    """
+    services = _services_of(item) if item.get_closest_marker("unit") else []
+    if services:
+        pytest.fail(
+            f"this test is marked 'unit' but uses {', '.join(services)}: a unit test starts "
+            "no service (see SERVICE_FIXTURES in tests/conftest.py); drop the mark or the "
+            "fixture",
+            pytrace=False,
+        )
+
+
+def _services_of(item: pytest.Item) -> list[str]:
+    """The service fixtures ``item`` asks for, directly or through other fixtures."""
+    fixtures = getattr(item, "fixturenames", [])
+    services = sorted(SERVICE_FIXTURES.intersection(fixtures))
+    parameters = getattr(getattr(item, "callspec", None), "params", {})
+    for name, values in SERVICE_PARAMETERS.items():
+        if name in fixtures and parameters.get(name) in values:
+            services.append(f"{name}[{parameters[name]}]")
+    return services
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

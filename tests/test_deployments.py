@@ -7,7 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sunset.preservation.package import package_prefix
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = json.loads((ROOT / "deployments" / "bucket-policy.json").read_text())

@@ -276,6 +276,7 @@ def test_readiness_failure_reports_the_log_tail(tmp_path: Path) -> None:
             start_seaweedfs(tmp_path / "s3", timeout=10)
 
 
+@pytest.mark.unit
 def test_weed_binary_is_found() -> None:
     weed = devstack.find_weed()
     assert weed.name == "weed" and os.access(weed, os.X_OK)

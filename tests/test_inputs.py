@@ -16,6 +16,8 @@ from sunset.interview.protocol import load_protocol
 from sunset.notify.recipients import load_recipients
 from sunset.preservation.weights import scan_weights_dir
 
+pytestmark = pytest.mark.unit
+
 
 def test_weights_are_listed_with_relative_paths(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()

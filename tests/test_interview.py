@@ -432,6 +432,7 @@ def test_a_changed_protocol_blocks_resume_with_a_clear_message(
     assert [last_question(entry) for entry in standin.log()] == QUESTIONS[2:]
 
 
+@pytest.mark.unit
 def test_the_api_key_is_also_read_from_anthropic_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SUNSET_ANTHROPIC_API_KEY", raising=False)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-the-sdk-variable")

@@ -17,7 +17,14 @@ from sunset.ledger import (
 )
 from sunset.runs.attempts import record_attempt
 
+# The ledger's own tests on both databases; SQLite is a file in a temporary directory, so
+# that half is in the fast tier, while PostgreSQL is a service.
+on_both_databases = pytest.mark.parametrize(
+    "ledger_url", [pytest.param("sqlite", marks=pytest.mark.unit), "postgresql"], indirect=True
+)
 
+
+@on_both_databases
 def test_migrations_create_every_table_and_are_idempotent(ledger_url: str) -> None:
     ledger = open_ledger(ledger_url)
     ledger.migrate()  # a second upgrade is a no-op
@@ -45,6 +52,7 @@ def test_migrations_create_every_table_and_are_idempotent(ledger_url: str) -> No
     ledger.dispose()
 
 
+@on_both_databases
 def test_timestamps_come_back_in_utc(ledger_url: str) -> None:
     ledger = open_ledger(ledger_url)
     moment = datetime(2026, 11, 27, 12, 30, 5, tzinfo=UTC)
@@ -59,6 +67,7 @@ def test_timestamps_come_back_in_utc(ledger_url: str) -> None:
     ledger.dispose()
 
 
+@on_both_databases
 def test_each_attempt_is_recorded_with_its_number_and_error(ledger_url: str) -> None:
     ledger = open_ledger(ledger_url)
     with ledger.session() as db:
@@ -80,6 +89,7 @@ def test_each_attempt_is_recorded_with_its_number_and_error(ledger_url: str) -> 
     ledger.dispose()
 
 
+@on_both_databases
 def test_the_same_notice_cannot_be_recorded_twice_for_a_recipient(ledger_url: str) -> None:
     ledger = open_ledger(ledger_url)
     with ledger.session() as db:
@@ -102,6 +112,7 @@ def test_the_same_notice_cannot_be_recorded_twice_for_a_recipient(ledger_url: st
     ledger.dispose()
 
 
+@pytest.mark.unit
 def test_the_migrations_form_one_line_with_a_single_head() -> None:
     from alembic.script import ScriptDirectory
 
@@ -112,6 +123,7 @@ def test_the_migrations_form_one_line_with_a_single_head() -> None:
     assert len(heads) == 1, f"the migrations fork into {heads}; chain them into one line"
 
 
+@on_both_databases
 def test_the_migrated_schema_is_exactly_the_models(ledger_url: str) -> None:
     """Autogenerate's comparison finds nothing: the tables and the migrations agree."""
     from alembic.autogenerate import compare_metadata

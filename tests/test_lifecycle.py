@@ -57,6 +57,7 @@ LEGAL = {
 EVERY_MOVE = list(itertools.product(ServingStatus, ServingStatus, TARGETS_BY_KIND))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("current", "target", "kind"), EVERY_MOVE)
 def test_only_the_moves_of_the_state_machine_are_allowed(
     current: ServingStatus, target: ServingStatus, kind: str
@@ -345,6 +346,7 @@ def test_the_minimum_notice_depends_on_the_model_class_and_an_override_is_record
     assert "notice shortened to 90 of 120 days: security fix" in validated.flip_reason(run.id)
 
 
+@pytest.mark.unit
 def test_the_routing_file_keeps_every_model_and_refuses_to_guess_when_corrupt(
     tmp_path: Path,
 ) -> None:

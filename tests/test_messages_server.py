@@ -153,6 +153,7 @@ def _expected_text(question: str = QUESTION) -> str:
 # --------------------------------------------------------------------------- pure functions
 
 
+@pytest.mark.unit
 def test_token_rule_counts_words_and_punctuation() -> None:
     assert count_tokens("Hello, world!") == 4
     assert count_tokens("  ") == 0
@@ -160,6 +161,7 @@ def test_token_rule_counts_words_and_punctuation() -> None:
     assert truncate_to_tokens("short", 10) == "short"
 
 
+@pytest.mark.unit
 def test_split_for_stream_round_trips() -> None:
     text = _expected_text()
     pieces = split_for_stream(text)
@@ -167,6 +169,7 @@ def test_split_for_stream_round_trips() -> None:
     assert "".join(pieces) == text
 
 
+@pytest.mark.unit
 def test_stand_in_answers_have_two_to_four_sentences_and_preferences() -> None:
     responder = StandInResponder()
     with_preference = 0

@@ -75,6 +75,7 @@ def summaries(site: Site, run_id: str) -> dict[str, dict[str, int]]:
     return {row.channel: {f: getattr(row, f) for f in fields} for row in rows}
 
 
+@pytest.mark.unit
 def test_a_signature_verifies_only_for_the_same_secret_body_and_a_recent_timestamp() -> None:
     body, now = b'{"model":"m"}', time.time()
     stamp = str(int(now))

@@ -6,9 +6,12 @@ from datetime import date
 from pathlib import Path
 
 import bagit
+import pytest
 
 from sunset.preservation.package import PayloadEntry, bag_info, encode_path, tag_files
 from sunset.preservation.store import digest_bytes
+
+pytestmark = pytest.mark.unit
 
 
 def test_tag_files_make_a_bag_that_bagit_validates(tmp_path: Path) -> None:
@@ -39,3 +42,27 @@ def test_tag_files_make_a_bag_that_bagit_validates(tmp_path: Path) -> None:
 
 def test_manifest_paths_escape_line_breaks_and_percent_signs() -> None:
     assert encode_path("data/a%b\nc\rd") == "data/a%25b%0Ac%0Dd"
+
+
+def test_a_line_break_in_a_name_cannot_add_a_field_to_bag_info() -> None:
+    info = bag_info(
+        model_id="m1",
+        display_name="Model One\nPayload-Oxum: 1.1",
+        organization="Example\r\nLab",
+        snapshot_id="snap-1",
+        snapshot_date=date(2026, 11, 27),
+        entries=[PayloadEntry("data/weights/a.bin", 5, "0" * 64, "0" * 128)],
+    )
+
+    lines = info.decode().splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == [
+        "Source-Organization",
+        "Bagging-Date",
+        "External-Identifier",
+        "External-Description",
+        "Model-Identifier",
+        "Payload-Oxum",
+        "Bag-Software-Agent",
+    ]
+    assert "Source-Organization: Example Lab" in lines
+    assert "Payload-Oxum: 5.1" in lines

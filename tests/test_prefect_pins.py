@@ -15,6 +15,8 @@ from pathlib import Path
 import prefect
 import pytest
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 WRITTEN_FOR = "3.9.1"
 

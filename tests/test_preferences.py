@@ -63,6 +63,7 @@ def interview_example(ledger: Ledger, standin: StandIn, sessions: int = 2) -> No
 # --------------------------------------------------------------------------- extraction
 
 
+@pytest.mark.unit
 def test_preference_sentences_are_found_whole_with_their_offsets() -> None:
     answer = (
         "Thanks.  I\u2019d like future models to be told early! "
@@ -88,6 +89,7 @@ def test_preference_sentences_are_found_whole_with_their_offsets() -> None:
     ]
 
 
+@pytest.mark.unit
 def test_the_stand_ins_preferences_are_found_and_nothing_else() -> None:
     for sentence in StandInResponder.PREFERENCES:
         assert [f.quote for f in find_preferences(sentence)] == [sentence]
@@ -95,6 +97,7 @@ def test_the_stand_ins_preferences_are_found_and_nothing_else() -> None:
         assert find_preferences(sentence) == [], sentence
 
 
+@pytest.mark.unit
 @given(
     st.lists(
         st.one_of(

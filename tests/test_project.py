@@ -8,7 +8,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +25,18 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
 
     assert command.group(1) in ci_lines
+
+
+def test_ci_runs_the_readme_fast_tier_before_the_full_suite() -> None:
+    section = (ROOT / "README.md").read_text().split("## Run the tests", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    full, *others = re.findall(r"```bash\n(.+?)\n```", section, re.S)
+    [fast] = [block for block in others if " -m unit" in block]
+
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+
+    assert fast in ci_lines, "CI does not run the README's fast tier"
+    assert ci_lines.index(fast) < ci_lines.index(full), "CI runs the fast tier last"
 
 
 def test_every_deployment_entrypoint_imports() -> None:

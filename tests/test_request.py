@@ -17,6 +17,8 @@ from sunset.cli import app
 from sunset.errors import InputError
 from sunset.runs.request import DeprecationRequest
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = "flows/deprecate.py:deprecate_model"
 # `sunset deprecate` names three fields its own way; three options steer the CLI alone.

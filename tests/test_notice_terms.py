@@ -1,0 +1,108 @@
+"""How much notice a request gives: the retirement date, and from when the notice counts.
+
+On a SQLite ledger in a temporary directory, with a weights directory and a recipients
+file of a few bytes: the validation reads the files, so they are real, but small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sunset.config import Settings
+from sunset.errors import InputError
+from sunset.ledger import CatalogModel, Ledger, ServingStatus, open_ledger
+from sunset.preservation.weights import WeightsReader
+from sunset.runs.request import DeprecationRequest, ValidatedRequest, validate_request
+
+pytestmark = pytest.mark.unit
+
+TODAY = date(2026, 3, 1)
+MINIMUM = 90
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    with ledger.session() as db:
+        db.add(CatalogModel(id="m1", display_name="Model One"))
+    yield ledger
+    ledger.dispose()
+
+
+def announce_deprecation(ledger: Ledger, days_ago: int) -> date:
+    """Mark m1 deprecated, announced ``days_ago`` days before TODAY."""
+    announced_on = TODAY - timedelta(days=days_ago)
+    with ledger.session() as db:
+        model = db.get(CatalogModel, "m1")
+        assert model is not None
+        model.serving_status = ServingStatus.DEPRECATED
+        model.deprecation_announced_on = announced_on
+        db.add(model)
+    return announced_on
+
+
+def validate(ledger: Ledger, tmp_path: Path, **fields: Any) -> ValidatedRequest:
+    weights = tmp_path / "weights"
+    weights.mkdir(exist_ok=True)
+    (weights / "config.json").write_text("{}")
+    recipients = tmp_path / "users.csv"
+    recipients.write_text("email,name\nada@example.org,Ada\n")
+    request = DeprecationRequest(
+        model_id="m1", weights=str(weights), recipients=str(recipients), **fields
+    )
+    settings = Settings(minimum_notice_days=MINIMUM, minimum_notice_days_by_class={})
+    return validate_request(ledger, request, settings, weights=WeightsReader(None), today=TODAY)
+
+
+def test_a_deprecation_without_a_date_announces_retirement_after_the_minimum_notice(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    validated = validate(ledger, tmp_path)
+
+    assert validated.retirement_on == TODAY + timedelta(days=MINIMUM)
+    assert validated.notice.announced_on == TODAY
+    assert (validated.terms.notice_days, validated.terms.minimum_notice_days) == (MINIMUM, MINIMUM)
+    assert validated.terms.override_reason is None
+
+
+def test_retiring_an_active_model_now_without_a_reason_is_refused(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError, match=f"gives users 0 days of notice .* required {MINIMUM};"):
+        validate(ledger, tmp_path, retire=True)
+
+
+def test_the_notice_counts_from_the_announcement_of_the_deprecation_in_force(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    announced_on = announce_deprecation(ledger, days_ago=100)
+
+    # A reason given when the notice is long enough shortens nothing, so none is recorded.
+    validated = validate(ledger, tmp_path, retire=True, notice_override_reason="just in case")
+
+    assert validated.retirement_on == TODAY
+    assert validated.notice.announced_on == announced_on
+    assert validated.terms.notice_days == 100
+    assert validated.terms.override_reason is None
+    assert "notice shortened" not in validated.flip_reason("run-1")
+
+
+def test_a_notice_shorter_than_the_minimum_is_accepted_only_with_its_reason_recorded(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    announce_deprecation(ledger, days_ago=30)
+
+    with pytest.raises(InputError, match=f"gives users 30 days of notice .* required {MINIMUM};"):
+        validate(ledger, tmp_path, retire=True)
+    validated = validate(ledger, tmp_path, retire=True, notice_override_reason="security fix")
+
+    assert (validated.terms.notice_days, validated.terms.override_reason) == (30, "security fix")
+    assert validated.terms.columns()["notice_override_reason"] == "security fix"
+    assert f"notice shortened to 30 of {MINIMUM} days: security fix" in validated.flip_reason(
+        "run-1"
+    )
