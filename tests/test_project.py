@@ -27,16 +27,18 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert command.group(1) in ci_lines
 
 
-def test_ci_runs_the_readme_fast_tier_before_the_full_suite() -> None:
+def test_the_readme_test_command_gates_on_static_checks_and_the_fast_tier_first() -> None:
     section = (ROOT / "README.md").read_text().split("## Run the tests", 1)[1]
     section = section.split("\n## ", 1)[0]
     full, *others = re.findall(r"```bash\n(.+?)\n```", section, re.S)
     [fast] = [block for block in others if " -m unit" in block]
+    gates = [".venv/bin/ruff check .", ".venv/bin/ruff format --check .", ".venv/bin/mypy", fast]
+    steps = full.split(" && ")
 
-    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
-
-    assert fast in ci_lines, "CI does not run the README's fast tier"
-    assert ci_lines.index(fast) < ci_lines.index(full), "CI runs the fast tier last"
+    assert all(gate in steps for gate in gates), f"the test command lacks one of {gates}"
+    assert [steps.index(gate) for gate in gates] == sorted(steps.index(g) for g in gates)
+    assert steps[-1] == ".venv/bin/python -m pytest", "the full suite is not the last step"
+    assert steps.index(fast) < len(steps) - 1
 
 
 def test_every_deployment_entrypoint_imports() -> None:
