@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,7 @@ TRANSFER_STEPS = {
 }
 
 
-PHASES = {
+PHASES: dict[str, Callable[..., dict[str, Any]]] = {
     "deprecate": phase_deprecate,
     "snapshot": phase_snapshot,
     "raw_upload": phase_raw_upload,

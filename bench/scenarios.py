@@ -160,7 +160,7 @@ def resume_after_kill(work: Path) -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    kept, begun = 0, set()
+    kept, begun = 0, set[str]()
     while child.poll() is None and kept < total // 2:
         time.sleep(0.1)
         kept, begun = _weights_on_store(client, bucket)
