@@ -20,6 +20,7 @@ from sunset.ledger import (
     Snapshot,
     StatusTransition,
 )
+from sunset.preservation.fingerprint import latest_fingerprint
 from sunset.runs.request import check_model_id
 from sunset.serving.guards import history, latest_snapshot
 
@@ -113,11 +114,7 @@ def model_record(ledger: Ledger, model_id: str) -> ModelRecord:
                 .where(Report.snapshot_id == snapshot.id)
                 .order_by(col(Report.version).desc())
             ).first()
-            fingerprint = db.exec(
-                select(Fingerprint)
-                .where(Fingerprint.snapshot_id == snapshot.id)
-                .order_by(col(Fingerprint.id).desc())
-            ).first()
+            fingerprint = latest_fingerprint(db, snapshot.id)
         drill = db.exec(
             select(DrillEvent)
             .where(DrillEvent.model_id == model_id)

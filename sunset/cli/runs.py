@@ -15,6 +15,14 @@ from sunset.errors import InputError
 from sunset.ledger import open_ledger
 from sunset.runs.history import find_run, run_history
 
+# `approve` and `reject` take the same run and approver.
+WaitingRun = Annotated[
+    str, typer.Argument(help="The waiting run: its id (or first 8+ characters).")
+]
+Approver = Annotated[
+    str | None, typer.Option("--as", help="Your name as recorded; default: your login.")
+]
+
 
 def runs(
     model: Annotated[str | None, typer.Option(help="Only the runs of this model.")] = None,
@@ -25,11 +33,9 @@ def runs(
 
 
 def approve(
-    run: Annotated[str, typer.Argument(help="The waiting run: its id (or first 8+ characters).")],
+    run: WaitingRun,
     reason: Annotated[str, typer.Option(help="Why you approve; it is recorded.")],
-    approver: Annotated[
-        str | None, typer.Option("--as", help="Your name as recorded; default: your login.")
-    ] = None,
+    approver: Approver = None,
 ) -> None:
     """Approve a run that waits for approval before it changes a serving status.
 
@@ -37,26 +43,26 @@ def approve(
     approvals required, a second, different person approves too.
     """
     with plain_errors():
-        _decide(run, "approve", reason, approver or getpass.getuser())
+        _decide(run, "approve", reason, approver)
 
 
 def reject(
-    run: Annotated[str, typer.Argument(help="The waiting run: its id (or first 8+ characters).")],
+    run: WaitingRun,
     reason: Annotated[str, typer.Option(help="Why you reject; it is recorded.")],
-    approver: Annotated[
-        str | None, typer.Option("--as", help="Your name as recorded; default: your login.")
-    ] = None,
+    approver: Approver = None,
 ) -> None:
     """Reject a run that waits for approval: it ends cleanly and the serving status stays.
 
     Needs PREFECT_API_URL pointing at the Prefect server the run is on.
     """
     with plain_errors():
-        _decide(run, "reject", reason, approver or getpass.getuser())
+        _decide(run, "reject", reason, approver)
 
 
-def _decide(run: str, decision: str, reason: str, approver: str) -> None:
-    """Answer the approval form of the run whose id starts with ``run``."""
+def _decide(run: str, decision: str, reason: str, approver: str | None) -> None:
+    """Answer the approval form of the run whose id starts with ``run``, as ``approver``
+    or, by default, the current login."""
+    approver = approver or getpass.getuser()
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():

@@ -33,6 +33,7 @@ from sunset.ledger import (
     SnapshotFile,
     StepAttempt,
 )
+from sunset.preservation.fingerprint import latest_fingerprint
 from sunset.preservation.package import WEIGHTS_DIR, PayloadEntry, payload_manifest
 from sunset.runs.steps import REPORT_STEP
 
@@ -187,11 +188,7 @@ def _preservation(db: Session, run_id: str, snapshot: Snapshot, as_of: datetime)
     manifest = payload_manifest(
         (PayloadEntry(f.path, f.size, f.sha256, f.sha512) for f in weights), "sha512"
     )
-    fingerprint = db.exec(
-        select(Fingerprint)
-        .where(Fingerprint.snapshot_id == snapshot.id)
-        .order_by(col(Fingerprint.id).desc())
-    ).first()
+    fingerprint = latest_fingerprint(db, snapshot.id)
     # Only this run's drills: they ran before the report, so a regeneration is identical.
     drills = db.exec(
         select(DrillEvent).where(DrillEvent.run_id == run_id).order_by(col(DrillEvent.finished_at))
