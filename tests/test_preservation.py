@@ -30,6 +30,7 @@ from sunset.ledger import (
     utcnow,
 )
 from sunset.preservation import audit
+from sunset.preservation.fixity import deep_check, fast_check, record
 from sunset.preservation.package import WEIGHTS_DIR, package_prefix
 from sunset.preservation.replicas import weights_reader
 from sunset.preservation.seal import add_payload, write_tag_files
@@ -228,6 +229,54 @@ def test_a_locked_version_cannot_be_deleted_shortened_or_overwritten(
     )
     assert f"replica:{path} (shadowed: version" in str(failed.value)
     assert not is_verified(site.ledger, summary.snapshot_id)
+
+
+def test_verified_means_the_latest_fast_and_deep_checks_of_every_object_are_ok(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    run_id = start_run(site.ledger)
+    summary = snapshot(
+        site.ledger, store, str(write_weights(tmp_path / "w")), run_id, CountingReader()
+    )
+    verify_snapshot(
+        site.ledger,
+        store,
+        snapshot_id=summary.snapshot_id,
+        run_id=run_id,
+        organization="Example Lab",
+    )
+    assert is_verified(site.ledger, summary.snapshot_id)  # every latest check is ok
+    primary = store.primary
+    path = f"{WEIGHTS_DIR}/{BIG}"
+    prefix = prefix_of(summary.location)
+    with site.ledger.session() as db:
+        row = db.exec(
+            select(PreservedObject).where(
+                PreservedObject.replica == primary.name, PreservedObject.path == path
+            )
+        ).one()
+    primary.client.put_object(Bucket=primary.bucket, Key=prefix + path, Body=b"newer")
+
+    fast = fast_check(primary, prefix, [row])
+    record(site.ledger, fast, run_id=run_id)
+    deep = deep_check(primary, prefix + path, row)
+    record(site.ledger, [deep], run_id=run_id)
+
+    # The preserved version is intact, but a reader of the bucket gets the newer one: the
+    # later deep check does not make the package verified again.
+    assert [f.outcome for f in fast] == ["shadowed"] and deep.ok
+    assert not is_verified(site.ledger, summary.snapshot_id)
+    # A repair puts the preserved bytes back on top and checks them fast and deep again:
+    # those are now the latest checks, and they pass.
+    audit_id = audit.begin_audit(site.ledger, None)
+    found = audit.fast_audit(site.ledger, store, audit_id)
+    assert [(d.replica, d.path, d.outcome) for d in found.damaged] == [
+        (primary.name, path, "shadowed")
+    ]
+    repaired = audit.repair(site.ledger, store, audit_id, found.damaged)
+    assert len(repaired.repaired) == 1 and not repaired.irreparable
+    assert is_verified(site.ledger, summary.snapshot_id)
 
 
 def test_a_killed_snapshot_resumes_without_resending_and_equals_an_uninterrupted_one(

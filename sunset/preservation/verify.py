@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlmodel import select
+import sqlalchemy as sa
+from sqlmodel import col, select
+from sqlmodel.sql.expression import Select
 
 from sunset.errors import VerificationFailed
 from sunset.ledger import FixityEvent, Ledger, PreservedObject, Snapshot
@@ -14,6 +17,7 @@ from sunset.preservation.fixity import (
     DEEP,
     FAST,
     MISMATCH,
+    OK,
     Finding,
     absent,
     deep_check,
@@ -130,29 +134,64 @@ def _before_listing(
 
 
 def is_verified(ledger: Ledger, snapshot_id: str) -> bool:
-    """True when every replica holds every payload file and every object's latest checks
-    since it was stored are ``ok``, a deep one among them."""
-    files = snapshot_files(ledger, snapshot_id)
-    held = held_objects(ledger, snapshot_id)
+    """True when every replica holds every payload file and, for every object recorded on
+    every replica, both its latest fast check and its latest deep check since it was
+    stored are ``ok``: a passing deep check does not clear a fast check that found the
+    object shadowed, only a later passing fast check does (a repair's re-check counts)."""
+    paths = {f.path for f in snapshot_files(ledger, snapshot_id)}
+    with ledger.session() as db:
+        outcomes = db.exec(_latest_checks(snapshot_id)).all()
+    held = {(replica, path) for replica, path, _, _ in outcomes}
     replicas = {replica for replica, _ in held}
     # Nothing held anywhere is nothing verified, however many files the manifest lists.
-    if not files or not held or any((r, f.path) not in held for r in replicas for f in files):
+    if not paths or not held or any((r, p) not in held for r in replicas for p in paths):
         return False
-    with ledger.session() as db:
-        events = db.exec(
-            select(FixityEvent).where(
-                FixityEvent.snapshot_id == snapshot_id,
-                FixityEvent.method.in_([FAST, DEEP]),  # type: ignore[attr-defined]
+    passed = {(r, p, method) for r, p, method, outcome in outcomes if outcome == OK}
+    return all((r, p, method) in passed for r, p in held for method in (FAST, DEEP))
+
+
+def _latest_checks(snapshot_id: str) -> Select[str, str, Any, Any]:
+    """Each object the package holds on each replica, with the method and outcome of its
+    latest fast and latest deep check since it was stored: one row per check found, one
+    row of ``None`` for an object never checked since."""
+    event, stored = FixityEvent, PreservedObject
+    ranked = (
+        sa.select(
+            col(event.replica),
+            col(event.path),
+            col(event.method),
+            col(event.outcome),
+            sa.func.row_number()
+            .over(
+                partition_by=(col(event.replica), col(event.path), col(event.method)),
+                order_by=(col(event.checked_at).desc(), col(event.id).desc()),
             )
-        ).all()
-    since_stored: dict[tuple[str | None, str], list[FixityEvent]] = {}
-    for event in sorted(events, key=lambda e: (e.checked_at, e.id or 0)):
-        row = held.get((event.replica or "", event.path))
-        if row is not None and event.checked_at >= row.stored_at:
-            since_stored.setdefault((event.replica, event.path), []).append(event)
-    for key in held:
-        checks = since_stored.get(key, [])
-        deep_ok = any(e.method == DEEP and e.outcome == "ok" for e in checks)
-        if not checks or not deep_ok or checks[-1].outcome != "ok":
-            return False
-    return True
+            .label("recency"),
+        )
+        .join(
+            stored,
+            sa.and_(
+                col(stored.snapshot_id) == col(event.snapshot_id),
+                col(stored.replica) == col(event.replica),
+                col(stored.path) == col(event.path),
+            ),
+        )
+        .where(
+            col(event.snapshot_id) == snapshot_id,
+            col(event.method).in_([FAST, DEEP]),
+            col(event.checked_at) >= col(stored.stored_at),
+        )
+        .subquery()
+    )
+    return (
+        select(stored.replica, stored.path, ranked.c.method, ranked.c.outcome)
+        .outerjoin(
+            ranked,
+            sa.and_(
+                ranked.c.replica == col(stored.replica),
+                ranked.c.path == col(stored.path),
+                ranked.c.recency == 1,
+            ),
+        )
+        .where(stored.snapshot_id == snapshot_id)
+    )
