@@ -222,7 +222,11 @@ CASES: dict[str, Case] = {
         "fewer than the required 60", deprecate(EXAMPLE_MODEL_ID, "--retirement-date", SOON)
     ),
     "retirement in the past": Case(
-        "fewer than the required 60", deprecate(EXAMPLE_MODEL_ID, "--retirement-date", "2020-01-01")
+        "is before today", deprecate(EXAMPLE_MODEL_ID, "--retirement-date", "2020-01-01")
+    ),
+    "retirement in the past with an override": Case(
+        "users cannot be told of a retirement that is already past",
+        deprecate(EXAMPLE_MODEL_ID, "--retirement-date", "0001-01-01", "--notice-override", "x"),
     ),
     "retire now without a reason": Case(
         "fewer than the required 60", deprecate(EXAMPLE_MODEL_ID, "--retire")
