@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import errno
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from sunset.cli.edge import unnamed_failure
 from sunset.cli.local_runs import settings_for_flow_run
 from sunset.config import Settings
 from sunset.errors import InputError
@@ -61,6 +65,57 @@ def test_a_name_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
         scan_weights_dir(tmp_path)
 
 
+def test_a_symlink_loop_in_the_weights_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "a.bin").symlink_to("b.bin")
+    (tmp_path / "b.bin").symlink_to("a.bin")
+
+    with pytest.raises(InputError) as refused:
+        scan_weights_dir(tmp_path)
+
+    assert str(refused.value) == (
+        f"Weights path {tmp_path / 'a.bin'} is a symlink loop (it leads back to itself); "
+        "remove it or point it at a file."
+    )
+
+
+def test_a_dangling_symlink_in_the_weights_is_named_with_its_target(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "shard.bin").symlink_to("moved-away.bin")
+
+    with pytest.raises(InputError) as refused:
+        scan_weights_dir(tmp_path)
+
+    assert str(refused.value) == (
+        f"Weights path {tmp_path / 'shard.bin'} is a symlink to moved-away.bin, which does not "
+        "exist; remove it or copy the file in instead."
+    )
+
+
+def test_a_weights_folder_that_cannot_be_listed_is_refused_not_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "shard.bin").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:  # as for a folder without read permission (tests run as root)
+        if Path(path).name == "shards":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+    with pytest.raises(InputError) as refused:
+        scan_weights_dir(tmp_path)
+
+    assert str(refused.value) == (
+        f"Weights path {tmp_path / 'shards'} cannot be read: permission denied; let the user "
+        "running Sunset read it, then run again."
+    )
+
+
 def test_recipients_are_read_with_optional_columns(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     path.write_text("email,name,webhook_url,usage\nada@example.org,Ada,,12/day\n")
@@ -96,6 +151,25 @@ def test_an_invalid_recipients_file_is_refused_with_line_numbers(
 
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_recipients(path)
+
+
+def test_an_oversized_csv_field_is_named_by_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(f"email,name\nada@example.org,Ada\nbob@example.org,{'B' * 200_000}\n")
+
+    with pytest.raises(InputError) as refused:
+        load_recipients(path)
+
+    assert str(refused.value) == (
+        f"Recipients file {path} is not valid CSV at line 3: a field is longer than "
+        f"{csv.field_size_limit()} characters; fix that line and run again."
+    )
+
+
+def test_the_cli_names_an_error_class_called_error_by_its_module() -> None:
+    failure = unnamed_failure(csv.Error("field larger than field limit (131072)"))
+
+    assert failure.startswith("_csv.Error: field larger than field limit (131072). ")
 
 
 def test_the_default_protocol_loads_with_a_stable_hash() -> None:

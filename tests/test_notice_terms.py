@@ -106,3 +106,64 @@ def test_a_notice_shorter_than_the_minimum_is_accepted_only_with_its_reason_reco
     assert f"notice shortened to 30 of {MINIMUM} days: security fix" in validated.flip_reason(
         "run-1"
     )
+
+
+@pytest.mark.parametrize("retirement_date", [TODAY - timedelta(days=1), date(1, 1, 1)])
+def test_a_retirement_date_already_past_is_refused_even_with_an_override(
+    ledger: Ledger, tmp_path: Path, retirement_date: date
+) -> None:
+    with pytest.raises(InputError) as refused:
+        validate(
+            ledger,
+            tmp_path,
+            retirement_date=retirement_date,
+            notice_override_reason="security fix",
+        )
+
+    assert str(refused.value) == (
+        f"Retirement on {retirement_date} is before today, {TODAY}, and users cannot be told "
+        "of a retirement that is already past, even with --notice-override; choose a "
+        f"--retirement-date of {TODAY} or later."
+    )
+
+
+def test_a_retirement_date_before_the_announcement_is_refused_even_with_an_override(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # An announcement dated after today (a clock set wrong, a ledger edited by hand): the
+    # notice would count backwards.
+    announced_on = announce_deprecation(ledger, days_ago=-10)
+
+    with pytest.raises(InputError) as refused:
+        validate(ledger, tmp_path, retire=True, notice_override_reason="security fix")
+
+    assert str(refused.value) == (
+        f"Retirement on {TODAY} is before the announcement on {announced_on}, and users cannot "
+        "be told of a retirement that is already past, even with --notice-override; choose a "
+        f"--retirement-date of {announced_on} or later."
+    )
+
+
+def test_retiring_today_with_an_override_is_still_accepted(ledger: Ledger, tmp_path: Path) -> None:
+    validated = validate(ledger, tmp_path, retire=True, notice_override_reason="security fix")
+
+    assert (validated.retirement_on, validated.terms.notice_days) == (TODAY, 0)
+
+
+def test_the_date_already_announced_stays_acceptable_after_it_passes(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # A run whose notices went out before it was interrupted is resumed as it was asked.
+    announce_deprecation(ledger, days_ago=100)
+    announced_retirement = TODAY - timedelta(days=5)
+    with ledger.session() as db:
+        model = db.get(CatalogModel, "m1")
+        assert model is not None
+        model.retirement_on = announced_retirement
+        db.add(model)
+
+    validated = validate(ledger, tmp_path, retire=True, retirement_date=announced_retirement)
+
+    assert (validated.retirement_on, validated.terms.notice_days) == (announced_retirement, 95)
+    with pytest.raises(InputError, match="is before today"):
+        validate(ledger, tmp_path, retire=True, retirement_date=announced_retirement - timedelta(1))

@@ -36,8 +36,13 @@ def unnamed_failure(exc: Exception) -> str:
         return f"The setting {name} is invalid: {first['msg']}; fix it and run again."
     # Drivers add indented hints and links on further lines; the first says what failed.
     problem = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
+    # A module's error class is often just `Error` (csv, shutil): after the "Error:" the
+    # line starts with, its module says what failed.
+    kind = type(exc).__name__
+    if kind == "Error":
+        kind = f"{type(exc).__module__}.{kind}"
     return (
-        f"{type(exc).__name__}: {problem}. Check the service settings (SUNSET_*) and that "
+        f"{kind}: {problem}. Check the service settings (SUNSET_*) and that "
         "the services are reachable, then run again."
     )
 

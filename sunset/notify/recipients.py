@@ -31,8 +31,9 @@ def load_recipients(path: Path) -> list[Recipient]:
     """Read and validate a recipients CSV (columns: email, name[, webhook_url, usage]).
 
     Raises:
-        InputError: the file is missing or unreadable, or any row is invalid; the message
-            lists every bad row by its line number, and nobody is notified.
+        InputError: the file is missing, unreadable or not CSV (named with its line), or
+            any row is invalid; the message lists every bad row by its line number, and
+            nobody is notified.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -40,7 +41,23 @@ def load_recipients(path: Path) -> list[Recipient]:
         raise InputError(f"Recipients file {path} does not exist; pass --recipients CSV.") from None
     except (UnicodeDecodeError, IsADirectoryError):
         raise InputError(f"Recipients file {path} is not a UTF-8 text file.") from None
+    except OSError as exc:
+        raise InputError(
+            f"Recipients file {path} cannot be read: {exc.strerror}; fix it and run again."
+        ) from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _read_rows(path, reader)
+    except csv.Error as exc:
+        # Nothing after a line that is not CSV can be trusted. On an error the DictReader's
+        # own line_num still names the row before; its inner reader's names the line.
+        raise InputError(
+            f"Recipients file {path} is not valid CSV at line {reader.reader.line_num}: "
+            f"{_csv_problem(exc)}; fix that line and run again."
+        ) from None
+
+
+def _read_rows(path: Path, reader: csv.DictReader[str]) -> list[Recipient]:
     columns = [c.strip() for c in reader.fieldnames or []]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
@@ -79,6 +96,14 @@ def load_recipients(path: Path) -> list[Recipient]:
     if not recipients:
         raise InputError(f"Recipients file {path} lists nobody; add at least one row.")
     return recipients
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """What the csv module found wrong, in the release manager's words where it is terse."""
+    problem = str(exc)
+    if problem.startswith("field larger than field limit"):
+        return f"a field is longer than {csv.field_size_limit()} characters"
+    return problem
 
 
 def _row_problem(values: dict[str, str], seen: dict[str, int], line: int) -> str | None:

@@ -7,6 +7,7 @@ as a stream, while they are uploaded.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -67,7 +68,8 @@ def scan_weights_dir(directory: Path) -> list[SourceFile]:
 
     Raises:
         InputError: the directory is missing or empty, or holds a symlink that leaves it,
-            a special file (device, socket, FIFO), or a name that is not valid UTF-8.
+            a symlink loop, a dangling symlink, a file or folder that cannot be read, a
+            special file (device, socket, FIFO), or a name that is not valid UTF-8.
     """
     if not directory.exists():
         raise InputError(f"Weights directory {directory} does not exist; pass --weights DIR.")
@@ -75,7 +77,9 @@ def scan_weights_dir(directory: Path) -> list[SourceFile]:
         raise InputError(f"Weights path {directory} is not a directory; pass --weights DIR.")
     root = directory.resolve()
     files: list[SourceFile] = []
-    for current, dirnames, filenames in os.walk(root, followlinks=False):
+    for current, dirnames, filenames in os.walk(
+        root, onerror=_refuse_unlistable, followlinks=False
+    ):
         dirnames.sort()
         for name in [*dirnames, *sorted(filenames)]:
             path = Path(current, name)
@@ -148,13 +152,42 @@ def _utf8_relative(path: Path, root: Path) -> str:
 
 def _safe_stat(path: Path, root: Path, relative: str) -> os.stat_result:
     if path.is_symlink():
-        target = path.resolve()
+        target = Path(os.path.realpath(path))  # unlike Path.resolve, never raises on a loop
         if not target.is_relative_to(root):
             raise InputError(
                 f"{relative} is a symlink to {target}, outside the weights directory; "
                 "copy the file in instead."
             )
-    info = path.stat()
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise InputError(_unreadable(path, exc)) from None
     if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
         raise InputError(f"{relative} is not a regular file (device, socket or FIFO); remove it.")
     return info
+
+
+def _refuse_unlistable(exc: OSError) -> None:
+    # os.walk would otherwise skip a folder it cannot list, and its files would be missing
+    # from the package without a word.
+    raise InputError(_unreadable(Path(exc.filename), exc)) from None
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    """One sentence naming the path in the weights that cannot be read, and why."""
+    if exc.errno == errno.ELOOP:
+        return (
+            f"Weights path {path} is a symlink loop (it leads back to itself); remove it or "
+            "point it at a file."
+        )
+    if exc.errno == errno.ENOENT and path.is_symlink():
+        return (
+            f"Weights path {path} is a symlink to {os.readlink(path)}, which does not exist; "
+            "remove it or copy the file in instead."
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"Weights path {path} cannot be read: permission denied; let the user running "
+            "Sunset read it, then run again."
+        )
+    return f"Weights path {path} cannot be read: {exc.strerror}; fix it, then run again."

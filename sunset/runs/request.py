@@ -263,10 +263,15 @@ def _notice_terms(
     default = today if request.retire else today + timedelta(days=minimum)
     retirement_on = request.retirement_date or default
     # Notice counts from the announcement of the deprecation in force, if there is one.
-    announced_on = (
-        model.deprecation_announced_on
-        if model.serving_status == DEPRECATED and model.deprecation_announced_on
-        else today
+    announced_in_force = (
+        model.deprecation_announced_on if model.serving_status == DEPRECATED else None
+    )
+    announced_on = announced_in_force or today
+    _refuse_a_passed_date(
+        retirement_on,
+        announced_on,
+        today,
+        already_announced=model.retirement_on if announced_in_force else None,
     )
     notice_days = (retirement_on - announced_on).days
     shortened = notice_days < minimum
@@ -281,6 +286,26 @@ def _notice_terms(
     notice = Notice(model, replacement, announced_on, retirement_on, settings.support_contact)
     reason = request.notice_override_reason if shortened else None
     return notice, NoticeTerms(retirement_on, notice_days, minimum, reason)
+
+
+def _refuse_a_passed_date(
+    retirement_on: date, announced_on: date, today: date, *, already_announced: date | None
+) -> None:
+    """Refuse a retirement date before today or before the announcement, override or not:
+    the override shortens the notice, it cannot tell users of a retirement already past.
+
+    The date the deprecation in force already announced stays acceptable after it passes,
+    so that a run interrupted after its notices went out can be resumed as it was asked.
+    """
+    earliest = max(today, announced_on)
+    if retirement_on >= earliest or retirement_on == already_announced:
+        return
+    before = f"the announcement on {announced_on}" if announced_on > today else f"today, {today}"
+    raise InputError(
+        f"Retirement on {retirement_on} is before {before}, and users cannot be told of a "
+        "retirement that is already past, even with --notice-override; choose a "
+        f"--retirement-date of {earliest} or later."
+    )
 
 
 def _recipients(ledger: Ledger, request: DeprecationRequest) -> list[Recipient]:

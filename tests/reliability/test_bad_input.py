@@ -177,6 +177,14 @@ def escaping_dir_link(directory: Path) -> None:
     (directory / "more").symlink_to(directory.parent)
 
 
+def symlink_loop(directory: Path) -> None:
+    (directory / "shard.bin").symlink_to("shard.bin")
+
+
+def dangling_link(directory: Path) -> None:
+    (directory / "shard.bin").symlink_to("moved-away.bin")
+
+
 def only_empty_dirs(directory: Path) -> None:
     (directory / "config.json").unlink()
     (directory / "a" / "b").mkdir(parents=True)
@@ -222,7 +230,11 @@ CASES: dict[str, Case] = {
         "fewer than the required 60", deprecate(EXAMPLE_MODEL_ID, "--retirement-date", SOON)
     ),
     "retirement in the past": Case(
-        "fewer than the required 60", deprecate(EXAMPLE_MODEL_ID, "--retirement-date", "2020-01-01")
+        "is before today", deprecate(EXAMPLE_MODEL_ID, "--retirement-date", "2020-01-01")
+    ),
+    "retirement in the past with an override": Case(
+        "users cannot be told of a retirement that is already past",
+        deprecate(EXAMPLE_MODEL_ID, "--retirement-date", "0001-01-01", "--notice-override", "x"),
     ),
     "retire now without a reason": Case(
         "fewer than the required 60", deprecate(EXAMPLE_MODEL_ID, "--retire")
@@ -282,6 +294,12 @@ CASES: dict[str, Case] = {
             recipients=recipients_file("r5.csv", b"email,name\nada@x.example,A\nADA@x.example,B\n")
         ),
     ),
+    "recipients with a field over the csv module's limit": Case(
+        "is not valid CSV at line 2: a field is longer than 131072 characters",
+        deprecate_with(
+            recipients=recipients_file("r9.csv", b"email,name\nada@x.example," + b"A" * 200_000)
+        ),
+    ),
     "recipients without a name column": Case(
         "lacks the column(s) name",
         deprecate_with(recipients=recipients_file("r6.csv", b"email\nada@x.example\n")),
@@ -294,6 +312,12 @@ CASES: dict[str, Case] = {
     "weights with a directory symlink out": Case(
         "outside the weights directory",
         deprecate_with(weights=lambda b: b.weights_dir("w2", escaping_dir_link)),
+    ),
+    "weights with a symlink loop": Case(
+        "is a symlink loop", deprecate_with(weights=lambda b: b.weights_dir("w8", symlink_loop))
+    ),
+    "weights with a dangling symlink": Case(
+        "which does not exist", deprecate_with(weights=lambda b: b.weights_dir("w9", dangling_link))
     ),
     "weights with a FIFO": Case(
         "not a regular file", deprecate_with(weights=lambda b: b.weights_dir("w3", fifo))
