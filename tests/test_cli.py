@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from sqlmodel import select
 from typer.testing import CliRunner
 
 from sunset.cli import app
+from sunset.cli.edge import plain_errors
+from sunset.errors import InputError
 from sunset.ledger import CatalogModel, DeprecationRun, StepAttempt
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
@@ -68,19 +71,6 @@ def bad_input_cases(site: Site, tmp_path: Path) -> dict[str, tuple[list[str], st
             ["deprecate", "../etc", "--weights", weights, "--recipients", recipients],
             "is not valid",
         ),
-        "invalid retirement date": (
-            [
-                "deprecate",
-                EXAMPLE_MODEL_ID,
-                "--weights",
-                weights,
-                "--recipients",
-                recipients,
-                "--retirement-date",
-                "next tuesday",
-            ],
-            "is not a date",
-        ),
         "retirement before the notice period": (
             [
                 "deprecate",
@@ -114,7 +104,6 @@ CASES = [
     "empty weights directory",
     "malformed recipients",
     "model id with a path separator",
-    "invalid retirement date",
     "retirement before the notice period",
     "fingerprint of weights the local runtime cannot load",
 ]
@@ -140,6 +129,52 @@ def test_bad_input_is_refused_with_one_sentence_and_changes_nothing(
         assert model.deprecation_announced_on is None
     assert site.object_keys() == []
     assert site.mailbox() == []
+
+
+USAGE_MISTAKES = {
+    "unknown option": (["deprecate", "--bogus"], "No such option: --bogus"),
+    "missing argument": (["deprecate"], "Missing argument 'model'."),
+    "bad date": (
+        ["deprecate", EXAMPLE_MODEL_ID, "--weights", "w", "--retirement-date", "next tuesday"],
+        "Invalid value for '--retirement-date': 'next tuesday' is not a date",
+    ),
+    "unknown command": (["retire-everything"], "No such command 'retire-everything'."),
+}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("case", USAGE_MISTAKES)
+def test_a_usage_mistake_is_one_error_line_and_exit_code_2(case: str) -> None:
+    args, expected = USAGE_MISTAKES[case]
+
+    result = CliRunner().invoke(app, args, prog_name="sunset", terminal_width=80)
+
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    error, *hint = result.stderr.splitlines()
+    assert error.startswith("Error: ") and expected in error, result.stderr
+    command = "sunset" if case == "unknown command" else "sunset deprecate"
+    assert hint == [f"Try '{command} --help'."], result.stderr
+    assert not set("╭╮╰╯│─") & set(result.stderr), result.stderr
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("command", ["model-server", "demo", "deprecate", "drill"])
+def test_help_shows_the_extra_to_install(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
+
+    assert result.exit_code == 0, result.output
+    assert "pip install 'sunset[local-model]'" in result.output
+
+
+@pytest.mark.unit
+def test_an_error_prints_brackets_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(typer.Exit), plain_errors():
+        raise InputError("install them with: pip install 'sunset[local-model]'")
+
+    assert capsys.readouterr().err == (
+        "Error: install them with: pip install 'sunset[local-model]'\n"
+    )
 
 
 def test_every_command_explains_itself() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated
 
 import typer
@@ -18,7 +19,10 @@ from sunset.serving.guards import status_at
 def register(
     model: Annotated[str, typer.Argument(help="Catalog id of the model, e.g. acme-chat-2")],
     name: Annotated[str, typer.Option(help="Display name users know the model by.")],
-    released: Annotated[str | None, typer.Option(help="Release date, YYYY-MM-DD.")] = None,
+    released: Annotated[
+        date | None,
+        typer.Option(parser=parse_date, metavar="YYYY-MM-DD", help="Release date, YYYY-MM-DD."),
+    ] = None,
     replacement: Annotated[
         str | None, typer.Option(help="Catalog id of the recommended successor.")
     ] = None,
@@ -36,12 +40,11 @@ def register(
 ) -> None:
     """Add a model to the catalog so that it can be deprecated later."""
     with plain_errors():
-        released_on = parse_date(released, "--released")
         register_model(
             open_ledger(Settings().ledger_url),
             model,
             display_name=name,
-            released_on=released_on,
+            released_on=released,
             replacement_id=replacement,
             weights_source=weights_source,
             model_class=model_class,
@@ -54,8 +57,10 @@ def status(
         str | None, typer.Argument(help="A model id; omit to list the catalog.")
     ] = None,
     at: Annotated[
-        str | None,
+        datetime | None,
         typer.Option(
+            parser=parse_moment,
+            metavar="MOMENT",
             help="Answer for a past moment instead: YYYY-MM-DD (the end of that day, UTC) or "
             "an ISO date and time such as 2026-03-01T12:00:00+00:00.",
         ),
@@ -71,11 +76,10 @@ def status(
         if at is not None:
             if model is None:
                 raise InputError("--at needs a model: sunset status MODEL --at DATE.")
-            moment = parse_moment(at)
-            found = status_at(ledger, model, moment)
+            found = status_at(ledger, model, at)
             if found is None and find_model(ledger, model) is None:
                 raise InputError(f"Model {model!r} is not in the catalog.")
-            show_status_at(model, moment, found)
+            show_status_at(model, at, found)
         elif model is None:
             show_catalog(list_models(ledger))
         else:

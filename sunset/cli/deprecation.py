@@ -35,7 +35,12 @@ def deprecate(
         bool, typer.Option("--retire", help=DeprecationRequest.describe("retire"))
     ] = False,
     retirement_date: Annotated[
-        str | None, typer.Option(help=DeprecationRequest.describe("retirement_date"))
+        date | None,
+        typer.Option(
+            parser=parse_date,
+            metavar="YYYY-MM-DD",
+            help=DeprecationRequest.describe("retirement_date"),
+        ),
     ] = None,
     protocol: Annotated[
         Path | None, typer.Option(help=DeprecationRequest.describe("protocol"))
@@ -87,7 +92,7 @@ def deprecate(
             recipients=str(recipients) if recipients else None,
             recipients_from_ledger=recipients_from_ledger,
             retire=retire,
-            retirement_date=parse_date(retirement_date, "--retirement-date"),
+            retirement_date=retirement_date,
             protocol=str(protocol) if protocol else None,
             sessions=settings.interview_sessions if sessions is None else sessions,
             notice_override_reason=notice_override,

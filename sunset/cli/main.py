@@ -2,8 +2,9 @@
 
 Each command parses its options, calls a named core function and prints the result; it
 loads settings once, at this edge, and turns any failure into one sentence on stderr and
-exit code 1. Prefect, ``flows/``, ``deployments/`` and the development harness are
-imported inside the commands that need them, so that `sunset --help` loads none of them.
+exit code 1 (a usage mistake: one sentence and exit code 2). Prefect, ``flows/``,
+``deployments/`` and the development harness are imported inside the commands that need
+them, so that `sunset --help` loads none of them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sunset.cli import (
     runs,
     users,
 )
+from sunset.cli.edge import OneLineUsageErrors
 
 app = typer.Typer(
     help="Sunset retires an AI model without closing the door: it notifies the model's users, "
@@ -30,6 +32,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineUsageErrors,
+    # Help is Click's plain text: Rich markup would eat brackets such as
+    # 'sunset[local-model]', and Rich panels break docstrings at their source lines.
+    rich_markup_mode=None,
 )
 app.command()(catalog.register)
 app.command()(deprecation.deprecate)

@@ -210,7 +210,9 @@ CASES: dict[str, Case] = {
         "retired cannot become deprecated", deprecate(RETIRED_MODEL), before_flow=False
     ),
     "register: impossible release date": Case(
-        "is not a date", lambda b: ["register", "new-1", "--name", "X", "--released", "2025-02-30"]
+        "is not a date",
+        lambda b: ["register", "new-1", "--name", "X", "--released", "2025-02-30"],
+        exit_code=2,
     ),
     "register: unknown replacement": Case(
         "is not in the catalog",
@@ -221,10 +223,14 @@ CASES: dict[str, Case] = {
     ),
     # ------------------------------------------------------------------ dates and numbers
     "retirement date in another format": Case(
-        "is not a date", deprecate(EXAMPLE_MODEL_ID, "--retirement-date", "31/12/2027")
+        "is not a date",
+        deprecate(EXAMPLE_MODEL_ID, "--retirement-date", "31/12/2027"),
+        exit_code=2,
     ),
     "retirement date that does not exist": Case(
-        "is not a date", deprecate(EXAMPLE_MODEL_ID, "--retirement-date", "2027-02-30")
+        "is not a date",
+        deprecate(EXAMPLE_MODEL_ID, "--retirement-date", "2027-02-30"),
+        exit_code=2,
     ),
     "retirement before the notice period": Case(
         "fewer than the required 60", deprecate(EXAMPLE_MODEL_ID, "--retirement-date", SOON)
@@ -436,6 +442,9 @@ def test_bad_input_is_refused_in_one_sentence_and_changes_nothing(
         if case.exit_code == 1:
             assert message.startswith("Error: ") and message.endswith("."), stderr[-3000:]
             assert "\n" not in stderr or not case.before_flow, stderr
+        else:  # a usage mistake: one Error line, then where to find help
+            error, hint = stderr.splitlines()
+            assert error.startswith("Error: ") and hint.startswith("Try '"), stderr
         assert case.expected in stderr, stderr[-3000:]
     else:
         assert case.flow is not None
