@@ -270,3 +270,41 @@ def test_the_command_line_loads_no_prefect_model_runtime_or_harness_until_a_comm
 
     heavy = ("prefect", "flows", "tasks", "deployments", "torch", "transformers", "sunset_dev")
     assert [m for m in loaded if m.split(".")[0] in heavy] == []
+
+
+@pytest.mark.unit
+def test_names_and_reasons_in_the_model_record_print_as_written(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from sunset.catalog import ModelRecord
+    from sunset.cli import output
+    from sunset.ledger import Approval, ServingStatus
+
+    monkeypatch.setattr(output, "console", output.Console(width=200))
+    approval = Approval(
+        run_id="r" * 32,
+        target_status=ServingStatus.RETIRED,
+        approver="[bold]mallory[/]",
+        decision="approve",
+        reason="looks [red]fine[/]",
+        counted=False,
+        decided_at=datetime(2026, 11, 30, tzinfo=UTC),
+    )
+    record = ModelRecord(
+        model=CatalogModel(id="m-1", display_name="M"),
+        snapshot=None,
+        report=None,
+        fingerprint=None,
+        drill=None,
+        deliveries=[],
+        approvals=[approval],
+        transitions=[],
+    )
+
+    output.show_model(record)
+
+    shown = capsys.readouterr().out
+    assert "[bold]mallory[/]: approve retired" in shown
+    assert "looks [red]fine[/] [not counted: same approver twice]" in shown

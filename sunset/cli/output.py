@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sunset.catalog import ModelRecord
@@ -79,8 +80,10 @@ def show_model(record: ModelRecord) -> None:
     for a in record.approvals:
         table.add_row(
             f"{when(a.decided_at)}",
-            f"{a.approver}: {a.decision} {a.target_status} (run {a.run_id[:8]}): {a.reason}"
-            + ("" if a.counted else " [not counted: same approver twice]"),
+            escape(
+                f"{a.approver}: {a.decision} {a.target_status} (run {a.run_id[:8]}): {a.reason}"
+                + ("" if a.counted else " [not counted: same approver twice]")
+            ),
         )
     if record.fingerprint is not None:
         fingerprint = record.fingerprint
@@ -95,12 +98,15 @@ def show_model(record: ModelRecord) -> None:
             "Last resurrection drill",
             f"[bold]{drill.outcome}[/] {when(drill.finished_at)}: package {drill.snapshot_id} "
             f"from s3://{drill.bucket}, {drill.prompts_matched} of {drill.prompts_checked} "
-            f"prompts reproduced{f'; {drill.detail}' if drill.outcome != 'passed' else ''}",
+            f"prompts reproduced{escape(f'; {drill.detail}') if drill.outcome != 'passed' else ''}",
         )
     for t in record.transitions:
-        undone = f" [red](rolled back: {t.rollback_reason})[/]" if t.rolled_back_at else ""
+        undone = (
+            f" [red](rolled back: {escape(t.rollback_reason or '')})[/]" if t.rolled_back_at else ""
+        )
         table.add_row(
-            f"{when(t.at)}", f"{t.from_status} -> {t.to_status} by {t.actor}: {t.reason}{undone}"
+            f"{when(t.at)}",
+            escape(f"{t.from_status} -> {t.to_status} by {t.actor}: {t.reason}") + undone,
         )
     console.print(table)
 
