@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from sunset.errors import InputError
@@ -17,21 +18,38 @@ from sunset.ledger import (
     Fingerprint,
     Ledger,
     Report,
+    RunState,
     Snapshot,
+    SnapshotFile,
+    SnapshotState,
     StatusTransition,
 )
 from sunset.preservation.fingerprint import latest_fingerprint
+from sunset.preservation.verify import is_verified
 from sunset.runs.request import check_model_id
 from sunset.serving.guards import history, latest_snapshot
 
 
 @dataclass(frozen=True)
+class PackageStanding:
+    """How far a package got: the files stored of those it must hold, whether all were
+    stored and its manifests written, whether it stands verified, and how its run ended."""
+
+    snapshot: Snapshot
+    files_stored: int
+    files_expected: int
+    stored: bool
+    verified: bool
+    run_state: RunState
+
+
+@dataclass(frozen=True)
 class ModelRecord:
-    """A model's catalog entry with what its runs left: the latest package and its report
-    and fingerprint, the last drill, notices, approvals and status transitions."""
+    """A model's catalog entry with what its runs left: the latest package, its standing,
+    report and fingerprint, the last drill, notices, approvals and status transitions."""
 
     model: CatalogModel
-    snapshot: Snapshot | None
+    package: PackageStanding | None
     report: Report | None
     fingerprint: Fingerprint | None
     drill: DrillEvent | None
@@ -122,11 +140,33 @@ def model_record(ledger: Ledger, model_id: str) -> ModelRecord:
         ).first()
     return ModelRecord(
         model=model,
-        snapshot=snapshot,
+        package=None if snapshot is None else package_standing(ledger, snapshot),
         report=report,
         fingerprint=fingerprint,
         drill=drill,
         deliveries=list(deliveries),
         approvals=list(approvals),
         transitions=history(ledger, model_id),
+    )
+
+
+def package_standing(ledger: Ledger, snapshot: Snapshot) -> PackageStanding:
+    """How far ``snapshot`` got: only a package whose files were all stored and whose
+    every object passed its latest checks on every replica is verified."""
+    with ledger.session() as db:
+        files_stored = db.exec(
+            select(func.count())
+            .select_from(SnapshotFile)
+            .where(SnapshotFile.snapshot_id == snapshot.id)
+        ).one()
+        run = db.get(DeprecationRun, snapshot.run_id)
+        assert run is not None  # a snapshot's run is a foreign key
+    stored = snapshot.state == SnapshotState.STORED
+    return PackageStanding(
+        snapshot=snapshot,
+        files_stored=files_stored,
+        files_expected=snapshot.file_count,
+        stored=stored,
+        verified=stored and is_verified(ledger, snapshot.id),
+        run_state=run.state,
     )

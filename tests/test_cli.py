@@ -15,9 +15,19 @@ from typer.testing import CliRunner
 from sunset.cli import app
 from sunset.cli.edge import plain_errors
 from sunset.errors import InputError
-from sunset.ledger import CatalogModel, DeprecationRun, StepAttempt
+from sunset.ledger import CatalogModel, DeprecationRun, RunState, Snapshot, StepAttempt
+from sunset.preservation.records import snapshot_files
+from sunset.preservation.verify import verify_snapshot
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
+from tests.preservation import (
+    CountingReader,
+    FailingReader,
+    configured_store,
+    snapshot,
+    start_run,
+    write_weights,
+)
 
 SUNSET = [sys.executable, "-m", "sunset.cli"]
 
@@ -272,6 +282,82 @@ def test_the_command_line_loads_no_prefect_model_runtime_or_harness_until_a_comm
     assert [m for m in loaded if m.split(".")[0] in heavy] == []
 
 
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_status_shows_a_package_as_preserved_only_once_it_is_verified(
+    site: Site, tmp_path: Path
+) -> None:
+    weights = str(write_weights(tmp_path / "weights"))
+    store = configured_store()
+    run_id = start_run(site.ledger)
+    wide = site.env | {"COLUMNS": "250"}  # one line a fact, for the assertions
+
+    with pytest.raises(OSError):
+        snapshot(site.ledger, store, weights, run_id, FailingReader("tokenizer/tokenizer.json"))
+    with site.ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+        assert run is not None
+        run.state = RunState.FAILED
+        db.add(run)
+        package = db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).one()
+    stored_so_far = len(snapshot_files(site.ledger, package.id))
+    partial = sunset("status", EXAMPLE_MODEL_ID, env=wide)
+
+    snapshot(site.ledger, store, weights, run_id, CountingReader())
+    unverified = sunset("status", EXAMPLE_MODEL_ID, env=wide)
+
+    verify_snapshot(
+        site.ledger, store, snapshot_id=package.id, run_id=None, organization="Example Lab"
+    )
+    verified = sunset("status", EXAMPLE_MODEL_ID, env=wide)
+
+    assert 0 < stored_so_far < 4
+    assert partial.returncode == 0, partial.stderr
+    assert "Preserved package" not in partial.stdout
+    assert "Package (incomplete)" in partial.stdout
+    assert f"{stored_so_far} of 4 files stored, not verified (run {run_id[:8]} failed)" in (
+        partial.stdout
+    )
+    assert "Manifest digest" not in partial.stdout
+    assert unverified.returncode == 0, unverified.stderr
+    assert "Preserved package" not in unverified.stdout
+    assert f"{package.prefix} stored, not verified" in unverified.stdout
+    assert "Manifest digest" in unverified.stdout
+    assert verified.returncode == 0, verified.stderr
+    assert "Preserved package" in verified.stdout
+    assert f"s3://{site.store.bucket}/{package.prefix} verified" in verified.stdout
+
+
+@pytest.mark.parametrize("user_set", [False, True], ids=["default", "user-set"])
+def test_prefect_keeps_its_home_under_the_data_directory_unless_the_user_sets_it(
+    tmp_path: Path, user_set: bool
+) -> None:
+    home, data, chosen = tmp_path / "home", tmp_path / "data", tmp_path / "chosen"
+    home.mkdir()
+    data.mkdir()  # as a command's ledger has made it by the time Prefect starts
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUNSET_", "PREFECT_"))}
+    env |= {"HOME": str(home), "SUNSET_DATA_DIR": str(data)}
+    if user_set:
+        env["PREFECT_HOME"] = str(chosen)
+    # What a local run does before it imports the flow, and with it Prefect.
+    started = (
+        "from sunset.cli.local_runs import prepare_prefect; from sunset.config import Settings; "
+        "prepare_prefect(Settings()); from prefect.settings import PREFECT_HOME; "
+        "print(PREFECT_HOME.value())"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", started], env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 0, result.stderr
+    expected = chosen if user_set else data / "prefect"
+    assert Path(result.stdout.strip()) == expected
+    assert expected.is_dir()
+    assert not (home / ".prefect").exists()
+    if user_set:
+        assert not (data / "prefect").exists()
+
+
 @pytest.mark.unit
 def test_names_and_reasons_in_the_model_record_print_as_written(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -294,7 +380,7 @@ def test_names_and_reasons_in_the_model_record_print_as_written(
     )
     record = ModelRecord(
         model=CatalogModel(id="m-1", display_name="M"),
-        snapshot=None,
+        package=None,
         report=None,
         fingerprint=None,
         drill=None,

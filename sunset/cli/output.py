@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sunset.catalog import ModelRecord
+from sunset.catalog import ModelRecord, PackageStanding
 from sunset.ledger import CatalogModel, InterviewPreference, ServingStatus
 from sunset.notify.recipients import Recipient
 from sunset.preservation.drill import DrillSummary
@@ -64,11 +64,10 @@ def show_model(record: ModelRecord) -> None:
     table.add_row("Retirement date", str(model.retirement_on or "not set"))
     table.add_row("Successor", model.replacement_id or "none named")
     table.add_row("Model class", model.model_class or "none (general minimum notice)")
-    if record.snapshot is not None:
-        table.add_row(
-            "Preserved package", f"s3://{record.snapshot.bucket}/{record.snapshot.prefix}"
-        )
-        table.add_row("Manifest digest", record.snapshot.manifest_sha256 or "")
+    if record.package is not None:
+        table.add_row(*package_row(record.package))
+        if record.package.snapshot.manifest_sha256:
+            table.add_row("Manifest digest", record.package.snapshot.manifest_sha256)
     if record.report is not None:
         table.add_row("Report", f"v{record.report.version}: {record.report.local_path}")
     for d in record.deliveries:
@@ -109,6 +108,24 @@ def show_model(record: ModelRecord) -> None:
             escape(f"{t.from_status} -> {t.to_status} by {t.actor}: {t.reason}") + undone,
         )
     console.print(table)
+
+
+def package_row(package: PackageStanding) -> tuple[str, str]:
+    """A package's name and location, and how far it got: only a verified one is preserved."""
+    snapshot = package.snapshot
+    location = f"s3://{snapshot.bucket}/{snapshot.prefix}"
+    if package.verified:
+        return "Preserved package", f"{location} verified"
+    if package.stored:
+        return "Package", f"{location} stored, not verified"
+    stored = f"{package.files_stored}"
+    if package.files_expected:  # unknown for packages begun before it was recorded
+        stored += f" of {package.files_expected}"
+    return (
+        "Package (incomplete)",
+        f"{location}: {stored} files stored, not verified "
+        f"(run {snapshot.run_id[:8]} {package.run_state})",
+    )
 
 
 def show_status_at(model_id: str, moment: datetime, status: ServingStatus | None) -> None:

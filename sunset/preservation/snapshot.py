@@ -82,7 +82,7 @@ def snapshot_weights(
     Raises:
         PreservationError: a source file changed since this snapshot recorded it.
     """
-    snapshot = _open_snapshot(ledger, store, run, model)
+    snapshot = _open_snapshot(ledger, store, run, model, len(sources))
     left_open = {copy.name: copy.open_uploads(snapshot.prefix) for copy in store.copies}
     recorded = {f.path: f for f in snapshot_files(ledger, snapshot.id)}
     held = held_objects(ledger, snapshot.id)
@@ -211,8 +211,11 @@ class _RecordBatch:
 
 
 def _open_snapshot(
-    ledger: Ledger, store: ReplicatedStore, run: DeprecationRun, model: CatalogModel
+    ledger: Ledger, store: ReplicatedStore, run: DeprecationRun, model: CatalogModel, files: int
 ) -> Snapshot:
+    """The run's package, new or resumed. While it is uploading, its file count is the
+    number of weights files to store, so a package left half-stored shows how much is
+    missing; writing the tag files sets it to the files the manifest lists."""
     snapshot_id = snapshot_id_for(run)
     with ledger.session() as db:
         snapshot = db.get(Snapshot, snapshot_id)
@@ -226,5 +229,7 @@ def _open_snapshot(
                 prefix=package_prefix(model.id, snapshot_id),
                 created_at=run.started_at,
             )
-            db.add(snapshot)
+        if snapshot.state == SnapshotState.UPLOADING:
+            snapshot.file_count = files
+        db.add(snapshot)
         return snapshot
