@@ -161,7 +161,7 @@ def run_deprecation(settings: Settings, request: DeprecationRequest, *, requeste
         today=date.today(),
     )
     connect_store(settings).require_ready()
-    prepare_prefect()
+    prepare_prefect(settings)
     from flows.deprecate import deprecate_model
 
     console.print(f"Deprecating {request.model_id}: the Prefect flow is starting ...")

@@ -19,8 +19,14 @@ PREFECT_DEFAULTS = {
 SETTINGS_PREFIX = "SUNSET_"
 
 
-def prepare_prefect() -> None:
-    """Prefect's settings for running here, and Sunset's own progress lines in its logs."""
+def prepare_prefect(settings: Settings) -> None:
+    """Prefect's settings for running here, and Sunset's own progress lines in its logs.
+
+    Prefect's home (its temporary server's database, profiles, logs) is kept under the
+    data directory, like everything else, unless PREFECT_HOME is set. Call this before
+    Prefect is imported: Prefect reads its settings, and creates its home, at import.
+    """
+    os.environ.setdefault("PREFECT_HOME", str(settings.data_dir.expanduser() / "prefect"))
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     logging.getLogger("sunset").setLevel(logging.INFO)

@@ -57,7 +57,7 @@ def reinstate(
             to, connect_store(settings).primary, settings.data_dir / "restore-spool"
         )
         plan_reinstatement(open_ledger(settings.ledger_url), request, destination)
-        prepare_prefect()
+        prepare_prefect(settings)
         from flows.reinstate import reinstate_model
 
         console.print(f"Reinstating {model}: the Prefect flow is starting ...")
@@ -90,7 +90,7 @@ def run_drill(settings: Settings, model_id: str, snapshot_id: str | None) -> Dri
     """Check in-process that a drill can start, then run the drill flow (starting Prefect)."""
     require_runtime()
     drill_target(open_ledger(settings.ledger_url), model_id, snapshot_id)
-    prepare_prefect()
+    prepare_prefect(settings)
     from flows.drill import resurrection_drill
 
     console.print(f"Resurrection drill of {model_id}: the Prefect flow is starting ...")
