@@ -10,6 +10,7 @@ import typer
 from sunset.catalog import find_model, list_models, model_record, register_model
 from sunset.cli.edge import parse_date, parse_moment, plain_errors
 from sunset.cli.output import console, show_catalog, show_model, show_status_at
+from sunset.cli.runs import Wide
 from sunset.config import Settings
 from sunset.errors import InputError
 from sunset.ledger import open_ledger
@@ -65,6 +66,7 @@ def status(
             "an ISO date and time such as 2026-03-01T12:00:00+00:00.",
         ),
     ] = None,
+    wide: Wide = False,
 ) -> None:
     """Show the serving status of every model, the full record of one, or its past status.
 
@@ -81,6 +83,6 @@ def status(
                 raise InputError(f"Model {model!r} is not in the catalog.")
             show_status_at(model, at, found)
         elif model is None:
-            show_catalog(list_models(ledger))
+            show_catalog(list_models(ledger), wide=wide)
         else:
-            show_model(model_record(ledger, model))
+            show_model(model_record(ledger, model), wide=wide)

@@ -17,7 +17,7 @@ from sunset.catalog import ModelRecord, PackageStanding
 from sunset.ledger import CatalogModel, InterviewPreference, ServingStatus
 from sunset.notify.recipients import Recipient
 from sunset.preservation.drill import DrillSummary
-from sunset.runs.history import RunLine
+from sunset.runs.history import SHORTEST_RUN_PREFIX, RunLine
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # a sentence must survive grep and logs
@@ -28,34 +28,59 @@ def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
 
 
+def run_id_shown(run_id: str, wide: bool) -> str:
+    """A run id as the tables show it: its first characters, which every command that
+    takes a run id accepts, or the whole id when ``wide``."""
+    return run_id if wide else run_id[:SHORTEST_RUN_PREFIX]
+
+
+def listing_table(title: str) -> Table:
+    """A table of records, one a row, without an outer frame: the width goes to the text."""
+    return Table(title=title, show_edge=False, pad_edge=False)
+
+
 def facts_table(title: str) -> Table:
-    """A two-column table of named facts: names in bold, long values folded."""
+    """A two-column table of named facts: names in bold, both columns wrapped, not cut."""
     table = Table(title=title, show_header=False)
-    table.add_column(style="bold")
+    table.add_column(style="bold", overflow="fold")
     table.add_column(overflow="fold")
     return table
 
 
-def show_catalog(models: Sequence[CatalogModel]) -> None:
-    """The catalog, one model a row."""
-    table = Table(title="Catalog")
-    for column in ("model", "name", "status", "released", "announced", "retirement", "successor"):
-        table.add_column(column)
+def show_catalog(models: Sequence[CatalogModel], *, wide: bool = False) -> None:
+    """The catalog, one model a row; its release and announcement dates only when ``wide``."""
+    if not models:
+        console.print("The catalog is empty; add a model with `sunset register`.")
+        return
+    table = listing_table("Catalog")
+    # The model id is what every other command takes, so it is the one column never wrapped.
+    table.add_column("model", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("status", overflow="fold")
+    dates = ("released", "announced", "retirement") if wide else ("retirement",)
+    for column in dates:
+        table.add_column(column, no_wrap=True)  # a date split in two misreads
+    # A successor is a model id too, but two long ids cannot share 80 columns: it folds.
+    table.add_column("successor", overflow="fold")
     for m in models:
+        moments = {
+            "released": m.released_on,
+            "announced": m.deprecation_announced_on,
+            "retirement": m.retirement_on,
+        }
         table.add_row(
             m.id,
             m.display_name,
             str(m.serving_status),
-            str(m.released_on or ""),
-            str(m.deprecation_announced_on or ""),
-            str(m.retirement_on or ""),
+            *(str(moments[column] or "") for column in dates),
             m.replacement_id or "",
         )
-    console.print(table if models else "The catalog is empty; add a model with `sunset register`.")
+    console.print(table)
 
 
-def show_model(record: ModelRecord) -> None:
-    """Everything recorded about one model, its status transitions last."""
+def show_model(record: ModelRecord, *, wide: bool = False) -> None:
+    """Everything recorded about one model, its status transitions last; whole run ids
+    only when ``wide``."""
     model = record.model
     table = facts_table(f"{model.display_name} ({model.id})")
     table.add_row("Serving status", f"[bold]{model.serving_status}[/]")
@@ -72,7 +97,7 @@ def show_model(record: ModelRecord) -> None:
         table.add_row("Report", f"v{record.report.version}: {record.report.local_path}")
     for d in record.deliveries:
         table.add_row(
-            f"Notices by {d.channel} (run {d.run_id[:8]})",
+            f"Notices by {d.channel} (run {run_id_shown(d.run_id, wide)})",
             f"{d.sent} sent, {d.failed} failed, {d.unconfirmed} unconfirmed, "
             f"{d.skipped} without an address",
         )
@@ -80,7 +105,8 @@ def show_model(record: ModelRecord) -> None:
         table.add_row(
             f"{when(a.decided_at)}",
             escape(
-                f"{a.approver}: {a.decision} {a.target_status} (run {a.run_id[:8]}): {a.reason}"
+                f"{a.approver}: {a.decision} {a.target_status} "
+                f"(run {run_id_shown(a.run_id, wide)}): {a.reason}"
                 + ("" if a.counted else " [not counted: same approver twice]")
             ),
         )
@@ -137,22 +163,45 @@ def show_status_at(model_id: str, moment: datetime, status: ServingStatus | None
         console.print(f"{model_id} was [bold]{status}[/] at {at}.")
 
 
-def show_runs(runs: Sequence[RunLine]) -> None:
-    """The runs, the latest first, each with the attempts of its steps."""
-    table = Table(title="Deprecation runs")
-    for column in ("run", "model", "state", "started", "finished", "steps", "error"):
-        table.add_column(column)
+def show_runs(runs: Sequence[RunLine], *, wide: bool = False) -> None:
+    """The runs, the latest first, then the error of each failed one, wrapped whole.
+
+    Narrow, a run shows its short id and its latest step; ``wide`` shows whole ids, the
+    finish time and every attempt of every step.
+    """
+    if not runs:
+        console.print("No deprecation runs recorded yet.")
+        return
+    table = listing_table("Deprecation runs")
+    table.add_column("run", no_wrap=True)
+    # The model id is what every other command takes, so it is never wrapped.
+    table.add_column("model", no_wrap=True)
+    table.add_column("state", overflow="fold")
+    table.add_column("started", overflow="fold")
+    if wide:
+        table.add_column("finished", overflow="fold")
+    table.add_column("steps" if wide else "latest step", overflow="fold")
     for run in runs:
+        attempts = run.attempts if wide else run.attempts[-1:]
         table.add_row(
-            run.id[:12],
+            run_id_shown(run.id, wide),
             run.model_id,
             run.state,
             when(run.started_at),
-            when(run.finished_at),
-            ", ".join(f"{a.step}#{a.attempt}:{a.state}" for a in run.attempts),
-            (run.error or "")[:80],
+            *([when(run.finished_at)] if wide else []),
+            "\n".join(f"{a.step} #{a.attempt} {a.state}" for a in attempts),
         )
-    console.print(table if runs else "No deprecation runs recorded yet.")
+    console.print(table)
+    failed = [run for run in runs if run.error]
+    if failed:
+        # Below the table, an error has the whole width to wrap in; in a column it was cut.
+        errors_table = Table.grid(padding=(0, 1))
+        errors_table.add_column(no_wrap=True)
+        errors_table.add_column(overflow="fold")
+        for run in failed:
+            errors_table.add_row(run_id_shown(run.id, wide), escape(run.error or ""))
+        console.print("Errors:")
+        console.print(errors_table)
 
 
 def show_outcome(outcome: Any) -> None:

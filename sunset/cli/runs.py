@@ -22,14 +22,24 @@ WaitingRun = Annotated[
 Approver = Annotated[
     str | None, typer.Option("--as", help="Your name as recorded; default: your login.")
 ]
+Wide = Annotated[
+    bool,
+    typer.Option(
+        "--wide", help="Show whole run ids, every date and every step attempt, for a wide terminal."
+    ),
+]
 
 
 def runs(
     model: Annotated[str | None, typer.Option(help="Only the runs of this model.")] = None,
+    wide: Wide = False,
 ) -> None:
-    """List deprecation runs with their state and the attempts of each step."""
+    """List deprecation runs with their state, latest step and error.
+
+    Run ids are shortened to the first 8 characters, which approve and reject accept.
+    """
     with plain_errors():
-        show_runs(run_history(open_ledger(Settings().ledger_url), model))
+        show_runs(run_history(open_ledger(Settings().ledger_url), model), wide=wide)
 
 
 def approve(

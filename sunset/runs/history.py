@@ -85,6 +85,7 @@ def find_run(ledger: Ledger, prefix: str) -> DeprecationRun:
         raise InputError(
             f"No run has the id {prefix!r}; `sunset runs` lists them."
             if not found
-            else f"Several runs start with {prefix!r}; give more of the id."
+            else f"{len(found)} runs have ids that start with {prefix!r}; give more of the id "
+            "(`sunset runs --wide` shows whole ids)."
         )
     return found[0]
