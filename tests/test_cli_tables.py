@@ -123,7 +123,7 @@ def test_the_catalog_at_80_columns_shows_model_ids_whole(screen: Console) -> Non
 def test_the_model_record_shows_short_run_ids_and_whole_ones_when_wide(screen: Console) -> None:
     record = ModelRecord(
         model=CatalogModel(id=LONG_MODEL_ID, display_name="Acme Enterprise Chat"),
-        snapshot=None,
+        package=None,
         report=None,
         fingerprint=None,
         drill=None,
