@@ -27,7 +27,7 @@ from deployments.ops import (
     ensure_alerts,
     ensure_work_pool,
 )
-from sunset.config import Settings
+from sunset.config import ENV_PREFIX, Settings
 from sunset.preservation.replicas import connect_store
 from sunset_dev.devstack import HOST, DevStack, ServiceHandle, free_port, start_process
 
@@ -215,8 +215,11 @@ def _settings_fields(exports: dict[str, str]) -> dict[str, Any]:
     # Settings from the environment, overridden by the local services' endpoints. The
     # values are the variables' raw strings, which Settings validates and converts as it
     # does its environment, hence Any rather than each field's own type.
-    prefix = "SUNSET_"
-    return {k.removeprefix(prefix).lower(): v for k, v in exports.items() if k.startswith(prefix)}
+    return {
+        k.removeprefix(ENV_PREFIX).lower(): v
+        for k, v in exports.items()
+        if k.startswith(ENV_PREFIX)
+    }
 
 
 def _get(url: str) -> None:

@@ -47,10 +47,14 @@ class ReplicaSettings(S3Connection):
         return name
 
 
+# Every setting is read from the environment variable of its name under this prefix.
+ENV_PREFIX = "SUNSET_"
+
+
 class Settings(BaseSettings):
     """Where Sunset keeps its records and which services it talks to."""
 
-    model_config = SettingsConfigDict(env_prefix="SUNSET_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     data_dir: Path = Field(
         default=Path.home() / ".sunset",
@@ -265,9 +269,8 @@ class Settings(BaseSettings):
     def as_environment(self) -> dict[str, str]:
         """These settings as the ``SUNSET_*`` variables from which ``Settings()`` reads them
         back, secrets included; unset (None) settings are left out."""
-        prefix = self.model_config.get("env_prefix", "")
         return {
-            f"{prefix}{name.upper()}": _environment_value(value)
+            f"{ENV_PREFIX}{name.upper()}": _environment_value(value)
             for name in type(self).model_fields
             if (value := getattr(self, name)) is not None
         }

@@ -15,7 +15,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from sunset.cli.output import errors
-from sunset.config import Settings
+from sunset.config import ENV_PREFIX, Settings
 from sunset.errors import SunsetError
 
 
@@ -102,7 +102,7 @@ def unnamed_failure(exc: Exception) -> str:
     """One sentence for an error Sunset does not raise itself."""
     if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
         first = exc.errors()[0]
-        name = "SUNSET_" + "_".join(str(part) for part in first["loc"]).upper()
+        name = ENV_PREFIX + "_".join(str(part) for part in first["loc"]).upper()
         return f"The setting {name} is invalid: {first['msg']}; fix it and run again."
     # Drivers add indented hints and links on further lines; the first says what failed.
     problem = (str(exc).strip().splitlines() or [""])[0].rstrip(".")

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sunset.config import Settings
+from sunset.config import ENV_PREFIX, Settings
 
 # Prefect's temporary server needs these offline, and more than its default 20 s here.
 PREFECT_DEFAULTS = {
@@ -16,7 +16,6 @@ PREFECT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "sunset",
 }
-SETTINGS_PREFIX = "SUNSET_"
 
 
 def prepare_prefect(settings: Settings) -> None:
@@ -42,7 +41,7 @@ def settings_for_flow_run(settings: Settings) -> Iterator[None]:
     and shows them in the deployment's form. So here the ``SUNSET_*`` variables hold
     exactly ``settings`` for the length of the run, and are put back afterwards.
     """
-    saved = {name: value for name, value in os.environ.items() if name.startswith(SETTINGS_PREFIX)}
+    saved = {name: value for name, value in os.environ.items() if name.startswith(ENV_PREFIX)}
     _replace_settings(settings.as_environment())
     try:
         yield
@@ -51,6 +50,6 @@ def settings_for_flow_run(settings: Settings) -> Iterator[None]:
 
 
 def _replace_settings(variables: dict[str, str]) -> None:
-    for name in [name for name in os.environ if name.startswith(SETTINGS_PREFIX)]:
+    for name in [name for name in os.environ if name.startswith(ENV_PREFIX)]:
         del os.environ[name]
     os.environ.update(variables)
