@@ -14,10 +14,11 @@ import threading
 from sqlmodel import col, select
 
 from sunset.interview.protocol import LoadedProtocol
-from sunset.ledger import InterviewSession, InterviewTurn, Ledger, Snapshot, SnapshotFile
+from sunset.ledger import InterviewSession, InterviewTurn, Ledger, SnapshotFile
 from sunset.preservation.package import INTERVIEW_DIR
 from sunset.preservation.replicas import ReplicatedStore
 from sunset.preservation.seal import add_payload, write_tag_files
+from sunset.runs.deprecation import package_of_run
 
 PROTOCOL_FILE = f"{INTERVIEW_DIR}/protocol.yaml"
 
@@ -69,9 +70,8 @@ class PackageTranscripts:
     def for_run(
         cls, ledger: Ledger, store: ReplicatedStore, *, run_id: str, organization: str
     ) -> PackageTranscripts:
-        """The transcripts of the package that the run's snapshot step created."""
-        with ledger.session() as db:
-            snapshot = db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).one()
+        """The transcripts in the package the run works on (its deprecation's)."""
+        snapshot = package_of_run(ledger, run_id)
         return cls(ledger, store, snapshot_id=snapshot.id, organization=organization)
 
     def write_protocol(self, protocol: LoadedProtocol) -> None:

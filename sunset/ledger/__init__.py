@@ -6,6 +6,12 @@ Importing the package registers every table on ``SQLModel.metadata``.
 from sunset.ledger.audit import AuditAttempt, AuditRun, FixityEvent
 from sunset.ledger.catalog import CatalogModel, ModelUser, ServingStatus
 from sunset.ledger.db import Ledger, open_ledger
+from sunset.ledger.deprecation import (
+    Deprecation,
+    DeprecationStage,
+    NoticeRecipient,
+    RetirementDateChange,
+)
 from sunset.ledger.interview import (
     InterviewPreference,
     InterviewSession,
@@ -41,7 +47,9 @@ __all__ = [
     "Delivery",
     "DeliveryState",
     "DeliverySummary",
+    "Deprecation",
     "DeprecationRun",
+    "DeprecationStage",
     "DigestColumns",
     "DrillEvent",
     "Fingerprint",
@@ -51,6 +59,7 @@ __all__ = [
     "InterviewTurn",
     "Ledger",
     "ModelUser",
+    "NoticeRecipient",
     "PendingWrite",
     "PreferenceStatus",
     "PreferenceStatusChange",
@@ -59,6 +68,7 @@ __all__ = [
     "ReportInput",
     "Restoration",
     "RestorationState",
+    "RetirementDateChange",
     "RunState",
     "ServingStatus",
     "SessionState",

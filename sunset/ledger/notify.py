@@ -32,7 +32,12 @@ class Delivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     model_id: str = Field(foreign_key="catalog_models.id", index=True, max_length=128)
     notice_key: str = Field(max_length=128)
-    run_id: str = Field(foreign_key="deprecation_runs.id", max_length=32)
+    kind: str = Field(default="announcement", max_length=32)  # a NoticeKind
+    deprecation_id: str | None = Field(
+        default=None, foreign_key="deprecations.id", index=True, max_length=32
+    )
+    # The run that sent it; None for the notices the daily reminders send.
+    run_id: str | None = Field(default=None, foreign_key="deprecation_runs.id", max_length=32)
     recipient: str = Field(max_length=320)
     channel: str = Field(max_length=16)
     message_id: str = Field(max_length=255)

@@ -46,6 +46,10 @@ class DeprecationRun(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     error: str | None = None
     kind: str = Field(default="deprecation", max_length=16)  # deprecation | reinstatement
+    # The deprecation this run carries forward (announces, retires, reinstates).
+    deprecation_id: str | None = Field(
+        default=None, foreign_key="deprecations.id", index=True, max_length=32
+    )
     requested_by: str | None = None
     # The retirement date and notice terms the run was admitted under (the report reads
     # them here); the override reason is set only when the notice was shorter than the

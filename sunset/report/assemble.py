@@ -25,7 +25,6 @@ from sunset.ledger import (
     Ledger,
     Report,
     ReportInput,
-    Snapshot,
     utcnow,
 )
 from sunset.preservation.package import INTERVIEW_DIR, REPORT_DIR
@@ -35,6 +34,7 @@ from sunset.preservation.verify import verify_snapshot
 from sunset.report.facts import latest_input, report_facts
 from sunset.report.inputs import INPUT_KINDS
 from sunset.report.render import anchor, inline, quoted, to_html, verbatim
+from sunset.runs.deprecation import package_of_run
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -136,8 +136,8 @@ def seal_report(
     A report whose bytes differ from the last sealed one becomes a new version; the
     package keeps every version of the object, and the ledger says which is which.
     """
+    snapshot = package_of_run(ledger, run_id)
     with ledger.session() as db:
-        snapshot = db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).one()
         sessions = db.exec(
             select(InterviewSession)
             .where(InterviewSession.run_id == run_id)

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from sqlmodel import col, select
 
-from sunset.ledger import FixityEvent, Ledger, Snapshot, SnapshotFile
+from sunset.ledger import FixityEvent, Ledger, SnapshotFile
 from sunset.preservation.records import snapshot_files
+from sunset.runs.deprecation import package_of_run
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,8 @@ class PackageEvidence:
 
 def package_evidence(ledger: Ledger, run_id: str) -> PackageEvidence:
     """The files of the run's package, by path, and the run's fixity checks, oldest first."""
+    snapshot = package_of_run(ledger, run_id)
     with ledger.session() as db:
-        snapshot = db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).one()
         checks = db.exec(
             select(FixityEvent)
             .where(FixityEvent.run_id == run_id)

@@ -35,6 +35,7 @@ from sunset.ledger import (
 )
 from sunset.preservation.fingerprint import latest_fingerprint
 from sunset.preservation.package import WEIGHTS_DIR, PayloadEntry, payload_manifest
+from sunset.runs.deprecation import package_of_run
 from sunset.runs.steps import REPORT_STEP
 
 
@@ -127,10 +128,10 @@ class ReportFacts:
 
 def report_facts(ledger: Ledger, run_id: str, as_of: datetime) -> ReportFacts:
     """The report's facts for a run, as the ledger stood at ``as_of``."""
+    snapshot = package_of_run(ledger, run_id)
     with ledger.session() as db:
         run = db.get(DeprecationRun, run_id)
         assert run is not None
-        snapshot = db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).one()
         return ReportFacts(
             timeline=_timeline(db, run),
             deployment_summary=latest_input(db, run_id, "deployment_summary", as_of),

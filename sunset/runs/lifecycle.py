@@ -27,6 +27,7 @@ from sunset.ledger import (
     utcnow,
 )
 from sunset.notify.message import Notice
+from sunset.runs.deprecation import attach_run
 from sunset.runs.request import ValidatedRequest, target_status
 from sunset.serving.lifecycle import DEPRECATION, check_move
 
@@ -200,7 +201,7 @@ def begin_deprecation(
     deprecation slot, recorded so that whoever resumes the run after a crash can free it.
     """
     request = validated.request
-    return begin_run(
+    run = begin_run(
         ledger,
         model_id=request.model_id,
         kind=DEPRECATION,
@@ -211,6 +212,8 @@ def begin_deprecation(
         details={"requested_by": requested_by, "orchestrator_lease_id": orchestrator_lease_id}
         | validated.terms.columns(),
     )
+    run.deprecation_id = attach_run(ledger, run.id, validated.retirement_on).id
+    return run
 
 
 def take_abandoned_orchestrator_leases(ledger: Ledger, model_id: str) -> list[str]:

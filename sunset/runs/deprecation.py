@@ -1,0 +1,251 @@
+"""A deprecation's record: which one a run carries forward, its package, its stage.
+
+A model has at most one deprecation in progress (planned or announced). A deprecation run
+joins it, or opens one when there is none; the announcement makes it announced; the first
+package a run of it stores becomes its package, which every later run reuses; the
+retirement, a reinstatement or a cancellation moves it on. Everything a run did can be
+found from the deprecation: its runs, its package, its recipients, its date changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from sqlmodel import Session, col, select
+
+from sunset.errors import InputError
+from sunset.ledger import (
+    CatalogModel,
+    Deprecation,
+    DeprecationRun,
+    DeprecationStage,
+    Ledger,
+    NoticeRecipient,
+    RetirementDateChange,
+    Snapshot,
+    utcnow,
+)
+from sunset.notify.recipients import Recipient
+
+IN_PROGRESS = (DeprecationStage.PLANNED, DeprecationStage.ANNOUNCED)
+
+
+def in_progress(db: Session, model_id: str) -> Deprecation | None:
+    """The model's deprecation that is planned or announced, if there is one."""
+    return db.exec(
+        select(Deprecation)
+        .where(Deprecation.model_id == model_id, col(Deprecation.stage).in_(IN_PROGRESS))
+        .order_by(col(Deprecation.opened_at).desc())
+    ).first()
+
+
+def latest_deprecation(ledger: Ledger, model_id: str) -> Deprecation | None:
+    """The model's most recent deprecation, whatever its stage."""
+    with ledger.session() as db:
+        return db.exec(
+            select(Deprecation)
+            .where(Deprecation.model_id == model_id)
+            .order_by(col(Deprecation.opened_at).desc())
+        ).first()
+
+
+def attach_run(ledger: Ledger, run_id: str, retirement_on: date) -> Deprecation:
+    """Make the run a step of the model's deprecation in progress, opening a planned one
+    when there is none. A run already attached keeps its deprecation (a resumed run).
+
+    While nobody has been told, the planned date follows the latest request; once the
+    deprecation is announced its date changes only through a recorded date change.
+    """
+    with ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+        assert run is not None
+        if run.deprecation_id is not None:
+            attached = db.get(Deprecation, run.deprecation_id)
+            assert attached is not None
+            return attached
+        model = db.get(CatalogModel, run.model_id)
+        assert model is not None
+        deprecation = in_progress(db, run.model_id) or Deprecation(
+            model_id=run.model_id, retirement_on=retirement_on
+        )
+        if deprecation.stage == DeprecationStage.PLANNED:
+            deprecation.retirement_on = retirement_on
+            deprecation.replacement_id = model.replacement_id
+        deprecation.updated_at = utcnow()
+        db.add(deprecation)
+        db.flush()
+        run.deprecation_id = deprecation.id
+        db.add(run)
+        db.refresh(deprecation)
+        return deprecation
+
+
+def deprecation_of_run(ledger: Ledger, run_id: str) -> Deprecation:
+    """The deprecation a run belongs to.
+
+    Raises:
+        InputError: the run is not a step of any deprecation.
+    """
+    with ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+        deprecation = (
+            db.get(Deprecation, run.deprecation_id) if run and run.deprecation_id else None
+        )
+    if deprecation is None:
+        raise InputError(f"Run {run_id} belongs to no deprecation; `sunset runs` lists them.")
+    return deprecation
+
+
+def runs_of(ledger: Ledger, deprecation_id: str) -> list[DeprecationRun]:
+    """The deprecation's runs, oldest first."""
+    with ledger.session() as db:
+        return list(
+            db.exec(
+                select(DeprecationRun)
+                .where(DeprecationRun.deprecation_id == deprecation_id)
+                .order_by(col(DeprecationRun.started_at))
+            ).all()
+        )
+
+
+def package_of_run(ledger: Ledger, run_id: str) -> Snapshot:
+    """The package a run works on: its deprecation's package, or the one it is making.
+
+    Raises:
+        InputError: neither the run nor its deprecation has a package yet.
+    """
+    with ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+        deprecation = (
+            db.get(Deprecation, run.deprecation_id) if run and run.deprecation_id else None
+        )
+        snapshot = (
+            db.get(Snapshot, deprecation.snapshot_id)
+            if deprecation and deprecation.snapshot_id
+            else db.exec(select(Snapshot).where(Snapshot.run_id == run_id)).first()
+        )
+    if snapshot is None:
+        raise InputError(f"Run {run_id} has no preservation package yet; snapshot it first.")
+    return snapshot
+
+
+def record_package(ledger: Ledger, deprecation_id: str, snapshot_id: str) -> None:
+    """Make a stored package the deprecation's package, unless it already has one."""
+    with ledger.session() as db:
+        deprecation = db.get(Deprecation, deprecation_id)
+        assert deprecation is not None
+        if deprecation.snapshot_id is None:
+            deprecation.snapshot_id, deprecation.updated_at = snapshot_id, utcnow()
+            db.add(deprecation)
+
+
+def mark_announced(ledger: Ledger, deprecation_id: str, announced_on: date) -> None:
+    """The announcement went out: the deprecation is announced from that day on."""
+    with ledger.session() as db:
+        deprecation = db.get(Deprecation, deprecation_id)
+        assert deprecation is not None
+        if deprecation.stage == DeprecationStage.PLANNED:
+            deprecation.stage = DeprecationStage.ANNOUNCED
+            deprecation.announced_on = announced_on
+            deprecation.updated_at = utcnow()
+            db.add(deprecation)
+
+
+def move_stage(
+    ledger: Ledger, deprecation_id: str, stage: DeprecationStage, reason: str | None = None
+) -> None:
+    """Move the deprecation to a later stage (retired, on request, reinstated, cancelled)."""
+    with ledger.session() as db:
+        deprecation = db.get(Deprecation, deprecation_id)
+        assert deprecation is not None
+        deprecation.stage, deprecation.updated_at = stage, utcnow()
+        if reason is not None:
+            deprecation.reason = reason
+        db.add(deprecation)
+
+
+def change_retirement_date(
+    ledger: Ledger,
+    deprecation_id: str,
+    retirement_on: date,
+    *,
+    reason: str,
+    changed_by: str | None,
+) -> RetirementDateChange:
+    """Record that the retirement date users were told moves, and why; the same change
+    recorded again (a retried step) is the same change."""
+    with ledger.session() as db:
+        deprecation = db.get(Deprecation, deprecation_id)
+        assert deprecation is not None
+        if deprecation.retirement_on == retirement_on:
+            earlier = db.exec(
+                select(RetirementDateChange)
+                .where(RetirementDateChange.deprecation_id == deprecation_id)
+                .order_by(col(RetirementDateChange.id).desc())
+            ).first()
+            if earlier is None or earlier.retirement_on != retirement_on:
+                raise InputError(
+                    f"The retirement date is already {retirement_on}; there is nothing to change."
+                )
+            return earlier
+        change = RetirementDateChange(
+            deprecation_id=deprecation_id,
+            previous_on=deprecation.retirement_on,
+            retirement_on=retirement_on,
+            reason=reason,
+            changed_by=changed_by,
+        )
+        deprecation.retirement_on, deprecation.updated_at = retirement_on, utcnow()
+        db.add(deprecation)
+        db.add(change)
+        db.flush()
+        db.refresh(change)
+        return change
+
+
+def date_changes(ledger: Ledger, deprecation_id: str) -> list[RetirementDateChange]:
+    """Every move of the retirement date, oldest first."""
+    with ledger.session() as db:
+        return list(
+            db.exec(
+                select(RetirementDateChange)
+                .where(RetirementDateChange.deprecation_id == deprecation_id)
+                .order_by(col(RetirementDateChange.id))
+            ).all()
+        )
+
+
+def add_recipients(ledger: Ledger, deprecation_id: str, recipients: Iterable[Recipient]) -> None:
+    """Remember who is told of the deprecation; someone already known keeps their row."""
+    with ledger.session() as db:
+        known = set(
+            db.exec(
+                select(NoticeRecipient.email).where(
+                    NoticeRecipient.deprecation_id == deprecation_id
+                )
+            ).all()
+        )
+        for recipient in recipients:
+            if recipient.email not in known:
+                known.add(recipient.email)
+                db.add(
+                    NoticeRecipient(
+                        deprecation_id=deprecation_id,
+                        email=recipient.email,
+                        name=recipient.name,
+                        webhook_url=recipient.webhook_url,
+                        usage=recipient.usage,
+                    )
+                )
+
+
+def recipients_of(ledger: Ledger, deprecation_id: str) -> list[Recipient]:
+    """Everyone told of the deprecation, in the order they were added."""
+    with ledger.session() as db:
+        rows = db.exec(
+            select(NoticeRecipient)
+            .where(NoticeRecipient.deprecation_id == deprecation_id)
+            .order_by(col(NoticeRecipient.id))
+        ).all()
+    return [Recipient(r.email, r.name, r.webhook_url, r.usage) for r in rows]
