@@ -133,8 +133,15 @@ class Settings(BaseSettings):
     notice_templates_dir: Path | None = Field(
         default=None,
         description="Directory with this deployment's notice templates (migration_guide.txt.j2, "
-        "migration_guide.html.j2, notice.txt.j2, notice.html.j2); a template missing there "
-        "comes from Sunset's bundled set, which is also the default.",
+        "migration_guide.html.j2, notice.txt.j2, notice.html.j2) and public page templates "
+        "(adapting_to_successor.html.j2, the advice on each model's transition page); a "
+        "template missing there comes from Sunset's bundled set, which is also the default.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL where the output of `sunset site` is published, e.g. "
+        "https://example.org/model-deprecations/; when set, the deprecations feed gives "
+        "absolute URLs and notices can link to each model's transition page.",
     )
     webhook_secret: SecretStr | None = Field(
         default=None,
@@ -237,6 +244,13 @@ class Settings(BaseSettings):
         description="Every byte of every replica should be deep-checked at least this often; an "
         "audit warns when its budget cannot keep up.",
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+            raise ValueError(f"{url!r} is not a web address; give it as https://host/path/")
+        return url
 
     @model_validator(mode="after")
     def _margin_inside_retention(self) -> Self:

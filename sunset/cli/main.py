@@ -21,6 +21,7 @@ from sunset.cli import (
     report,
     restore,
     runs,
+    site,
     users,
 )
 from sunset.cli.edge import OneLineUsageErrors
@@ -49,6 +50,7 @@ app.command()(runs.approve)
 app.command()(runs.reject)
 app.command()(restore.reinstate)
 app.command()(restore.drill)
+app.command()(site.site)
 app.command("model-server")(model_server.model_server)
 app.add_typer(users.users_app, name="users")
 app.add_typer(ops.ops_app, name="ops")
