@@ -55,4 +55,4 @@ def site(
             lines.append(f"  {where / TRANSITION_PAGES}/ (one page per model)")
         if settings.public_url:
             lines.append(f"Copy {where} to {settings.public_url} (SUNSET_PUBLIC_URL).")
-        console.print("\n".join(lines), markup=False, highlight=False)
+        console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
