@@ -42,9 +42,10 @@ def main() -> int:
         "sunset runs": [sunset, "runs"],
     }
     with tempfile.TemporaryDirectory(prefix="sunset-cli-bench-") as tmp:
-        env = {
-            key: value for key, value in os.environ.items() if not key.startswith("SUNSET_")
-        } | {"SUNSET_DATA_DIR": tmp, "HOME": tmp}
+        env = {key: value for key, value in os.environ.items() if not key.startswith("SUNSET_")} | {
+            "SUNSET_DATA_DIR": tmp,
+            "HOME": tmp,
+        }
         _run([sunset, "register", MODEL, "--name", "Bench Chat 1"], env)
         for argv in commands.values():  # once each to warm the page cache
             _run(argv, env)
