@@ -7,27 +7,29 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import jsonschema
 import pytest
 from PIL import Image
 from pydantic import ValidationError
+from sqlmodel import select
 from typer.testing import CliRunner, Result
 
 from sunset.cli import app
 from sunset.config import Settings
 from sunset.ledger import (
     CatalogModel,
+    Deprecation,
     DeprecationRun,
+    DeprecationStage,
     Ledger,
     Report,
     RunState,
     ServingStatus,
     Snapshot,
     SnapshotState,
-    StatusTransition,
     open_ledger,
 )
 from sunset.site import transition_page_url
@@ -55,19 +57,24 @@ def ledger(ledger_url: str) -> Iterator[Ledger]:
 
 
 def add_catalog(ledger: Ledger) -> None:
-    def model(
-        model_id: str,
-        status: ServingStatus,
-        announced: date | None = None,
-        retirement: date | None = None,
-        successor: str | None = None,
-        name: str | None = None,
-    ) -> CatalogModel:
+    def model(model_id: str, status: ServingStatus, name: str | None = None) -> CatalogModel:
         return CatalogModel(
             id=model_id,
             display_name=name or model_id.replace("-", " ").title(),
             serving_status=status,
-            deprecation_announced_on=announced,
+        )
+
+    def deprecation(
+        model_id: str,
+        stage: DeprecationStage,
+        announced: date | None,
+        retirement: date,
+        successor: str | None = None,
+    ) -> Deprecation:
+        return Deprecation(
+            model_id=model_id,
+            stage=stage,
+            announced_on=announced,
             retirement_on=retirement,
             replacement_id=successor,
         )
@@ -75,38 +82,34 @@ def add_catalog(ledger: Ledger) -> None:
     with ledger.session() as db:
         db.add(model("chat-4", ServingStatus.ACTIVE))  # never deprecated
         db.add(model("chat-9", ServingStatus.ACTIVE))  # its deprecation was cancelled
+        db.add(model("chat-8", ServingStatus.ACTIVE))  # planned: nobody told yet
+        db.add(model("chat-3", ServingStatus.DEPRECATED, name=HOSTILE))
+        # Notices out, the flip to deprecated still to come at the end of its run.
+        db.add(model("chat-3-mini", ServingStatus.ACTIVE))
+        db.add(model("chat-2", ServingStatus.RETIRED))
+        db.add(model("chat-1", ServingStatus.ON_REQUEST))
+        db.add(model("chat-0", ServingStatus.ACTIVE))
+        db.flush()
+        announced, retired = DeprecationStage.ANNOUNCED, DeprecationStage.RETIRED
         db.add(
-            model(
-                "chat-3",
-                ServingStatus.DEPRECATED,
-                date(2026, 11, 2),
-                date(2027, 3, 1),
-                "chat-4",
-                name=HOSTILE,
+            deprecation("chat-9", DeprecationStage.CANCELLED, date(2026, 10, 1), date(2027, 1, 1))
+        )
+        db.add(deprecation("chat-8", DeprecationStage.PLANNED, None, date(2027, 2, 1)))
+        db.add(deprecation("chat-3", announced, date(2026, 11, 2), date(2027, 3, 1), "chat-4"))
+        db.add(deprecation("chat-3-mini", announced, date(2026, 11, 20), date(2027, 1, 15)))
+        db.add(
+            deprecation("chat-1", DeprecationStage.ON_REQUEST, date(2025, 3, 1), date(2025, 6, 1))
+        )
+        db.add(
+            deprecation(
+                "chat-0", DeprecationStage.REINSTATED, date(2024, 9, 1), date(2024, 12, 1), "chat-4"
             )
         )
-        # Notices out, the flip to deprecated still to come at the end of its run.
-        db.add(model("chat-3-mini", ServingStatus.ACTIVE, date(2026, 11, 20), date(2027, 1, 15)))
-        db.add(model("chat-2", ServingStatus.RETIRED, date(2026, 3, 1), date(2026, 6, 1), "chat-3"))
-        db.add(model("chat-1", ServingStatus.ON_REQUEST, date(2025, 3, 1), date(2025, 6, 1)))
-        db.add(model("chat-0", ServingStatus.ACTIVE, date(2024, 9, 1), date(2024, 12, 1), "chat-4"))
-    with ledger.session() as db:
-        for from_status, to_status, at in (
-            (ServingStatus.ACTIVE, ServingStatus.RETIRED, datetime(2024, 12, 1, tzinfo=UTC)),
-            (ServingStatus.RETIRED, ServingStatus.ACTIVE, datetime(2025, 2, 3, tzinfo=UTC)),
-        ):
-            db.add(
-                StatusTransition(
-                    model_id="chat-0",
-                    from_status=from_status,
-                    to_status=to_status,
-                    actor="test",
-                    reason="reinstated after retirement",
-                    at=at,
-                )
-            )
-        # chat-2's package is stored and its report sealed.
-        run = DeprecationRun(model_id="chat-2", state=RunState.COMPLETED)
+        # chat-2's package is stored and verified, and its report sealed.
+        chat_2 = deprecation("chat-2", retired, date(2026, 3, 1), date(2026, 6, 1), "chat-3")
+        db.add(chat_2)
+        db.flush()
+        run = DeprecationRun(model_id="chat-2", state=RunState.COMPLETED, deprecation_id=chat_2.id)
         db.add(run)
         db.flush()
         db.add(
@@ -121,6 +124,8 @@ def add_catalog(ledger: Ledger) -> None:
             )
         )
         db.flush()
+        chat_2.snapshot_id = "chat-2-snapshot"
+        db.add(chat_2)
         db.add(
             Report(
                 run_id=run.id,
@@ -309,9 +314,8 @@ def test_publishing_again_replaces_the_pages_and_drops_a_cancelled_model(
     assert run_site(ledger, out).exit_code == 0
     (out / "robots.txt").write_text("User-agent: *\n")
     with ledger.session() as db:  # chat-3-mini's deprecation is cancelled
-        mini = db.get(CatalogModel, "chat-3-mini")
-        assert mini is not None
-        mini.deprecation_announced_on = mini.retirement_on = None
+        mini = db.exec(select(Deprecation).where(Deprecation.model_id == "chat-3-mini")).one()
+        mini.stage = DeprecationStage.CANCELLED
         db.add(mini)
 
     result = run_site(ledger, out)

@@ -1,11 +1,10 @@
 """What the public deprecations page lists: one entry per model whose deprecation was
 announced, read from the ledger in one place (:func:`read_entries`).
 
-A model is listed from the day its deprecation is announced (the notices went out and the
-catalog holds the announced dates) for as long as that announcement stands: while it is
-deprecated, after it is retired, when it is available again on request or reinstated. A
-model never deprecated is not listed, nor one whose deprecation was cancelled (the
-catalog's announcement is cleared then).
+A model is listed from the day its deprecation is announced (the notices went out) for as
+long as that deprecation stands: while it is deprecated, after it is retired, when it is
+available again on request or reinstated. The page reads the model's latest deprecation
+record: a model never deprecated is not listed, nor one whose deprecation was cancelled.
 """
 
 from __future__ import annotations
@@ -17,16 +16,8 @@ from enum import StrEnum
 from sqlmodel import Session, col, select
 
 from sunset.config import Settings
-from sunset.ledger import (
-    CatalogModel,
-    Ledger,
-    Report,
-    ServingStatus,
-    SnapshotState,
-    StatusTransition,
-)
+from sunset.ledger import CatalogModel, Deprecation, DeprecationStage, Ledger, Report
 from sunset.runs.request import check_model_id
-from sunset.serving.guards import latest_snapshot
 
 TRANSITION_PAGES = "models"
 
@@ -102,63 +93,50 @@ def transition_page_url(settings: Settings, model_id: str) -> str | None:
 
 
 def read_entries(ledger: Ledger) -> list[DeprecationEntry]:
-    """Every model whose deprecation was announced, in the page's order: models still
-    served until their retirement first, soonest retirement first; then the others
-    (retired, on request, reinstated), latest retirement first."""
+    """Every model whose latest deprecation was announced and not cancelled, in the
+    page's order: models still served until their retirement first, soonest retirement
+    first; then the others (retired, on request, reinstated), latest retirement first."""
     with ledger.session() as db:
-        announced = db.exec(
-            select(CatalogModel)
-            .where(col(CatalogModel.deprecation_announced_on).is_not(None))
-            .where(col(CatalogModel.retirement_on).is_not(None))
+        deprecations = db.exec(
+            select(Deprecation)
+            .where(col(Deprecation.stage).not_in([DeprecationStage.PLANNED]))
+            .order_by(col(Deprecation.opened_at))
         ).all()
-        listed = {model.id for model in announced}
-        entries = [_entry(db, model, listed) for model in announced]
+        latest = {d.model_id: d for d in deprecations}  # the newest of each model wins
+        shown = [d for d in latest.values() if d.stage != DeprecationStage.CANCELLED]
+        listed = {d.model_id for d in shown}
+        entries = [_entry(db, deprecation, listed) for deprecation in shown]
     return sorted(entries, key=_page_order)
 
 
-def _entry(db: Session, model: CatalogModel, listed: set[str]) -> DeprecationEntry:
-    assert model.deprecation_announced_on and model.retirement_on  # selected so
-    successor = db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
-    snapshot = latest_snapshot(db, model.id)
-    sealed = snapshot is not None and (
-        db.exec(select(Report.id).where(Report.snapshot_id == snapshot.id)).first() is not None
+_PUBLIC_STATUS = {
+    DeprecationStage.ANNOUNCED: PublicStatus.DEPRECATED,
+    DeprecationStage.RETIRED: PublicStatus.RETIRED,
+    DeprecationStage.ON_REQUEST: PublicStatus.ON_REQUEST,
+    DeprecationStage.REINSTATED: PublicStatus.REINSTATED,
+}
+
+
+def _entry(db: Session, deprecation: Deprecation, listed: set[str]) -> DeprecationEntry:
+    assert deprecation.announced_on is not None  # announced, or it would not be listed
+    model = db.get(CatalogModel, deprecation.model_id)
+    assert model is not None
+    successor_id = deprecation.replacement_id
+    successor = db.get(CatalogModel, successor_id) if successor_id else None
+    package = deprecation.snapshot_id  # recorded only once the package was verified
+    sealed = package is not None and (
+        db.exec(select(Report.id).where(Report.snapshot_id == package)).first() is not None
     )
     return DeprecationEntry(
         model=model,
-        status=_public_status(db, model),
-        announced_on=model.deprecation_announced_on,
-        retirement_on=model.retirement_on,
+        status=_PUBLIC_STATUS[deprecation.stage],
+        announced_on=deprecation.announced_on,
+        retirement_on=deprecation.retirement_on,
         successor=successor,
         successor_listed=successor is not None and successor.id in listed,
-        weights_preserved=snapshot is not None and snapshot.state == SnapshotState.STORED,
+        weights_preserved=package is not None,
         report_sealed=sealed,
     )
-
-
-def _public_status(db: Session, model: CatalogModel) -> PublicStatus:
-    """The serving status as users see it. An active model with an announcement is either
-    on its way out (the notices went out, the flip to deprecated comes at the end of the
-    run) or was brought back: reinstated when its latest move, not rolled back, made it
-    active again on or after the day of the announcement in force."""
-    if model.serving_status == ServingStatus.DEPRECATED:
-        return PublicStatus.DEPRECATED
-    if model.serving_status == ServingStatus.RETIRED:
-        return PublicStatus.RETIRED
-    if model.serving_status == ServingStatus.ON_REQUEST:
-        return PublicStatus.ON_REQUEST
-    latest = db.exec(
-        select(StatusTransition)
-        .where(StatusTransition.model_id == model.id)
-        .where(col(StatusTransition.rolled_back_at).is_(None))
-        .order_by(col(StatusTransition.at).desc(), col(StatusTransition.id).desc())
-    ).first()
-    assert model.deprecation_announced_on is not None
-    brought_back = (
-        latest is not None
-        and latest.to_status == ServingStatus.ACTIVE
-        and latest.at.date() >= model.deprecation_announced_on
-    )
-    return PublicStatus.REINSTATED if brought_back else PublicStatus.DEPRECATED
 
 
 def _page_order(entry: DeprecationEntry) -> tuple[int, int, str]:
