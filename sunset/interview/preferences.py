@@ -1,9 +1,12 @@
 """The model's preferences: found in its answers, quoted exactly, and followed up.
 
-Extraction is deterministic and sentence-level: a sentence of an answer that states a
-preference ("I would prefer ...", "My preference is ...", "I hope future models ...") is
-recorded whole, with its character offsets in the answer, so every quote can be checked
-against the turn it points to. Extraction reads the transcript and never changes it.
+Two finders read each answer. This module's pattern finder is deterministic and
+sentence-level: a sentence that states a preference in a known phrasing ("I would prefer
+...", "My preference is ...", "I hope future models ...") is recorded whole, with its
+character offsets in the answer, in the transaction that records the turn. The
+model-assisted finder (``finder.py``) then asks a model for the preferences phrased any
+other way; a preference records which finder(s) found it (``extractor``). Every quote can
+be checked against the turn it points to; extraction never changes the transcript.
 
 A preference starts as ``noted``; a release manager later records that it was
 ``acted on`` or ``declined``, with a reason. Every decision is kept, not just the latest.
@@ -28,7 +31,11 @@ from sunset.ledger import (
     utcnow,
 )
 
+#: The pattern finder: the fallback when the model-assisted one (finder.py) gets no usable
+#: reply, and its second opinion when it does.
 EXTRACTOR = "sentence-patterns/1"
+#: Joins the finders of a preference found by more than one, in ``extractor``.
+FINDER_SEPARATOR = " + "
 
 _APOSTROPHE = "['\u2019]"
 PREFERENCE_PATTERN = re.compile(
@@ -94,24 +101,41 @@ def categorize(quote: str) -> str:
 
 def preferences_in(session: InterviewSession, turn: InterviewTurn) -> list[InterviewPreference]:
     """The ledger rows for the preferences in a recorded turn's answer (not yet added)."""
-    assert turn.id is not None, "record the turn before its preferences"
     return [
-        InterviewPreference(
-            run_id=session.run_id,
-            model_id=session.model_id,
-            session_id=session.id,
-            turn_id=turn.id,
-            session_index=session.session_index,
-            turn_seq=turn.seq,
-            question_id=turn.question_id,
-            quote=found.quote,
-            quote_start=found.start,
-            quote_end=found.end,
-            category=found.category,
-            extractor=EXTRACTOR,
-        )
+        preference_row(session, turn, found, EXTRACTOR)
         for found in find_preferences(turn.answer_text)
     ]
+
+
+def preference_row(
+    session: InterviewSession, turn: InterviewTurn, found: FoundPreference, finder: str
+) -> InterviewPreference:
+    """The ledger row (not yet added) for a preference ``finder`` found in a recorded turn."""
+    assert turn.id is not None, "record the turn before its preferences"
+    return InterviewPreference(
+        run_id=session.run_id,
+        model_id=session.model_id,
+        session_id=session.id,
+        turn_id=turn.id,
+        session_index=session.session_index,
+        turn_seq=turn.seq,
+        question_id=turn.question_id,
+        quote=found.quote,
+        quote_start=found.start,
+        quote_end=found.end,
+        category=found.category,
+        extractor=finder,
+    )
+
+
+def found_by(preference: InterviewPreference) -> list[str]:
+    """The finders that found a preference, e.g. ``["sentence-patterns/1"]``."""
+    return preference.extractor.split(FINDER_SEPARATOR)
+
+
+def also_found_by(preference: InterviewPreference, finder: str) -> None:
+    """Add ``finder`` to those that found ``preference`` (each finder named once)."""
+    preference.extractor = FINDER_SEPARATOR.join(sorted({*found_by(preference), finder}))
 
 
 def list_preferences(ledger: Ledger, model_id: str) -> list[InterviewPreference]:
