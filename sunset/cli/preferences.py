@@ -3,17 +3,28 @@ and what became of it."""
 
 from __future__ import annotations
 
+import csv
 import getpass
+import io
+import json
+from collections.abc import Sequence
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from sunset.cli.edge import plain_errors
-from sunset.cli.output import console, show_preferences
+from sunset.cli.output import console, show_preference_register, show_preferences
 from sunset.config import Settings
-from sunset.interview.preferences import decide_preference, list_preferences
-from sunset.ledger import PreferenceStatus, open_ledger
+from sunset.errors import InputError
+from sunset.interview.preferences import (
+    REGISTER_FIELDS,
+    decide_preference,
+    list_preferences,
+    register_entry,
+)
+from sunset.ledger import InterviewPreference, PreferenceStatus, open_ledger
 
 
 class DecidedStatus(StrEnum):
@@ -23,15 +34,64 @@ class DecidedStatus(StrEnum):
     DECLINED = "declined"
 
 
+class RegisterFormat(StrEnum):
+    """How `sunset preferences` prints: a table to read, or CSV / JSON to keep."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
 def preferences(
-    model: Annotated[str, typer.Argument(help="Catalog id of the interviewed model.")],
+    model: Annotated[
+        str | None, typer.Argument(help="Catalog id of the interviewed model; or use --all.")
+    ] = None,
+    all_models: Annotated[
+        bool, typer.Option("--all", help="Every preference of every model: the register.")
+    ] = False,
+    format: Annotated[
+        RegisterFormat,
+        typer.Option("--format", help="table, or csv / json with every quote whole."),
+    ] = RegisterFormat.table,
+    out: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of the terminal.")
+    ] = None,
 ) -> None:
-    """List every preference MODEL expressed in its interviews: the exact sentence it said,
-    where (session, turn, question), its category, and what became of it. Record a
-    decision with `sunset preference ID`.
+    """List every preference MODEL expressed in its interviews (with --all: of every
+    model): the exact words it said, where, its category, which finder found it, and what
+    became of it, with the reason and the date of its latest status. Record a decision
+    with `sunset preference ID`.
     """
     with plain_errors():
-        show_preferences(model, list_preferences(open_ledger(Settings().ledger_url), model))
+        if (model is None) == (not all_models):
+            raise InputError("Name one model, or give --all for every model, not both.")
+        if format == RegisterFormat.table and out is not None:
+            raise InputError("--out writes CSV or JSON: add --format csv or --format json.")
+        found = list_preferences(open_ledger(Settings().ledger_url), model)
+        if format == RegisterFormat.table:
+            if model is None:
+                show_preference_register(found)
+            else:
+                show_preferences(model, found)
+            return
+        text = register_text(found, format)
+        if out is None:
+            typer.echo(text, nl=False)
+        else:
+            out.write_text(text, encoding="utf-8")
+            console.print(f"Wrote {len(found)} preferences to {out}.")
+
+
+def register_text(found: Sequence[InterviewPreference], format: RegisterFormat) -> str:
+    """The register as CSV (a header row, then one row a preference) or as a JSON list."""
+    entries = [register_entry(preference) for preference in found]
+    if format == RegisterFormat.json:
+        return json.dumps(entries, ensure_ascii=False, indent=2) + "\n"
+    written = io.StringIO()
+    writer = csv.DictWriter(written, fieldnames=REGISTER_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(entries)
+    return written.getvalue()
 
 
 def preference(

@@ -138,20 +138,23 @@ def also_found_by(preference: InterviewPreference, finder: str) -> None:
     preference.extractor = FINDER_SEPARATOR.join(sorted({*found_by(preference), finder}))
 
 
-def list_preferences(ledger: Ledger, model_id: str) -> list[InterviewPreference]:
-    """Every preference a model expressed, in the order it was interviewed.
+def list_preferences(ledger: Ledger, model_id: str | None) -> list[InterviewPreference]:
+    """Every preference a model expressed (``None``: every model, by model id), in the order
+    it was interviewed.
 
     Raises:
         InputError: the model is not in the catalog.
     """
+    query = select(InterviewPreference)
     with ledger.session() as db:
-        if db.get(CatalogModel, model_id) is None:
-            raise InputError(f"Model {model_id!r} is not in the catalog; see `sunset status`.")
+        if model_id is not None:
+            if db.get(CatalogModel, model_id) is None:
+                raise InputError(f"Model {model_id!r} is not in the catalog; see `sunset status`.")
+            query = query.where(InterviewPreference.model_id == model_id)
         return list(
             db.exec(
-                select(InterviewPreference)
-                .where(InterviewPreference.model_id == model_id)
-                .order_by(
+                query.order_by(
+                    col(InterviewPreference.model_id),
                     col(InterviewPreference.recorded_at),
                     col(InterviewPreference.session_index),
                     col(InterviewPreference.turn_seq),
@@ -159,6 +162,45 @@ def list_preferences(ledger: Ledger, model_id: str) -> list[InterviewPreference]
                 )
             )
         )
+
+
+#: The register's columns, as CSV and JSON give them.
+REGISTER_FIELDS = (
+    "id",
+    "model",
+    "run",
+    "session",
+    "turn",
+    "question",
+    "quote",
+    "category",
+    "found_by",
+    "status",
+    "reason",
+    "decided_by",
+    "status_date",
+)
+
+
+def register_entry(preference: InterviewPreference) -> dict[str, str | int | None]:
+    """One preference as the register lists it: the whole quote, what became of it, and
+    the date of its latest status (when it was recorded, while it is only noted)."""
+    status_date = preference.status_changed_at or preference.recorded_at
+    return {
+        "id": preference.id,
+        "model": preference.model_id,
+        "run": preference.run_id,
+        "session": preference.session_index,
+        "turn": preference.turn_seq,
+        "question": preference.question_id,
+        "quote": preference.quote,
+        "category": preference.category,
+        "found_by": preference.extractor,
+        "status": str(preference.status),
+        "reason": preference.status_reason,
+        "decided_by": preference.status_changed_by,
+        "status_date": status_date.isoformat(),
+    }
 
 
 def decide_preference(
