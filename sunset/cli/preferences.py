@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from sunset.cli.edge import plain_errors
+from sunset.cli.edge import plain_errors, unnamed_failure
 from sunset.cli.output import console, show_preference_register, show_preferences
 from sunset.config import Settings
-from sunset.errors import InputError
+from sunset.errors import InputError, SunsetError
+from sunset.interview.addenda import pending_addenda, seal_addenda
 from sunset.interview.preferences import (
     REGISTER_FIELDS,
     decide_preference,
@@ -25,6 +27,7 @@ from sunset.interview.preferences import (
     register_entry,
 )
 from sunset.ledger import InterviewPreference, PreferenceStatus, open_ledger
+from sunset.services import connect
 
 
 class DecidedStatus(StrEnum):
@@ -111,11 +114,14 @@ def preference(
 ) -> None:
     """Record what became of a preference the model expressed: acted on, or declined,
     and why. Every decision is kept with who made it and when; a later one does not
-    erase an earlier one.
+    erase an earlier one. A decision made after the model's report was sealed is sealed
+    into its package as a dated addendum (the report itself is kept as it was).
     """
     with plain_errors():
+        settings = Settings()
+        ledger = open_ledger(settings.ledger_url)
         decided = decide_preference(
-            open_ledger(Settings().ledger_url),
+            ledger,
             preference_id,
             status=PreferenceStatus(status.value.replace("-", " ")),
             reason=reason,
@@ -123,5 +129,25 @@ def preference(
         )
         console.print(
             f"Preference {decided.id} of {decided.model_id} is now {decided.status}: "
-            f"{decided.status_reason}"
+            f"{escape(decided.status_reason or '')}"
         )
+        if not pending_addenda(ledger, decided.model_id):
+            return
+        try:
+            services = connect(settings)
+            sealed = seal_addenda(
+                services.ledger,
+                services.store,
+                model_id=decided.model_id,
+                organization=settings.organization,
+            )
+        except Exception as exc:
+            raise SunsetError(
+                f"{unnamed_failure(exc)} The decision is recorded; the same command run "
+                "again seals its addendum into the package."
+            ) from exc
+        for addendum in sealed:
+            # A location must survive copying from the terminal: never wrapped.
+            console.print(
+                f"Sealed as an addendum: {addendum.package}{addendum.path}", soft_wrap=True
+            )

@@ -116,7 +116,8 @@ class InterviewPreference(SQLModel, table=True):
 
 
 class PreferenceStatusChange(SQLModel, table=True):
-    """One decision about a preference: what it became, why, who decided and when."""
+    """One decision about a preference: what it became, why, who decided and when, and
+    the addendum that seals it into the package when the report was sealed before it."""
 
     __tablename__ = "preference_status_changes"
 
@@ -127,6 +128,9 @@ class PreferenceStatusChange(SQLModel, table=True):
     reason: str
     actor: str
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Where the package holds this decision's addendum, once sealed: only a decision made
+    # after its report was sealed has one.
+    addendum_path: str | None = None
 
 
 class PreferenceFinderCall(SQLModel, table=True):

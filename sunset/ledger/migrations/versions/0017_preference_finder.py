@@ -1,4 +1,5 @@
-"""preference finder: the model-assisted finder's calls and every item they returned
+"""preference finder: the model-assisted finder's calls and every item they returned, and
+where a decision's addendum is sealed in the package
 
 Revision ID: 0017_preference_finder
 Revises: 0015_deprecations
@@ -87,8 +88,16 @@ def upgrade() -> None:
             batch_op.f("ix_preference_candidates_call_id"), ["call_id"], unique=False
         )
 
+    with op.batch_alter_table("preference_status_changes", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("addendum_path", sqlmodel.sql.sqltypes.AutoString(), nullable=True)
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("preference_status_changes", schema=None) as batch_op:
+        batch_op.drop_column("addendum_path")
+
     with op.batch_alter_table("preference_candidates", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_preference_candidates_call_id"))
 
