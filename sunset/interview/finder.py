@@ -96,12 +96,12 @@ class FinderItem:
 class FinderSummary:
     """What searching a session's answers did."""
 
-    calls: int = 0
-    failed: int = 0
-    unreadable: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    added: int = 0  # preferences the pattern finder had not found
+    calls: int
+    failed: int
+    unreadable: int
+    accepted: int
+    rejected: int
+    added: int  # preferences the pattern finder had not found
 
 
 def finder_request(model: str, question: str, answer: str) -> dict[str, Any]:
@@ -150,20 +150,22 @@ def find_with_model(
     Raises:
         DeadlineExceeded: the deadline passed; the answers searched so far are recorded.
     """
-    summary = FinderSummary()
+    outcomes: list[FinderOutcome] = []
+    accepted = rejected = added = 0
     for turn in _unsearched_turns(ledger, session.id):
         call, items = _ask(client, turn, model, deadline)
-        added = _record(ledger, session, turn, call, items)
-        accepted = sum(item.rejected is None for item in items)
-        summary = FinderSummary(
-            calls=summary.calls + 1,
-            failed=summary.failed + (call.outcome == FinderOutcome.FAILED),
-            unreadable=summary.unreadable + (call.outcome == FinderOutcome.UNPARSEABLE),
-            accepted=summary.accepted + accepted,
-            rejected=summary.rejected + len(items) - accepted,
-            added=summary.added + added,
-        )
-    return summary
+        added += _record(ledger, session, turn, call, items)
+        outcomes.append(call.outcome)
+        accepted += sum(item.rejected is None for item in items)
+        rejected += sum(item.rejected is not None for item in items)
+    return FinderSummary(
+        calls=len(outcomes),
+        failed=outcomes.count(FinderOutcome.FAILED),
+        unreadable=outcomes.count(FinderOutcome.UNPARSEABLE),
+        accepted=accepted,
+        rejected=rejected,
+        added=added,
+    )
 
 
 def _items(text: str) -> list[Any]:
