@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     interview_sessions: int = Field(
         default=1, ge=1, le=20, description="Interview sessions per deprecation run."
     )
+    preference_finder_model: str | None = Field(
+        default=None,
+        description="The model asked, through the same Messages API, to find the preferences "
+        "stated in each interview answer, as exact quotes; unset: the interviewed model itself. "
+        "The sentence-pattern finder runs as well, and alone when this call fails.",
+    )
 
     run_lease_seconds: int = Field(
         default=60,

@@ -260,12 +260,53 @@ def show_preferences(model_id: str, found: Sequence[InterviewPreference]) -> Non
             status += f"{when(item.status_changed_at)})"
         table.add_row(
             str(item.id),
-            f"session {item.session_index}, turn {item.turn_seq} ({item.question_id})",
-            item.category,
-            item.quote,
-            status,
+            escape(f"session {item.session_index}, turn {item.turn_seq} ({item.question_id})"),
+            escape(item.category),
+            escape(item.quote),
+            escape(status),
         )
     console.print(table)
+
+
+def show_preference_register(found: Sequence[InterviewPreference]) -> None:
+    """Every preference of every model, one a row, within 80 columns: each quote shortened
+    (`--format csv` or `json` gives it whole), what became of it and since when."""
+    if not found:
+        console.print("No preferences recorded yet.")
+        return
+    table = listing_table("Preferences of every model")
+    table.expand = True
+    table.add_column("id", no_wrap=True)
+    table.add_column("model", overflow="fold", ratio=2)
+    table.add_column("quote", overflow="fold", ratio=4)
+    table.add_column("category", overflow="fold", ratio=2)
+    table.add_column("status", overflow="fold", ratio=3)
+    table.add_column("since", no_wrap=True)  # a date split in two misreads
+    for item in found:
+        status = f"{item.status}: {item.status_reason}" if item.status_reason else item.status
+        since = item.status_changed_at or item.recorded_at
+        table.add_row(
+            str(item.id),
+            item.model_id,
+            escape(shortened(item.quote, QUOTE_SHOWN)),
+            escape(item.category),
+            escape(status),
+            since.strftime("%Y-%m-%d"),
+        )
+    console.print(table)
+
+
+#: How much of a quote the register's table shows.
+QUOTE_SHOWN = 60
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text`` on one line, cut at a word before ``limit`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1].rsplit(" ", 1)[0] or flat[: limit - 1]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def show_users(model_id: str, users: Sequence[Recipient]) -> None:
