@@ -2,9 +2,9 @@
 
 Everything here talks to the Prefect API named by ``PREFECT_API_URL`` and can be run
 again at any time: what is already right stays as it is, what differs is put right.
-``sunset ops setup`` and ``sunset ops up`` call it; so do
-``sunset deprecate --via-deployment`` and ``sunset approve``/``reject``, which answer a
-paused run's approval form.
+``sunset ops setup`` and ``sunset ops up`` call it; so does
+``sunset deprecate --via-deployment``. ``sunset approve``/``reject`` answer a paused run's
+approval form through ``deployments/approvals.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from prefect.deployments import run_deployment
 from prefect.events.actions import CallWebhook
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
-from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 from prefect.types import SecretDict
 from prefect.workers.process import ProcessWorker
@@ -35,8 +34,7 @@ from pydantic import SecretStr
 
 from sunset.errors import InputError, SunsetError
 from sunset.runs.request import DeprecationRequest
-from sunset.serving.approvals import APPROVE, REJECT
-from tasks.events import FIXITY_FAILED_EVENT, FLOW_RUN_FAILED_EVENTS
+from tasks.events import APPROVAL_REQUESTED_EVENT, FIXITY_FAILED_EVENT, FLOW_RUN_FAILED_EVENTS
 from tasks.prefect_calls import sync_result
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +44,7 @@ DEPRECATE_DEPLOYMENT = f"{DEPRECATE_FLOW}/manual"
 ALERT_WEBHOOK_BLOCK = "sunset-alerts"
 RUN_FAILED_AUTOMATION = "sunset: deprecation run failed"
 FIXITY_FAILED_AUTOMATION = "sunset: fixity check failed"
+APPROVAL_REQUESTED_AUTOMATION = "sunset: approval requested"
 
 # Webhook bodies: JSON with a `text` line that chat webhooks (Slack, Mattermost) show as is.
 RUN_FAILED_PAYLOAD = """{
@@ -64,6 +63,21 @@ FIXITY_FAILED_PAYLOAD = """{
   "resource": {{ event.resource | tojson }},
   "details": {{ event.payload | tojson }},
   "occurred": {{ event.occurred | string | tojson }}
+}"""
+
+APPROVAL_REQUESTED_PAYLOAD = """{
+  "kind": "approval-requested",
+  "text": {{ ("Sunset: " ~ event.payload.model_id ~ " waits for " ~ event.payload.required
+             ~ " approval(s) before it becomes " ~ event.payload.target_status ~ " (run "
+             ~ event.payload.run_id ~ "): " ~ (flow_run | ui_url)) | tojson }},
+  "model_id": {{ event.payload.model_id | tojson }},
+  "run_id": {{ event.payload.run_id | tojson }},
+  "flow_run_id": {{ event.payload.flow_run_id | tojson }},
+  "target_status": {{ event.payload.target_status | tojson }},
+  "required": {{ event.payload.required | tojson }},
+  "approvers": {{ event.payload.approvers | tojson }},
+  "summary": {{ event.payload.summary | tojson }},
+  "url": {{ flow_run | ui_url | tojson }}
 }"""
 
 
@@ -127,10 +141,11 @@ def deploy_project(root: Path = PROJECT_ROOT) -> list[str]:
 
 
 def ensure_alerts(webhook_url: str) -> list[str]:
-    """Post to ``webhook_url`` when a deprecation run fails or a fixity check fails.
+    """Post to ``webhook_url`` when a deprecation run fails, a fixity check fails, or a
+    run waits for approval.
 
-    Saves the URL in the Webhook block ``sunset-alerts`` and (re)creates the two
-    automations that call it; returns their names.
+    Saves the URL in the Webhook block ``sunset-alerts`` and (re)creates the automations
+    that call it; returns their names.
     """
     block = Webhook(
         method="POST",
@@ -162,6 +177,14 @@ def ensure_alerts(webhook_url: str) -> list[str]:
                 expect={FIXITY_FAILED_EVENT}, posture=Posture.Reactive, threshold=1
             ),
             actions=[CallWebhook(block_document_id=block_id, payload=FIXITY_FAILED_PAYLOAD)],
+        ),
+        AutomationCore(
+            name=APPROVAL_REQUESTED_AUTOMATION,
+            description=f"A run emitted {APPROVAL_REQUESTED_EVENT}: it waits for approvers.",
+            trigger=EventTrigger(
+                expect={APPROVAL_REQUESTED_EVENT}, posture=Posture.Reactive, threshold=1
+            ),
+            actions=[CallWebhook(block_document_id=block_id, payload=APPROVAL_REQUESTED_PAYLOAD)],
         ),
     ]
     with get_client(sync_client=True) as client:
@@ -220,30 +243,6 @@ def follow(
             if run.state is not None and run.state.is_final():
                 return run
             time.sleep(poll_seconds)
-
-
-def submit_decision(flow_run_id: str, *, approver: str, decision: str, reason: str) -> None:
-    """Answer a paused run's approval form from outside the flow (the CLI).
-
-    Raises:
-        InputError: the flow run is not waiting for a decision, or the answer is invalid.
-    """
-    if decision not in (APPROVE, REJECT):
-        raise InputError(f"A decision is {APPROVE!r} or {REJECT!r}, not {decision!r}.")
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(UUID(flow_run_id)).state
-    if state is None or not state.is_paused():
-        raise InputError(
-            f"Flow run {flow_run_id} is not waiting for an approval (it is "
-            f"{state.name if state else 'unknown'}); nothing was recorded."
-        )
-    try:
-        resume_flow_run(
-            UUID(flow_run_id),
-            run_input={"approver": approver, "decision": decision, "reason": reason},
-        )
-    except RuntimeError as exc:  # the server validates the answer against the form
-        raise InputError(f"The decision was not accepted: {exc}.") from None
 
 
 def flow_run_url(flow_run_id: UUID) -> str:

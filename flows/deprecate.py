@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from prefect import flow
 
 from flows.limits import one_deprecation_per_model
-from flows.serving import approval_gate, close_ledger_run, flip_serving, tag_with_model
+from flows.serving import (
+    approval_gate,
+    close_ledger_run,
+    ends_in_named_state,
+    flip_serving,
+    tag_with_model,
+)
 from sunset.config import Settings
 from sunset.runs.lifecycle import run_lease
 from sunset.runs.request import DeprecationRequest, target_status
@@ -45,6 +51,7 @@ class DeprecationOutcome:
     on_completion=[close_ledger_run],
     on_failure=[close_ledger_run],
 )
+@ends_in_named_state
 def deprecate_model(
     request: DeprecationRequest, requested_by: str | None = None
 ) -> DeprecationOutcome:

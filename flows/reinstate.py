@@ -7,7 +7,13 @@ from dataclasses import dataclass
 
 from prefect import flow
 
-from flows.serving import approval_gate, close_ledger_run, flip_serving, tag_with_model
+from flows.serving import (
+    approval_gate,
+    close_ledger_run,
+    ends_in_named_state,
+    flip_serving,
+    tag_with_model,
+)
 from sunset.config import Settings
 from sunset.preservation.restore import ReinstatementRequest
 from sunset.runs.lifecycle import run_lease
@@ -33,6 +39,7 @@ class ReinstatementOutcome:
     on_completion=[close_ledger_run],
     on_failure=[close_ledger_run],
 )
+@ends_in_named_state
 def reinstate_model(
     model_id: str,
     destination: str,

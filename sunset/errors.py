@@ -2,6 +2,7 @@
 
     SunsetError                 every failure Sunset itself names
     ├── InputError              the request is wrong: fix the input and run again
+    │   └── NothingToDo         the model already is where the request would take it
     ├── GuardRefused            a serving-status change is not allowed (yet)
     ├── GatewayError            the serving gateway refused a change, or does not show it
     ├── RunConflict             another run for the same model is in progress
@@ -32,6 +33,13 @@ class SunsetError(Exception):
 
 class InputError(SunsetError):
     """The request or one of its files is invalid; nothing was changed."""
+
+
+class NothingToDo(InputError):
+    """The model already has the serving status the run would give it; nothing was changed.
+
+    A duplicate start is harmless: its flow run ends in a completed state named so.
+    """
 
 
 class GuardRefused(SunsetError):

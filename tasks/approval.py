@@ -1,21 +1,19 @@
-"""Steps of the approval gate: show what is to be approved, record each decision."""
+"""Steps of the approval gate: tell who must decide what is to be approved, record each
+decision."""
 
 from __future__ import annotations
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
+from prefect.events import emit_event
+from prefect.utilities.urls import url_for
 
 from sunset.ledger import ServingStatus
 from sunset.runs.steps import APPROVAL_STEP, DECISION_STEP
 from sunset.services import Services
-from sunset.serving.approvals import (
-    GateState,
-    PendingApproval,
-    approval_summary,
-    gate_state,
-    record_decision,
-)
+from sunset.serving.approvals import GateState, PendingApproval, pending_approval, record_decision
+from tasks.events import APPROVAL_REQUESTED_EVENT, related_flow_run, run_resource
+from tasks.prefect_calls import current_flow_run_id
 from tasks.step import step
 
 
@@ -23,18 +21,36 @@ from tasks.step import step
 def request_approval(
     services: Services, run_id: str, target: ServingStatus, required: int
 ) -> PendingApproval:
-    """Publish the summary an approver decides on, as a Markdown artifact of the run."""
-    summary = approval_summary(services.ledger, run_id, target, required)
+    """Publish the summary an approver decides on, as a Markdown artifact of the run, and
+    emit ``sunset.approval.requested`` so that the approvers are told (an automation of
+    `sunset ops setup` posts it to the alert webhook)."""
+    pending = pending_approval(services.ledger, run_id, target, required)
     create_markdown_artifact(
         key=f"approval-{run_id}",
-        markdown=summary,
+        markdown=pending.summary,
         description=f"What is to be approved before the model becomes {target.value}",
     )
-    state = gate_state(services.ledger, run_id, target, required)
-    get_run_logger().info(
-        "Waiting for %d approval(s); %d recorded so far", required, len(state.approvers)
+    flow_run_id = str(current_flow_run_id())
+    emit_event(
+        event=APPROVAL_REQUESTED_EVENT,
+        resource=run_resource(run_id, pending.model_id),
+        related=[related_flow_run(flow_run_id)],
+        payload={
+            "model_id": pending.model_id,
+            "run_id": run_id,
+            "flow_run_id": flow_run_id,
+            "target_status": target.value,
+            "required": required,
+            "approvers": pending.state.approvers,
+            "summary": pending.summary,
+            # Known where PREFECT_UI_URL is (Prefect derives it from PREFECT_API_URL).
+            "url": url_for("flow-run", obj_id=flow_run_id),
+        },
     )
-    return PendingApproval(summary, state)
+    get_run_logger().info(
+        "Waiting for %d approval(s); %d recorded so far", required, len(pending.state.approvers)
+    )
+    return pending
 
 
 @step(DECISION_STEP, cache=False)
@@ -44,6 +60,7 @@ def record_approval(
     target: ServingStatus,
     required: int,
     approver: str,
+    identity: str | None,
     decision: str,
     reason: str,
 ) -> GateState:
@@ -51,15 +68,16 @@ def record_approval(
     state = record_decision(
         services.ledger,
         run_id=run_id,
-        flow_run_id=flow_run.get_id(),
+        flow_run_id=str(current_flow_run_id()),
         target=target,
         required=required,
         approver=approver,
+        identity=identity,
         decision=decision,
         reason=reason,
     )
     logger = get_run_logger()
-    logger.info("%s decided: %s (%s)", approver, decision, reason)
+    logger.info("%s (%s) decided: %s (%s)", approver, identity or "Prefect UI", decision, reason)
     if state.note:
         logger.warning(state.note)
     return state

@@ -3,18 +3,15 @@ accept, model ids whole, errors wrapped instead of cut, and `--wide` for everyth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from sunset.catalog import ModelRecord
 from sunset.cli import output
-from sunset.errors import InputError
-from sunset.ledger import CatalogModel, DeliverySummary, DeprecationRun, Ledger, open_ledger
-from sunset.runs.history import AttemptLine, RunLine, find_run
+from sunset.ledger import CatalogModel, DeliverySummary
+from sunset.runs.history import AttemptLine, RunLine
 
 pytestmark = pytest.mark.unit
 
@@ -151,29 +148,3 @@ def test_the_model_record_shows_short_run_ids_and_whole_ones_when_wide(screen: C
     assert f"(run {RUN_ID[:8]})" in flowing(narrow) and RUN_ID not in flowing(narrow)
     assert any(LONG_MODEL_ID in line for line in narrow)
     assert any(RUN_ID in line for line in wide)
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    with ledger.session() as db:
-        db.add(CatalogModel(id="m1", display_name="Model One"))
-        db.add(DeprecationRun(id=RUN_ID, model_id="m1"))
-        db.add(DeprecationRun(id="5e5e5e5e" + "0" * 24, model_id="m1"))
-        db.add(DeprecationRun(id="5e5e5e5e" + "1" * 24, model_id="m1"))
-    yield ledger
-    ledger.dispose()
-
-
-def test_approve_and_reject_find_a_run_by_the_short_id_the_tables_show(ledger: Ledger) -> None:
-    assert find_run(ledger, output.run_id_shown(RUN_ID, wide=False)).id == RUN_ID
-
-
-def test_an_ambiguous_short_id_is_refused_with_a_sentence(ledger: Ledger) -> None:
-    with pytest.raises(InputError) as refused:
-        find_run(ledger, "5e5e5e5e")
-
-    assert str(refused.value) == (
-        "2 runs have ids that start with '5e5e5e5e'; give more of the id "
-        "(`sunset runs --wide` shows whole ids)."
-    )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from sqlmodel import select
 
-from deployments.ops import submit_decision
+from deployments.approvals import submit_decision
 from flows import deprecate as deprecate_flow
 from flows import reinstate as reinstate_flow
 from sunset.errors import InputError, VerificationFailed
@@ -123,8 +124,9 @@ def test_a_retired_model_is_restored_to_a_directory_file_for_file_and_made_activ
             snapshot_id=outcome.snapshot_id,
         )
     again = ReinstatementRequest(EXAMPLE_MODEL_ID, str(tmp_path / "other"), reason="again")
-    with pytest.raises(InputError, match="already active"):
-        reinstate_flow.reinstate_model(**again.parameters())
+    nothing = reinstate_flow.reinstate_model(**again.parameters(), return_state=True)
+    assert nothing.is_completed() and nothing.name == "Nothing to do"
+    assert nothing.message == f"{EXAMPLE_MODEL_ID} is already active; there is nothing to do."
 
 
 def test_a_reinstatement_waits_for_approval_and_restores_to_a_bucket_on_request(
@@ -154,7 +156,13 @@ def test_a_reinstatement_waits_for_approval_and_restores_to_a_bucket_on_request(
         run = wait_for_pause(site.ledger, running)
         assert run.flow_run_id is not None and run.kind == "reinstatement"
         assert serving_status(site) == "retired"
-        submit_decision(run.flow_run_id, approver="erin", decision="approve", reason="fine")
+        submit_decision(
+            UUID(run.flow_run_id),
+            approver="erin",
+            identity="login:erin",
+            decision="approve",
+            reason="fine",
+        )
         outcome = running.result(timeout=120)
 
     assert outcome.status == "on_request" and serving_status(site) == "on_request"

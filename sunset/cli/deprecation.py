@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from sunset.cli.edge import parse_date, plain_errors
-from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
+from sunset.cli.local_runs import outcome_of, prepare_prefect, settings_for_flow_run
 from sunset.cli.output import console, show_outcome
 from sunset.config import Settings
 from sunset.errors import InputError, SunsetError
@@ -107,7 +107,9 @@ def deprecate(
             return
         if wait:
             raise InputError("--wait goes with --via-deployment; a local run always waits.")
-        show_outcome(run_deprecation(settings, request, requested_by=requested_by))
+        outcome = run_deprecation(settings, request, requested_by=requested_by)
+        if outcome is not None:
+            show_outcome(outcome)
 
 
 def _deprecate_via_deployment(
@@ -151,8 +153,11 @@ def _deprecate_via_deployment(
     )
 
 
-def run_deprecation(settings: Settings, request: DeprecationRequest, *, requested_by: str) -> Any:
-    """Validate in-process for a fast answer, then run the flow (starting Prefect)."""
+def run_deprecation(
+    settings: Settings, request: DeprecationRequest, *, requested_by: str
+) -> Any | None:
+    """Validate in-process for a fast answer, then run the flow (starting Prefect); its
+    outcome, or None when it found nothing to do (and said so)."""
     validate_request(
         open_ledger(settings.ledger_url),
         request,
@@ -166,4 +171,4 @@ def run_deprecation(settings: Settings, request: DeprecationRequest, *, requeste
 
     console.print(f"Deprecating {request.model_id}: the Prefect flow is starting ...")
     with settings_for_flow_run(settings):
-        return deprecate_model(request, requested_by=requested_by)
+        return outcome_of(deprecate_model(request, requested_by=requested_by, return_state=True))

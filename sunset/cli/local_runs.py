@@ -7,8 +7,13 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
+from sunset.cli.output import console
 from sunset.config import ENV_PREFIX, Settings
+
+if TYPE_CHECKING:
+    from prefect.states import State
 
 # Prefect's temporary server needs these offline, and more than its default 20 s here.
 PREFECT_DEFAULTS = {
@@ -53,3 +58,18 @@ def _replace_settings(variables: dict[str, str]) -> None:
     for name in [name for name in os.environ if name.startswith(ENV_PREFIX)]:
         del os.environ[name]
     os.environ.update(variables)
+
+
+def outcome_of(final: State[Any]) -> Any | None:
+    """What a flow run that ran here returned, or None, once its message is printed, when
+    it found nothing to do (the model already had the status it would give it).
+
+    Raises:
+        Exception: the error that failed the run.
+    """
+    from flows.serving import NOTHING_TO_DO_STATE
+
+    if final.name == NOTHING_TO_DO_STATE:
+        console.print(final.message, soft_wrap=True)
+        return None
+    return final.result()

@@ -23,8 +23,9 @@ AlertWebhook = Annotated[
         "--alert-webhook",
         envvar="SUNSET_ALERT_WEBHOOK_URL",
         show_envvar=True,
-        help="URL that receives a JSON POST when a deprecation run fails or a fixity "
-        "check fails (kept in the Prefect block sunset-alerts, never printed).",
+        help="URL that receives a JSON POST when a deprecation run fails, a fixity "
+        "check fails or a run waits for approval (kept in the Prefect block "
+        "sunset-alerts, never printed).",
     ),
 ]
 
@@ -88,8 +89,8 @@ def ops_setup(alert_webhook: AlertWebhook = None) -> None:
     """Prepare the Prefect server named by PREFECT_API_URL for Sunset.
 
     Creates the `sunset` process work pool, registers every deployment in prefect.yaml
-    and, with --alert-webhook, the automations that post failed deprecation runs and
-    failed fixity checks to it.
+    and, with --alert-webhook, the automations that post failed deprecation runs,
+    failed fixity checks and runs waiting for approval to it.
 
     Safe to run again after every upgrade: what is already right is left as it is.
     """

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from sunset.cli.edge import plain_errors
-from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
+from sunset.cli.local_runs import outcome_of, prepare_prefect, settings_for_flow_run
 from sunset.cli.output import console, show_drill, show_reinstatement
 from sunset.config import Settings
 from sunset.ledger import open_ledger
@@ -62,8 +62,12 @@ def reinstate(
 
         console.print(f"Reinstating {model}: the Prefect flow is starting ...")
         with settings_for_flow_run(settings):
-            outcome = reinstate_model(**request.parameters(), requested_by=getpass.getuser())
-        show_reinstatement(outcome)
+            final = reinstate_model(
+                **request.parameters(), requested_by=getpass.getuser(), return_state=True
+            )
+        outcome = outcome_of(final)
+        if outcome is not None:
+            show_reinstatement(outcome)
 
 
 def drill(

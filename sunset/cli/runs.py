@@ -11,16 +11,26 @@ import typer
 from sunset.cli.edge import plain_errors
 from sunset.cli.output import console, show_runs
 from sunset.config import Settings
-from sunset.errors import InputError
-from sunset.ledger import open_ledger
-from sunset.runs.history import find_run, run_history
+from sunset.errors import SunsetError
+from sunset.ledger import open_existing_ledger
+from sunset.runs.history import run_history
 
 # `approve` and `reject` take the same run and approver.
 WaitingRun = Annotated[
-    str, typer.Argument(help="The waiting run: its id (or first 8+ characters).")
+    str,
+    typer.Argument(
+        help="The waiting run: the Prefect flow run id (as `deprecate --via-deployment` "
+        "prints it) or the Sunset run id (as `sunset runs` shows it), whole or its first "
+        "8+ characters."
+    ),
 ]
 Approver = Annotated[
-    str | None, typer.Option("--as", help="Your name as recorded; default: your login.")
+    str | None,
+    typer.Option(
+        "--as",
+        help="Your name as recorded; default: your login. Who ran the command (your "
+        "Prefect account, else your login) is recorded beside it.",
+    ),
 ]
 Wide = Annotated[
     bool,
@@ -39,7 +49,7 @@ def runs(
     Run ids are shortened to the first 8 characters, which approve and reject accept.
     """
     with plain_errors():
-        show_runs(run_history(open_ledger(Settings().ledger_url), model), wide=wide)
+        show_runs(run_history(open_existing_ledger(Settings().ledger_url), model), wide=wide)
 
 
 def approve(
@@ -49,8 +59,10 @@ def approve(
 ) -> None:
     """Approve a run that waits for approval before it changes a serving status.
 
-    Needs PREFECT_API_URL pointing at the Prefect server the run is on. With two
-    approvals required, a second, different person approves too.
+    Needs only PREFECT_API_URL, pointing at the Prefect server the run is on. With two
+    approvals required, a second, different person approves too: one person counts once,
+    whatever names they type. Says whether the run continues or how many approvals it
+    still waits for.
     """
     with plain_errors():
         _decide(run, "approve", reason, approver)
@@ -61,31 +73,46 @@ def reject(
     reason: Annotated[str, typer.Option(help="Why you reject; it is recorded.")],
     approver: Approver = None,
 ) -> None:
-    """Reject a run that waits for approval: it ends cleanly and the serving status stays.
+    """Reject a run that waits for approval: it ends as Rejected and the serving status
+    stays.
 
-    Needs PREFECT_API_URL pointing at the Prefect server the run is on.
+    Needs only PREFECT_API_URL, pointing at the Prefect server the run is on.
     """
     with plain_errors():
         _decide(run, "reject", reason, approver)
 
 
 def _decide(run: str, decision: str, reason: str, approver: str | None) -> None:
-    """Answer the approval form of the run whose id starts with ``run``, as ``approver``
-    or, by default, the current login."""
+    """Answer the approval form of the waiting run ``run`` names, as ``approver`` (by
+    default, the current login), then say what the decision did."""
+    from deployments.approvals import (
+        await_outcome,
+        decider_identity,
+        find_waiting_run,
+        submit_decision,
+    )
+    from deployments.ops import flow_run_url
+
+    waiting = find_waiting_run(run)
+    identity = decider_identity()
     approver = approver or getpass.getuser()
-    from prefect.settings import PREFECT_API_URL
-
-    if not PREFECT_API_URL.value():
-        raise InputError(
-            "PREFECT_API_URL is not set; point it at the Prefect server the waiting run is on."
+    outcome_key = submit_decision(
+        waiting.flow_run_id,
+        approver=approver,
+        identity=identity,
+        decision=decision,
+        reason=reason,
+    )
+    which = f"run {waiting.run_id or waiting.flow_run_id} ({waiting.model_id or waiting.name})"
+    outcome = await_outcome(waiting.flow_run_id, outcome_key)
+    if outcome is None:
+        raise SunsetError(
+            f"Sent {approver}'s decision to {decision} {which}, but the run has not "
+            "recorded it within a minute; is its worker running? Its page shows when it "
+            f"does: {flow_run_url(waiting.flow_run_id)}"
         )
-    ledger_run = find_run(open_ledger(Settings().ledger_url), run)
-    if ledger_run.flow_run_id is None:
-        raise InputError(f"Run {ledger_run.id} has no Prefect flow run to resume.")
-    from deployments.ops import submit_decision
-
-    submit_decision(ledger_run.flow_run_id, approver=approver, decision=decision, reason=reason)
+    decided = "approved" if decision == "approve" else "rejected"
     console.print(
-        f"Recorded: {approver} decided to {decision} run {ledger_run.id} "
-        f"({ledger_run.model_id}); the run continues."
+        f"Recorded: {approver} ({identity}) {decided} {which}; {outcome.outcome()}",
+        soft_wrap=True,
     )

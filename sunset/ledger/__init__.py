@@ -5,7 +5,7 @@ Importing the package registers every table on ``SQLModel.metadata``.
 
 from sunset.ledger.audit import AuditAttempt, AuditRun, FixityEvent
 from sunset.ledger.catalog import CatalogModel, ModelUser, ServingStatus
-from sunset.ledger.db import Ledger, open_ledger
+from sunset.ledger.db import Ledger, open_existing_ledger, open_ledger
 from sunset.ledger.deprecation import (
     Deprecation,
     DeprecationStage,
@@ -85,6 +85,7 @@ __all__ = [
     "SnapshotState",
     "StatusTransition",
     "StepAttempt",
+    "open_existing_ledger",
     "open_ledger",
     "utcnow",
 ]

@@ -11,6 +11,8 @@ from alembic import command
 from alembic.config import Config
 from sqlmodel import Session
 
+from sunset.errors import InputError
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -74,3 +76,19 @@ def open_ledger(url: str) -> Ledger:
     ledger = Ledger(url)
     ledger.migrate()
     return ledger
+
+
+def open_existing_ledger(url: str) -> Ledger:
+    """Open the ledger at ``url`` for a command that only reads it: a SQLite ledger that
+    is not there is an error, not a new empty file.
+
+    Raises:
+        InputError: no SQLite file at the URL's path, naming the settings that choose it.
+    """
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise InputError(
+            f"There is no ledger at {url.removeprefix('sqlite:///')}: set SUNSET_DATA_DIR to "
+            "the data directory your runs used, or SUNSET_DATABASE_URL to the ledger's "
+            "database, and run again."
+        )
+    return open_ledger(url)

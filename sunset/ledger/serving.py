@@ -40,7 +40,10 @@ class Approval(SQLModel, table=True):
     run_id: str = Field(foreign_key="deprecation_runs.id", index=True, max_length=32)
     flow_run_id: str | None = Field(default=None, max_length=64)
     target_status: ServingStatus = Field(sa_type=sa.String(32))
-    approver: str = Field(max_length=200)
+    approver: str = Field(max_length=200)  # the name the approver typed
+    # Who ran the command: the Prefect account (prefect:<handle>) or the login on the
+    # machine (login:<user>); empty for an answer given in the Prefect UI's form.
+    approver_identity: str | None = Field(default=None, max_length=200)
     decision: str = Field(max_length=16)  # approve | reject
     reason: str
     counted: bool = True  # False for a second approval by the same person

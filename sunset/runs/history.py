@@ -1,5 +1,4 @@
-"""What the ledger says about past runs: the list with each step's attempts, and one run
-found by the first characters of its id."""
+"""What the ledger says about past runs: the list with each step's attempts."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
-from sunset.errors import InputError
 from sunset.ledger import DeprecationRun, Ledger, StepAttempt
 
 SHORTEST_RUN_PREFIX = 8
@@ -64,28 +62,3 @@ def run_history(ledger: Ledger, model_id: str | None = None) -> list[RunLine]:
         )
         for run in found
     ]
-
-
-def find_run(ledger: Ledger, prefix: str) -> DeprecationRun:
-    """The one run whose id starts with ``prefix``.
-
-    Raises:
-        InputError: the prefix is too short, or matches no run or several.
-    """
-    if len(prefix) < SHORTEST_RUN_PREFIX:
-        raise InputError(
-            f"Run id {prefix!r} is too short; give at least its first "
-            f"{SHORTEST_RUN_PREFIX} characters."
-        )
-    with ledger.session() as db:
-        found = db.exec(
-            select(DeprecationRun).where(col(DeprecationRun.id).startswith(prefix))
-        ).all()
-    if len(found) != 1:
-        raise InputError(
-            f"No run has the id {prefix!r}; `sunset runs` lists them."
-            if not found
-            else f"{len(found)} runs have ids that start with {prefix!r}; give more of the id "
-            "(`sunset runs --wide` shows whole ids)."
-        )
-    return found[0]

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from sunset.errors import GuardRefused, InputError, RunConflict
+from sunset.errors import GuardRefused, InputError, NothingToDo, RunConflict
 from sunset.ledger import (
     AttemptState,
     CatalogModel,
@@ -81,7 +81,7 @@ def begin_run(
         model = db.get(CatalogModel, model_id)
         assert model is not None
         if model.serving_status == target:
-            raise InputError(f"{model.id} is already {target.value}; there is nothing to do.")
+            raise NothingToDo(f"{model.id} is already {target.value}; there is nothing to do.")
         try:
             check_move(ServingStatus(model.serving_status), target, kind)
         except GuardRefused as exc:
