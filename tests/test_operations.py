@@ -44,6 +44,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.ops import (
+    APPROVAL_REQUESTED_AUTOMATION,
     DEPRECATE_DEPLOYMENT,
     FIXITY_FAILED_AUTOMATION,
     RUN_FAILED_AUTOMATION,
@@ -57,7 +58,7 @@ from sunset_dev.example_model import (
     write_example_recipients,
     write_example_weights,
 )
-from tasks.events import FIXITY_FAILED_EVENT
+from tasks.events import FIXITY_FAILED_EVENT, RUN_TAG_PREFIX
 from tests.conftest import POSTGRES_ADMIN
 from tests.test_deprecate_flow import ALL_STEPS
 
@@ -169,6 +170,8 @@ def operations(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> It
         "SUNSET_ALERT_WEBHOOK_URL": webhook.url,
         # A waiting run asks again within 3 s of the slot coming free (default: up to 30 s).
         "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "3",
+        # A paused run reads an approver's answer within 2 s (default: 10 s).
+        "SUNSET_APPROVAL_POLL_S": "2",
     }
     argv = [SUNSET, "ops", "up", "--port", str(free_port())]
     argv += ["--prefect-database-url", f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefect_db}"]
@@ -178,8 +181,9 @@ def operations(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> It
         )
     state_file = data_dir / "operations" / "operations.json"
     try:
+        # Ready once it has printed its last export (it writes the state file just before).
         _wait_for(
-            lambda: state_file.is_file() or _exited(process, output),
+            lambda: "export PREFECT_API_URL=" in output.read_text() or _exited(process, output),
             timeout=240,
             what="`sunset ops up` to be ready",
         )
@@ -187,7 +191,7 @@ def operations(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> It
         ledger = open_ledger(ledger_url)
         register_example_models(ledger)
         with ledger.session() as db:
-            for model_id in ("ops-a", "ops-b"):
+            for model_id in ("ops-a", "ops-b", "ops-c"):
                 db.add(
                     CatalogModel(
                         id=model_id,
@@ -461,12 +465,103 @@ def test_a_second_run_of_one_model_waits_while_another_model_runs_alongside(
     first_start, first_end = busy_interval(operations, first.id)
     second_start, _ = busy_interval(operations, second.id)
     assert second_start >= first_end
-    assert second_run.state.is_failed()
-    assert "ops-a is already deprecated; there is nothing to do" in (second_run.state.message or "")
+    # A harmless duplicate: completed, named for what it found, and no failure alert
+    # (test_alerts_post_failed_runs... checks that none arrived).
+    assert second_run.state.is_completed() and second_run.state.name == "Nothing to do"
+    assert second_run.state.message == "ops-a is already deprecated; there is nothing to do."
     # The other model's run worked while the first did.
     other_start, other_end = busy_interval(operations, other.id)
     assert other_start < first_end and first_start < other_end
     assert model_status(operations, "ops-a") == model_status(operations, "ops-b") == "deprecated"
+
+
+def test_approvers_are_told_and_a_rejected_retirement_shows_as_rejected_in_the_ui(
+    operations: Operations, webhook: Webhook, tmp_path: Path
+) -> None:
+    started = run_cli(
+        [
+            SUNSET,
+            "deprecate",
+            "ops-c",
+            "--weights",
+            str(operations.weights),
+            "--recipients",
+            str(operations.recipients),
+            "--retire",
+            "--notice-override",
+            "Retired early in the operations test.",
+            "--approvals",
+            "2",
+            "--via-deployment",
+        ],
+        env=operations.env(),
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    link = re.search(r"http://\S+/v2/runs/flow-run/([0-9a-f-]{36})", started.stdout)
+    assert link is not None, started.stdout
+    flow_run_id = UUID(link.group(1))
+
+    def paused() -> FlowRun | None:
+        with operations.client() as client:
+            run = client.read_flow_run(flow_run_id)
+        return run if run.state and run.state.is_paused() else None
+
+    waiting = _wait_for(paused, timeout=180, what="the ops-c run to wait for approval")
+    [run_id] = [t.removeprefix(RUN_TAG_PREFIX) for t in waiting.tags if t.startswith("sunset-")]
+    told = _wait_for(
+        lambda: next((a for a in webhook.received if a.get("kind") == "approval-requested"), None),
+        timeout=60,
+        what="the approval-requested alert",
+    )
+    assert told["text"] == (
+        f"Sunset: ops-c waits for 2 approval(s) before it becomes retired (run {run_id}): "
+        f"{told['url']}"
+    )
+    assert told["url"].endswith(f"/runs/flow-run/{flow_run_id}")
+    assert (told["model_id"], told["run_id"], told["flow_run_id"]) == (
+        "ops-c",
+        run_id,
+        str(flow_run_id),
+    )
+    assert told["summary"].startswith("# Approval needed: Ops C (`ops-c`) active → **retired**")
+
+    # A release manager's shell: the Prefect API and nothing else, as the README says.
+    home = tmp_path / "home"
+    shell = _clean_env() | {
+        "PREFECT_API_URL": operations.api_url,
+        "PREFECT_HOME": str(home / ".prefect"),
+        "HOME": str(home),
+        "LOGNAME": "alice",
+        "USER": "alice",
+    }
+    approved = run_cli([SUNSET, "approve", str(flow_run_id), "--reason", "report read"], env=shell)
+    rejected = run_cli(
+        [SUNSET, "reject", run_id[:8], "--as", "bob", "--reason", "a customer still needs it"],
+        env=shell | {"LOGNAME": "bob", "USER": "bob"},
+    )
+    [final] = wait_until_final(operations, [flow_run_id], timeout=120)
+
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.startswith(
+        f"Recorded: alice (login:alice) approved run {run_id} (ops-c); 1 of 2 approvals "
+        "so far; the run waits for 1 more, from a different person."
+    )
+    assert rejected.returncode == 0, rejected.stderr
+    assert rejected.stdout.startswith(f"Recorded: bob (login:bob) rejected run {run_id} (ops-c)")
+    assert not (home / ".sunset").exists()  # no ledger was made on the way
+    assert final.state is not None and final.state.is_completed()
+    assert final.state.name == "Rejected"
+    assert model_status(operations, "ops-c") == "active"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "ui-flow-run-rejected.png"
+    screenshot.unlink(missing_ok=True)
+    page = render_in_chromium(link.group(0), tmp_path / "profile", screenshot=screenshot)
+
+    assert "deprecate-ops-c" in page
+    # The state badge in the run's header, just before its start date.
+    assert re.search(r"\bRejected \d{4}/\d{2}/\d{2} ", page), page[:2000]
+    assert screenshot.stat().st_size > 50_000  # a rendered page, not a blank one
 
 
 def test_alerts_post_failed_runs_and_failed_fixity_checks_to_the_webhook(
@@ -509,6 +604,9 @@ def test_alerts_post_failed_runs_and_failed_fixity_checks_to_the_webhook(
     assert failed["state"] == "Failed"
     assert "Model 'not-in-the-catalog' is not in the catalog" in failed["text"]
     assert f"/runs/flow-run/{failing.id}" in failed["url"]
+    # Earlier runs that ended Rejected or Nothing to do were no failures: no alert of theirs.
+    failures = [a for a in webhook.received if a["kind"] == "deprecation-run-failed"]
+    assert [a["flow_run_id"] for a in failures] == [str(failing.id)]
 
 
 def test_ops_setup_again_changes_nothing(operations: Operations, webhook: Webhook) -> None:
@@ -519,7 +617,11 @@ def test_ops_setup_again_changes_nothing(operations: Operations, webhook: Webhoo
     assert DEPRECATE_DEPLOYMENT in done.stdout
     assert webhook.url not in done.stdout + done.stderr
     with operations.client() as client:
-        for name in (RUN_FAILED_AUTOMATION, FIXITY_FAILED_AUTOMATION):
+        for name in (
+            RUN_FAILED_AUTOMATION,
+            FIXITY_FAILED_AUTOMATION,
+            APPROVAL_REQUESTED_AUTOMATION,
+        ):
             assert len(client.read_automations_by_name(name)) == 1
 
 
