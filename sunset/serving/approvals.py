@@ -71,6 +71,7 @@ class GateState:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> GateState:
+        """The gate state that ``as_json`` gave."""
         return cls(value["required"], value["approvers"], value["rejected_by"], value["note"])
 
 
