@@ -54,7 +54,7 @@ def interview_example(ledger: Ledger, standin: StandIn, sessions: int = 2) -> No
         run_id="run-1",
         model_id=EXAMPLE_MODEL_ID,
         protocol=load_protocol(),
-        sessions=sessions,
+        sessions=range(1, sessions + 1),
         max_tokens=400,
         deadline=Deadline.after(120),
     )
