@@ -276,3 +276,19 @@ def test_a_session_an_earlier_run_left_open_is_resumed_not_held_anew(ledger: Led
     retirement = later_run(ledger, earlier)
 
     assert plan_interview(ledger, retirement, sessions=1, more_sessions=0).sessions == [2]
+
+
+def test_a_retirement_resumed_after_its_flip_still_continues_the_deprecations_package(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    run = announced(ledger, sessions=1)
+    with ledger.session() as db:
+        deprecation = db.get(Deprecation, run.deprecation_id)
+        assert deprecation is not None
+        deprecation.stage = DeprecationStage.RETIRED
+        db.add(deprecation)
+    changed = write_weights(tmp_path / "changed", {"model.bin": b"x"})
+
+    validate(ledger, tmp_path, changed, new_snapshot_reason="a fix")
+    with pytest.raises(InputError, match="not the ones this deprecation preserved in package s1"):
+        validate(ledger, tmp_path, changed)

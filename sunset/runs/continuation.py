@@ -22,7 +22,7 @@ from sunset.preservation.reuse import (
     refuse_changed_weights,
 )
 from sunset.preservation.weights import SourceFile, WeightsReader
-from sunset.runs.deprecation import in_progress, interview_of, package_in_force, runs_of
+from sunset.runs.deprecation import continued, interview_of, package_in_force, runs_of
 
 if TYPE_CHECKING:
     from sunset.runs.request import DeprecationRequest
@@ -34,7 +34,7 @@ def check_continuation(
     sources: Sequence[SourceFile],
     protocol: LoadedProtocol,
 ) -> None:
-    """Refuse a request that cannot continue the model's deprecation in progress.
+    """Refuse a request that cannot continue the model's deprecation.
 
     Raises:
         InputError: a new snapshot asked for with no package to replace; weights whose
@@ -44,7 +44,7 @@ def check_continuation(
     """
     model_id = request.model_id
     with ledger.session() as db:
-        deprecation = in_progress(db, model_id)
+        deprecation = continued(db, model_id)
         package = package_in_force(db, model_id)
     if request.new_snapshot_reason and package is None:
         raise InputError(

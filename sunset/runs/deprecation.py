@@ -152,9 +152,23 @@ def record_package(ledger: Ledger, run_id: str, snapshot_id: str) -> None:
             db.add(deprecation)
 
 
+def continued(db: Session, model_id: str) -> Deprecation | None:
+    """The deprecation a request for the model continues: the one in progress, or a
+    retired one (only a retirement run resumed after its flip continues that; any other
+    request for a retired model is refused when its run would begin)."""
+    latest = db.exec(
+        select(Deprecation)
+        .where(Deprecation.model_id == model_id)
+        .order_by(col(Deprecation.opened_at).desc())
+    ).first()
+    if latest is None or latest.stage not in (*IN_PROGRESS, DeprecationStage.RETIRED):
+        return None
+    return latest
+
+
 def package_in_force(db: Session, model_id: str) -> Snapshot | None:
-    """The package of the model's deprecation in progress, if it has one yet."""
-    deprecation = in_progress(db, model_id)
+    """The package of the deprecation a request for the model continues, if it has one."""
+    deprecation = continued(db, model_id)
     if deprecation is None or deprecation.snapshot_id is None:
         return None
     return db.get(Snapshot, deprecation.snapshot_id)
