@@ -13,10 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sunset.catalog import ModelRecord, PackageStanding
+from sunset.catalog import DeprecationRecord, ModelRecord, PackageStanding
 from sunset.ledger import CatalogModel, InterviewPreference, ServingStatus
 from sunset.notify.recipients import Recipient
 from sunset.preservation.drill import DrillSummary
+from sunset.runs.deprecation import run_purpose
 from sunset.runs.history import SHORTEST_RUN_PREFIX, RunLine
 
 console = Console()
@@ -134,6 +135,34 @@ def show_model(record: ModelRecord, *, wide: bool = False) -> None:
             escape(f"{t.from_status} -> {t.to_status} by {t.actor}: {t.reason}") + undone,
         )
     console.print(table)
+    if record.deprecation is not None:
+        show_deprecation(model.id, record.deprecation, wide=wide)
+
+
+def show_deprecation(model_id: str, record: DeprecationRecord, *, wide: bool = False) -> None:
+    """A model's deprecation: its stage, dates and package, then the runs that belong to
+    it, oldest first (short run ids unless ``wide``)."""
+    deprecation, package = record.deprecation, record.package
+    table = facts_table(f"Deprecation of {model_id}")
+    table.add_row("Stage", f"[bold]{deprecation.stage}[/]")
+    table.add_row("Announced", str(deprecation.announced_on or "not yet"))
+    table.add_row("Retirement date", str(deprecation.retirement_on))
+    table.add_row(
+        "Package", f"s3://{package.bucket}/{package.prefix}" if package else "none stored yet"
+    )
+    if deprecation.reason:
+        table.add_row("Reason", escape(deprecation.reason))
+    console.print(table)
+    runs = listing_table("Runs of this deprecation")
+    runs.add_column("run", no_wrap=True)
+    runs.add_column("kind", no_wrap=True)
+    runs.add_column("state", overflow="fold")
+    runs.add_column("started", overflow="fold")
+    for run in record.runs:
+        runs.add_row(
+            run_id_shown(run.id, wide), run_purpose(run), str(run.state), when(run.started_at)
+        )
+    console.print(runs)
 
 
 def package_row(package: PackageStanding) -> tuple[str, str]:
