@@ -64,6 +64,7 @@ def run_interviews(
             flow_run_id=flow_run.get_id(),
             seconds=settings.interview_deadline_seconds,
         ),
+        finder_model=settings.preference_finder_model or validated.model.id,
         concurrency=settings.interview_concurrency,
         package=PackageTranscripts.for_run(
             services.ledger, services.store, run_id=run_id, organization=settings.organization

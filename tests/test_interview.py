@@ -71,6 +71,7 @@ def interview(site: Site, standin: StandIn, run_id: str, **overrides: Any) -> An
         "sessions": [1],
         "max_tokens": 400,
         "deadline": Deadline.after(120),
+        "finder_model": EXAMPLE_MODEL_ID,
     } | overrides
     return run_interviews(site.ledger, client(standin), **options)
 
@@ -296,6 +297,7 @@ run_interviews(
     sessions=[1],
     max_tokens=400,
     deadline=Deadline.after(120),
+    finder_model=a["model_id"],
     package=PackageTranscripts(
         ledger, connect_store(Settings()), snapshot_id=a["snapshot_id"],
         organization=a["organization"],

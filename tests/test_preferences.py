@@ -73,6 +73,7 @@ def interview_example(
         sessions=range(1, sessions + 1),
         max_tokens=400,
         deadline=Deadline.after(120),
+        finder_model=model_id,
     )
 
 

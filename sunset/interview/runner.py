@@ -20,6 +20,7 @@ from sqlmodel import func, select
 
 from sunset.errors import InputError
 from sunset.interview.client import Deadline, MessagesClient
+from sunset.interview.finder import find_with_model
 from sunset.interview.preferences import preferences_in
 from sunset.interview.protocol import LoadedProtocol
 from sunset.interview.transcript import PackageTranscripts
@@ -69,6 +70,7 @@ def run_interviews(
     sessions: Sequence[int],
     max_tokens: int,
     deadline: Deadline,
+    finder_model: str,
     concurrency: int = 2,
     package: PackageTranscripts | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -89,6 +91,8 @@ def run_interviews(
         sessions: The indices of the independent sessions to hold.
         max_tokens: The bound on each answer.
         deadline: No request is started, and no Retry-After is waited for, past it.
+        finder_model: The model asked for the preferences in each recorded answer, beside
+            the sentence patterns (sunset/interview/finder.py).
         concurrency: Sessions that run at the same time, at most.
         package: Keeps the transcripts in the preservation package as turns arrive.
         progress: Called with (turns done, turns in all) as each turn is answered or
@@ -124,6 +128,7 @@ def run_interviews(
                     index,
                     max_tokens,
                     deadline,
+                    finder_model,
                     package,
                     turn_done,
                 ),
@@ -168,6 +173,7 @@ def _run_session(
     index: int,
     max_tokens: int,
     deadline: Deadline,
+    finder_model: str,
     package: PackageTranscripts | None,
     turn_done: Callable[[], None],
 ) -> _SessionResult:
@@ -204,6 +210,10 @@ def _run_session(
         # An empty answer cannot stand in the history the API accepts; say so instead.
         answer = turn.answer_text or "[no text in this answer]"
         history += [question, {"role": "assistant", "content": answer}]
+    # Once every answer is recorded; a rerun asks only about answers not yet searched.
+    preferences += find_with_model(
+        ledger, client, session, model=finder_model, deadline=deadline
+    ).added
     if package is not None:
         package.refresh(session)  # also catches up after a crash between ledger and package
     with ledger.session() as db:

@@ -56,6 +56,7 @@ def interview(site: Site, run_id: str) -> None:
         sessions=[1],
         max_tokens=1024,
         deadline=Deadline.after(120),
+        finder_model=EXAMPLE_MODEL_ID,
     )
 
 
