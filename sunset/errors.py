@@ -114,7 +114,10 @@ def is_transient(exc: BaseException) -> bool:
         botocore.exceptions.EndpointConnectionError
         | botocore.exceptions.ConnectionClosedError
         | botocore.exceptions.ReadTimeoutError
-        | botocore.exceptions.ConnectTimeoutError,
+        | botocore.exceptions.ConnectTimeoutError
+        # The connection broke while a body was being read.
+        | botocore.exceptions.ResponseStreamingError
+        | botocore.exceptions.IncompleteReadError,
     ):
         return True
     if isinstance(exc, anthropic.APIConnectionError | anthropic.APITimeoutError):

@@ -3,7 +3,14 @@
 Importing the package registers every table on ``SQLModel.metadata``.
 """
 
-from sunset.ledger.audit import AuditAttempt, AuditRun, FixityEvent
+from sunset.ledger.audit import (
+    AuditAttempt,
+    AuditFinding,
+    AuditRun,
+    AuditState,
+    FindingKind,
+    FixityEvent,
+)
 from sunset.ledger.catalog import CatalogModel, ModelUser, ServingStatus
 from sunset.ledger.db import Ledger, open_ledger
 from sunset.ledger.deprecation import (
@@ -42,7 +49,9 @@ __all__ = [
     "Approval",
     "AttemptState",
     "AuditAttempt",
+    "AuditFinding",
     "AuditRun",
+    "AuditState",
     "CatalogModel",
     "Delivery",
     "DeliveryState",
@@ -52,6 +61,7 @@ __all__ = [
     "DeprecationStage",
     "DigestColumns",
     "DrillEvent",
+    "FindingKind",
     "Fingerprint",
     "FixityEvent",
     "InterviewPreference",
