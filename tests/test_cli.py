@@ -207,6 +207,7 @@ def test_every_command_explains_itself() -> None:
         ["ops", "up"],
         ["ops", "setup"],
         ["drill"],
+        ["audit"],
         ["model-server"],
     )
     for command in commands:  # in-process: starting Python once per command is slow here

@@ -29,6 +29,7 @@ def audit(
         int | None,
         typer.Option(
             min=1,
+            metavar="BYTES",
             help="With --run: bytes the audit may re-read for deep checks; default "
             "SUNSET_AUDIT_DEEP_BUDGET_BYTES.",
         ),

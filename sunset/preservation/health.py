@@ -91,14 +91,14 @@ class CoverageClock:
     def sentence(self, now: datetime) -> str:
         if self.oldest is None:
             return "Deep-coverage clock: nothing is preserved yet."
-        age, period = now - self.oldest, timedelta(days=self.period_days)
+        age = (now - self.oldest).days
         verdict = (
-            f"behind by {(age - period).days} day(s)"
-            if age > period
-            else f"{(period - age).days} day(s) to spare"
+            f"behind by {age - self.period_days} day(s)"
+            if age > self.period_days
+            else f"{self.period_days - age} day(s) to spare"
         )
         return (
-            f"Deep-coverage clock: the oldest deep check is {age.days} day(s) old "
+            f"Deep-coverage clock: the oldest deep check is {age} day(s) old "
             f"({self.where}, {day(self.oldest)}) against a period of {self.period_days} "
             f"days: {verdict}."
         )
