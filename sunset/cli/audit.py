@@ -49,8 +49,8 @@ def audit(
     """
     with plain_errors():
         settings = Settings()
+        ledger = open_ledger(settings.ledger_url)  # migrated, its directory made
         ending = _run_audit(settings, deep_budget_bytes) if run else None
-        ledger = open_ledger(settings.ledger_url)
         period = settings.audit_deep_period_days
         show_audit_health(
             last_audit(ledger), coverage_clock(ledger, period), every_package_health(ledger, period)

@@ -352,4 +352,4 @@ def _open_cell(replica: ReplicaHealth) -> str:
 def show_health_line(health: PackageHealth | None) -> None:
     """A model's package health in one line (nothing for a model without a package)."""
     if health is not None:
-        console.print(health.one_line(), highlight=False, soft_wrap=True)
+        console.print(health.one_line(), highlight=False)
