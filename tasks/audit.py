@@ -1,8 +1,8 @@
 """Steps of the preservation audit: check, repair, keep the locks ahead, conclude.
 
 Never cached: an audit looks at the store as it is now. Attempts are recorded against
-the audit run, in ``audit_attempts``. Each step after the first begins with the replicas
-the steps before it found unreachable, so an outage is waited out once per run.
+the audit run, in ``audit_attempts``. Each step after the first begins with what the
+steps before it got no answer to, so an outage is waited out once per run.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def deep_verify_share(
         services.ledger,
         services.store,
         audit_id,
-        audit.reach_for(settings, fast.unreachable),
+        audit.reach_for(settings, fast.unanswered),
         budget_bytes=budget_bytes or settings.audit_deep_budget_bytes,
         period=timedelta(days=period_days or settings.audit_deep_period_days),
     )
@@ -102,7 +102,7 @@ def repair_damage(
         services.store,
         audit_id,
         damaged,
-        audit.reach_for(services.settings, deep.unreachable),
+        audit.reach_for(services.settings, deep.unanswered),
     )
     run = _run_link(audit_id)
     for notice in alerts.fixity_notices(services.ledger, damaged, summary, run):
@@ -125,7 +125,7 @@ def extend_retention(services: Services, audit_id: str, repairs: RepairSummary) 
         services.store,
         audit_id,
         margin=timedelta(days=services.settings.retention_margin_days),
-        reach=audit.reach_for(services.settings, repairs.unreachable),
+        reach=audit.reach_for(services.settings, repairs.unanswered),
     )
     get_run_logger().info(
         "Retention: %d locks extended to %s, %d not reached",

@@ -194,14 +194,14 @@ def audit_in_process(
         ledger,
         store,
         audit_id,
-        Reach(delays, fast.unreachable),
+        Reach(delays, fast.unanswered),
         budget_bytes=budget_bytes,
         period=timedelta(days=90),
     )
     damaged = [*fast.damaged, *deep.damaged]
-    repairs = repair(ledger, store, audit_id, damaged, Reach(delays, deep.unreachable))
+    repairs = repair(ledger, store, audit_id, damaged, Reach(delays, deep.unanswered))
     retention = extend_retention(
-        ledger, store, audit_id, margin=margin, reach=Reach(delays, repairs.unreachable)
+        ledger, store, audit_id, margin=margin, reach=Reach(delays, repairs.unanswered)
     )
     return conclude(ledger, audit_id, fast, deep, repairs, retention)
 

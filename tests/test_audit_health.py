@@ -25,6 +25,9 @@ pytestmark = pytest.mark.unit
 NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 LONG_MODEL_ID = "acme-enterprise-chat-2025-10-01-preview1"  # 40 characters
 SNAPSHOT_ID = f"{LONG_MODEL_ID}-20261201T030000Z-8d81008a"
+BROKEN = botocore.exceptions.ClientError(
+    {"Error": {"Code": "InternalError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "GetObject"
+)
 REFUSED = botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
 DENIED = botocore.exceptions.ClientError(
     {"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject"
@@ -62,15 +65,23 @@ def test_a_replica_that_stops_answering_is_asked_again_after_doubling_waits_then
     assert silent.calls == 4  # the first try and three more
     assert waited == [0.5, 1.0, 0.5, 1.0, 2.0]
     assert reach.ask("offsite", again) == gone and again.calls == 0  # not asked again
-    assert reach.unreachable == {"offsite": gone.error}
+    assert reach.unanswered.set_aside == {"offsite": gone.error}
 
 
-def test_an_error_that_says_nothing_about_the_object_sets_the_replica_aside_at_once() -> None:
-    reach = Reach((1.0, 2.0), sleep=lambda _: pytest.fail("waited for a refusal"))
+def test_a_replica_that_answers_errors_for_one_object_is_still_asked_about_the_others() -> None:
+    reach = Reach((0.0,), sleep=lambda _: None)
 
-    denied = reach.ask("offsite", Flaky(DENIED))
+    refused = reach.ask("offsite", Flaky(DENIED))  # not retried: it would only repeat
+    rotten = reach.ask("offsite", Flaky(BROKEN, BROKEN))  # retried, then left unknown
+    fine = reach.ask("offsite", Flaky())
 
-    assert isinstance(denied, Unreached) and "AccessDenied" in denied.error
+    assert isinstance(refused, Unreached) and "AccessDenied" in refused.error
+    assert isinstance(rotten, Unreached) and "InternalError" in rotten.error
+    assert fine == "answer" and reach.reachable("offsite")
+    assert reach.unanswered.errors == {"offsite": refused.error}  # the run is incomplete
+    for _ in range(3):  # three in a row, though: the replica is set aside
+        reach.ask("offsite", Flaky(DENIED))
+    assert not reach.reachable("offsite")
     with pytest.raises(botocore.exceptions.ClientError):
         reach.retrying(Flaky(DENIED))  # a repair's copy: raised, for it to say why
 

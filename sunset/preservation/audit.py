@@ -32,7 +32,7 @@ from sunset.errors import PreservationError
 from sunset.ledger import AuditFinding, AuditRun, AuditState, FindingKind, Ledger, utcnow
 from sunset.preservation.audit_checks import CheckSummary
 from sunset.preservation.findings import AllClear, close_healthy
-from sunset.preservation.reach import Reach
+from sunset.preservation.reach import Reach, Unanswered
 from sunset.preservation.repair import RepairSummary, RetentionSummary
 from sunset.runs.attempts import summarize
 
@@ -104,12 +104,10 @@ class AuditSummary:
         )
 
 
-def reach_for(settings: Settings, set_aside: dict[str, str] | None = None) -> Reach:
+def reach_for(settings: Settings, earlier: Unanswered | None = None) -> Reach:
     """How this deployment asks its replicas: SUNSET_AUDIT_STORE_RETRIES tries more, the
     first after SUNSET_AUDIT_STORE_RETRY_SECONDS, each next wait twice the last."""
-    return Reach.doubling(
-        settings.audit_store_retries, settings.audit_store_retry_seconds, set_aside
-    )
+    return Reach.doubling(settings.audit_store_retries, settings.audit_store_retry_seconds, earlier)
 
 
 def begin_audit(ledger: Ledger, flow_run_id: str | None, name: str) -> str:
@@ -154,7 +152,7 @@ def conclude(
             )
         ).one()
     lost = [r.damage.describe() + f": {r.detail}" for r in repairs.irreparable]
-    unreachable = retention.unreachable  # every step begins with the replicas set aside
+    unreachable = retention.unanswered.errors  # each step began with what came before
     if lost:
         state = AuditState.FAILED
     elif unreachable or repairs.deferred:

@@ -15,6 +15,7 @@ from sqlmodel import col, select
 
 from sunset.ledger import (
     AuditFinding,
+    FindingKind,
     Ledger,
     PreservedObject,
     Snapshot,
@@ -30,7 +31,7 @@ from sunset.preservation.fixity import (
     reread_finding,
 )
 from sunset.preservation.health import last_ok
-from sunset.preservation.reach import Reach, Unreached
+from sunset.preservation.reach import Reach, Unanswered, Unreached
 from sunset.preservation.replicas import ReplicatedStore
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -63,9 +64,8 @@ class CheckSummary:
     objects_checked: int
     bytes_read: int
     damaged: list[Damage] = field(default_factory=list)
-    unchecked: int = 0  # on replicas that did not answer
-    # Replicas set aside so far in the run, with the error; later steps skip them.
-    unreachable: dict[str, str] = field(default_factory=dict)
+    unchecked: int = 0  # objects whose replica did not answer
+    unanswered: Unanswered = field(default_factory=Unanswered)  # so far in the run
     overdue_objects: int = 0  # deep only: still unchecked for longer than the period
     overdue_bytes: int = 0
 
@@ -87,9 +87,7 @@ def fast_audit(ledger: Ledger, store: ReplicatedStore, audit_id: str, reach: Rea
             continue
         checked += len(rows)
         damaged += [_damage(f) for f in findings if not f.ok]
-    return CheckSummary(
-        "fast", len(snapshots), checked, 0, damaged, unchecked, dict(reach.unreachable)
-    )
+    return CheckSummary("fast", len(snapshots), checked, 0, damaged, unchecked, reach.unanswered)
 
 
 def deep_audit(
@@ -101,8 +99,8 @@ def deep_audit(
     budget_bytes: int,
     period: timedelta,
 ) -> CheckSummary:
-    """Re-read and re-hash the objects with an open finding, then those deep-checked
-    longest ago, within ``budget_bytes``, on the replicas that answer.
+    """Re-read and re-hash the objects with open damage, then those deep-checked longest
+    ago, within ``budget_bytes``, on the replicas that answer.
 
     The objects are taken strictly in that order, and the run stops at the first one
     that no longer fits, so none is passed over for long. An object larger than the
@@ -110,7 +108,7 @@ def deep_audit(
     """
     now = utcnow()
     last_passed = last_ok(ledger, DEEP)
-    suspect = _with_open_findings(ledger)
+    suspect = _with_open_damage(ledger)
     due = []
     for snapshot, held in preserved_objects(ledger):
         if not reach.reachable(held.replica):
@@ -146,7 +144,7 @@ def deep_audit(
         bytes_read,
         damaged,
         unchecked,
-        dict(reach.unreachable),
+        reach.unanswered,
         overdue_objects=len(overdue),
         overdue_bytes=sum(h.size for h in overdue),
     )
@@ -226,11 +224,14 @@ def preserved_objects(ledger: Ledger) -> list[tuple[Snapshot, PreservedObject]]:
     return [(snapshot, held) for snapshot, held in rows]
 
 
-def _with_open_findings(ledger: Ledger) -> set[tuple[str, str, str]]:
+def _with_open_damage(ledger: Ledger) -> set[tuple[str, str, str]]:
+    # Not the objects left unchecked by an outage: they come early anyway, checked longest
+    # ago, and one the store will not read must not hold up the rest at the front.
     with ledger.session() as db:
         rows = db.exec(
             select(AuditFinding.snapshot_id, AuditFinding.replica, AuditFinding.path).where(
-                col(AuditFinding.closed_at).is_(None)
+                col(AuditFinding.closed_at).is_(None),
+                AuditFinding.kind != FindingKind.UNREACHABLE,
             )
         ).all()
     return {(s, r, p) for s, r, p in rows}

@@ -49,7 +49,7 @@ from sunset.preservation.fixity import (
     finding_kind,
     record,
 )
-from sunset.preservation.reach import STORE_ERRORS, Reach, Unreached
+from sunset.preservation.reach import STORE_ERRORS, Reach, Unanswered, Unreached
 from sunset.preservation.records import preserved, record_stored
 from sunset.preservation.replicas import ReplicatedStore, Upload
 from sunset.preservation.store import Digests, ObjectStore
@@ -71,7 +71,7 @@ class RepairSummary:
     repaired: list[Repair] = field(default_factory=list)
     deferred: list[Repair] = field(default_factory=list)
     irreparable: list[Repair] = field(default_factory=list)
-    unreachable: dict[str, str] = field(default_factory=dict)
+    unanswered: Unanswered = field(default_factory=Unanswered)  # so far in the run
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class RetentionSummary:
     extended: int
     retain_until: str
     not_extended: int = 0  # on a replica that did not answer
-    unreachable: dict[str, str] = field(default_factory=dict)
+    unanswered: Unanswered = field(default_factory=Unanswered)  # in the whole run
 
 
 def repair(
@@ -87,7 +87,9 @@ def repair(
 ) -> RepairSummary:
     """Repair each object of ``damaged`` (found by this run) from a copy proven good in
     this run; see the module docstring."""
-    summary = RepairSummary()
+    repaired: list[Repair] = []
+    deferred: list[Repair] = []
+    irreparable: list[Repair] = []
     seen: set[tuple[str, str, str]] = set()
     for damage in damaged:
         if damage.key in seen:
@@ -95,13 +97,12 @@ def repair(
         seen.add(damage.key)
         outcome, detail = _repair_one(ledger, store, audit_id, damage, reach)
         if outcome == OK:
-            summary.repaired.append(Repair(damage, detail))
+            repaired.append(Repair(damage, detail))
         elif outcome == DEFERRED:
-            summary.deferred.append(Repair(damage, detail))
+            deferred.append(Repair(damage, detail))
         else:
-            summary.irreparable.append(Repair(damage, detail))
-    summary.unreachable.update(reach.unreachable)
-    return summary
+            irreparable.append(Repair(damage, detail))
+    return RepairSummary(repaired, deferred, irreparable, reach.unanswered)
 
 
 def extend_retention(
@@ -134,7 +135,7 @@ def extend_retention(
         record(ledger, [_event(held, RETENTION, OK, detail)], audit_id=audit_id)
         _move_lock(ledger, held, until)
         extended += 1
-    return RetentionSummary(extended, until.isoformat(), not_extended, dict(reach.unreachable))
+    return RetentionSummary(extended, until.isoformat(), not_extended, reach.unanswered)
 
 
 def _repair_one(
