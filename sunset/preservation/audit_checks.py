@@ -164,7 +164,7 @@ def check_fast(
     found = (
         reach.ask(replica, lambda: listed_findings(copy, snapshot.prefix, rows))
         if copy is not None
-        else _not_configured(reach, replica)
+        else reach.not_configured(replica)
     )
     return _recorded(ledger, audit_id, rows, found)
 
@@ -182,7 +182,7 @@ def check_deep(
     found = (
         reach.ask(held.replica, lambda: [reread_finding(copy, snapshot.prefix + held.path, held)])
         if copy is not None
-        else _not_configured(reach, held.replica)
+        else reach.not_configured(held.replica)
     )
     recorded = _recorded(ledger, audit_id, [held], found)
     return recorded if isinstance(recorded, Unreached) else recorded[0]
@@ -200,10 +200,6 @@ def _recorded(
     record(ledger, found, audit_id=audit_id)
     note_findings(ledger, audit_id, found)
     return found
-
-
-def _not_configured(reach: Reach, replica: str) -> Unreached:
-    return reach.set_aside(replica, f"replica {replica} is not configured (SUNSET_REPLICAS)")
 
 
 def _damage(finding: Finding) -> Damage:

@@ -79,6 +79,11 @@ class Finding:
         return finding_kind(self.outcome)
 
 
+def proves_damage(outcome: str) -> bool:
+    """The outcome proves the object damaged or missing (not merely unknown)."""
+    return finding_kind(outcome) in (FindingKind.DAMAGED, FindingKind.MISSING)
+
+
 def finding_kind(outcome: str) -> FindingKind | None:
     """What a check's outcome proves: damaged, missing, unreachable (nothing is known),
     or None for ok."""

@@ -25,9 +25,7 @@ from sunset.ledger import (
     SnapshotState,
     utcnow,
 )
-from sunset.preservation.fixity import DEEP, FAST, OK, REPAIR, RETENTION, finding_kind
-
-_DAMAGE = (FindingKind.DAMAGED, FindingKind.MISSING)
+from sunset.preservation.fixity import DEEP, FAST, OK, REPAIR, RETENTION, proves_damage
 
 
 @dataclass(frozen=True)
@@ -189,7 +187,7 @@ def run_table(ledger: Ledger, audit_id: str) -> list[RunRow]:
         replica = event.replica or ""
         if event.method in (FAST, DEEP):
             add(model_id, replica, event.method, event.snapshot_id, event.path)
-            if finding_kind(event.outcome) in _DAMAGE:
+            if proves_damage(event.outcome):
                 add(model_id, replica, "damaged", event.snapshot_id, event.path)
         elif event.outcome == OK:  # a repair or a lock extension that was done
             add(model_id, replica, event.method, event.snapshot_id, event.path)
@@ -307,7 +305,7 @@ def _replica_health(
         deep_covered_bytes=sum(
             row.size for row, ok in zip(rows, deep_ok, strict=True) if ok and ok >= horizon
         ),
-        open_damage=len({f.path for f in mine if f.kind in _DAMAGE}),
+        open_damage=len({f.path for f in mine if proves_damage(f.outcome)}),
         unchecked=len({f.path for f in mine if f.kind == FindingKind.UNREACHABLE}),
         locked_until=_earliest(row.retain_until for row in rows),
     )

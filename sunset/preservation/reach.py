@@ -89,6 +89,10 @@ class Reach:
         self._set_aside.setdefault(replica, error)
         return self._unreached(replica, self._set_aside[replica])
 
+    def not_configured(self, replica: str) -> Unreached:
+        """Set aside a replica the ledger names and the settings no longer do."""
+        return self.set_aside(replica, f"replica {replica} is not configured (SUNSET_REPLICAS)")
+
     def ask(self, replica: str, request: Callable[[], T]) -> T | Unreached:
         """``request()``'s answer, or Unreached (see the module docstring)."""
         if not self.reachable(replica):

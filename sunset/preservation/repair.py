@@ -26,7 +26,6 @@ from sqlmodel import col, select
 
 from sunset.errors import SourceChanged
 from sunset.ledger import (
-    FindingKind,
     FixityEvent,
     Ledger,
     PreservedObject,
@@ -46,7 +45,7 @@ from sunset.preservation.fixity import (
     SHADOWED,
     UNLOCKED,
     Finding,
-    finding_kind,
+    proves_damage,
     record,
 )
 from sunset.preservation.reach import STORE_ERRORS, Reach, Unanswered, Unreached
@@ -55,7 +54,6 @@ from sunset.preservation.replicas import ReplicatedStore, Upload
 from sunset.preservation.store import Digests, ObjectStore
 
 DEFERRED = "deferred"  # a repair outcome: not attempted or not finished, for want of an answer
-_DAMAGE = (FindingKind.DAMAGED, FindingKind.MISSING)
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ def extend_retention(
     for snapshot, held in rows:
         copy = store.copy(held.replica)
         if copy is None or held.version_id is None:
-            reach.set_aside(held.replica, f"replica {held.replica} is not configured")
+            reach.not_configured(held.replica)
             not_extended += 1
             continue
         done = reach.ask(
@@ -185,7 +183,7 @@ def _repair_one(
         c.replica
         for c in others
         if c not in sources
-        and not any(finding_kind(outcome) in _DAMAGE for outcome in proven.get(c.replica, ()))
+        and not any(proves_damage(outcome) for outcome in proven.get(c.replica, ()))
     }
     if damage.outcome == SHADOWED:  # the version itself is there, hidden by a newer one
         sources.append(held)
