@@ -115,20 +115,6 @@ def close_healthy(ledger: Ledger, audit_id: str) -> list[AllClear]:
         return _all_clear(db, audit_id)
 
 
-def open_findings(ledger: Ledger) -> list[AuditFinding]:
-    """Every open finding, by package, replica and object."""
-    with ledger.session() as db:
-        return list(
-            db.exec(
-                select(AuditFinding)
-                .where(col(AuditFinding.closed_at).is_(None))
-                .order_by(
-                    col(AuditFinding.snapshot_id), col(AuditFinding.replica), col(AuditFinding.path)
-                )
-            )
-        )
-
-
 def _note(
     db: Session,
     opened: dict[FindingKey, AuditFinding],
