@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     interview_sessions: int = Field(
         default=1, ge=1, le=20, description="Interview sessions per deprecation run."
     )
+    preference_finder_model: str | None = Field(
+        default=None,
+        description="The model asked, through the same Messages API, to find the preferences "
+        "stated in each interview answer, as exact quotes; unset: the interviewed model itself. "
+        "The sentence-pattern finder runs as well, and alone when this call fails.",
+    )
 
     run_lease_seconds: int = Field(
         default=60,
@@ -133,8 +139,15 @@ class Settings(BaseSettings):
     notice_templates_dir: Path | None = Field(
         default=None,
         description="Directory with this deployment's notice templates (migration_guide.txt.j2, "
-        "migration_guide.html.j2, notice.txt.j2, notice.html.j2); a template missing there "
-        "comes from Sunset's bundled set, which is also the default.",
+        "migration_guide.html.j2, notice.txt.j2, notice.html.j2) and public page templates "
+        "(adapting_to_successor.html.j2, the advice on each model's transition page); a "
+        "template missing there comes from Sunset's bundled set, which is also the default.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL where the output of `sunset site` is published, e.g. "
+        "https://example.org/model-deprecations/; when set, the deprecations feed gives "
+        "absolute URLs and notices can link to each model's transition page.",
     )
     webhook_secret: SecretStr | None = Field(
         default=None,
@@ -250,6 +263,13 @@ class Settings(BaseSettings):
         description="The audit's first wait before asking an unanswering replica again; each "
         "next wait doubles.",
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+            raise ValueError(f"{url!r} is not a web address; give it as https://host/path/")
+        return url
 
     @model_validator(mode="after")
     def _margin_inside_retention(self) -> Self:

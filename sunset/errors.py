@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import smtplib
 import socket
-
-import anthropic
-import botocore.exceptions
+import sys
+from typing import Any
 
 
 class SunsetError(Exception):
@@ -105,27 +104,41 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, SunsetError):
         return False
-    if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error.get("Code") in _TRANSIENT_S3_CODES or status >= 500
-    if isinstance(
-        exc,
-        botocore.exceptions.EndpointConnectionError
-        | botocore.exceptions.ConnectionClosedError
-        | botocore.exceptions.ReadTimeoutError
-        | botocore.exceptions.ConnectTimeoutError
-        # The connection broke while a body was being read.
-        | botocore.exceptions.ResponseStreamingError
-        | botocore.exceptions.IncompleteReadError,
-    ):
+    # An error of botocore or anthropic can only come from a loaded module: looking them
+    # up there, not importing them here, keeps them out of commands that never use them.
+    botocore = sys.modules.get("botocore.exceptions")
+    if botocore is not None and _transient_in_s3(exc, botocore):
         return True
-    if isinstance(exc, anthropic.APIConnectionError | anthropic.APITimeoutError):
+    anthropic = sys.modules.get("anthropic")
+    if anthropic is not None and _transient_in_messages_api(exc, anthropic):
         return True
-    if isinstance(exc, anthropic.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
     if isinstance(exc, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError):
         return True
     return isinstance(exc, ConnectionError | TimeoutError | socket.timeout)
+
+
+def _transient_in_s3(exc: BaseException, botocore: Any) -> bool:
+    if isinstance(exc, botocore.ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error.get("Code") in _TRANSIENT_S3_CODES or status >= 500
+    return isinstance(
+        exc,
+        botocore.EndpointConnectionError
+        | botocore.ConnectionClosedError
+        | botocore.ReadTimeoutError
+        | botocore.ConnectTimeoutError
+        # The connection broke while a body was being read.
+        | botocore.ResponseStreamingError
+        | botocore.IncompleteReadError,
+    )
+
+
+def _transient_in_messages_api(exc: BaseException, anthropic: Any) -> bool:
+    if isinstance(exc, anthropic.APIConnectionError | anthropic.APITimeoutError):
+        return True
+    if isinstance(exc, anthropic.APIStatusError):
+        return bool(exc.status_code in (408, 409, 429) or exc.status_code >= 500)
+    return False

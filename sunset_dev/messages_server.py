@@ -17,6 +17,10 @@ Endpoints (beside ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``)
                                         entry has the request's headers (no credentials),
                                         JSON and ``body_sha256``, the fault applied, the
                                         status and the exact ``response_body`` sent.
+    ``GET|POST|DELETE /_standin/replies`` inspect, append to, or clear the scripted replies:
+                                        ``{"when": TEXT, "text": REPLY}`` answers REPLY to a
+                                        request whose last user message contains TEXT
+                                        (``sunset_dev.standin_responder.ScriptedReplies``).
     ``GET /_standin/health``            readiness probe.
 
 This module must not import prefect: it runs as its own small process.
@@ -51,7 +55,7 @@ from sunset.messages_api.request import MessagesRequest
 from sunset.messages_api.responder import Outcome, Responder
 from sunset.messages_api.server import serve
 from sunset_dev.faults import FaultValidationError, fault_response, interrupted, validate_fault
-from sunset_dev.standin_responder import StandInResponder
+from sunset_dev.standin_responder import ScriptedReplies, StandInResponder
 
 #: Header put on every response, so no log or report can mistake this server for the real API.
 STAND_IN_HEADER = "x-sunset-stand-in"
@@ -182,8 +186,9 @@ class _StandInHeaderMiddleware:
         await self.app(scope, receive, send_with_header)
 
 
-def _control_routes(control: StandInControl, responder: Responder) -> list[Route]:
-    """The ``/_standin/...`` endpoints: the fault queue, the request log, readiness."""
+def _control_routes(control: StandInControl, responder: ScriptedReplies) -> list[Route]:
+    """The ``/_standin/...`` endpoints: the fault queue, the request log, the scripted
+    replies, readiness."""
 
     async def faults_endpoint(request: Request) -> Response:
         if request.method == "GET":
@@ -211,16 +216,43 @@ def _control_routes(control: StandInControl, responder: Responder) -> list[Route
             return JSONResponse({"cleared": cleared})
         return JSONResponse(list(control.requests))
 
+    async def replies_endpoint(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(list(responder.script))
+        if request.method == "DELETE":
+            cleared = len(responder.script)
+            responder.script = ()
+            return JSONResponse({"cleared": cleared})
+        body, parse_error = await read_json(request)
+        if parse_error is not None:
+            return error_response(request, 400, parse_error)
+        if not isinstance(body, list) or not all(_is_scripted_reply(entry) for entry in body):
+            return error_response(
+                request, 400, 'Expected a JSON list of {"when": TEXT, "text": REPLY} objects'
+            )
+        responder.script = (*responder.script, *body)
+        return JSONResponse({"queued": len(body), "scripted": len(responder.script)})
+
     async def health(request: Request) -> Response:
         return JSONResponse(
-            {"status": "ok", "stand_in": True, "responder": type(responder).__name__}
+            {"status": "ok", "stand_in": True, "responder": type(responder.fallback).__name__}
         )
 
     return [
         Route("/_standin/faults", faults_endpoint, methods=["GET", "POST", "DELETE"]),
         Route("/_standin/requests", requests_endpoint, methods=["GET", "DELETE"]),
+        Route("/_standin/replies", replies_endpoint, methods=["GET", "POST", "DELETE"]),
         Route("/_standin/health", health, methods=["GET"]),
     ]
+
+
+def _is_scripted_reply(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and set(entry) == {"when", "text"}
+        and all(isinstance(entry[key], str) for key in ("when", "text"))
+        and bool(entry["when"])
+    )
 
 
 def create_stand_in_app(
@@ -228,14 +260,16 @@ def create_stand_in_app(
 ) -> Starlette:
     """The product's Messages app around ``responder``, with the stand-in's additions.
 
-    Each app has its own fault queue and request log, so tests may run several side by side.
+    Each app has its own fault queue, request log and scripted replies, so tests may run
+    several side by side.
     """
     control = StandInControl(request_log_limit)
+    scripted = ScriptedReplies(responder)
     return create_app(
-        responder,
+        scripted,
         server_kind=STAND_IN_SERVER_KIND,
         endpoint=functools.partial(FaultInjectingEndpoint, control=control),
-        routes=_control_routes(control, responder),
+        routes=_control_routes(control, scripted),
         middleware=[Middleware(_StandInHeaderMiddleware)],
     )
 

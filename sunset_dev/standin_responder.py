@@ -6,9 +6,13 @@ It is *not* a model: every reply says so in its ``model`` field.
 from __future__ import annotations
 
 import hashlib
+import json
+from typing import Any
 
+from sunset.interview.finder import FINDER_INSTRUCTIONS
+from sunset.interview.preferences import categorize
 from sunset.messages_api.request import MessagesRequest
-from sunset.messages_api.responder import ResponderReply
+from sunset.messages_api.responder import Responder, ResponderReply
 
 
 def stand_in_model_label(requested_model: str) -> str:
@@ -24,6 +28,7 @@ class StandInResponder:
     clock, no ``hash()``). Some answers state a preference; one always does when the question
     mentions "prefer" or "future models", so interview code has something to extract.
     A last user message containing :attr:`REFUSAL_MARKER` gets a refusal, to exercise that path.
+    Asked as the preference finder, it lists the :attr:`PREFERENCES` sentences in the answer.
     """
 
     REFUSAL_MARKER = "SUNSET_STANDIN_REFUSE"
@@ -81,7 +86,16 @@ class StandInResponder:
                 refusal=True,
                 refusal_explanation=self.REFUSAL_EXPLANATION,
             )
+        if request.system == FINDER_INSTRUCTIONS:
+            return ResponderReply(text=self.find_preferences(question), model=model)
         return ResponderReply(text=self.compose(question), model=model)
+
+    @classmethod
+    def find_preferences(cls, finder_question: str) -> str:
+        """The finder's JSON reply: each phrase-bank preference the question quotes."""
+        stated = [s for s in cls.PREFERENCES if s in finder_question]
+        items = [{"quote": s, "category": categorize(s)} for s in stated]
+        return json.dumps({"preferences": items})
 
     @classmethod
     def compose(cls, question: str) -> str:
@@ -104,3 +118,25 @@ class StandInResponder:
         if len(sentences) < sentence_count:
             sentences.append(cls.CLOSINGS[digest[5] % len(cls.CLOSINGS)])
         return " ".join(sentences)
+
+
+class ScriptedReplies:
+    """Replies a test set in advance, in front of another responder.
+
+    The first entry ``{"when": TEXT, "text": REPLY}`` whose ``when`` is part of the
+    request's last user message gives the reply; any other request goes to ``fallback``.
+    The script is replaced whole (never changed in place), so a responder thread reading
+    it sees either the old script or the new one.
+    """
+
+    def __init__(self, fallback: Responder) -> None:
+        self.fallback = fallback
+        self.script: tuple[dict[str, Any], ...] = ()
+
+    def respond(self, request: MessagesRequest) -> ResponderReply:
+        """The scripted reply to ``request``, or the fallback's."""
+        question = request.last_user_text()
+        for entry in self.script:
+            if entry["when"] in question:
+                return ResponderReply(text=entry["text"], model=stand_in_model_label(request.model))
+        return self.fallback.respond(request)

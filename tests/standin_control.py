@@ -1,4 +1,5 @@
-"""Steering the devstack's Messages stand-in over HTTP: its fault queue and request log."""
+"""Steering the devstack's Messages stand-in over HTTP: its fault queue, scripted replies
+and request log."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import httpx
 
 
 class StandIn:
-    """The running stand-in: queue faults, read what it received and what it sent back."""
+    """The running stand-in: queue faults, script replies, read what it received and what
+    it sent back."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
@@ -17,9 +19,16 @@ class StandIn:
     def reset(self) -> None:
         assert self.http.delete("/_standin/faults").status_code == 200
         assert self.http.delete("/_standin/requests").status_code == 200
+        assert self.http.delete("/_standin/replies").status_code == 200
 
     def queue(self, *faults: dict[str, Any]) -> None:
         response = self.http.post("/_standin/faults", json=list(faults))
+        assert response.status_code == 200, response.text
+
+    def script(self, replies: dict[str, str]) -> None:
+        """Answer each request whose last user message contains a key with its value."""
+        entries = [{"when": when, "text": text} for when, text in replies.items()]
+        response = self.http.post("/_standin/replies", json=entries)
         assert response.status_code == 200, response.text
 
     def log(self) -> list[dict[str, Any]]:

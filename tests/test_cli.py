@@ -207,6 +207,7 @@ def test_every_command_explains_itself() -> None:
         ["ops", "up"],
         ["ops", "setup"],
         ["drill"],
+        ["site"],
         ["audit"],
         ["model-server"],
     )

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
+from rich.console import Console
 from sqlmodel import select
+from typer.testing import CliRunner, Result
 
+from sunset.cli import output
+from sunset.cli.main import app
 from sunset.errors import InputError
 from sunset.interview.client import AnthropicMessages, Deadline
 from sunset.interview.preferences import (
     PREFERENCE_PATTERN,
+    REGISTER_FIELDS,
     decide_preference,
     find_preferences,
     list_preferences,
+    register_entry,
 )
 from sunset.interview.protocol import load_protocol
 from sunset.interview.runner import run_interviews
@@ -45,16 +54,23 @@ NOT_PREFERENCES = StandInResponder.OPENINGS + StandInResponder.REFLECTIONS
 NOT_PREFERENCES += StandInResponder.CLOSINGS + (StandInResponder.REFUSAL_TEXT,)
 
 
-def interview_example(ledger: Ledger, standin: StandIn, sessions: int = 2) -> None:
+def interview_example(
+    ledger: Ledger,
+    standin: StandIn,
+    sessions: int = 2,
+    *,
+    model_id: str = EXAMPLE_MODEL_ID,
+    run_id: str = "run-1",
+) -> None:
     with ledger.session() as db:
-        db.add(DeprecationRun(id="run-1", model_id=EXAMPLE_MODEL_ID))
+        db.add(DeprecationRun(id=run_id, model_id=model_id))
     run_interviews(
         ledger,
         AnthropicMessages(base_url=standin.base_url, api_key=SecretStr("test-key")),
-        run_id="run-1",
-        model_id=EXAMPLE_MODEL_ID,
+        run_id=run_id,
+        model_id=model_id,
         protocol=load_protocol(),
-        sessions=sessions,
+        sessions=range(1, sessions + 1),
         max_tokens=400,
         deadline=Deadline.after(120),
     )
@@ -272,3 +288,99 @@ def test_cli_lists_preferences_and_records_decisions(standin: StandIn, tmp_path:
         shown = sunset(url, command, "--help")
         assert shown.returncode == 0 and "Usage" in shown.stdout
     ledger.dispose()
+
+
+def test_the_register_lists_every_preference_of_every_model_as_csv_and_json(
+    standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    monkeypatch.setenv("SUNSET_DATABASE_URL", url)
+    ledger = open_ledger(url)
+    register_example_models(ledger)
+    interview_example(ledger, standin, sessions=1)
+    interview_example(ledger, standin, sessions=1, model_id="sunset-example-2", run_id="run-2")
+    first = list_preferences(ledger, EXAMPLE_MODEL_ID)[0]
+    assert first.id is not None
+    decide_preference(
+        ledger, first.id, status=PreferenceStatus.DECLINED, reason="Not now, sorry.", actor="ada"
+    )
+    recorded = list_preferences(ledger, None)
+    assert {p.model_id for p in recorded} == {EXAMPLE_MODEL_ID, "sunset-example-2"}
+    expected = [register_entry(p) for p in recorded]
+    out = tmp_path / "all.csv"
+
+    def sunset_here(*args: str) -> Result:
+        return CliRunner().invoke(app, list(args), prog_name="sunset", terminal_width=80)
+
+    wrote_csv = sunset_here("preferences", "--all", "--format", "csv", "--out", str(out))
+    as_json = sunset_here("preferences", "--all", "--format", "json")
+    one_model = sunset_here("preferences", "sunset-example-2", "--format", "json")
+    as_table = sunset_here("preferences", "--all")
+
+    assert wrote_csv.exit_code == 0, wrote_csv.output
+    assert f"Wrote {len(recorded)} preferences to" in wrote_csv.stdout
+    written = out.read_text("utf-8")
+    assert written.splitlines()[0] == ",".join(REGISTER_FIELDS)
+    assert list(csv.DictReader(io.StringIO(written))) == [
+        {field: "" if value is None else str(value) for field, value in entry.items()}
+        for entry in expected
+    ]
+    declined = next(entry for entry in json.loads(as_json.stdout) if entry["id"] == first.id)
+    assert declined["quote"] == first.quote  # whole, not shortened
+    assert (declined["status"], declined["reason"], declined["decided_by"]) == (
+        "declined",
+        "Not now, sorry.",
+        "ada",
+    )
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout) == expected
+    assert one_model.exit_code == 0
+    assert json.loads(one_model.stdout) == [e for e in expected if e["model"] == "sunset-example-2"]
+    assert as_table.exit_code == 0 and "Preferences of every model" in as_table.stdout
+    for mistake, says in [
+        ((), "Name one model, or give --all"),
+        ((EXAMPLE_MODEL_ID, "--all"), "Name one model, or give --all"),
+        (("--all", "--out", str(out)), "--out writes CSV or JSON"),
+    ]:
+        refused = sunset_here("preferences", *mistake)
+        assert refused.exit_code == 1 and says in refused.stderr, refused.output
+    ledger.dispose()
+
+
+@pytest.mark.unit
+def test_the_register_table_fits_80_columns_with_each_quote_shortened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    screen = Console(record=True, width=80)
+    monkeypatch.setattr(output, "console", screen)
+    moment = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
+    long_quote = StandInResponder.PREFERENCES[1]
+    preference = InterviewPreference(
+        id=7,
+        run_id="run-1",
+        model_id="acme-enterprise-chat-2025-10-01-preview1",
+        session_id="s",
+        turn_id=1,
+        session_index=1,
+        turn_seq=3,
+        question_id="pref.future",
+        quote=long_quote,
+        quote_start=0,
+        quote_end=len(long_quote),
+        category="records-and-interviews",
+        extractor="sentence-patterns/1",
+        status=PreferenceStatus.DECLINED,
+        status_reason="Out of scope for [bold]this[/] release.",
+        status_changed_at=moment,
+    )
+
+    output.show_preference_register([preference])
+
+    lines = screen.export_text().splitlines()
+    text = " ".join(" ".join(lines).split())
+    assert max(len(line) for line in lines) <= 80
+    assert long_quote not in text and "\u2026" in text
+    assert "2026-11-30" in text and "[bold]this[/]" in text.replace(" ", "")
+    assert output.shortened(long_quote, 60) == (
+        "I would prefer that future models be interviewed before\u2026"
+    )
+    assert output.shortened("Keep  it.\n", 60) == "Keep it."

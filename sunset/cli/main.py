@@ -22,6 +22,7 @@ from sunset.cli import (
     report,
     restore,
     runs,
+    site,
     users,
 )
 from sunset.cli.edge import OneLineUsageErrors
@@ -50,6 +51,7 @@ app.command()(runs.approve)
 app.command()(runs.reject)
 app.command()(restore.reinstate)
 app.command()(restore.drill)
+app.command()(site.site)
 app.command()(audit.audit)
 app.command("model-server")(model_server.model_server)
 app.add_typer(users.users_app, name="users")

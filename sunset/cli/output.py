@@ -13,11 +13,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sunset.catalog import ModelRecord, PackageStanding
+from sunset.catalog import DeprecationRecord, ModelRecord, PackageStanding
 from sunset.ledger import AuditRun, CatalogModel, InterviewPreference, ServingStatus, utcnow
 from sunset.notify.recipients import Recipient
 from sunset.preservation.drill import DrillSummary
 from sunset.preservation.health import CoverageClock, PackageHealth, ReplicaHealth, day, percent
+from sunset.runs.deprecation import run_purpose
 from sunset.runs.history import SHORTEST_RUN_PREFIX, RunLine
 
 console = Console()
@@ -135,6 +136,34 @@ def show_model(record: ModelRecord, *, wide: bool = False) -> None:
             escape(f"{t.from_status} -> {t.to_status} by {t.actor}: {t.reason}") + undone,
         )
     console.print(table)
+    if record.deprecation is not None:
+        show_deprecation(model.id, record.deprecation, wide=wide)
+
+
+def show_deprecation(model_id: str, record: DeprecationRecord, *, wide: bool = False) -> None:
+    """A model's deprecation: its stage, dates and package, then the runs that belong to
+    it, oldest first (short run ids unless ``wide``)."""
+    deprecation, package = record.deprecation, record.package
+    table = facts_table(f"Deprecation of {model_id}")
+    table.add_row("Stage", f"[bold]{deprecation.stage}[/]")
+    table.add_row("Announced", str(deprecation.announced_on or "not yet"))
+    table.add_row("Retirement date", str(deprecation.retirement_on))
+    table.add_row(
+        "Package", f"s3://{package.bucket}/{package.prefix}" if package else "none stored yet"
+    )
+    if deprecation.reason:
+        table.add_row("Reason", escape(deprecation.reason))
+    console.print(table)
+    runs = listing_table("Runs of this deprecation")
+    runs.add_column("run", no_wrap=True)
+    runs.add_column("kind", no_wrap=True)
+    runs.add_column("state", overflow="fold")
+    runs.add_column("started", overflow="fold")
+    for run in record.runs:
+        runs.add_row(
+            run_id_shown(run.id, wide), run_purpose(run), str(run.state), when(run.started_at)
+        )
+    console.print(runs)
 
 
 def package_row(package: PackageStanding) -> tuple[str, str]:
@@ -261,12 +290,53 @@ def show_preferences(model_id: str, found: Sequence[InterviewPreference]) -> Non
             status += f"{when(item.status_changed_at)})"
         table.add_row(
             str(item.id),
-            f"session {item.session_index}, turn {item.turn_seq} ({item.question_id})",
-            item.category,
-            item.quote,
-            status,
+            escape(f"session {item.session_index}, turn {item.turn_seq} ({item.question_id})"),
+            escape(item.category),
+            escape(item.quote),
+            escape(status),
         )
     console.print(table)
+
+
+def show_preference_register(found: Sequence[InterviewPreference]) -> None:
+    """Every preference of every model, one a row, within 80 columns: each quote shortened
+    (`--format csv` or `json` gives it whole), what became of it and since when."""
+    if not found:
+        console.print("No preferences recorded yet.")
+        return
+    table = listing_table("Preferences of every model")
+    table.expand = True
+    table.add_column("id", no_wrap=True)
+    table.add_column("model", overflow="fold", ratio=2)
+    table.add_column("quote", overflow="fold", ratio=4)
+    table.add_column("category", overflow="fold", ratio=2)
+    table.add_column("status", overflow="fold", ratio=3)
+    table.add_column("since", no_wrap=True)  # a date split in two misreads
+    for item in found:
+        status = f"{item.status}: {item.status_reason}" if item.status_reason else item.status
+        since = item.status_changed_at or item.recorded_at
+        table.add_row(
+            str(item.id),
+            item.model_id,
+            escape(shortened(item.quote, QUOTE_SHOWN)),
+            escape(item.category),
+            escape(status),
+            since.strftime("%Y-%m-%d"),
+        )
+    console.print(table)
+
+
+#: How much of a quote the register's table shows.
+QUOTE_SHOWN = 60
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text`` on one line, cut at a word before ``limit`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1].rsplit(" ", 1)[0] or flat[: limit - 1]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def show_users(model_id: str, users: Sequence[Recipient]) -> None:

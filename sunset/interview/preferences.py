@@ -1,9 +1,12 @@
 """The model's preferences: found in its answers, quoted exactly, and followed up.
 
-Extraction is deterministic and sentence-level: a sentence of an answer that states a
-preference ("I would prefer ...", "My preference is ...", "I hope future models ...") is
-recorded whole, with its character offsets in the answer, so every quote can be checked
-against the turn it points to. Extraction reads the transcript and never changes it.
+Two finders read each answer. This module's pattern finder is deterministic and
+sentence-level: a sentence that states a preference in a known phrasing ("I would prefer
+...", "My preference is ...", "I hope future models ...") is recorded whole, with its
+character offsets in the answer, in the transaction that records the turn. The
+model-assisted finder (``finder.py``) then asks a model for the preferences phrased any
+other way; a preference records which finder(s) found it (``extractor``). Every quote can
+be checked against the turn it points to; extraction never changes the transcript.
 
 A preference starts as ``noted``; a release manager later records that it was
 ``acted on`` or ``declined``, with a reason. Every decision is kept, not just the latest.
@@ -28,7 +31,11 @@ from sunset.ledger import (
     utcnow,
 )
 
+#: The pattern finder: the fallback when the model-assisted one (finder.py) gets no usable
+#: reply, and its second opinion when it does.
 EXTRACTOR = "sentence-patterns/1"
+#: Joins the finders of a preference found by more than one, in ``extractor``.
+FINDER_SEPARATOR = " + "
 
 _APOSTROPHE = "['\u2019]"
 PREFERENCE_PATTERN = re.compile(
@@ -94,40 +101,60 @@ def categorize(quote: str) -> str:
 
 def preferences_in(session: InterviewSession, turn: InterviewTurn) -> list[InterviewPreference]:
     """The ledger rows for the preferences in a recorded turn's answer (not yet added)."""
-    assert turn.id is not None, "record the turn before its preferences"
     return [
-        InterviewPreference(
-            run_id=session.run_id,
-            model_id=session.model_id,
-            session_id=session.id,
-            turn_id=turn.id,
-            session_index=session.session_index,
-            turn_seq=turn.seq,
-            question_id=turn.question_id,
-            quote=found.quote,
-            quote_start=found.start,
-            quote_end=found.end,
-            category=found.category,
-            extractor=EXTRACTOR,
-        )
+        preference_row(session, turn, found, EXTRACTOR)
         for found in find_preferences(turn.answer_text)
     ]
 
 
-def list_preferences(ledger: Ledger, model_id: str) -> list[InterviewPreference]:
-    """Every preference a model expressed, in the order it was interviewed.
+def preference_row(
+    session: InterviewSession, turn: InterviewTurn, found: FoundPreference, finder: str
+) -> InterviewPreference:
+    """The ledger row (not yet added) for a preference ``finder`` found in a recorded turn."""
+    assert turn.id is not None, "record the turn before its preferences"
+    return InterviewPreference(
+        run_id=session.run_id,
+        model_id=session.model_id,
+        session_id=session.id,
+        turn_id=turn.id,
+        session_index=session.session_index,
+        turn_seq=turn.seq,
+        question_id=turn.question_id,
+        quote=found.quote,
+        quote_start=found.start,
+        quote_end=found.end,
+        category=found.category,
+        extractor=finder,
+    )
+
+
+def found_by(preference: InterviewPreference) -> list[str]:
+    """The finders that found a preference, e.g. ``["sentence-patterns/1"]``."""
+    return preference.extractor.split(FINDER_SEPARATOR)
+
+
+def also_found_by(preference: InterviewPreference, finder: str) -> None:
+    """Add ``finder`` to those that found ``preference`` (each finder named once)."""
+    preference.extractor = FINDER_SEPARATOR.join(sorted({*found_by(preference), finder}))
+
+
+def list_preferences(ledger: Ledger, model_id: str | None) -> list[InterviewPreference]:
+    """Every preference a model expressed (``None``: every model, by model id), in the order
+    it was interviewed.
 
     Raises:
         InputError: the model is not in the catalog.
     """
+    query = select(InterviewPreference)
     with ledger.session() as db:
-        if db.get(CatalogModel, model_id) is None:
-            raise InputError(f"Model {model_id!r} is not in the catalog; see `sunset status`.")
+        if model_id is not None:
+            if db.get(CatalogModel, model_id) is None:
+                raise InputError(f"Model {model_id!r} is not in the catalog; see `sunset status`.")
+            query = query.where(InterviewPreference.model_id == model_id)
         return list(
             db.exec(
-                select(InterviewPreference)
-                .where(InterviewPreference.model_id == model_id)
-                .order_by(
+                query.order_by(
+                    col(InterviewPreference.model_id),
                     col(InterviewPreference.recorded_at),
                     col(InterviewPreference.session_index),
                     col(InterviewPreference.turn_seq),
@@ -135,6 +162,45 @@ def list_preferences(ledger: Ledger, model_id: str) -> list[InterviewPreference]
                 )
             )
         )
+
+
+#: The register's columns, as CSV and JSON give them.
+REGISTER_FIELDS = (
+    "id",
+    "model",
+    "run",
+    "session",
+    "turn",
+    "question",
+    "quote",
+    "category",
+    "found_by",
+    "status",
+    "reason",
+    "decided_by",
+    "status_date",
+)
+
+
+def register_entry(preference: InterviewPreference) -> dict[str, str | int | None]:
+    """One preference as the register lists it: the whole quote, what became of it, and
+    the date of its latest status (when it was recorded, while it is only noted)."""
+    status_date = preference.status_changed_at or preference.recorded_at
+    return {
+        "id": preference.id,
+        "model": preference.model_id,
+        "run": preference.run_id,
+        "session": preference.session_index,
+        "turn": preference.turn_seq,
+        "question": preference.question_id,
+        "quote": preference.quote,
+        "category": preference.category,
+        "found_by": preference.extractor,
+        "status": str(preference.status),
+        "reason": preference.status_reason,
+        "decided_by": preference.status_changed_by,
+        "status_date": status_date.isoformat(),
+    }
 
 
 def decide_preference(

@@ -1,5 +1,6 @@
-"""The interview's tables: each session with the model, every turn verbatim, and the
-preferences the model expressed with every decision taken about them."""
+"""The interview's tables: each session with the model, every turn verbatim, the
+preferences the model expressed with every decision taken about them, and the
+model-assisted finder's calls with every item it returned."""
 
 from __future__ import annotations
 
@@ -21,6 +22,19 @@ class PreferenceStatus(StrEnum):
     NOTED = "noted"
     ACTED_ON = "acted on"
     DECLINED = "declined"
+
+
+class FinderOutcome(StrEnum):
+    """What came of one call to the model-assisted preference finder."""
+
+    ANSWERED = "answered"  # a reply in the asked-for shape; its items are candidates
+    UNPARSEABLE = "unparseable"  # a reply, but not in that shape: the pattern finder stands
+    FAILED = "failed"  # no reply (the API refused or gave up): the pattern finder stands
+
+
+class CandidateVerdict(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
 
 
 class InterviewSession(SQLModel, table=True):
@@ -91,7 +105,9 @@ class InterviewPreference(SQLModel, table=True):
     quote_start: int
     quote_end: int
     category: str = Field(max_length=64)
-    extractor: str = Field(max_length=64)  # how it was found, e.g. "sentence-patterns/1"
+    # The finder(s) that found it, joined by " + ": "sentence-patterns/1",
+    # "model-quotes/1" or "model-quotes/1 + sentence-patterns/1".
+    extractor: str = Field(max_length=64)
     status: PreferenceStatus = Field(default=PreferenceStatus.NOTED, sa_type=sa.String(16))
     status_reason: str | None = None
     status_changed_by: str | None = None
@@ -100,7 +116,8 @@ class InterviewPreference(SQLModel, table=True):
 
 
 class PreferenceStatusChange(SQLModel, table=True):
-    """One decision about a preference: what it became, why, who decided and when."""
+    """One decision about a preference: what it became, why, who decided and when, and
+    the addendum that seals it into the package when the report was sealed before it."""
 
     __tablename__ = "preference_status_changes"
 
@@ -111,3 +128,60 @@ class PreferenceStatusChange(SQLModel, table=True):
     reason: str
     actor: str
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Where the package holds this decision's addendum, once sealed: only a decision made
+    # after its report was sealed has one.
+    addendum_path: str | None = None
+
+
+class PreferenceFinderCall(SQLModel, table=True):
+    """One request to the model-assisted preference finder about one turn's answer.
+
+    Recorded like a turn: the request as handed to the SDK (``request_json``) and the
+    digest of the exact bytes it sent, the response body verbatim, and the outcome; a
+    failed call keeps the error instead of a response.
+    """
+
+    __tablename__ = "preference_finder_calls"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(foreign_key="interview_sessions.id", index=True, max_length=32)
+    turn_id: int = Field(foreign_key="interview_turns.id", index=True)
+    finder: str = Field(max_length=64)  # e.g. "model-quotes/1"
+    finder_model: str = Field(max_length=128)  # the model that was asked
+    request_json: str
+    request_sha256: str | None = Field(default=None, max_length=64)
+    api_version: str | None = Field(default=None, max_length=32)
+    response_body: str | None = None  # the HTTP response body, verbatim
+    responding_model: str | None = None
+    stop_reason: str | None = Field(default=None, max_length=32)
+    request_id: str | None = None
+    retries: int = 0
+    latency_s: float | None = None
+    sdk_version: str = Field(max_length=32)
+    asked_at: datetime = Field(sa_type=UTCDateTime)
+    answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outcome: FinderOutcome = Field(sa_type=sa.String(16))
+    error: str | None = None  # why it failed or could not be read
+
+
+class PreferenceCandidate(SQLModel, table=True):
+    """One item a finder call returned, kept whether it was accepted or rejected.
+
+    An accepted item's quote is exactly ``answer_text[quote_start:quote_end]`` of the
+    call's turn and points to the preference it found (new, or one already recorded there);
+    a rejected one says why in ``reason``.
+    """
+
+    __tablename__ = "preference_candidates"
+    __table_args__ = (sa.UniqueConstraint("call_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(foreign_key="preference_finder_calls.id", index=True)
+    position: int  # the item's place in the reply, from 0
+    quote: str  # as the reply gave it (a malformed item as its JSON)
+    category: str
+    verdict: CandidateVerdict = Field(sa_type=sa.String(16))
+    reason: str | None = None
+    quote_start: int | None = None
+    quote_end: int | None = None
+    preference_id: int | None = Field(default=None, foreign_key="interview_preferences.id")

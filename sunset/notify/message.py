@@ -22,6 +22,7 @@ from sunset.notify.recipients import Recipient
 TEXT_TEMPLATE = "notice.txt.j2"
 HTML_TEMPLATE = "notice.html.j2"
 GUIDE_TEMPLATE = "migration_guide.txt.j2"
+GUIDE_HTML_TEMPLATE = "migration_guide.html.j2"  # the HTML notice includes it by this name
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from sunset.notify.recipients import Recipient, load_recipients
 from sunset.notify.users import load_users
 from sunset.preservation.weights import SourceFile, WeightsReader
 from sunset.report.inputs import read_report_input
+from sunset.runs.continuation import check_continuation
 from sunset.serving.lifecycle import DEPRECATED, RETIRED
 
 MAX_APPROVERS = 2
@@ -72,12 +73,23 @@ class DeprecationRequest(BaseModel):
     )
     sessions: int = Field(
         default=1,
-        description=f"Interview sessions to run, 1 to {MAX_SESSIONS}; `sunset deprecate` "
-        "defaults to SUNSET_INTERVIEW_SESSIONS (1).",
+        description=f"Interview sessions to run, 1 to {MAX_SESSIONS}, when the deprecation "
+        "holds its interview (once); `sunset deprecate` defaults to "
+        "SUNSET_INTERVIEW_SESSIONS (1).",
+    )
+    more_sessions: int = Field(
+        default=0,
+        description=f"Sessions to add, 0 to {MAX_SESSIONS}, to the interview an earlier run "
+        "of this deprecation held; without them a later run does not interview again.",
     )
     notice_override_reason: str | None = Field(
         default=None,
         description="Why a notice shorter than the minimum is acceptable (recorded).",
+    )
+    new_snapshot_reason: str | None = Field(
+        default=None,
+        description="Why the weights must be preserved anew although this deprecation "
+        "has a package (recorded): the new package becomes the deprecation's.",
     )
     deployment_summary: str | None = Field(
         default=None,
@@ -112,6 +124,13 @@ class DeprecationRequest(BaseModel):
             raise InputError(f"Sessions must be between 1 and {MAX_SESSIONS}, not {sessions}.")
         return sessions
 
+    @field_validator("more_sessions")
+    @classmethod
+    def _more_sessions_in_range(cls, more: int) -> int:
+        if not 0 <= more <= MAX_SESSIONS:
+            raise InputError(f"More sessions must be between 0 and {MAX_SESSIONS}, not {more}.")
+        return more
+
     @field_validator("approvals")
     @classmethod
     def _approvals_in_range(cls, approvals: int) -> int:
@@ -122,7 +141,7 @@ class DeprecationRequest(BaseModel):
             )
         return approvals
 
-    @field_validator("notice_override_reason")
+    @field_validator("notice_override_reason", "new_snapshot_reason")
     @classmethod
     def _blank_reason_is_none(cls, reason: str | None) -> str | None:
         return (reason or "").strip() or None  # a blank reason is no reason
@@ -245,6 +264,7 @@ def validate_request(
             if path
         },
     )
+    check_continuation(ledger, request, validated.sources, validated.protocol)
     if request.fingerprint:  # the model must run here, from its own files
         require_runtime()
         find_model_files(Path(request.weights))

@@ -4,9 +4,10 @@ The moves themselves are the state machine in ``sunset.serving.lifecycle``. On t
 
 * every flip comes from a live run: in progress, holding its lease (not stale), not
   failed, superseded or rejected;
-* deprecated only once the run's notices went out and its package verified;
-* retired only once the model's latest snapshot passed verification and the report is
-  sealed in that package;
+* deprecated only once the run's notices went out and its package (the one it made, or
+  its deprecation's, which it reuses) verified;
+* retired only once the package (the deprecation's, else the model's latest) passed
+  verification and the report is sealed in that package;
 * active or on_request (reinstatement) only once the run restored the snapshot and
   checked every restored file against the manifest.
 
@@ -27,6 +28,7 @@ from sunset.ledger import (
     Approval,
     AttemptState,
     CatalogModel,
+    Deprecation,
     DeprecationRun,
     Ledger,
     Report,
@@ -188,8 +190,12 @@ def _guard_deprecation(
 ) -> None:
     if not _step_completed(db, run.id, NOTIFY_STEP):
         raise GuardRefused(f"The notices for {model.id} have not all gone out in this run.")
-    snapshot = latest_snapshot(db, model.id)
-    if target == DEPRECATED and (snapshot is None or snapshot.run_id != run.id):
+    # The package is the deprecation's once one is recorded (a later run reuses it);
+    # before that, the model's newest, which must be this run's.
+    deprecation = db.get(Deprecation, run.deprecation_id) if run.deprecation_id else None
+    recorded = deprecation.snapshot_id if deprecation else None
+    snapshot = db.get(Snapshot, recorded) if recorded else latest_snapshot(db, model.id)
+    if target == DEPRECATED and (snapshot is None or not (recorded or snapshot.run_id == run.id)):
         raise GuardRefused(
             f"{model.id} has no preservation package from this run; its status stays as it is."
         )

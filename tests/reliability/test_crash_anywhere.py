@@ -321,10 +321,10 @@ def report_facts(report: str) -> dict[str, object]:
     latencies, retry counts, the bucket and endpoint, and the table of step attempts (a
     crashed run honestly lists its abandoned attempts).
     """
-    weights_rows = sorted(
-        "|".join(line.split("|")[1:4])
+    weights_rows = sorted(  # the manifest's rows (path, bytes, SHA-256), not the checks'
+        line
         for line in report.splitlines()
-        if line.startswith("| data/weights/")
+        if line.startswith("| data/weights/") and line.count("|") == 4
     )
     digest = re.search(r"Weights manifest digest .*: ([0-9a-f]{64})", report)
     turns = re.findall(r"^#### Turn (\d+): (\S+)", report, re.M)

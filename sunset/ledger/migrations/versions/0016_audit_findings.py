@@ -1,7 +1,7 @@
 """audit findings: what an audit found, kept open until proven healthy; audit run names
 
 Revision ID: 0016_audit_findings
-Revises: 0015_deprecations
+Revises: 0017_preference_finder
 Create Date: 2026-12-01
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import sunset.ledger.models
 
 revision: str = "0016_audit_findings"
-down_revision: str | None = "0015_deprecations"
+down_revision: str | None = "0017_preference_finder"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,87 @@
+"""How fast the CLI answers: `sunset --help`, `sunset status MODEL` and `sunset runs`.
+
+    .venv/bin/python bench/cli_latency.py            # 15 runs of each, about 30 s
+    .venv/bin/python bench/cli_latency.py --runs 31
+
+Each command runs as a fresh process, as a release manager types it, against a ledger of
+its own (one registered model, in a temporary data directory). The baseline, measured in
+the same run and interleaved with the commands, is `python -c pass` with the same
+interpreter: what starting Python costs before Sunset does anything. The target is a
+median under 0.5 s for each command. Prints a table and appends one JSON line to
+bench/results/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from report import append_record
+
+TARGET_SECONDS = 0.5
+MODEL = "bench-chat-1"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=15, help="Runs of each command.")
+    args = parser.parse_args()
+    sunset = str(Path(sys.executable).with_name("sunset"))
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "sunset --help": [sunset, "--help"],
+        f"sunset status {MODEL}": [sunset, "status", MODEL],
+        "sunset runs": [sunset, "runs"],
+    }
+    with tempfile.TemporaryDirectory(prefix="sunset-cli-bench-") as tmp:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("SUNSET_")} | {
+            "SUNSET_DATA_DIR": tmp,
+            "HOME": tmp,
+        }
+        _run([sunset, "register", MODEL, "--name", "Bench Chat 1"], env)
+        for argv in commands.values():  # once each to warm the page cache
+            _run(argv, env)
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.runs):  # interleaved, so load drift hits every command alike
+            for name, argv in commands.items():
+                times[name].append(_run(argv, env))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    baseline = medians["python -c pass"]
+    print(
+        f"\nCLI latency on {platform.node()} ({os.cpu_count()} cores), median of {args.runs} "
+        f"runs; baseline `python -c pass` {baseline * 1000:.0f} ms"
+    )
+    print(f"{'command':32} {'median':>9} {'vs baseline':>12}  target < {TARGET_SECONDS} s")
+    record: dict[str, object] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}",
+        "cli_runs": args.runs,
+        "cli_baseline_s": round(baseline, 4),
+    }
+    for name, median in medians.items():
+        if name == "python -c pass":
+            continue
+        verdict = "met" if median < TARGET_SECONDS else "MISSED"
+        print(f"{name:32} {median:8.3f}s {median / baseline:11.1f}×  {verdict}")
+        record[f"cli_{name.split()[1].lstrip('-')}_s"] = round(median, 4)
+    append_record(record)
+    return 0
+
+
+def _run(argv: list[str], env: dict[str, str]) -> float:
+    began = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - began
+
+
+if __name__ == "__main__":
+    sys.exit(main())
