@@ -250,6 +250,19 @@ class Settings(BaseSettings):
         description="Every byte of every replica should be deep-checked at least this often; an "
         "audit warns when its budget cannot keep up.",
     )
+    audit_store_retries: int = Field(
+        default=4,
+        ge=0,
+        description="How often an audit asks a replica again, with doubling waits, before it "
+        "records the replica as unreachable for the rest of the run (and the run as unable to "
+        "complete) instead of waiting on it object by object.",
+    )
+    audit_store_retry_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="The audit's first wait before asking an unanswering replica again; each "
+        "next wait doubles.",
+    )
 
     @field_validator("public_url")
     @classmethod

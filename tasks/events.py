@@ -1,30 +1,46 @@
-"""Every Prefect event Sunset emits, and the resources they are about, named once.
+"""Every Prefect event Sunset emits, the resources they are about, and the flows whose
+failure is an alert, named once.
 
-The preservation audit emits them (tasks/audit.py); the operators' automations match
-them (deployments/ops.py). Resource ids are ``sunset.<kind>.<id>``.
+The preservation audit emits the events (tasks/audit.py); the operators' automations
+match them (deployments/ops.py). Resource ids are ``sunset.<kind>.<id>``.
 """
 
 from __future__ import annotations
+
+from uuid import UUID
+
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
 # A fixity check failed, repaired or not: one per snapshot and audit run.
 FIXITY_FAILED_EVENT = "sunset.fixity.failed"
 # An object of the snapshot has no good copy left on any replica.
 IRREPARABLE_EVENT = "sunset.preservation.irreparable"
+# An audit run could not complete: a replica did not answer. One per run.
+AUDIT_INCOMPLETE_EVENT = "sunset.preservation.audit-incomplete"
+# A package that had open damage or an incomplete audit is healthy again.
+ALL_CLEAR_EVENT = "sunset.preservation.all-clear"
 # Deep checks did not re-read every object within the period.
 DEEP_AUDIT_BEHIND_EVENT = "sunset.preservation.deep-audit-behind"
 # Prefect's own events for a flow run that ended badly.
 FLOW_RUN_FAILED_EVENTS = frozenset({"prefect.flow-run.Failed", "prefect.flow-run.Crashed"})
+# The flows a failed or crashed run of which is an alert (tests/test_project.py checks
+# that each is a flow's name).
+ALERTING_FLOWS = ("deprecate-model", "reinstate-model", "resurrection-drill", "audit-preservation")
+# The state an audit run that could not complete ends in: of type FAILED, but not named
+# Failed, so that its own could-not-audit alert is the only one it raises.
+AUDIT_INCOMPLETE_STATE = "Incomplete"
 
 SNAPSHOT_RESOURCE_PREFIX = "sunset.snapshot."
 AUDIT_RESOURCE_PREFIX = "sunset.audit."
 
 
-def snapshot_resource(snapshot_id: str) -> dict[str, str]:
-    """The resource of an event about a preserved snapshot."""
-    return {
+def snapshot_resource(snapshot_id: str, model_id: str | None = None) -> dict[str, str]:
+    """The resource of an event about a preserved snapshot (of a model, if named)."""
+    resource = {
         "prefect.resource.id": f"{SNAPSHOT_RESOURCE_PREFIX}{snapshot_id}",
         "prefect.resource.name": snapshot_id,
     }
+    return resource | ({"sunset.model-id": model_id} if model_id else {})
 
 
 def audit_resource(audit_id: str) -> dict[str, str]:
@@ -35,3 +51,13 @@ def audit_resource(audit_id: str) -> dict[str, str]:
 def related_audit(audit_id: str) -> dict[str, str]:
     """The audit run an event about one snapshot came from."""
     return audit_resource(audit_id) | {"prefect.resource.role": "audit"}
+
+
+def flow_run_page(flow_run_id: UUID | str) -> str | None:
+    """The flow run's page in the Prefect UI (the v2 UI, Prefect's default), or None when
+    no Prefect server is configured."""
+    api = PREFECT_API_URL.value()
+    if not api:
+        return None
+    base = str(PREFECT_UI_URL.value() or str(api).removesuffix("/api")).rstrip("/")
+    return f"{base}/v2/runs/flow-run/{flow_run_id}"

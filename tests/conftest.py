@@ -58,6 +58,7 @@ SERVICE_FIXTURES = frozenset(
         "zygote",  # reliability/: the fork server of the processes it kills
         "prefect_api_relay",  # reliability/: a TCP relay in front of Prefect
         "locked_store",  # reliability/: a SeaweedFS of its own
+        "offsite",  # test_audit_outage.py: a SeaweedFS of its own, stopped and restarted
     }
 )
 # Parametrised fixtures that are a service for some of their values only.

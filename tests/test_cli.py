@@ -208,6 +208,7 @@ def test_every_command_explains_itself() -> None:
         ["ops", "setup"],
         ["drill"],
         ["site"],
+        ["audit"],
         ["model-server"],
     )
     for command in commands:  # in-process: starting Python once per command is slow here

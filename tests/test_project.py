@@ -50,6 +50,19 @@ def test_every_deployment_entrypoint_imports() -> None:
         assert callable(getattr(module, function)), deployment["entrypoint"]
 
 
+def test_the_failed_run_alert_names_every_deployed_flow() -> None:
+    from tasks.events import ALERTING_FLOWS
+
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    names = set()
+    for deployment in config["deployments"]:
+        path, function = deployment["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        names.add(getattr(module, function).name)
+
+    assert set(ALERTING_FLOWS) == names
+
+
 def test_the_core_package_never_imports_prefect() -> None:
     for source in (ROOT / "sunset").rglob("*.py"):
         if source.is_relative_to(ROOT / "sunset" / "cli"):  # the top edge, allowed to start flows

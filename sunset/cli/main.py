@@ -12,6 +12,7 @@ from __future__ import annotations
 import typer
 
 from sunset.cli import (
+    audit,
     catalog,
     demo,
     deprecation,
@@ -51,6 +52,7 @@ app.command()(runs.reject)
 app.command()(restore.reinstate)
 app.command()(restore.drill)
 app.command()(site.site)
+app.command()(audit.audit)
 app.command("model-server")(model_server.model_server)
 app.add_typer(users.users_app, name="users")
 app.add_typer(ops.ops_app, name="ops")

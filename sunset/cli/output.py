@@ -14,9 +14,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from sunset.catalog import DeprecationRecord, ModelRecord, PackageStanding
-from sunset.ledger import CatalogModel, InterviewPreference, ServingStatus
+from sunset.ledger import AuditRun, CatalogModel, InterviewPreference, ServingStatus, utcnow
 from sunset.notify.recipients import Recipient
 from sunset.preservation.drill import DrillSummary
+from sunset.preservation.health import CoverageClock, PackageHealth, ReplicaHealth, day, percent
 from sunset.runs.deprecation import run_purpose
 from sunset.runs.history import SHORTEST_RUN_PREFIX, RunLine
 
@@ -358,3 +359,67 @@ def show_operating_mode(mode: Any) -> None:
     console.print("In another shell, these settings reach the same server and services:")
     for key, value in mode.exports.items():
         console.print(f"export {key}={value}", highlight=False, soft_wrap=True)
+
+
+def show_audit_health(
+    last: AuditRun | None, clock: CoverageClock, packages: Sequence[PackageHealth]
+) -> None:
+    """Every stored package's health: the last audit run and the deep-coverage clock, a
+    table per package (a row per replica), then every open finding, wrapped whole."""
+    if last is None:
+        console.print("No audit has run yet.")
+    else:
+        console.print(
+            f"Last audit: {last.name or last.id} {last.state}, started {when(last.started_at)}",
+            highlight=False,
+        )
+    console.print(clock.sentence(utcnow()), highlight=False)
+    if not packages:
+        console.print("No package is preserved yet.")
+        return
+    for package in packages:
+        table = listing_table(f"{package.model_id}: package {package.snapshot_id}")
+        table.add_column("replica", overflow="fold")
+        for column in ("last fast", "last deep"):
+            table.add_column(column, no_wrap=True)  # a date split in two misreads
+        table.add_column("deep", justify="right", no_wrap=True)
+        table.add_column("open", overflow="fold")
+        table.add_column("locked to", no_wrap=True)
+        for replica in package.replicas:
+            table.add_row(
+                replica.replica,
+                day(replica.last_fast),
+                day(replica.last_deep),
+                percent(replica.deep_covered_bytes, replica.bytes),
+                _open_cell(replica),
+                day(replica.locked_until),
+            )
+        console.print(table)
+    findings = [f for package in packages for f in package.findings]
+    if findings:
+        # Below the tables, a finding has the whole width to wrap in.
+        console.print("Open findings:")
+        lines = Table.grid(padding=(0, 1))
+        lines.add_column(overflow="fold")
+        for f in findings:
+            lines.add_row(
+                escape(
+                    f"{f.snapshot_id} {f.replica}:{f.path} {f.kind} ({f.outcome}: {f.detail}), "
+                    f"since {when(f.first_found_at)}, last seen {when(f.last_found_at)}"
+                )
+            )
+        console.print(lines)
+
+
+def _open_cell(replica: ReplicaHealth) -> str:
+    parts = [
+        f"{replica.open_damage} damaged" if replica.open_damage else "",
+        f"{replica.unchecked} unchecked" if replica.unchecked else "",
+    ]
+    return ", ".join(p for p in parts if p) or "none"
+
+
+def show_health_line(health: PackageHealth | None) -> None:
+    """A model's package health in one line (nothing for a model without a package)."""
+    if health is not None:
+        console.print(health.one_line(), highlight=False)
