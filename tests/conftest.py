@@ -110,8 +110,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if TALLY.empty():
         return
     terminalreporter.section("reliability: what was thrown at Sunset, and what was lost")
-    for label, value in TALLY.rows():
-        terminalreporter.write_line(f"  {label:<17} {value}")
+    rows = TALLY.rows()
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        terminalreporter.write_line(f"  {label:<{width}} {value}")
 
 
 @pytest.fixture(scope="session")
