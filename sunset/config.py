@@ -132,9 +132,11 @@ class Settings(BaseSettings):
     )
     notice_templates_dir: Path | None = Field(
         default=None,
-        description="Directory with this deployment's notice templates (migration_guide.txt.j2, "
-        "migration_guide.html.j2, notice.txt.j2, notice.html.j2); a template missing there "
-        "comes from Sunset's bundled set, which is also the default.",
+        description="Directory with this deployment's notice templates: migration_guide.txt.j2 "
+        "and migration_guide.html.j2, and per kind of notice <kind>.txt.j2 and <kind>.html.j2 "
+        "(announcement, date-changed, reminder, retired, cancelled, reinstated, on-request; "
+        "most extend layout.txt.j2 and layout.html.j2); a template missing there comes from "
+        "Sunset's bundled set, which is also the default.",
     )
     webhook_secret: SecretStr | None = Field(
         default=None,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 
-from sunset.notify.notices import NoticeSummary, notify_recipients
-from sunset.runs.lifecycle import record_announcement
+from sunset.notify.notices import NoticeSummary
+from sunset.runs.notices import announce
 from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import NOTIFY_STEP
 from sunset.services import Services
@@ -15,14 +15,13 @@ from tasks.step import step
 @step(NOTIFY_STEP)
 def notify_users(services: Services, run_id: str, validated: ValidatedRequest) -> NoticeSummary:
     """Send the notice (dates, successor, migration guide) by email and signed webhook."""
-    summary = notify_recipients(
+    summary = announce(
         services.ledger,
         services.notice_channels(),
         run_id=run_id,
-        notice=validated.notice,
-        recipients=validated.recipients,
+        validated=validated,
+        support_contact=services.settings.support_contact,
     )
-    record_announcement(services.ledger, validated.notice)
     logger = get_run_logger()
     for channel, counts in summary.channels.items():
         logger.info(

@@ -65,7 +65,7 @@ def test_a_deprecation_without_a_date_announces_retirement_after_the_minimum_not
     validated = validate(ledger, tmp_path)
 
     assert validated.retirement_on == TODAY + timedelta(days=MINIMUM)
-    assert validated.notice.announced_on == TODAY
+    assert validated.announced_on == TODAY
     assert (validated.terms.notice_days, validated.terms.minimum_notice_days) == (MINIMUM, MINIMUM)
     assert validated.terms.override_reason is None
 
@@ -86,7 +86,7 @@ def test_the_notice_counts_from_the_announcement_of_the_deprecation_in_force(
     validated = validate(ledger, tmp_path, retire=True, notice_override_reason="just in case")
 
     assert validated.retirement_on == TODAY
-    assert validated.notice.announced_on == announced_on
+    assert validated.announced_on == announced_on
     assert validated.terms.notice_days == 100
     assert validated.terms.override_reason is None
     assert "notice shortened" not in validated.flip_reason("run-1")

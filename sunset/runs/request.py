@@ -24,7 +24,7 @@ from sunset.ledger import (
     ServingStatus,
 )
 from sunset.local_model import find_model_files, require_runtime
-from sunset.notify.message import Notice, NoticeTemplates
+from sunset.notify.message import NoticeKind, NoticeTemplates, sample_notice
 from sunset.notify.recipients import Recipient, load_recipients
 from sunset.notify.users import load_users
 from sunset.preservation.weights import SourceFile, WeightsReader
@@ -150,12 +150,16 @@ class ValidatedRequest:
     recipients: list[Recipient]
     protocol: LoadedProtocol
     report_inputs: dict[str, str]
-    notice: Notice
     terms: NoticeTerms
 
     @property
     def retirement_on(self) -> date:
-        return self.notice.retirement_on
+        return self.terms.retirement_on
+
+    @property
+    def announced_on(self) -> date:
+        """The day the notice counts from: the announcement in force, or today's."""
+        return self.terms.announced_on
 
     def flip_reason(self, run_id: str) -> str:
         """Why the run changes the serving status, as recorded with the transition."""
@@ -170,9 +174,10 @@ class ValidatedRequest:
 
 @dataclass(frozen=True)
 class NoticeTerms:
-    """The notice a run gives: until when, and how long against the minimum for the
-    model's class."""
+    """The notice a run gives: from when, until when, and how long against the minimum
+    for the model's class."""
 
+    announced_on: date
     retirement_on: date
     notice_days: int
     minimum_notice_days: int
@@ -219,14 +224,20 @@ def validate_request(
                 f"`sunset register {request.model_id} --name NAME`."
             )
         replacement = db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
-    notice, terms = _notice_terms(request, model, replacement, settings, today)
+    terms = _notice_terms(request, model, settings, today)
     recipients = _recipients(ledger, request)
     if settings.webhook_secret is None and any(r.webhook_url for r in recipients):
         raise InputError(
             "Some recipients have a webhook_url but no signing secret is set; set "
             "SUNSET_WEBHOOK_SECRET so that receivers can verify the notices."
         )
-    NoticeTemplates(settings.notice_templates_dir).check(notice, recipients[0])
+    NoticeTemplates(settings.notice_templates_dir).check(
+        (
+            sample_notice(kind, model, replacement, settings.support_contact, today)
+            for kind in notice_kinds(request)
+        ),
+        recipients[0],
+    )
     validated = ValidatedRequest(
         request=request,
         model=model,
@@ -234,7 +245,6 @@ def validate_request(
         sources=weights.scan(request.weights),
         recipients=recipients,
         protocol=load_protocol(Path(request.protocol) if request.protocol else None),
-        notice=notice,
         terms=terms,
         report_inputs={
             kind: read_report_input(Path(path), kind)
@@ -251,13 +261,14 @@ def validate_request(
     return validated
 
 
+def notice_kinds(request: DeprecationRequest) -> tuple[NoticeKind, ...]:
+    """The kinds of notice a run of this request may send."""
+    return (NoticeKind.ANNOUNCEMENT,)
+
+
 def _notice_terms(
-    request: DeprecationRequest,
-    model: CatalogModel,
-    replacement: CatalogModel | None,
-    settings: Settings,
-    today: date,
-) -> tuple[Notice, NoticeTerms]:
+    request: DeprecationRequest, model: CatalogModel, settings: Settings, today: date
+) -> NoticeTerms:
     minimum = settings.minimum_notice_for(model.model_class)
     # Retiring means retiring now, unless a date was given; deprecating announces a date.
     default = today if request.retire else today + timedelta(days=minimum)
@@ -283,9 +294,8 @@ def _notice_terms(
             "choose a later --retirement-date, deprecate first and retire after the notice "
             "period, or pass --notice-override REASON to record why less notice is acceptable."
         )
-    notice = Notice(model, replacement, announced_on, retirement_on, settings.support_contact)
     reason = request.notice_override_reason if shortened else None
-    return notice, NoticeTerms(retirement_on, notice_days, minimum, reason)
+    return NoticeTerms(announced_on, retirement_on, notice_days, minimum, reason)
 
 
 def _refuse_a_passed_date(
