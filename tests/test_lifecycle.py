@@ -188,7 +188,22 @@ def test_no_flip_from_a_failed_stale_or_finished_run(
     assert model_state(site.ledger) == ("active", 0)
 
 
-def test_retirement_waits_for_notices_verification_and_the_sealed_report(site: Site) -> None:
+def test_deprecation_waits_for_the_notices(site: Site) -> None:
+    run_id = make_run(site.ledger)
+    add_snapshot(site.ledger, run_id, verified=True)
+
+    with pytest.raises(GuardRefused, match="notices .* have not all gone out"):
+        flip_status(
+            site.ledger, run_id=run_id, target=ServingStatus.DEPRECATED, actor="a", reason="r"
+        )
+    complete_step(site.ledger, run_id, NOTIFY_STEP)
+    flip_status(site.ledger, run_id=run_id, target=ServingStatus.DEPRECATED, actor="a", reason="r")
+
+    assert model_state(site.ledger) == ("deprecated", 1)
+
+
+def test_retirement_waits_for_verification_and_the_sealed_report(site: Site) -> None:
+    # Not for notices: a retirement is told after its flip held, when it is true.
     ledger = site.ledger
     run_id = make_run(ledger)
     snapshot_id = add_snapshot(ledger, run_id, verified=False)
@@ -198,9 +213,6 @@ def test_retirement_waits_for_notices_verification_and_the_sealed_report(site: S
             ledger, run_id=run_id, target=ServingStatus.RETIRED, actor="ada", reason="end of life"
         )
 
-    with pytest.raises(GuardRefused, match="notices .* have not all gone out"):
-        retire()
-    complete_step(ledger, run_id, NOTIFY_STEP)
     with pytest.raises(GuardRefused, match="has not passed verification"):
         retire()
     verify(ledger, snapshot_id, run_id)

@@ -20,16 +20,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from sunset.errors import DeliveryInDoubt, DeliveryRejected, TransientError, is_transient
 from sunset.ledger import Delivery, DeliveryState, DeliverySummary, Ledger, utcnow
 from sunset.notify.channels import EMAIL, Channel
-from sunset.notify.message import Notice
+from sunset.notify.message import Notice, NoticeKind
 from sunset.notify.recipients import Recipient
 
 _SETTLED = (DeliveryState.SENT, DeliveryState.REJECTED, DeliveryState.UNCONFIRMED)
+# A notice in one of these states has reached its recipient, or may have.
+REACHED = (DeliveryState.SENT, DeliveryState.UNCONFIRMED)
 _INTERRUPTED = (
     "the process stopped while handing the notice over, so it may have arrived; it is not "
     "sent again so that nobody gets it twice"
@@ -105,6 +108,25 @@ def notify_recipients(
             f"the others went out: {'; '.join(transient[:5])}"
         )
     return NoticeSummary(len(recipients), summaries, problems)
+
+
+def first_reached(
+    ledger: Ledger, deprecation_id: str, kind: NoticeKind | None = None
+) -> dict[str, datetime]:
+    """When each recipient was first reached by a notice of the deprecation (of ``kind``,
+    or of any kind), on whichever channel came first."""
+    query = select(Delivery).where(
+        Delivery.deprecation_id == deprecation_id, col(Delivery.state).in_(REACHED)
+    )
+    if kind is not None:
+        query = query.where(Delivery.kind == kind.value)
+    first: dict[str, datetime] = {}
+    with ledger.session() as db:
+        for delivery in db.exec(query):
+            known = first.get(delivery.recipient)
+            if known is None or delivery.updated_at < known:
+                first[delivery.recipient] = delivery.updated_at
+    return first
 
 
 def delivery_id(model_id: str, notice_key: str, recipient: str, channel: str) -> str:

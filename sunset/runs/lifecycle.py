@@ -26,7 +26,6 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
-from sunset.notify.message import Notice
 from sunset.runs.deprecation import attach_run
 from sunset.runs.request import ValidatedRequest, target_status
 from sunset.serving.lifecycle import DEPRECATION, check_move
@@ -135,16 +134,6 @@ def run_lease(ledger: Ledger, run_id: str, lease_seconds: int) -> Iterator[None]
     finally:
         stop.set()
         thread.join()
-
-
-def record_announcement(ledger: Ledger, notice: Notice) -> None:
-    """Write the announced dates into the catalog, once the notices are out."""
-    with ledger.session() as db:
-        model = db.get(CatalogModel, notice.model.id)
-        assert model is not None
-        model.deprecation_announced_on = notice.announced_on
-        model.retirement_on = notice.retirement_on
-        db.add(model)
 
 
 def load_run(ledger: Ledger, run_id: str) -> DeprecationRun:

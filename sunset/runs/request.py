@@ -20,6 +20,8 @@ from sunset.errors import InputError
 from sunset.interview.protocol import LoadedProtocol, load_protocol
 from sunset.ledger import (
     CatalogModel,
+    Deprecation,
+    DeprecationStage,
     Ledger,
     ServingStatus,
 )
@@ -29,6 +31,7 @@ from sunset.notify.recipients import Recipient, load_recipients
 from sunset.notify.users import load_users
 from sunset.preservation.weights import SourceFile, WeightsReader
 from sunset.report.inputs import read_report_input
+from sunset.runs.deprecation import latest_deprecation
 from sunset.serving.lifecycle import DEPRECATED, RETIRED
 
 MAX_APPROVERS = 2
@@ -224,7 +227,7 @@ def validate_request(
                 f"`sunset register {request.model_id} --name NAME`."
             )
         replacement = db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
-    terms = _notice_terms(request, model, settings, today)
+    terms = _notice_terms(request, model, told_deprecation(ledger, model.id), settings, today)
     recipients = _recipients(ledger, request)
     if settings.webhook_secret is None and any(r.webhook_url for r in recipients):
         raise InputError(
@@ -262,31 +265,48 @@ def validate_request(
 
 
 def notice_kinds(request: DeprecationRequest) -> tuple[NoticeKind, ...]:
-    """The kinds of notice a run of this request may send."""
-    return (NoticeKind.ANNOUNCEMENT,)
+    """The kinds of notice a run of this request may send: a deprecation announces, a
+    retirement tells after its flip that the model is retired."""
+    return (NoticeKind.RETIRED,) if request.retire else (NoticeKind.ANNOUNCEMENT,)
+
+
+def told_deprecation(ledger: Ledger, model_id: str) -> Deprecation | None:
+    """The model's deprecation whose dates its users were told, if they were: the one
+    announced, or the one retired (a retirement run resumed after its flip)."""
+    latest = latest_deprecation(ledger, model_id)
+    told = (DeprecationStage.ANNOUNCED, DeprecationStage.RETIRED)
+    return latest if latest is not None and latest.stage in told else None
 
 
 def _notice_terms(
-    request: DeprecationRequest, model: CatalogModel, settings: Settings, today: date
+    request: DeprecationRequest,
+    model: CatalogModel,
+    told: Deprecation | None,
+    settings: Settings,
+    today: date,
 ) -> NoticeTerms:
     minimum = settings.minimum_notice_for(model.model_class)
     # Retiring means retiring now, unless a date was given; deprecating announces a date.
     default = today if request.retire else today + timedelta(days=minimum)
     retirement_on = request.retirement_date or default
-    # Notice counts from the announcement of the deprecation in force, if there is one.
-    announced_in_force = (
-        model.deprecation_announced_on if model.serving_status == DEPRECATED else None
-    )
+    # Notice counts from the announcement of the deprecation users were told of, if any.
+    announced_in_force = told.announced_on if told else None
     announced_on = announced_in_force or today
-    _refuse_a_passed_date(
-        retirement_on,
-        announced_on,
-        today,
-        already_announced=model.retirement_on if announced_in_force else None,
-    )
+    already_announced = told.retirement_on if told and announced_in_force else None
+    _refuse_a_passed_date(retirement_on, announced_on, today, already_announced=already_announced)
     notice_days = (retirement_on - announced_on).days
-    shortened = notice_days < minimum
+    # A retirement run retires the model when it ends, whatever date it names.
+    retiring_on = today if request.retire else retirement_on
+    earlier = already_announced is not None and retiring_on < already_announced
+    shortened = notice_days < minimum or earlier
     if shortened and not request.notice_override_reason:
+        if earlier:
+            raise InputError(
+                f"Retiring {model.id} on {retiring_on} is earlier than {already_announced}, "
+                "the retirement date its users were told; retire on that date, or pass "
+                "--notice-override REASON to record why it comes earlier (users are told "
+                "the reason when it is retired)."
+            )
         of_class = f" for model class {model.model_class!r}" if model.model_class else ""
         raise InputError(
             f"Retirement on {retirement_on} gives users {notice_days} days of notice from the "

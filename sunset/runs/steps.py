@@ -2,6 +2,7 @@
 
 PREFLIGHT_STEP = "preflight"
 NOTIFY_STEP = "notify_users"
+RETIRED_NOTICE_STEP = "notify_retired"
 SNAPSHOT_STEP = "snapshot_weights"
 VERIFY_STEP = "verify_preservation"
 FINGERPRINT_STEP = "record_fingerprint"

@@ -6,7 +6,7 @@ The moves themselves are the state machine in ``sunset.serving.lifecycle``. On t
   failed, superseded or rejected;
 * deprecated only once the run's notices went out and its package verified;
 * retired only once the model's latest snapshot passed verification and the report is
-  sealed in that package;
+  sealed in that package (its users are told after the flip, when it is true);
 * active or on_request (reinstatement) only once the run restored the snapshot and
   checked every restored file against the manifest.
 
@@ -186,7 +186,8 @@ def _live_run(db: Session, run_id: str) -> DeprecationRun:
 def _guard_deprecation(
     ledger: Ledger, db: Session, run: DeprecationRun, model: CatalogModel, target: ServingStatus
 ) -> None:
-    if not _step_completed(db, run.id, NOTIFY_STEP):
+    # A retirement is told after its flip held, when it is true.
+    if target == DEPRECATED and not _step_completed(db, run.id, NOTIFY_STEP):
         raise GuardRefused(f"The notices for {model.id} have not all gone out in this run.")
     snapshot = latest_snapshot(db, model.id)
     if target == DEPRECATED and (snapshot is None or snapshot.run_id != run.id):
