@@ -39,7 +39,13 @@ from sunset.runs.request import DeprecationRequest, validate_request
 from sunset.runs.steps import NOTIFY_STEP
 from sunset.serving.gateway import HttpGateway, Route, RoutingFile, check_route
 from sunset.serving.guards import flip_status, status_at
-from sunset.serving.lifecycle import DEPRECATION, REINSTATEMENT, TARGETS_BY_KIND, check_move
+from sunset.serving.lifecycle import (
+    CANCELLATION,
+    DEPRECATION,
+    REINSTATEMENT,
+    TARGETS_BY_KIND,
+    check_move,
+)
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.http_receivers import gateway_server
@@ -53,6 +59,7 @@ LEGAL = {
     (R, A, REINSTATEMENT),
     (R, Q, REINSTATEMENT),
     (Q, A, REINSTATEMENT),
+    (D, A, CANCELLATION),
 }
 EVERY_MOVE = list(itertools.product(ServingStatus, ServingStatus, TARGETS_BY_KIND))
 

@@ -8,7 +8,8 @@ The moves themselves are the state machine in ``sunset.serving.lifecycle``. On t
 * retired only once the model's latest snapshot passed verification and the report is
   sealed in that package (its users are told after the flip, when it is true);
 * active or on_request (reinstatement) only once the run restored the snapshot and
-  checked every restored file against the manifest.
+  checked every restored file against the manifest;
+* active again (cancellation) only while the run's deprecation is still in progress.
 
 Each flip is a ``status_transitions`` row (who, when, why, which run). A flip whose
 check failed is marked rolled back: it never took effect for users, and ``status_at``
@@ -27,7 +28,9 @@ from sunset.ledger import (
     Approval,
     AttemptState,
     CatalogModel,
+    Deprecation,
     DeprecationRun,
+    DeprecationStage,
     Ledger,
     Report,
     Restoration,
@@ -42,7 +45,13 @@ from sunset.ledger import (
 from sunset.preservation.verify import is_verified
 from sunset.runs.steps import NOTIFY_STEP
 from sunset.serving.gateway import Route, ServingGateway, check_route
-from sunset.serving.lifecycle import DEPRECATED, DEPRECATION, RETIRED, check_move
+from sunset.serving.lifecycle import (
+    CANCELLATION,
+    DEPRECATED,
+    DEPRECATION,
+    RETIRED,
+    check_move,
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,8 @@ def flip_status(
         check_move(current, target, run.kind)
         if run.kind == DEPRECATION:
             _guard_deprecation(ledger, db, run, model, target)
+        elif run.kind == CANCELLATION:
+            _guard_cancellation(db, run, model)
         else:
             _guard_reinstatement(ledger, db, run, model)
         transition = StatusTransition(
@@ -206,6 +217,18 @@ def _guard_deprecation(
                 f"{model.id} cannot be retired before its report is sealed in package "
                 f"{snapshot.id}."
             )
+
+
+def _guard_cancellation(db: Session, run: DeprecationRun, model: CatalogModel) -> None:
+    deprecation = db.get(Deprecation, run.deprecation_id) if run.deprecation_id else None
+    if deprecation is None or deprecation.stage not in (
+        DeprecationStage.PLANNED,
+        DeprecationStage.ANNOUNCED,
+    ):
+        raise GuardRefused(
+            f"Run {run.id} cancels no deprecation of {model.id} in progress; its serving "
+            "status stays as it is."
+        )
 
 
 def _guard_reinstatement(
