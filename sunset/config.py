@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PRIMARY = "primary"
 MIB = 1024 * 1024
@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         "most extend layout.txt.j2 and layout.html.j2); a template missing there comes from "
         "Sunset's bundled set, which is also the default.",
     )
+    reminder_days: Annotated[list[int], NoDecode] = Field(
+        default=[30, 7, 1],
+        description="Days before an announced retirement date on which its users are "
+        "reminded, e.g. 30,7,1 (or a JSON list); empty: no reminders. A reminder whose day "
+        "was missed goes out late, unless a later one is due or the date has passed.",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None,
         description="Shared secret for the HMAC-SHA256 signature of webhook notices; required "
@@ -239,6 +245,25 @@ class Settings(BaseSettings):
         description="Every byte of every replica should be deep-checked at least this often; an "
         "audit warns when its budget cannot keep up.",
     )
+
+    @field_validator("reminder_days", mode="before")
+    @classmethod
+    def _days_before(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "30,7,1" or "[30, 7, 1]"
+            text = value.strip()
+            value = (
+                json.loads(text)
+                if text.startswith("[")
+                else [part for part in text.split(",") if part.strip()]
+            )
+        return value
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _each_day_once(cls, days: list[int]) -> list[int]:
+        if any(day < 0 for day in days):
+            raise ValueError("reminder days are days before the retirement, 0 or more")
+        return sorted(set(days), reverse=True)
 
     @model_validator(mode="after")
     def _margin_inside_retention(self) -> Self:

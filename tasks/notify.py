@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 
+from sunset.ledger import ServingStatus
 from sunset.notify.notices import NoticeSummary
-from sunset.runs.notices import announce, announce_retirement
+from sunset.runs.notices import announce, announce_reinstatement, announce_retirement
 from sunset.runs.request import ValidatedRequest
-from sunset.runs.steps import NOTIFY_STEP, RETIRED_NOTICE_STEP
+from sunset.runs.steps import NOTIFY_STEP, REINSTATED_NOTICE_STEP, RETIRED_NOTICE_STEP
 from sunset.services import Services
 from tasks.step import step
 
@@ -62,3 +63,21 @@ def log_summary(what: str, summary: NoticeSummary) -> None:
         )
     for problem in summary.problems:
         logger.warning("Notice problem: %s", problem)
+
+
+@step(REINSTATED_NOTICE_STEP)
+def notify_reinstated(
+    services: Services, run_id: str, target: ServingStatus, reason: str
+) -> NoticeSummary:
+    """Once the reinstatement's flip held: tell everyone told of the model's deprecation
+    that it is served again, or available on request."""
+    summary = announce_reinstatement(
+        services.ledger,
+        services.notice_channels(),
+        services.settings,
+        run_id=run_id,
+        target=target,
+        reason=reason,
+    )
+    log_summary("Reinstatement notices", summary)
+    return summary

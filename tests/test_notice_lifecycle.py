@@ -9,7 +9,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,12 @@ from deployments.ops import submit_decision
 from flows import deprecate as deprecate_flow
 from sunset.errors import PreservationError
 from sunset.ledger import (
-    CatalogModel,
     Delivery,
-    Deprecation,
     DeprecationStage,
     RetirementDateChange,
     StatusTransition,
 )
 from sunset.runs.deprecation import package_of_run
-from sunset.runs.request import DeprecationRequest
 from sunset.runs.steps import SNAPSHOT_STEP
 from sunset.services import Services
 from sunset_dev.devstack import read_mailbox, start_smtp
@@ -37,6 +33,17 @@ from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tasks.step import step
 from tests.conftest import Site
 from tests.http_receivers import WebhookReceiver, webhook_receiver
+from tests.notices import (
+    TODAY,
+    announce,
+    catalog_dates,
+    deprecation,
+    hook_second_user,
+    mail_text,
+    received,
+    run_flow,
+    users,
+)
 from tests.paused_runs import in_background, wait_for_pause
 from tests.test_notify import wait_for_log
 
@@ -47,71 +54,21 @@ pytestmark = [
 
 SECRET = "notice-lifecycle-secret"
 ROOT = Path(__file__).resolve().parent.parent
-TODAY = date.today()
 
 
 @pytest.fixture
 def hooks(site: Site, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
-    """A webhook receiver; the site's second user (of three) gets notices there too."""
     monkeypatch.setenv("SUNSET_WEBHOOK_SECRET", SECRET)
     with webhook_receiver(SECRET.encode()) as receiver:
-        lines = site.recipients.read_text().splitlines()
-        rows = [lines[0] + ",webhook_url"]
-        rows += [
-            f"{line},{receiver.url + '/hooks/2' if n == 2 else ''}"
-            for n, line in enumerate(lines[1:], start=1)
-        ]
-        site.recipients.write_text("\n".join(rows) + "\n")
+        hook_second_user(site, receiver)
         yield receiver
-
-
-def run_flow(site: Site, **overrides: Any) -> Any:
-    fields: dict[str, Any] = {
-        "model_id": EXAMPLE_MODEL_ID,
-        "weights": str(site.weights),
-        "recipients": str(site.recipients),
-    } | overrides
-    return deprecate_flow.deprecate_model(DeprecationRequest(**fields), "rm")
-
-
-def received(site: Site) -> Counter[tuple[str, str]]:
-    """(recipient, subject) of every email the site's users got, counted."""
-    return Counter(
-        (str(m["To"]).split("<")[1].rstrip(">"), str(m["Subject"])) for m in site.mailbox()
-    )
-
-
-def users(site: Site) -> list[str]:
-    return [line.split(",")[0] for line in site.recipients.read_text().splitlines()[1:]]
-
-
-def deprecation(site: Site) -> Deprecation:
-    with site.ledger.session() as db:
-        return db.exec(select(Deprecation)).one()
-
-
-def catalog_dates(site: Site) -> tuple[date | None, date | None]:
-    with site.ledger.session() as db:
-        model = db.get(CatalogModel, EXAMPLE_MODEL_ID)
-        assert model is not None
-        return model.deprecation_announced_on, model.retirement_on
-
-
-def announce(site: Site) -> date:
-    """A deprecation run: announced today, retiring after the minimum notice (60 days)."""
-    assert run_flow(site).status == "deprecated"
-    retirement = TODAY + timedelta(days=60)
-    announcement = f"Sunset Example 1 will be retired on {retirement}"
-    assert received(site) == Counter({(user, announcement): 1 for user in users(site)})
-    return retirement
 
 
 def test_an_announced_model_retired_early_hears_of_it_once_and_only_after_the_flip(
     site: Site, hooks: WebhookReceiver
 ) -> None:
     retirement = announce(site)
-    [mail] = [m for m in site.mailbox() if "ada@" in str(m["To"])]
-    text = mail.get_body(("plain",)).get_content()
+    text = mail_text(site, "ada@", f"Sunset Example 1 will be retired on {retirement}")
     assert "will be preserved and verified" in text and "will be interviewed" in text
     assert "are preserved" not in text and "was interviewed" not in text
     assert deprecation(site).stage == DeprecationStage.ANNOUNCED
@@ -134,8 +91,7 @@ def test_an_announced_model_retired_early_hears_of_it_once_and_only_after_the_fl
         sent = db.exec(select(Delivery).where(Delivery.kind == "retired")).all()
         [change] = db.exec(select(RetirementDateChange)).all()
     assert len(sent) == 4 and all(d.updated_at > flip.at for d in sent)
-    [notice] = [m for m in site.mailbox() if m["Subject"] == retired and "ada@" in str(m["To"])]
-    text = notice.get_body(("plain",)).get_content()
+    text = mail_text(site, "ada@", retired)
     record = deprecation(site)
     assert f"earlier than the retirement date we announced, {retirement}" in text
     assert "Why: a security flaw in it" in text

@@ -17,6 +17,7 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import select
 
+from sunset.config import Settings
 from sunset.errors import InputError, TransientError
 from sunset.ledger import CatalogModel, Delivery, DeliverySummary, DeprecationRun, ModelUser
 from sunset.notify.email import SmtpMailer, SmtpRelay, compose_notice
@@ -25,6 +26,7 @@ from sunset.notify.recipients import Recipient, load_recipients
 from sunset.notify.users import import_users, load_users
 from sunset.notify.webhook import sign, verify_signature
 from sunset.runs.deprecation import attach_run, deprecation_of_run
+from sunset.runs.reminders import due_reminder
 from sunset_dev.devstack import ServiceHandle, read_mailbox, start_smtp
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
@@ -369,7 +371,8 @@ def test_each_kind_of_notice_has_its_own_key_subject_templates_and_webhook_type(
     # A reminder is one per retirement date and number of days left.
     reminder = notices[list(NoticeKind).index(NoticeKind.REMINDER)]
     assert reminder.key == f"reminder:sample:{reminder.retirement_on}:7"
-    assert replace(reminder, days_left=1).key != reminder.key
+    assert replace(reminder, reminder_days=1).key != reminder.key
+    assert replace(reminder, days_left=5).key == reminder.key  # the same reminder, sent late
     assert replace(reminder, retirement_on=TODAY).key != reminder.key
 
 
@@ -381,3 +384,40 @@ def test_a_template_of_the_former_single_notice_is_refused_with_its_new_name(
 
     with pytest.raises(InputError, match=r"notice.txt.j2 is no longer read.*announcement.txt.j2"):
         NoticeTemplates(tmp_path)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("days_left", "due"),
+    [
+        (60, None),
+        (31, None),
+        (30, 30),
+        (29, 30),
+        (8, 30),
+        (7, 7),
+        (5, 7),
+        (1, 1),
+        (0, 1),
+        (-1, None),
+    ],
+)
+def test_the_reminder_due_is_the_latest_whose_day_came_until_the_retirement_date_passes(
+    days_left: int, due: int | None
+) -> None:
+    assert due_reminder(TODAY + timedelta(days=days_left), TODAY, [30, 7, 1]) == due
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("setting", "days"), [("30,7,1", [30, 7, 1]), ("[1, 14, 14]", [14, 1]), (" ", [])]
+)
+def test_reminder_days_are_set_as_a_list_or_in_json(
+    monkeypatch: pytest.MonkeyPatch, setting: str, days: list[int]
+) -> None:
+    monkeypatch.setenv("SUNSET_REMINDER_DAYS", setting)
+
+    assert Settings().reminder_days == days
+    assert Settings(**{"reminder_days": days}).as_environment()["SUNSET_REMINDER_DAYS"] == (
+        json.dumps(days)
+    )

@@ -16,6 +16,7 @@ from sunset.cli import (
     demo,
     deprecation,
     model_server,
+    notices,
     ops,
     preferences,
     report,
@@ -45,6 +46,9 @@ app.command()(runs.runs)
 app.command()(report.report)
 app.command()(preferences.preferences)
 app.command()(preferences.preference)
+app.command()(notices.reschedule)
+app.command()(notices.cancel)
+app.command()(notices.remind)
 app.command()(runs.approve)
 app.command()(runs.reject)
 app.command()(restore.reinstate)

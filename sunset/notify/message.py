@@ -69,9 +69,11 @@ class Notice:
     ``previous_retirement_on`` the date users were told before (date changed; retired
     earlier than announced), ``reason`` why (date changed, retired earlier or without
     notice, cancelled, reinstated, on request), ``change_id`` the recorded date change,
-    ``days_left`` (reminder), ``package_id`` and ``report`` (retired: the preservation
-    package and where its report is), ``transition_page`` (the public page on moving to
-    the successor, when the deployment publishes one).
+    ``reminder_days`` which reminder of the schedule it is (so many days before the
+    retirement) and ``days_left`` how many are left when it is sent (later, if its day
+    was missed), ``package_id`` and ``report`` (retired: the preservation package and
+    where its report is), ``transition_page`` (the public page on moving to the
+    successor, when the deployment publishes one).
     """
 
     kind: NoticeKind
@@ -84,6 +86,7 @@ class Notice:
     previous_retirement_on: date | None = None
     reason: str | None = None
     change_id: int | None = None
+    reminder_days: int | None = None
     days_left: int | None = None
     package_id: str | None = None
     report: str | None = None
@@ -94,7 +97,7 @@ class Notice:
         """Identifies the notice: the same notice sent again is the same delivery."""
         key = f"{self.kind.value}:{self.deprecation_id}"
         if self.kind == NoticeKind.REMINDER:
-            return f"{key}:{self.retirement_on.isoformat()}:{self.days_left}"
+            return f"{key}:{self.retirement_on.isoformat()}:{self.reminder_days}"
         if self.kind == NoticeKind.DATE_CHANGED:
             return f"{key}:{self.change_id}"
         return key
@@ -142,6 +145,7 @@ def sample_notice(
         previous_retirement_on=today + timedelta(days=60),
         reason="a sample reason",
         change_id=1,
+        reminder_days=7,
         days_left=7,
         package_id="sample-package",
         report="s3://bucket/models/sample/report.md",
@@ -213,6 +217,24 @@ class NoticeTemplates:
                         f"Notice template {name} cannot be rendered ({exc}); it may use only "
                         f"{', '.join(sorted(_context(notice, recipient)))}."
                     ) from None
+
+    def check_kinds(
+        self,
+        kinds: Iterable[NoticeKind],
+        model: CatalogModel,
+        replacement: CatalogModel | None,
+        support_contact: str,
+        today: date,
+    ) -> None:
+        """Render the templates of ``kinds`` for the model once, every detail filled in.
+
+        Raises:
+            InputError: as ``check``.
+        """
+        self.check(
+            (sample_notice(k, model, replacement, support_contact, today) for k in kinds),
+            SAMPLE_RECIPIENT,
+        )
 
     def webhook_payload(
         self, notice: Notice, recipient: Recipient, delivery: str

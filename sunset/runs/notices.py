@@ -11,6 +11,7 @@ notice) are in ``sunset.notify``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from sqlmodel import col, select
@@ -19,24 +20,32 @@ from sunset.config import Settings
 from sunset.ledger import (
     CatalogModel,
     Deprecation,
+    DeprecationRun,
+    DeprecationStage,
     Ledger,
     Report,
+    RetirementDateChange,
     ServingStatus,
     StatusTransition,
 )
 from sunset.notify.channels import Channel
-from sunset.notify.message import Notice, NoticeKind
+from sunset.notify.message import Notice, NoticeKind, NoticeTemplates
 from sunset.notify.notices import NoticeSummary, first_reached, notify_recipients
+from sunset.notify.recipients import Recipient
 from sunset.runs.deprecation import (
     add_recipients,
     deprecation_of_run,
     mark_announced,
+    move_stage,
     package_of_run,
     recipients_of,
     record_in_catalog,
     record_retirement,
 )
 from sunset.runs.request import ValidatedRequest
+
+# The stages of a deprecation whose model was retired, and a reinstatement can bring back.
+RETIRED_STAGES = (DeprecationStage.RETIRED, DeprecationStage.ON_REQUEST)
 
 
 def deprecation_notice(
@@ -170,3 +179,103 @@ def _retirement_flip(ledger: Ledger, run_id: str) -> StatusTransition:
         ).first()
     assert flip is not None, f"run {run_id} has not retired its model"
     return flip
+
+
+def told_recipients(ledger: Ledger, deprecation_id: str) -> list[Recipient]:
+    """The deprecation's recipients whom one of its notices reached (or may have)."""
+    reached = first_reached(ledger, deprecation_id)
+    return [r for r in recipients_of(ledger, deprecation_id) if r.email in reached]
+
+
+def announce_date_change(
+    ledger: Ledger, channels: Sequence[Channel], settings: Settings, change_id: int
+) -> NoticeSummary:
+    """Tell everyone told of the deprecation that its retirement date moved: the new date,
+    the one before, and the recorded reason."""
+    with ledger.session() as db:
+        change = db.get(RetirementDateChange, change_id)
+        assert change is not None
+        deprecation = db.get(Deprecation, change.deprecation_id)
+        assert deprecation is not None
+    notice = deprecation_notice(
+        ledger,
+        deprecation,
+        NoticeKind.DATE_CHANGED,
+        settings,
+        retirement_on=change.retirement_on,
+        previous_retirement_on=change.previous_on,
+        reason=change.reason,
+        change_id=change.id,
+    )
+    return notify_recipients(
+        ledger,
+        channels,
+        run_id=None,
+        notice=notice,
+        recipients=told_recipients(ledger, deprecation.id),
+    )
+
+
+def check_templates(
+    ledger: Ledger, settings: Settings, model_id: str, kinds: Sequence[NoticeKind], today: date
+) -> None:
+    """Render the templates of ``kinds`` for the model once, before anyone is told.
+
+    Raises:
+        InputError: a template is missing, malformed or uses a name it is not given.
+    """
+    with ledger.session() as db:
+        model = db.get(CatalogModel, model_id)
+        assert model is not None
+        replacement = db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
+    NoticeTemplates(settings.notice_templates_dir).check_kinds(
+        kinds, model, replacement, settings.support_contact, today
+    )
+
+
+def reinstatement_kind(target: ServingStatus) -> NoticeKind:
+    """The notice a reinstatement to ``target`` sends."""
+    return NoticeKind.ON_REQUEST if target == ServingStatus.ON_REQUEST else NoticeKind.REINSTATED
+
+
+def announce_reinstatement(
+    ledger: Ledger,
+    channels: Sequence[Channel],
+    settings: Settings,
+    *,
+    run_id: str,
+    target: ServingStatus,
+    reason: str,
+) -> NoticeSummary:
+    """The reinstatement's flip held: the deprecation that retired the model moves on (to
+    on request, or reinstated), and everyone told of it hears so, with the reason."""
+    with ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+        assert run is not None
+        deprecation = db.exec(
+            select(Deprecation)
+            .where(
+                Deprecation.model_id == run.model_id,
+                col(Deprecation.stage).in_(RETIRED_STAGES),
+            )
+            .order_by(col(Deprecation.opened_at).desc())
+        ).first()
+        if deprecation is None:  # retired before deprecations were recorded: nobody to tell
+            return NoticeSummary(0, {}, [])
+        run.deprecation_id = deprecation.id
+        db.add(run)
+    kind = reinstatement_kind(target)
+    stage = (
+        DeprecationStage.ON_REQUEST
+        if kind == NoticeKind.ON_REQUEST
+        else DeprecationStage.REINSTATED
+    )
+    move_stage(ledger, deprecation.id, stage, reason)
+    notice = deprecation_notice(ledger, deprecation, kind, settings, reason=reason)
+    return notify_recipients(
+        ledger,
+        channels,
+        run_id=run_id,
+        notice=notice,
+        recipients=told_recipients(ledger, deprecation.id),
+    )

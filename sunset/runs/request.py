@@ -26,7 +26,7 @@ from sunset.ledger import (
     ServingStatus,
 )
 from sunset.local_model import find_model_files, require_runtime
-from sunset.notify.message import NoticeKind, NoticeTemplates, sample_notice
+from sunset.notify.message import NoticeKind, NoticeTemplates
 from sunset.notify.recipients import Recipient, load_recipients
 from sunset.notify.users import load_users
 from sunset.preservation.weights import SourceFile, WeightsReader
@@ -234,12 +234,8 @@ def validate_request(
             "Some recipients have a webhook_url but no signing secret is set; set "
             "SUNSET_WEBHOOK_SECRET so that receivers can verify the notices."
         )
-    NoticeTemplates(settings.notice_templates_dir).check(
-        (
-            sample_notice(kind, model, replacement, settings.support_contact, today)
-            for kind in notice_kinds(request)
-        ),
-        recipients[0],
+    NoticeTemplates(settings.notice_templates_dir).check_kinds(
+        notice_kinds(request), model, replacement, settings.support_contact, today
     )
     validated = ValidatedRequest(
         request=request,
