@@ -9,6 +9,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,13 @@ from flows import deprecate as deprecate_flow
 from sunset.errors import PreservationError
 from sunset.ledger import (
     Delivery,
+    Deprecation,
     DeprecationStage,
     RetirementDateChange,
     StatusTransition,
+    utcnow,
 )
+from sunset.report.assemble import render_report
 from sunset.runs.deprecation import package_of_run
 from sunset.runs.steps import SNAPSHOT_STEP
 from sunset.services import Services
@@ -194,3 +198,38 @@ def test_a_retirement_killed_while_telling_users_resumes_and_tells_each_of_them_
         states = Counter(d.state for d in db.exec(select(Delivery)))
     assert states == Counter({"sent": 2, "unconfirmed": 1})  # the held one is not resent
     assert deprecation(site).stage == DeprecationStage.RETIRED
+
+
+def test_the_report_counts_each_users_notice_from_the_announcement_that_reached_them(
+    site: Site,
+) -> None:
+    announce(site)
+    # As if the announcement went out 40 days ago.
+    weeks_ago = TODAY - timedelta(days=40)
+    with site.ledger.session() as db:
+        record = db.exec(select(Deprecation)).one()
+        record.announced_on = weeks_ago
+        db.add(record)
+        for delivery in db.exec(select(Delivery)):
+            delivery.updated_at -= timedelta(days=40)
+            db.add(delivery)
+    # The retirement run names one more user, whom no announcement reached.
+    late_user = f"linus@{site.marker}.example"
+    with site.recipients.open("a") as csv:
+        csv.write(f"{late_user},Linus,1/day\n")
+
+    outcome = run_flow(site, retire=True, notice_override_reason="a security flaw in it")
+
+    sealed = Path(outcome.report).read_text()  # before the flip
+    final = render_report(site.ledger, outcome.run_id, as_of=utcnow())  # as it stands now
+    notice = f"Users were given 40 days of notice, from {weeks_ago} to {TODAY}."
+    assert notice in sealed and notice in final
+    section = final.split("## 3. Notices to users")[1].split("## 4.")[0]
+    assert "1 recipient(s) received no announcement before the retirement." in section
+    ada = f"ada@{site.marker}.example"
+    announced = f"announcement {weeks_ago} (email)"
+    assert f"| {ada} | {weeks_ago} | 40 | {announced}; retired {TODAY} (email) |" in section
+    assert f"| {late_user} | none | none | retired {TODAY} (email) |" in section
+    moved = f"- on {TODAY}, from {TODAY + timedelta(days=60)} to {TODAY}: a security flaw in it"
+    assert moved in section
+    assert f"| {ada} | retired | email | sent | {TODAY} | 1 |  |" in section
