@@ -46,6 +46,24 @@ def notify_retired(
     return summary
 
 
+@step(REINSTATED_NOTICE_STEP)
+def notify_reinstated(
+    services: Services, run_id: str, target: ServingStatus, reason: str
+) -> NoticeSummary:
+    """Once the reinstatement's flip held: tell everyone told of the model's deprecation
+    that it is served again, or available on request."""
+    summary = announce_reinstatement(
+        services.ledger,
+        services.notice_channels(),
+        services.settings,
+        run_id=run_id,
+        target=target,
+        reason=reason,
+    )
+    log_summary("Reinstatement notices", summary)
+    return summary
+
+
 def log_summary(what: str, summary: NoticeSummary) -> None:
     """Log per channel how many notices went out, and every problem."""
     logger = get_run_logger()
@@ -63,21 +81,3 @@ def log_summary(what: str, summary: NoticeSummary) -> None:
         )
     for problem in summary.problems:
         logger.warning("Notice problem: %s", problem)
-
-
-@step(REINSTATED_NOTICE_STEP)
-def notify_reinstated(
-    services: Services, run_id: str, target: ServingStatus, reason: str
-) -> NoticeSummary:
-    """Once the reinstatement's flip held: tell everyone told of the model's deprecation
-    that it is served again, or available on request."""
-    summary = announce_reinstatement(
-        services.ledger,
-        services.notice_channels(),
-        services.settings,
-        run_id=run_id,
-        target=target,
-        reason=reason,
-    )
-    log_summary("Reinstatement notices", summary)
-    return summary

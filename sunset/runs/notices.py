@@ -252,14 +252,20 @@ def announce_reinstatement(
     with ledger.session() as db:
         run = db.get(DeprecationRun, run_id)
         assert run is not None
-        deprecation = db.exec(
-            select(Deprecation)
-            .where(
-                Deprecation.model_id == run.model_id,
-                col(Deprecation.stage).in_(RETIRED_STAGES),
-            )
-            .order_by(col(Deprecation.opened_at).desc())
-        ).first()
+        # The deprecation it brings back: found before (a retried step), or the latest
+        # that retired the model.
+        deprecation = (
+            db.get(Deprecation, run.deprecation_id)
+            if run.deprecation_id
+            else db.exec(
+                select(Deprecation)
+                .where(
+                    Deprecation.model_id == run.model_id,
+                    col(Deprecation.stage).in_(RETIRED_STAGES),
+                )
+                .order_by(col(Deprecation.opened_at).desc())
+            ).first()
+        )
         if deprecation is None:  # retired before deprecations were recorded: nobody to tell
             return NoticeSummary(0, {}, [])
         run.deprecation_id = deprecation.id
