@@ -211,7 +211,10 @@ def test_each_reminder_reaches_each_user_once_however_often_the_reminders_run(
     after = send_reminders(retirement + timedelta(days=1))
 
     assert first.exit_code == 0, first.output
-    assert "30-day reminder (30 days left" in first.output and "email: 3 sent" in first.output
+    assert (
+        f"sunset-example-1: the 30-day reminder (30 days left until {retirement}): "
+        "email: 3 sent; webhook: 1 sent"
+    ) in first.output
     assert "email: 0 sent, 3 earlier" in again.output
     assert [r.summary.channels["email"].sent_before for r in next_day] == [3]
     assert [(r.reminder_days, r.days_left) for r in late + on_the_day] == [(7, 5), (1, 0)]

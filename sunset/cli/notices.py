@@ -118,14 +118,13 @@ def remind(
         if not reminders:
             console.print(f"No reminder was due on {day}.")
             return
-        table = facts_table(f"Reminders of {day}")
-        for reminder in reminders:
-            table.add_row(
-                reminder.model_id,
-                f"{reminder.reminder_days}-day reminder ({reminder.days_left} days left until "
-                f"{reminder.retirement_on}): {_sent(reminder.summary)}",
+        for reminder in reminders:  # one line each, whole, for logs and grep
+            console.print(
+                f"{reminder.model_id}: the {reminder.reminder_days}-day reminder "
+                f"({reminder.days_left} days left until {reminder.retirement_on}): "
+                f"{_sent(reminder.summary)}",
+                soft_wrap=True,
             )
-        console.print(table)
 
 
 def _sent(summary: NoticeSummary) -> str:
