@@ -200,3 +200,20 @@ def test_retiring_earlier_than_the_date_users_were_told_needs_a_reason(
     )
     assert validated.terms.override_reason == "security fix"
     assert validated.terms.notice_days == 100
+
+
+def test_a_deprecation_run_keeps_the_date_users_were_told(ledger: Ledger, tmp_path: Path) -> None:
+    # Its announcement went out, then the run stopped: a new request keeps the date.
+    announced_retirement = TODAY + timedelta(days=80)
+    announce_deprecation(ledger, days_ago=10, retirement_on=announced_retirement)
+
+    kept = validate(ledger, tmp_path)
+    with pytest.raises(InputError) as refused:
+        validate(ledger, tmp_path, retirement_date=TODAY + timedelta(days=120))
+
+    assert (kept.retirement_on, kept.terms.notice_days) == (announced_retirement, 90)
+    assert str(refused.value) == (
+        f"Users of m1 were told it retires on {announced_retirement}; move the date with "
+        f"`sunset reschedule m1 --retirement-date {TODAY + timedelta(days=120)} --reason "
+        "TEXT`, which tells them why."
+    )

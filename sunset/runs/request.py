@@ -282,13 +282,25 @@ def _notice_terms(
     today: date,
 ) -> NoticeTerms:
     minimum = settings.minimum_notice_for(model.model_class)
-    # Retiring means retiring now, unless a date was given; deprecating announces a date.
-    default = today if request.retire else today + timedelta(days=minimum)
-    retirement_on = request.retirement_date or default
     # Notice counts from the announcement of the deprecation users were told of, if any.
     announced_in_force = told.announced_on if told else None
     announced_on = announced_in_force or today
     already_announced = told.retirement_on if told and announced_in_force else None
+    # Retiring means retiring now, unless a date was given; deprecating announces a date,
+    # or keeps the one announced (it moves only with `sunset reschedule`).
+    if request.retire:
+        default = today
+    elif already_announced is not None:
+        if request.retirement_date not in (None, already_announced):
+            raise InputError(
+                f"Users of {model.id} were told it retires on {already_announced}; move the "
+                f"date with `sunset reschedule {model.id} --retirement-date "
+                f"{request.retirement_date} --reason TEXT`, which tells them why."
+            )
+        default = already_announced
+    else:
+        default = today + timedelta(days=minimum)
+    retirement_on = request.retirement_date or default
     _refuse_a_passed_date(retirement_on, announced_on, today, already_announced=already_announced)
     notice_days = (retirement_on - announced_on).days
     # A retirement run retires the model when it ends, whatever date it names.
