@@ -25,7 +25,15 @@ DEEP_AUDIT_BEHIND_EVENT = "sunset.preservation.deep-audit-behind"
 FLOW_RUN_FAILED_EVENTS = frozenset({"prefect.flow-run.Failed", "prefect.flow-run.Crashed"})
 # The flows a failed or crashed run of which is an alert (tests/test_project.py checks
 # that each is a flow's name).
-ALERTING_FLOWS = ("deprecate-model", "reinstate-model", "resurrection-drill", "audit-preservation")
+ALERTING_FLOWS = (
+    "deprecate-model",
+    "reinstate-model",
+    "resurrection-drill",
+    "audit-preservation",
+    "send-reminders",
+    "reschedule-retirement",
+    "cancel-deprecation",
+)
 # The state an audit run that could not complete ends in: of type FAILED, but not named
 # Failed, so that its own could-not-audit alert is the only one it raises.
 AUDIT_INCOMPLETE_STATE = "Incomplete"

@@ -17,6 +17,7 @@ from sunset.cli import (
     demo,
     deprecation,
     model_server,
+    notices,
     ops,
     preferences,
     report,
@@ -47,6 +48,9 @@ app.command()(runs.runs)
 app.command()(report.report)
 app.command()(preferences.preferences)
 app.command()(preferences.preference)
+app.command()(notices.reschedule)
+app.command()(notices.cancel)
+app.command()(notices.remind)
 app.command()(runs.approve)
 app.command()(runs.reject)
 app.command()(restore.reinstate)

@@ -13,6 +13,7 @@ that moment is left out, so a version regenerated later is the same, byte for by
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -34,11 +35,14 @@ from sunset.ledger import (
     PreferenceStatusChange,
     PreservedObject,
     ReportInput,
+    RetirementDateChange,
     RunState,
     Snapshot,
     SnapshotFile,
     StepAttempt,
 )
+from sunset.notify.message import NoticeKind
+from sunset.notify.notices import REACHED
 from sunset.preservation.fingerprint import latest_fingerprint
 from sunset.preservation.package import WEIGHTS_DIR, PayloadEntry, payload_manifest
 from sunset.runs.deprecation import (
@@ -61,18 +65,44 @@ class Timeline:
     retirement_on: date
     target: str
 
-    @property
-    def notice_days(self) -> int:
-        return (self.retirement_on - self.announced_on).days
+
+@dataclass(frozen=True)
+class RecipientNotices:
+    """What one recipient was told: the first announcement that reached them, the notice
+    that gave them until the retirement date, and every notice they got."""
+
+    recipient: str
+    first_announcement: date | None  # None: no announcement reached them before
+    notice_days: int | None
+    received: list[Delivery]  # reached them (or may have), oldest first
 
 
 @dataclass(frozen=True)
 class Notices:
-    """Section 3: who was told, on which channel, and any shortened notice."""
+    """Section 3: who was told what and when, by which channel, and how much notice each
+    user had, counted from the first announcement that reached them."""
 
+    retirement_on: date
     override_reason: str | None
-    summaries: list[DeliverySummary]
-    deliveries: list[Delivery]
+    summaries: list[DeliverySummary]  # this run's notices, per channel
+    deliveries: list[Delivery]  # every notice of the deprecation, up to the report
+    recipients: list[RecipientNotices]
+    date_changes: list[RetirementDateChange]
+
+    @property
+    def notice_days(self) -> list[int]:
+        """The days of notice of each recipient an announcement reached, fewest first."""
+        return sorted(r.notice_days for r in self.recipients if r.notice_days is not None)
+
+    @property
+    def first_announcements(self) -> list[date]:
+        """The days the announcement first reached someone, earliest first."""
+        return sorted({r.first_announcement for r in self.recipients if r.first_announcement})
+
+    @property
+    def untold(self) -> int:
+        """Recipients no announcement reached before the retirement."""
+        return sum(1 for r in self.recipients if r.first_announcement is None)
 
 
 @dataclass(frozen=True)
@@ -189,7 +219,7 @@ def report_facts(ledger: Ledger, run_id: str, as_of: datetime, snapshot: Snapsho
         return ReportFacts(
             timeline=_timeline(db, run),
             deployment_summary=latest_input(db, run_ids, "deployment_summary", as_of),
-            notices=_notices(db, run),
+            notices=_notices(db, run, as_of),
             preservation=_preservation(db, runs, snapshot, as_of),
             interview=_interview(db, run_ids, as_of),
             operator_analysis=latest_input(db, run_ids, "operator_analysis", as_of),
@@ -224,16 +254,61 @@ def _timeline(db: Session, run: DeprecationRun) -> Timeline:
     )
 
 
-def _notices(db: Session, run: DeprecationRun) -> Notices:
+def _notices(db: Session, run: DeprecationRun, as_of: datetime) -> Notices:
+    assert run.retirement_on is not None
     summaries = db.exec(
         select(DeliverySummary)
         .where(DeliverySummary.run_id == run.id)
         .order_by(col(DeliverySummary.channel))
     ).all()
+    # The deprecation's notices, whichever run (or none: reminders, date changes) sent
+    # them, as they stood when the report was made.
+    of_deprecation = (
+        Delivery.deprecation_id == run.deprecation_id
+        if run.deprecation_id
+        else Delivery.run_id == run.id
+    )
     deliveries = db.exec(
-        select(Delivery).where(Delivery.run_id == run.id).order_by(col(Delivery.recipient))
+        select(Delivery)
+        .where(of_deprecation, col(Delivery.updated_at) <= as_of)
+        .order_by(col(Delivery.recipient), col(Delivery.updated_at), col(Delivery.id))
     ).all()
-    return Notices(run.notice_override_reason, list(summaries), list(deliveries))
+    changes = db.exec(
+        select(RetirementDateChange)
+        .where(
+            RetirementDateChange.deprecation_id == run.deprecation_id,
+            col(RetirementDateChange.changed_at) <= as_of,
+        )
+        .order_by(col(RetirementDateChange.id))
+    ).all()
+    return Notices(
+        retirement_on=run.retirement_on,
+        override_reason=run.notice_override_reason,
+        summaries=list(summaries),
+        deliveries=list(deliveries),
+        recipients=_recipient_notices(deliveries, run.retirement_on),
+        date_changes=list(changes),
+    )
+
+
+def _recipient_notices(
+    deliveries: Sequence[Delivery], retirement_on: date
+) -> list[RecipientNotices]:
+    by_recipient: dict[str, list[Delivery]] = {}
+    for delivery in deliveries:
+        by_recipient.setdefault(delivery.recipient, []).append(delivery)
+    recipients = []
+    for recipient, theirs in by_recipient.items():
+        received = [d for d in theirs if d.state in REACHED]
+        announced = [
+            d.updated_at.date()  # UTC, the same on every machine
+            for d in received
+            if d.kind == NoticeKind.ANNOUNCEMENT.value
+        ]
+        first = min(announced, default=None)
+        days = (retirement_on - first).days if first else None
+        recipients.append(RecipientNotices(recipient, first, days, received))
+    return recipients
 
 
 def _preservation(

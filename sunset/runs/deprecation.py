@@ -347,3 +347,64 @@ def recipients_of(ledger: Ledger, deprecation_id: str) -> list[Recipient]:
             .order_by(col(NoticeRecipient.id))
         ).all()
     return [Recipient(r.email, r.name, r.webhook_url, r.usage) for r in rows]
+
+
+def record_retirement(
+    ledger: Ledger,
+    deprecation_id: str,
+    retired_on: date,
+    *,
+    retired_at: datetime,
+    reason: str | None,
+    changed_by: str | None,
+) -> RetirementDateChange | None:
+    """The model was retired (its flip at ``retired_at`` held): the deprecation is retired,
+    on ``retired_on``. Returns the change of the date users were told that the retirement
+    made, if it came on another day than announced; the same call again (a retried step)
+    finds the change it made.
+    """
+    with ledger.session() as db:
+        made = db.exec(
+            select(RetirementDateChange)
+            .where(
+                RetirementDateChange.deprecation_id == deprecation_id,
+                col(RetirementDateChange.changed_at) >= retired_at,
+            )
+            .order_by(col(RetirementDateChange.id))
+        ).first()
+        deprecation = db.get(Deprecation, deprecation_id)
+        assert deprecation is not None
+        moved = made is None and deprecation.retirement_on != retired_on
+        if moved and deprecation.stage != DeprecationStage.ANNOUNCED:
+            deprecation.retirement_on = retired_on  # nobody was told another date
+            db.add(deprecation)
+    if moved and deprecation.stage == DeprecationStage.ANNOUNCED:
+        earlier = retired_on < deprecation.retirement_on
+        made = change_retirement_date(
+            ledger,
+            deprecation_id,
+            retired_on,
+            reason=(reason or "retired earlier than announced")
+            if earlier
+            else "retired after the announced date",
+            changed_by=changed_by,
+        )
+    move_stage(ledger, deprecation_id, DeprecationStage.RETIRED)
+    record_in_catalog(ledger, deprecation_id)
+    return made
+
+
+def record_in_catalog(ledger: Ledger, deprecation_id: str) -> None:
+    """Show the deprecation's dates in the catalog: the announcement and the retirement
+    date users were last told, or none once it is cancelled."""
+    with ledger.session() as db:
+        deprecation = db.get(Deprecation, deprecation_id)
+        assert deprecation is not None
+        model = db.get(CatalogModel, deprecation.model_id)
+        assert model is not None
+        if deprecation.stage == DeprecationStage.CANCELLED:
+            model.deprecation_announced_on = model.retirement_on = None
+        elif deprecation.stage != DeprecationStage.PLANNED:
+            model.deprecation_announced_on = deprecation.announced_on
+            model.retirement_on = deprecation.retirement_on
+        db.add(model)

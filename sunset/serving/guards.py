@@ -7,9 +7,11 @@ The moves themselves are the state machine in ``sunset.serving.lifecycle``. On t
 * deprecated only once the run's notices went out and its package (the one it made, or
   its deprecation's, which it reuses) verified;
 * retired only once the package (the deprecation's, else the model's latest) passed
-  verification and the report is sealed in that package;
+  verification and the report is sealed in that package (its users are told after the
+  flip, when it is true);
 * active or on_request (reinstatement) only once the run restored the snapshot and
-  checked every restored file against the manifest.
+  checked every restored file against the manifest;
+* active again (cancellation) only while the run's deprecation is still in progress.
 
 Each flip is a ``status_transitions`` row (who, when, why, which run). A flip whose
 check failed is marked rolled back: it never took effect for users, and ``status_at``
@@ -30,6 +32,7 @@ from sunset.ledger import (
     CatalogModel,
     Deprecation,
     DeprecationRun,
+    DeprecationStage,
     Ledger,
     Report,
     Restoration,
@@ -44,7 +47,13 @@ from sunset.ledger import (
 from sunset.preservation.verify import is_verified
 from sunset.runs.steps import NOTIFY_STEP
 from sunset.serving.gateway import Route, ServingGateway, check_route
-from sunset.serving.lifecycle import DEPRECATED, DEPRECATION, RETIRED, check_move
+from sunset.serving.lifecycle import (
+    CANCELLATION,
+    DEPRECATED,
+    DEPRECATION,
+    RETIRED,
+    check_move,
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,8 @@ def flip_status(
         check_move(current, target, run.kind)
         if run.kind == DEPRECATION:
             _guard_deprecation(ledger, db, run, model, target)
+        elif run.kind == CANCELLATION:
+            _guard_cancellation(db, run, model)
         else:
             _guard_reinstatement(ledger, db, run, model)
         transition = StatusTransition(
@@ -188,7 +199,8 @@ def _live_run(db: Session, run_id: str) -> DeprecationRun:
 def _guard_deprecation(
     ledger: Ledger, db: Session, run: DeprecationRun, model: CatalogModel, target: ServingStatus
 ) -> None:
-    if not _step_completed(db, run.id, NOTIFY_STEP):
+    # A retirement is told after its flip held, when it is true.
+    if target == DEPRECATED and not _step_completed(db, run.id, NOTIFY_STEP):
         raise GuardRefused(f"The notices for {model.id} have not all gone out in this run.")
     # The package is the deprecation's once one is recorded (a later run reuses it);
     # before that, the model's newest, which must be this run's.
@@ -211,6 +223,18 @@ def _guard_deprecation(
                 f"{model.id} cannot be retired before its report is sealed in package "
                 f"{snapshot.id}."
             )
+
+
+def _guard_cancellation(db: Session, run: DeprecationRun, model: CatalogModel) -> None:
+    deprecation = db.get(Deprecation, run.deprecation_id) if run.deprecation_id else None
+    if deprecation is None or deprecation.stage not in (
+        DeprecationStage.PLANNED,
+        DeprecationStage.ANNOUNCED,
+    ):
+        raise GuardRefused(
+            f"Run {run.id} cancels no deprecation of {model.id} in progress; its serving "
+            "status stays as it is."
+        )
 
 
 def _guard_reinstatement(
