@@ -57,7 +57,7 @@ class LocalOperations:
         port: The Prefect server's port; default: a free one.
         prefect_database_url: The server's database, e.g.
             ``postgresql+asyncpg://prefect@db/prefect``; default: SQLite in ``prefect/``.
-        alert_webhook_url: Where failed runs and failed fixity checks are posted.
+        alert_webhook_url: Where the alerts are posted (``ops.ensure_alerts``).
     """
 
     def __init__(

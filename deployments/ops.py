@@ -27,14 +27,22 @@ from prefect.deployments import run_deployment
 from prefect.events.actions import CallWebhook
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+from prefect.settings import PREFECT_API_URL
 from prefect.types import SecretDict
 from prefect.workers.process import ProcessWorker
 from pydantic import SecretStr
 
 from sunset.errors import InputError, SunsetError
 from sunset.runs.request import DeprecationRequest
-from tasks.events import APPROVAL_REQUESTED_EVENT, FIXITY_FAILED_EVENT, FLOW_RUN_FAILED_EVENTS
+from tasks.events import (
+    ALERTING_FLOWS,
+    ALL_CLEAR_EVENT,
+    APPROVAL_REQUESTED_EVENT,
+    AUDIT_INCOMPLETE_EVENT,
+    FIXITY_FAILED_EVENT,
+    FLOW_RUN_FAILED_EVENTS,
+    flow_run_page,
+)
 from tasks.prefect_calls import sync_result
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -42,26 +50,36 @@ WORK_POOL = "sunset"
 DEPRECATE_FLOW = "deprecate-model"
 DEPRECATE_DEPLOYMENT = f"{DEPRECATE_FLOW}/manual"
 ALERT_WEBHOOK_BLOCK = "sunset-alerts"
-RUN_FAILED_AUTOMATION = "sunset: deprecation run failed"
+RUN_FAILED_AUTOMATION = "sunset: run failed"
 FIXITY_FAILED_AUTOMATION = "sunset: fixity check failed"
 APPROVAL_REQUESTED_AUTOMATION = "sunset: approval requested"
+AUDIT_INCOMPLETE_AUTOMATION = "sunset: audit could not complete"
+ALL_CLEAR_AUTOMATION = "sunset: package healthy again"
+# Names earlier versions gave automations that one of the above replaces.
+REPLACED_AUTOMATIONS = ("sunset: deprecation run failed",)
 
 # Webhook bodies: JSON with a `text` line that chat webhooks (Slack, Mattermost) show as is.
 RUN_FAILED_PAYLOAD = """{
-  "kind": "deprecation-run-failed",
-  "text": {{ ("Sunset: deprecation run " ~ flow_run.name ~ " ended " ~ flow_run.state.name
+  "kind": "run-failed",
+  "text": {{ ("Sunset: " ~ flow.name ~ " run " ~ flow_run.name ~ " ended " ~ flow_run.state.name
              ~ ": " ~ (flow_run.state.message or "no message")) | tojson }},
+  "flow": {{ flow.name | tojson }},
   "flow_run": {{ flow_run.name | tojson }},
   "flow_run_id": {{ flow_run.id | string | tojson }},
   "state": {{ flow_run.state.name | tojson }},
   "tags": {{ flow_run.tags | tojson }},
   "url": {{ flow_run | ui_url | tojson }}
 }"""
-FIXITY_FAILED_PAYLOAD = """{
-  "kind": "fixity-check-failed",
-  "text": {{ ("Sunset: fixity check failed for " ~ event.resource.id) | tojson }},
+
+
+# The webhook body of an event the audit emits: its own `text` line (for one without, the
+# fallback and the resource), the resource, and every fact it carries.
+_AUDIT_PAYLOAD = """{
+  "kind": "<kind>",
+  "text": {{ (event.payload.text or ("<fallback> " ~ event.resource.id)) | tojson }},
   "resource": {{ event.resource | tojson }},
   "details": {{ event.payload | tojson }},
+  "url": {{ (event.payload.run_url or none) | tojson }},
   "occurred": {{ event.occurred | string | tojson }}
 }"""
 
@@ -79,6 +97,15 @@ APPROVAL_REQUESTED_PAYLOAD = """{
   "summary": {{ event.payload.summary | tojson }},
   "url": {{ flow_run | ui_url | tojson }}
 }"""
+
+
+def audit_payload(kind: str, fallback: str) -> str:
+    return _AUDIT_PAYLOAD.replace("<kind>", kind).replace("<fallback>", fallback)
+
+
+FIXITY_FAILED_PAYLOAD = audit_payload("fixity-check-failed", "Sunset: fixity check failed for")
+AUDIT_INCOMPLETE_PAYLOAD = audit_payload("audit-incomplete", "Sunset: audit could not complete:")
+ALL_CLEAR_PAYLOAD = audit_payload("all-clear", "Sunset: all clear for")
 
 
 def require_server() -> str:
@@ -141,8 +168,8 @@ def deploy_project(root: Path = PROJECT_ROOT) -> list[str]:
 
 
 def ensure_alerts(webhook_url: str) -> list[str]:
-    """Post to ``webhook_url`` when a deprecation run fails, a fixity check fails, or a
-    run waits for approval.
+    """Post to ``webhook_url`` when a run fails or crashes, a fixity check fails, an audit
+    could not complete, a package is healthy again, or a run waits for approval.
 
     Saves the URL in the Webhook block ``sunset-alerts`` and (re)creates the automations
     that call it; returns their names.
@@ -155,42 +182,60 @@ def ensure_alerts(webhook_url: str) -> list[str]:
         allow_private_urls=True,
     )
     block_id: UUID = sync_result(block.save(ALERT_WEBHOOK_BLOCK, overwrite=True))
+
+    def on_event(name: str, description: str, event: str, payload: str) -> AutomationCore:
+        return AutomationCore(
+            name=name,
+            description=description,
+            trigger=EventTrigger(expect={event}, posture=Posture.Reactive, threshold=1),
+            actions=[CallWebhook(block_document_id=block_id, payload=payload)],
+        )
+
     automations = [
         AutomationCore(
             name=RUN_FAILED_AUTOMATION,
-            description="A deprecate-model flow run failed or crashed.",
+            description=f"A run of {', '.join(ALERTING_FLOWS)} failed or crashed.",
             trigger=EventTrigger(
                 expect=set(FLOW_RUN_FAILED_EVENTS),
                 match_related={
                     "prefect.resource.role": "flow",
-                    "prefect.resource.name": DEPRECATE_FLOW,
+                    "prefect.resource.name": list(ALERTING_FLOWS),
                 },
                 posture=Posture.Reactive,
                 threshold=1,
             ),
             actions=[CallWebhook(block_document_id=block_id, payload=RUN_FAILED_PAYLOAD)],
         ),
-        AutomationCore(
-            name=FIXITY_FAILED_AUTOMATION,
-            description=f"The preservation audit emitted {FIXITY_FAILED_EVENT}.",
-            trigger=EventTrigger(
-                expect={FIXITY_FAILED_EVENT}, posture=Posture.Reactive, threshold=1
-            ),
-            actions=[CallWebhook(block_document_id=block_id, payload=FIXITY_FAILED_PAYLOAD)],
+        on_event(
+            FIXITY_FAILED_AUTOMATION,
+            f"The preservation audit emitted {FIXITY_FAILED_EVENT}.",
+            FIXITY_FAILED_EVENT,
+            FIXITY_FAILED_PAYLOAD,
         ),
-        AutomationCore(
-            name=APPROVAL_REQUESTED_AUTOMATION,
-            description=f"A run emitted {APPROVAL_REQUESTED_EVENT}: it waits for approvers.",
-            trigger=EventTrigger(
-                expect={APPROVAL_REQUESTED_EVENT}, posture=Posture.Reactive, threshold=1
-            ),
-            actions=[CallWebhook(block_document_id=block_id, payload=APPROVAL_REQUESTED_PAYLOAD)],
+        on_event(
+            AUDIT_INCOMPLETE_AUTOMATION,
+            f"The preservation audit emitted {AUDIT_INCOMPLETE_EVENT}.",
+            AUDIT_INCOMPLETE_EVENT,
+            AUDIT_INCOMPLETE_PAYLOAD,
+        ),
+        on_event(
+            ALL_CLEAR_AUTOMATION,
+            f"The preservation audit emitted {ALL_CLEAR_EVENT}.",
+            ALL_CLEAR_EVENT,
+            ALL_CLEAR_PAYLOAD,
+        ),
+        on_event(
+            APPROVAL_REQUESTED_AUTOMATION,
+            f"A run emitted {APPROVAL_REQUESTED_EVENT}: it waits for approvers.",
+            APPROVAL_REQUESTED_EVENT,
+            APPROVAL_REQUESTED_PAYLOAD,
         ),
     ]
     with get_client(sync_client=True) as client:
-        for automation in automations:
-            for existing in client.read_automations_by_name(automation.name):
+        for name in [*REPLACED_AUTOMATIONS, *(a.name for a in automations)]:
+            for existing in client.read_automations_by_name(name):
                 client.delete_automation(existing.id)
+        for automation in automations:
             client.create_automation(automation)
     return [automation.name for automation in automations]
 
@@ -246,6 +291,12 @@ def follow(
 
 
 def flow_run_url(flow_run_id: UUID) -> str:
-    """The flow run's page in the Prefect UI (the v2 UI, Prefect's default)."""
-    base = str(PREFECT_UI_URL.value() or require_server().removesuffix("/api")).rstrip("/")
-    return f"{base}/v2/runs/flow-run/{flow_run_id}"
+    """The flow run's page in the Prefect UI (the v2 UI, Prefect's default).
+
+    Raises:
+        InputError: no Prefect server is configured.
+    """
+    require_server()
+    url = flow_run_page(flow_run_id)
+    assert url is not None  # a server is configured
+    return url

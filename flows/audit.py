@@ -1,4 +1,5 @@
-"""audit_preservation: fast-check everything, deep-check a share, repair, extend the locks."""
+"""audit_preservation: fast-check everything, deep-check a share, repair, extend the locks,
+conclude."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from typing import Any
 
 from prefect import Flow, flow
 from prefect.client.schemas.objects import FlowRun
-from prefect.states import State
+from prefect.states import Failed, State
 
 from sunset.config import Settings
-from sunset.ledger import open_ledger
+from sunset.ledger import AuditState, open_ledger, utcnow
 from sunset.preservation.audit import AuditSummary, finish_audit
 from sunset.services import connect
 from tasks.audit import (
@@ -20,6 +21,12 @@ from tasks.audit import (
     fast_verify_replicas,
     repair_damage,
 )
+from tasks.events import AUDIT_INCOMPLETE_STATE
+
+
+def audit_run_name() -> str:
+    """audit-<date>: the day's audit, as alerts and `sunset audit` name it."""
+    return f"audit-{utcnow():%Y-%m-%d}"
 
 
 def _close_audit_run(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
@@ -31,18 +38,22 @@ def _close_audit_run(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any])
 
 @flow(
     name="audit-preservation",
+    flow_run_name=audit_run_name,
     on_completion=[_close_audit_run],
     on_failure=[_close_audit_run],
+    on_crashed=[_close_audit_run],
 )
 def audit_preservation(
     deep_budget_bytes: int | None = None, deep_period_days: int | None = None
-) -> AuditSummary:
+) -> AuditSummary | State[Any]:
     """Audit every preserved package on every replica, repair damage, keep the locks ahead.
 
-    Fast checks cover every object every run; deep checks re-read a rolling share, the
-    objects checked longest ago first. A damaged object is restored from a replica whose
-    copy matches the manifest; where none does, the run fails and emits the Prefect event
-    ``sunset.preservation.irreparable``.
+    Fast checks cover every object every run; deep checks re-read a rolling share, objects
+    with open findings first, then those checked longest ago. An object proven damaged is
+    restored from a copy proven good in the same run. A replica that does not answer is
+    asked again with growing waits, then set aside: the run ends in the state
+    ``Incomplete`` (and emits ``sunset.preservation.audit-incomplete``) without calling
+    anything on it damaged or repairing from or to it.
 
     Args:
         deep_budget_bytes: Bytes this run may re-read; default SUNSET_AUDIT_DEEP_BUDGET_BYTES.
@@ -50,12 +61,21 @@ def audit_preservation(
             SUNSET_AUDIT_DEEP_PERIOD_DAYS.
 
     Raises:
-        PreservationError: an object has no good copy left, or its lock could not be kept.
+        PreservationError: an object has no good copy left.
     """
     services = connect(Settings())
     audit_id = begin_audit(services)
     fast = fast_verify_replicas(services, audit_id)
-    deep = deep_verify_share(services, audit_id, deep_budget_bytes, deep_period_days)
+    deep = deep_verify_share(services, audit_id, fast, deep_budget_bytes, deep_period_days)
     repairs = repair_damage(services, audit_id, fast, deep)
-    retention = extend_retention(services, audit_id)
-    return conclude_audit(services, audit_id, fast, deep, repairs, retention)
+    retention = extend_retention(services, audit_id, repairs)
+    summary = conclude_audit(services, audit_id, fast, deep, repairs, retention, deep_period_days)
+    return ending(summary)
+
+
+def ending(summary: AuditSummary) -> AuditSummary | State[Any]:
+    """The summary of a run that did everything; the Incomplete state of one that could
+    not (of type FAILED, not named Failed: its own alert is the one it raises)."""
+    if summary.state == AuditState.INCOMPLETE:
+        return Failed(name=AUDIT_INCOMPLETE_STATE, message=summary.error)
+    return summary

@@ -1,5 +1,10 @@
 """deprecate_model: preflight -> notify -> snapshot -> verify -> interview -> report
--> (approval) -> flip.
+-> (approval) -> flip; with ``retire``: preflight -> snapshot -> ... -> flip -> notify.
+
+Users are told only what is true when they read it: a deprecation announces the
+retirement, with preservation and the interview still ahead; a retirement tells nothing
+until its flip held (so a rejection or a failed step has told nobody anything new), then
+that the model is retired.
 
 With ``fingerprint``, a model that runs here is also fingerprinted after verification and
 drilled (restored, loaded from the package alone, its fingerprint replayed) before the report.
@@ -26,7 +31,7 @@ from sunset.services import connect
 from tasks.drill import drill_package
 from tasks.fingerprint import record_fingerprint
 from tasks.interview import run_interviews
-from tasks.notify import notify_users
+from tasks.notify import notify_retired, notify_users
 from tasks.preflight import preflight
 from tasks.report import assemble_report
 from tasks.snapshot import snapshot_weights
@@ -77,7 +82,8 @@ def deprecate_model(
         run_id, validated = start.run_id, start.validated
         target = target_status(request)
         with run_lease(services.ledger, run_id, lease_seconds):
-            notify_users(services, run_id, validated)
+            if not request.retire:
+                notify_users(services, run_id, validated)
             snapshot = snapshot_weights(services, run_id, validated)
             verify_preservation(services, run_id, snapshot)
             if request.fingerprint:
@@ -105,4 +111,6 @@ def deprecate_model(
                 actor=requested_by or "unnamed requester",
                 reason=validated.flip_reason(run_id),
             )
+            if request.retire:
+                notify_retired(services, run_id, validated, requested_by)
     return DeprecationOutcome(run_id, model_id, report.package, report.local_path, str(status))

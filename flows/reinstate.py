@@ -1,5 +1,5 @@
 """reinstate_model: plan -> re-verify the package -> restore -> check the copy
--> (approval) -> flip."""
+-> (approval) -> flip -> tell the deprecation's users."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from sunset.config import Settings
 from sunset.preservation.restore import ReinstatementRequest
 from sunset.runs.lifecycle import run_lease
 from sunset.services import connect
+from tasks.notify import notify_reinstated
 from tasks.reinstate import check_restored, plan, restore_weights, reverify_package
 
 
@@ -95,6 +96,7 @@ def reinstate_model(
             actor=requested_by or "unnamed requester",
             reason=f"reinstatement run {run_id} from snapshot {checked.snapshot.id}: {reason}",
         )
+        notify_reinstated(services, run_id, checked.target, reason)
     return ReinstatementOutcome(
         run_id, model_id, checked.snapshot.id, restored.destination, str(flipped)
     )

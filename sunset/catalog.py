@@ -13,6 +13,7 @@ from sunset.ledger import (
     Approval,
     CatalogModel,
     DeliverySummary,
+    Deprecation,
     DeprecationRun,
     DrillEvent,
     Fingerprint,
@@ -26,6 +27,7 @@ from sunset.ledger import (
 )
 from sunset.preservation.fingerprint import latest_fingerprint
 from sunset.preservation.verify import is_verified
+from sunset.runs.deprecation import latest_deprecation, runs_of
 from sunset.runs.request import check_model_id
 from sunset.serving.guards import history, latest_snapshot
 
@@ -44,9 +46,20 @@ class PackageStanding:
 
 
 @dataclass(frozen=True)
+class DeprecationRecord:
+    """A model's latest deprecation: its stage and dates, its package, and the runs that
+    carry it (announcement, retirement), oldest first."""
+
+    deprecation: Deprecation
+    package: Snapshot | None
+    runs: list[DeprecationRun]
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     """A model's catalog entry with what its runs left: the latest package, its standing,
-    report and fingerprint, the last drill, notices, approvals and status transitions."""
+    report and fingerprint, the last drill, notices, approvals and status transitions, and
+    its latest deprecation."""
 
     model: CatalogModel
     package: PackageStanding | None
@@ -56,6 +69,7 @@ class ModelRecord:
     deliveries: list[DeliverySummary]
     approvals: list[Approval]
     transitions: list[StatusTransition]
+    deprecation: DeprecationRecord | None = None
 
 
 def register_model(
@@ -147,7 +161,18 @@ def model_record(ledger: Ledger, model_id: str) -> ModelRecord:
         deliveries=list(deliveries),
         approvals=list(approvals),
         transitions=history(ledger, model_id),
+        deprecation=deprecation_record(ledger, model_id),
     )
+
+
+def deprecation_record(ledger: Ledger, model_id: str) -> DeprecationRecord | None:
+    """The model's latest deprecation with its package and runs; None if it has none."""
+    deprecation = latest_deprecation(ledger, model_id)
+    if deprecation is None:
+        return None
+    with ledger.session() as db:
+        package = db.get(Snapshot, deprecation.snapshot_id) if deprecation.snapshot_id else None
+    return DeprecationRecord(deprecation, package, runs_of(ledger, deprecation.id))
 
 
 def package_standing(ledger: Ledger, snapshot: Snapshot) -> PackageStanding:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PRIMARY = "primary"
 MIB = 1024 * 1024
@@ -138,16 +138,24 @@ class Settings(BaseSettings):
     )
     notice_templates_dir: Path | None = Field(
         default=None,
-        description="Directory with this deployment's notice templates (migration_guide.txt.j2, "
-        "migration_guide.html.j2, notice.txt.j2, notice.html.j2) and public page templates "
-        "(adapting_to_successor.html.j2, the advice on each model's transition page); a "
+        description="Directory with this deployment's notice templates: migration_guide.txt.j2 "
+        "and migration_guide.html.j2, and per kind of notice <kind>.txt.j2 and <kind>.html.j2 "
+        "(announcement, date-changed, reminder, retired, cancelled, reinstated, on-request; "
+        "most extend layout.txt.j2 and layout.html.j2), and the public page's "
+        "adapting_to_successor.html.j2 (the advice on each model's transition page); a "
         "template missing there comes from Sunset's bundled set, which is also the default.",
     )
     public_url: str | None = Field(
         default=None,
         description="Base URL where the output of `sunset site` is published, e.g. "
         "https://example.org/model-deprecations/; when set, the deprecations feed gives "
-        "absolute URLs and notices can link to each model's transition page.",
+        "absolute URLs and notices link to each model's transition page.",
+    )
+    reminder_days: Annotated[list[int], NoDecode] = Field(
+        default=[30, 7, 1],
+        description="Days before an announced retirement date on which its users are "
+        "reminded, e.g. 30,7,1 (or a JSON list); empty: no reminders. A reminder whose day "
+        "was missed goes out late, unless a later one is due or the date has passed.",
     )
     webhook_secret: SecretStr | None = Field(
         default=None,
@@ -250,6 +258,19 @@ class Settings(BaseSettings):
         description="Every byte of every replica should be deep-checked at least this often; an "
         "audit warns when its budget cannot keep up.",
     )
+    audit_store_retries: int = Field(
+        default=4,
+        ge=0,
+        description="How often an audit asks a replica again, with doubling waits, before it "
+        "records the replica as unreachable for the rest of the run (and the run as unable to "
+        "complete) instead of waiting on it object by object.",
+    )
+    audit_store_retry_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="The audit's first wait before asking an unanswering replica again; each "
+        "next wait doubles.",
+    )
 
     @field_validator("public_url")
     @classmethod
@@ -257,6 +278,25 @@ class Settings(BaseSettings):
         if url is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
             raise ValueError(f"{url!r} is not a web address; give it as https://host/path/")
         return url
+
+    @field_validator("reminder_days", mode="before")
+    @classmethod
+    def _days_before(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "30,7,1" or "[30, 7, 1]"
+            text = value.strip()
+            value = (
+                json.loads(text)
+                if text.startswith("[")
+                else [part for part in text.split(",") if part.strip()]
+            )
+        return value
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _each_day_once(cls, days: list[int]) -> list[int]:
+        if any(day < 0 for day in days):
+            raise ValueError("reminder days are days before the retirement, 0 or more")
+        return sorted(set(days), reverse=True)
 
     @model_validator(mode="after")
     def _margin_inside_retention(self) -> Self:

@@ -137,7 +137,10 @@ def _transient_in_s3(exc: BaseException, botocore: Any) -> bool:
         botocore.EndpointConnectionError
         | botocore.ConnectionClosedError
         | botocore.ReadTimeoutError
-        | botocore.ConnectTimeoutError,
+        | botocore.ConnectTimeoutError
+        # The connection broke while a body was being read.
+        | botocore.ResponseStreamingError
+        | botocore.IncompleteReadError,
     )
 
 

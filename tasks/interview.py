@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 
+from sunset.interview.plan import plan_interview
 from sunset.interview.runner import InterviewSummary, interview_deadline
 from sunset.interview.runner import run_interviews as interview
 from sunset.interview.transcript import PackageTranscripts
@@ -21,13 +22,17 @@ def run_interviews(
 ) -> InterviewSummary:
     """Ask every protocol question in each session; a resumed run asks only the rest.
 
+    A deprecation has one interview: a later run of it (the retirement) resumes sessions
+    left open and adds those asked for with ``more_sessions``, and is recorded as skipped
+    when the interview is complete and nothing more was asked.
+
     Each answer is recorded in the ledger, with the preferences found in it, and its
     session's transcript is rewritten into the preservation package at once.
 
     Args:
         services: The ledger, the object store and the Messages client.
         run_id: The deprecation run.
-        validated: The request, with the loaded protocol and the session count.
+        validated: The request, with the loaded protocol and the session counts.
 
     Returns:
         What was asked, replayed and flagged.
@@ -36,13 +41,21 @@ def run_interviews(
         DeadlineExceeded: SUNSET_INTERVIEW_DEADLINE_SECONDS passed; not retried.
     """
     settings = services.settings
+    request = validated.request
+    plan = plan_interview(
+        services.ledger, run_id, sessions=request.sessions, more_sessions=request.more_sessions
+    )
+    if not plan.sessions:
+        skipped = plan.skipped_summary()
+        get_run_logger().info("Interview skipped: %s", skipped.skipped)
+        return skipped
     summary = interview(
         services.ledger,
         services.messages,
         run_id=run_id,
         model_id=validated.model.id,
         protocol=validated.protocol,
-        sessions=validated.request.sessions,
+        sessions=plan.sessions,
         max_tokens=settings.interview_max_tokens,
         deadline=interview_deadline(
             services.ledger,
@@ -51,6 +64,7 @@ def run_interviews(
             flow_run_id=flow_run.get_id(),
             seconds=settings.interview_deadline_seconds,
         ),
+        finder_model=settings.preference_finder_model or validated.model.id,
         concurrency=settings.interview_concurrency,
         package=PackageTranscripts.for_run(
             services.ledger, services.store, run_id=run_id, organization=settings.organization

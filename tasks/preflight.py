@@ -8,10 +8,12 @@ from typing import Any
 
 from prefect.runtime import flow_run
 
+from sunset.runs.continuation import check_same_bytes, package_to_compare
 from sunset.runs.lifecycle import begin_deprecation
 from sunset.runs.request import DeprecationRequest, ValidatedRequest, validate_request
 from sunset.runs.steps import PREFLIGHT_STEP
 from sunset.services import Services
+from tasks.progress import progress_artifact
 from tasks.step import step
 
 
@@ -35,14 +37,25 @@ def preflight(
     ``orchestrator_lease_id``: this flow run's lease on the model's deprecation slot,
     recorded with the run so that a resumed run can free it if this process dies.
 
-    Bad input (including a bucket without Object Lock, on any replica) fails here with one
-    sentence and leaves the ledger, the buckets and every mailbox untouched.
+    Bad input (including a bucket without Object Lock, on any replica, and weights that are
+    not the bytes of the deprecation's package) fails here with one sentence and leaves the
+    ledger, the buckets and every mailbox untouched.
     """
     settings = services.settings
     validated = validate_request(
         services.ledger, request, settings, weights=services.weights, today=date.today()
     )
     services.store.require_ready()
+    package = package_to_compare(services.ledger, request)
+    if package is not None:  # a later run of the deprecation: its weights must be the package's
+        check_same_bytes(
+            services.ledger,
+            package,
+            request,
+            validated.sources,
+            services.weights,
+            progress=progress_artifact("Bytes of weights compared with the package"),
+        )
     run = begin_deprecation(
         services.ledger,
         validated,
@@ -63,5 +76,6 @@ def preflight(
             "notice_days": validated.terms.notice_days,
             "minimum_notice_days": validated.terms.minimum_notice_days,
             "notice_override_reason": validated.terms.override_reason,
+            "weights_same_as_package": package.id if package else None,
         },
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from prefect import get_run_logger
@@ -21,6 +22,7 @@ from sunset.preservation.restore import (
 from sunset.preservation.store import ObjectStore
 from sunset.preservation.verify import VerificationSummary, verify_snapshot
 from sunset.runs.lifecycle import begin_run
+from sunset.runs.notices import check_templates, reinstatement_kind
 from sunset.runs.steps import PREFLIGHT_STEP, RESTORE_CHECK_STEP, RESTORE_STEP, VERIFY_STEP
 from sunset.services import Services
 from sunset.serving.lifecycle import REINSTATEMENT
@@ -41,6 +43,8 @@ def plan(
 ) -> ReinstatementStart:
     """Check the request whole, then start or resume the model's reinstatement run."""
     checked = plan_reinstatement(services.ledger, request, destination(services, request))
+    kind = reinstatement_kind(checked.target)
+    check_templates(services.ledger, services.settings, request.model_id, [kind], date.today())
     run = begin_run(
         services.ledger,
         model_id=request.model_id,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 
+from sunset.preservation.records import snapshot_files
+from sunset.preservation.reuse import reused_package
 from sunset.preservation.snapshot import SnapshotSummary
 from sunset.preservation.snapshot import snapshot_weights as preserve_weights
+from sunset.runs.deprecation import package_to_reuse
 from sunset.runs.lifecycle import load_run
 from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import SNAPSHOT_STEP
@@ -18,7 +21,20 @@ from tasks.step import step
 def snapshot_weights(
     services: Services, run_id: str, validated: ValidatedRequest
 ) -> SnapshotSummary:
-    """Stream every weights file into the package on every replica, hashing it on the way."""
+    """Stream every weights file into the package on every replica, hashing it on the way;
+    a later run of a deprecation reuses its package instead (preflight found the weights
+    byte for byte the same) and sends nothing."""
+    reused = package_to_reuse(services.ledger, run_id)
+    if reused is not None:
+        get_run_logger().info(
+            "Reusing package %s of this deprecation (made by run %s): the weights are the "
+            "same bytes, nothing sent",
+            reused.id,
+            reused.run_id,
+        )
+        return reused_package(
+            services.store, reused, snapshot_files(services.ledger, reused.id), validated.sources
+        )
     summary = preserve_weights(
         services.ledger,
         services.store,

@@ -7,6 +7,7 @@ from prefect import get_run_logger
 from sunset.preservation.seal import finish_interrupted_seal
 from sunset.preservation.snapshot import SnapshotSummary
 from sunset.preservation.verify import VerificationSummary, verify_snapshot
+from sunset.runs.deprecation import record_package
 from sunset.runs.steps import VERIFY_STEP
 from sunset.services import Services
 from tasks.progress import progress_artifact
@@ -20,7 +21,8 @@ def verify_preservation(
 ) -> VerificationSummary:
     """Check every stored file and tag file on every replica, fast (a version listing:
     size, ETag, current version) and deep (re-read, re-hashed, lock confirmed); any failure
-    fails the run."""
+    fails the run. A package that passes becomes the deprecation's (when it is its first,
+    or the new one the release manager asked for)."""
     organization = services.settings.organization
     if finish_interrupted_seal(services.ledger, services.store, snapshot.snapshot_id, organization):
         get_run_logger().info("Rewrote the tag files left behind by an interrupted seal")
@@ -32,6 +34,7 @@ def verify_preservation(
         organization=organization,
         progress=progress_artifact("Bytes re-read and re-hashed"),
     )
+    record_package(services.ledger, run_id, summary.snapshot_id)
     get_run_logger().info(
         "Verified %d objects (%d bytes read) on %s",
         summary.files_checked,

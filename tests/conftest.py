@@ -58,6 +58,7 @@ SERVICE_FIXTURES = frozenset(
         "zygote",  # reliability/: the fork server of the processes it kills
         "prefect_api_relay",  # reliability/: a TCP relay in front of Prefect
         "locked_store",  # reliability/: a SeaweedFS of its own
+        "offsite",  # test_audit_outage.py: a SeaweedFS of its own, stopped and restarted
     }
 )
 # Parametrised fixtures that are a service for some of their values only.
@@ -109,8 +110,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if TALLY.empty():
         return
     terminalreporter.section("reliability: what was thrown at Sunset, and what was lost")
-    for label, value in TALLY.rows():
-        terminalreporter.write_line(f"  {label:<17} {value}")
+    rows = TALLY.rows()
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        terminalreporter.write_line(f"  {label:<{width}} {value}")
 
 
 @pytest.fixture(scope="session")

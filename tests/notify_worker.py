@@ -2,8 +2,8 @@
 
     python -m tests.notify_worker CONFIG.json
 
-CONFIG holds the ledger URL, the run, the SMTP port, the webhook secret and the
-recipients CSV. The same ``notify`` runs in the test process for the rerun.
+CONFIG holds the ledger URL, the run and its deprecation, the SMTP port, the webhook
+secret and the recipients CSV. The same ``notify`` runs in the test process for the rerun.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from sunset.ledger import CatalogModel, Ledger
 from sunset.notify.channels import EmailChannel, WebhookChannel
 from sunset.notify.email import SmtpMailer, SmtpRelay
-from sunset.notify.message import Notice, NoticeTemplates
+from sunset.notify.message import Notice, NoticeKind, NoticeTemplates
 from sunset.notify.notices import NoticeSummary, notify_recipients
 from sunset.notify.recipients import load_recipients
 from sunset.notify.webhook import WebhookSender
@@ -35,6 +35,8 @@ def notify(config: dict[str, Any]) -> NoticeSummary:
                 db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
             )
         notice = Notice(
+            NoticeKind.ANNOUNCEMENT,
+            config["deprecation_id"],
             model,
             replacement,
             date.fromisoformat(config["announced_on"]),

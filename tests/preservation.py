@@ -8,7 +8,8 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,11 +17,16 @@ from awscrt import checksums
 
 from sunset.config import Settings
 from sunset.ledger import CatalogModel, DeprecationRun, Ledger, utcnow
+from sunset.preservation.audit import AuditSummary, begin_audit, conclude
+from sunset.preservation.audit_checks import deep_audit, fast_audit
+from sunset.preservation.reach import Reach
+from sunset.preservation.repair import extend_retention, repair
 from sunset.preservation.replicas import ReplicatedStore, connect_store
 from sunset.preservation.snapshot import SnapshotSummary, snapshot_weights
 from sunset.preservation.store import ObjectStore
 from sunset.preservation.weights import SourceFile, WeightsReader
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
+from sunset_dev.seaweedfs import s3_client
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # the smallest part S3 (and SeaweedFS) accepts
@@ -170,3 +176,50 @@ def rot_on_disk(seaweedfs_dir: Path, bucket: str, data: bytes) -> None:
             file.write(blob[start : crc_at + 4])
         return
     raise AssertionError(f"the bytes were not found in any volume of {bucket}")
+
+
+def audit_in_process(
+    ledger: Ledger,
+    store: ReplicatedStore,
+    *,
+    delays: tuple[float, ...] = (0.01,),
+    budget_bytes: int = 1 << 40,
+    margin: timedelta = timedelta(days=1),
+) -> AuditSummary:
+    """One audit run through the core functions, step by step as the flow chains them
+    (each step beginning with the replicas set aside by the one before), without Prefect."""
+    audit_id = begin_audit(ledger, None, "audit-in-process")
+    fast = fast_audit(ledger, store, audit_id, Reach(delays))
+    deep = deep_audit(
+        ledger,
+        store,
+        audit_id,
+        Reach(delays, fast.unanswered),
+        budget_bytes=budget_bytes,
+        period=timedelta(days=90),
+    )
+    damaged = [*fast.damaged, *deep.damaged]
+    repairs = repair(ledger, store, audit_id, damaged, Reach(delays, deep.unanswered))
+    retention = extend_retention(
+        ledger, store, audit_id, margin=margin, reach=Reach(delays, repairs.unanswered)
+    )
+    return conclude(ledger, audit_id, fast, deep, repairs, retention)
+
+
+def impatient(copy: ObjectStore, endpoint: str | None = None) -> ObjectStore:
+    """``copy`` through a client that tries each request once and gives up on a silent
+    store in a second, at ``endpoint`` (default: the same one): outages show at once."""
+    client = s3_client(
+        endpoint or copy.endpoint,
+        "sunset-devstack",
+        "sunset-devstack",
+        retries={"total_max_attempts": 1},
+        connect_timeout=1,
+        read_timeout=5,
+    )
+    return ObjectStore(client, copy.bucket, copy.name)
+
+
+def with_copy(store: ReplicatedStore, copy: ObjectStore) -> ReplicatedStore:
+    """``store`` with the copy of the same name replaced by ``copy``."""
+    return replace(store, copies=[copy if c.name == copy.name else c for c in store.copies])

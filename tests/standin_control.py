@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from sunset.interview.finder import FINDER_INSTRUCTIONS
+
 
 class StandIn:
     """The running stand-in: queue faults, script replies, read what it received and what
@@ -32,10 +34,22 @@ class StandIn:
         assert response.status_code == 200, response.text
 
     def log(self) -> list[dict[str, Any]]:
+        """The interview's requests, in the order received (the finder's are apart)."""
+        return [entry for entry in self._received() if not _asks_the_finder(entry)]
+
+    def finder_log(self) -> list[dict[str, Any]]:
+        """The preference finder's requests, one per recorded answer searched."""
+        return [entry for entry in self._received() if _asks_the_finder(entry)]
+
+    def _received(self) -> list[dict[str, Any]]:
         response = self.http.get("/_standin/requests")
         assert response.status_code == 200
         entries: list[dict[str, Any]] = response.json()
         return entries
+
+
+def _asks_the_finder(entry: dict[str, Any]) -> bool:
+    return bool((entry.get("json") or {}).get("system") == FINDER_INSTRUCTIONS)
 
 
 def last_question(entry: dict[str, Any]) -> str:

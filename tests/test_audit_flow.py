@@ -1,5 +1,7 @@
 """The audit_preservation flow against the real SeaweedFS: bit rot on disk and a deleted
-object found and repaired, no good copy failing loudly, and locks kept ahead."""
+object found and repaired, with an alert that says so; no good copy failing loudly; locks
+kept ahead; and the run's artifact and `sunset audit` telling what the ledger holds. (A
+replica stopped in the middle of an audit: test_audit_outage.py.)"""
 
 from __future__ import annotations
 
@@ -14,11 +16,26 @@ from sqlmodel import select
 
 from flows.audit import audit_preservation
 from sunset.errors import PreservationError
-from sunset.ledger import AuditAttempt, AuditRun, FixityEvent, PreservedObject, utcnow
+from sunset.ledger import (
+    AuditAttempt,
+    AuditRun,
+    FixityEvent,
+    PreservedObject,
+    utcnow,
+)
 from sunset.preservation.package import WEIGHTS_DIR
 from sunset.preservation.replicas import ReplicatedStore
 from sunset.preservation.snapshot import SnapshotSummary
+from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tasks.events import FIXITY_FAILED_EVENT
+from tests.audit_views import (
+    artifact_table,
+    counted_in_ledger,
+    emitted,
+    health_rows_in_ledger,
+    sunset_audit,
+    sunset_cli,
+)
 from tests.conftest import Site
 from tests.preservation import (
     PART,
@@ -83,6 +100,36 @@ def test_bit_rot_on_one_replica_is_found_by_deep_check_and_repaired_from_the_oth
 
     assert (result.fast_checked, result.deep_checked) == (2 * OBJECTS, 2 * OBJECTS)
     assert (result.damaged, result.repaired, result.irreparable) == (1, 1, [])
+    # The alert an on-call person reads: model, object, replica, what, repaired, the run.
+    [alert] = emitted(FIXITY_FAILED_EVENT, f"sunset.snapshot.{summary.snapshot_id}")
+    assert alert.resource["sunset.model-id"] == EXAMPLE_MODEL_ID
+    [found] = alert.payload["objects"]
+    assert (found["replica"], found["path"], found["found"], found["repaired"]) == (
+        "replica",
+        path,
+        "damaged",
+        True,
+    )
+    assert found["detail"] == "sha512 differs from the manifest"
+    text = alert.payload["text"]
+    assert f"model {EXAMPLE_MODEL_ID}" in text and f"{path} on replica 'replica' damaged" in text
+    assert "repaired: mismatch: restored from primary" in text
+    assert f"audit run {result.name}" in text and result.name == f"audit-{utcnow():%Y-%m-%d}"
+    with site.ledger.session() as db:
+        flow_run_id = db.get(AuditRun, result.audit_id).flow_run_id  # type: ignore[union-attr]
+    assert alert.payload["run_url"].endswith(f"/runs/flow-run/{flow_run_id}")
+    assert alert.payload["run_url"] in text
+    # The run's artifact and `sunset audit` say what the ledger holds.
+    table, artifact = artifact_table(str(flow_run_id))
+    assert table == counted_in_ledger(site, result.audit_id)
+    assert table[(EXAMPLE_MODEL_ID, "replica")][3:5] == [1, 1]  # damaged, repaired
+    assert "Deep-coverage clock: the oldest deep check is 0 day(s) old" in artifact
+    shown = sunset_audit()
+    assert any(line[0].startswith(f"Last audit: {result.name} completed") for line in shown)
+    for row in health_rows_in_ledger(site):
+        assert row in shown, (row, shown)
+    status = " ".join(" ".join(sunset_cli("status", EXAMPLE_MODEL_ID)).split())
+    assert f"Package health: no open damage; fast-checked ok since {utcnow():%Y-%m-%d}" in status
     events = audit_events(site, result.audit_id)
     bad = [e for e in events if e.outcome != "ok"]
     assert [(e.replica, e.path, e.method, e.outcome) for e in bad] == [

@@ -208,6 +208,7 @@ def test_every_command_explains_itself() -> None:
         ["ops", "setup"],
         ["drill"],
         ["site"],
+        ["audit"],
         ["model-server"],
     )
     for command in commands:  # in-process: starting Python once per command is slow here
@@ -333,8 +334,7 @@ def test_prefect_keeps_its_home_under_the_data_directory_unless_the_user_sets_it
     tmp_path: Path, user_set: bool
 ) -> None:
     home, data, chosen = tmp_path / "home", tmp_path / "data", tmp_path / "chosen"
-    home.mkdir()
-    data.mkdir()  # as a command's ledger has made it by the time Prefect starts
+    home.mkdir()  # the data directory is not there yet: a ledger elsewhere made none
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUNSET_", "PREFECT_"))}
     env |= {"HOME": str(home), "SUNSET_DATA_DIR": str(data)}
     if user_set:

@@ -8,9 +8,16 @@ from datetime import UTC, date, datetime
 import pytest
 from rich.console import Console
 
-from sunset.catalog import ModelRecord
+from sunset.catalog import DeprecationRecord, ModelRecord
 from sunset.cli import output
-from sunset.ledger import CatalogModel, DeliverySummary
+from sunset.ledger import (
+    CatalogModel,
+    DeliverySummary,
+    Deprecation,
+    DeprecationRun,
+    DeprecationStage,
+    Snapshot,
+)
 from sunset.runs.history import AttemptLine, RunLine
 
 pytestmark = pytest.mark.unit
@@ -148,3 +155,44 @@ def test_the_model_record_shows_short_run_ids_and_whole_ones_when_wide(screen: C
     assert f"(run {RUN_ID[:8]})" in flowing(narrow) and RUN_ID not in flowing(narrow)
     assert any(LONG_MODEL_ID in line for line in narrow)
     assert any(RUN_ID in line for line in wide)
+
+
+def test_the_deprecation_at_80_columns_shows_its_stage_dates_package_and_runs(
+    screen: Console,
+) -> None:
+    deprecation = Deprecation(
+        model_id=LONG_MODEL_ID,
+        stage=DeprecationStage.ANNOUNCED,
+        announced_on=date(2026, 9, 1),
+        retirement_on=date(2026, 11, 30),
+        snapshot_id="20260901T021923Z-8d81008a",
+    )
+    package = Snapshot(
+        id="20260901T021923Z-8d81008a",
+        run_id=RUN_ID,
+        model_id=LONG_MODEL_ID,
+        endpoint="https://s3.example",
+        bucket="acme-preservation",
+        prefix=f"models/{LONG_MODEL_ID}/20260901T021923Z-8d81008a/",
+    )
+    runs = [
+        DeprecationRun(id=RUN_ID, model_id=LONG_MODEL_ID, state="completed", started_at=STARTED),
+        DeprecationRun(
+            id="5e5e5e5e" + "0" * 24,
+            model_id=LONG_MODEL_ID,
+            state="running",
+            started_at=STARTED,
+            parameters={"retire": True},
+        ),
+    ]
+
+    output.show_deprecation(LONG_MODEL_ID, DeprecationRecord(deprecation, package, runs))
+
+    lines = printed(screen)
+    facts = ["".join(c for c in line if c not in "│┌┐└┘─┬┴").split() for line in lines]
+    assert ["Stage", "announced"] in facts and ["Announced", "2026-09-01"] in facts
+    assert ["Retirement", "date", "2026-11-30"] in facts
+    assert f"s3://acme-preservation/{package.prefix}" in "".join(map("".join, facts))
+    assert any(RUN_ID[:8] in line and "announce" in line and "completed" in line for line in lines)
+    assert any("5e5e5e5e " in line and "retire" in line and "running" in line for line in lines)
+    assert RUN_ID not in flowing(lines)

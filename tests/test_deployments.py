@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sunset.preservation.package import package_prefix
 
@@ -80,3 +83,34 @@ def test_the_bucket_policy_lets_nobody_delete_preserved_packages() -> None:
         "s3:DeleteObjectVersion",
         "s3:BypassGovernanceRetention",
     } <= denied_on_packages
+
+
+def scheduled_deployments() -> list[dict[str, Any]]:
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    return [d for d in config["deployments"] if d.get("schedules")]
+
+
+def test_the_reminders_are_sent_by_a_daily_deployment() -> None:
+    [reminders] = [
+        d for d in scheduled_deployments() if d["entrypoint"] == "flows/notices.py:send_reminders"
+    ]
+
+    [schedule] = reminders["schedules"]
+    minute, hour, *every_day = schedule["cron"].split()
+    assert every_day == ["*", "*", "*"] and minute.isdigit() and hour.isdigit()
+    assert reminders["work_pool"]["name"] == "sunset"
+
+
+def test_every_scheduled_flow_starts_without_parameters() -> None:
+    # A schedule passes none: each parameter needs its default.
+    for deployment in scheduled_deployments():
+        path, function = deployment["entrypoint"].split(":")
+        flow = getattr(
+            importlib.import_module(path.removesuffix(".py").replace("/", ".")), function
+        )
+        required = [
+            name
+            for name, parameter in inspect.signature(flow.fn).parameters.items()
+            if parameter.default is inspect.Parameter.empty
+        ]
+        assert required == [], f"{deployment['entrypoint']} needs {required}"

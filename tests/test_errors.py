@@ -7,7 +7,13 @@ import smtplib
 import anthropic
 import httpx2  # the HTTP client the anthropic SDK is built on, and its errors carry
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 from sunset.errors import (
     DeadlineExceeded,
@@ -41,6 +47,8 @@ TRANSIENT = [
     s3_error("SomethingNew", 502),  # any 5xx, named or not
     EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
     ReadTimeoutError(endpoint_url="http://127.0.0.1:1"),
+    ResponseStreamingError(error="connection reset while a body was read"),
+    IncompleteReadError(actual_bytes=10, expected_bytes=20),
     anthropic.APIConnectionError(request=REQUEST),
     anthropic.APITimeoutError(request=REQUEST),
     *(api_status(status) for status in (408, 409, 429, 500, 529)),

@@ -68,9 +68,10 @@ def interview(site: Site, standin: StandIn, run_id: str, **overrides: Any) -> An
         "run_id": run_id,
         "model_id": EXAMPLE_MODEL_ID,
         "protocol": DEFAULT,
-        "sessions": 1,
+        "sessions": [1],
         "max_tokens": 400,
         "deadline": Deadline.after(120),
+        "finder_model": EXAMPLE_MODEL_ID,
     } | overrides
     return run_interviews(site.ledger, client(standin), **options)
 
@@ -103,7 +104,7 @@ def test_multi_session_interview_records_byte_for_byte_what_the_server_sent(
 ) -> None:
     run_id = begin_run(site.ledger)
 
-    summary = interview(site, standin, run_id, sessions=3, concurrency=2)
+    summary = interview(site, standin, run_id, sessions=[1, 2, 3], concurrency=2)
 
     assert (summary.sessions, summary.turns_asked, summary.turns_replayed) == (3, 24, 0)
     log = standin.log()
@@ -231,7 +232,7 @@ def test_a_slow_answer_is_cut_off_at_the_deadline(site: Site, standin: StandIn) 
     started = time.monotonic()
 
     with pytest.raises(DeadlineExceeded, match="within its deadline of 1 s"):
-        interview(site, standin, run_id, sessions=2, deadline=Deadline.after(1))
+        interview(site, standin, run_id, sessions=[1, 2], deadline=Deadline.after(1))
 
     assert time.monotonic() - started < 3.5  # each attempt got only the time that was left
     assert len(standin.log()) == 1
@@ -293,9 +294,10 @@ run_interviews(
     run_id=a["run_id"],
     model_id=a["model_id"],
     protocol=load_protocol(),
-    sessions=1,
+    sessions=[1],
     max_tokens=400,
     deadline=Deadline.after(120),
+    finder_model=a["model_id"],
     package=PackageTranscripts(
         ledger, connect_store(Settings()), snapshot_id=a["snapshot_id"],
         organization=a["organization"],

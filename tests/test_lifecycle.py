@@ -39,7 +39,13 @@ from sunset.runs.request import DeprecationRequest, validate_request
 from sunset.runs.steps import NOTIFY_STEP
 from sunset.serving.gateway import HttpGateway, Route, RoutingFile, check_route
 from sunset.serving.guards import flip_status, status_at
-from sunset.serving.lifecycle import DEPRECATION, REINSTATEMENT, TARGETS_BY_KIND, check_move
+from sunset.serving.lifecycle import (
+    CANCELLATION,
+    DEPRECATION,
+    REINSTATEMENT,
+    TARGETS_BY_KIND,
+    check_move,
+)
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.http_receivers import gateway_server
@@ -53,6 +59,7 @@ LEGAL = {
     (R, A, REINSTATEMENT),
     (R, Q, REINSTATEMENT),
     (Q, A, REINSTATEMENT),
+    (D, A, CANCELLATION),
 }
 EVERY_MOVE = list(itertools.product(ServingStatus, ServingStatus, TARGETS_BY_KIND))
 
@@ -188,7 +195,22 @@ def test_no_flip_from_a_failed_stale_or_finished_run(
     assert model_state(site.ledger) == ("active", 0)
 
 
-def test_retirement_waits_for_notices_verification_and_the_sealed_report(site: Site) -> None:
+def test_deprecation_waits_for_the_notices(site: Site) -> None:
+    run_id = make_run(site.ledger)
+    add_snapshot(site.ledger, run_id, verified=True)
+
+    with pytest.raises(GuardRefused, match="notices .* have not all gone out"):
+        flip_status(
+            site.ledger, run_id=run_id, target=ServingStatus.DEPRECATED, actor="a", reason="r"
+        )
+    complete_step(site.ledger, run_id, NOTIFY_STEP)
+    flip_status(site.ledger, run_id=run_id, target=ServingStatus.DEPRECATED, actor="a", reason="r")
+
+    assert model_state(site.ledger) == ("deprecated", 1)
+
+
+def test_retirement_waits_for_verification_and_the_sealed_report(site: Site) -> None:
+    # Not for notices: a retirement is told after its flip held, when it is true.
     ledger = site.ledger
     run_id = make_run(ledger)
     snapshot_id = add_snapshot(ledger, run_id, verified=False)
@@ -198,9 +220,6 @@ def test_retirement_waits_for_notices_verification_and_the_sealed_report(site: S
             ledger, run_id=run_id, target=ServingStatus.RETIRED, actor="ada", reason="end of life"
         )
 
-    with pytest.raises(GuardRefused, match="notices .* have not all gone out"):
-        retire()
-    complete_step(ledger, run_id, NOTIFY_STEP)
     with pytest.raises(GuardRefused, match="has not passed verification"):
         retire()
     verify(ledger, snapshot_id, run_id)

@@ -15,7 +15,14 @@ import pytest
 
 from sunset.config import Settings
 from sunset.errors import InputError
-from sunset.ledger import CatalogModel, Ledger, ServingStatus, open_ledger
+from sunset.ledger import (
+    CatalogModel,
+    Deprecation,
+    DeprecationStage,
+    Ledger,
+    ServingStatus,
+    open_ledger,
+)
 from sunset.preservation.weights import WeightsReader
 from sunset.runs.request import DeprecationRequest, ValidatedRequest, validate_request
 
@@ -34,15 +41,25 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
     ledger.dispose()
 
 
-def announce_deprecation(ledger: Ledger, days_ago: int) -> date:
-    """Mark m1 deprecated, announced ``days_ago`` days before TODAY."""
+def announce_deprecation(ledger: Ledger, days_ago: int, retirement_on: date | None = None) -> date:
+    """Mark m1 deprecated, announced ``days_ago`` days before TODAY, retiring on
+    ``retirement_on`` (default: TODAY)."""
     announced_on = TODAY - timedelta(days=days_ago)
     with ledger.session() as db:
         model = db.get(CatalogModel, "m1")
         assert model is not None
         model.serving_status = ServingStatus.DEPRECATED
         model.deprecation_announced_on = announced_on
+        model.retirement_on = retirement_on or TODAY
         db.add(model)
+        db.add(
+            Deprecation(
+                model_id="m1",
+                stage=DeprecationStage.ANNOUNCED,
+                announced_on=announced_on,
+                retirement_on=model.retirement_on,
+            )
+        )
     return announced_on
 
 
@@ -65,7 +82,7 @@ def test_a_deprecation_without_a_date_announces_retirement_after_the_minimum_not
     validated = validate(ledger, tmp_path)
 
     assert validated.retirement_on == TODAY + timedelta(days=MINIMUM)
-    assert validated.notice.announced_on == TODAY
+    assert validated.announced_on == TODAY
     assert (validated.terms.notice_days, validated.terms.minimum_notice_days) == (MINIMUM, MINIMUM)
     assert validated.terms.override_reason is None
 
@@ -86,7 +103,7 @@ def test_the_notice_counts_from_the_announcement_of_the_deprecation_in_force(
     validated = validate(ledger, tmp_path, retire=True, notice_override_reason="just in case")
 
     assert validated.retirement_on == TODAY
-    assert validated.notice.announced_on == announced_on
+    assert validated.announced_on == announced_on
     assert validated.terms.notice_days == 100
     assert validated.terms.override_reason is None
     assert "notice shortened" not in validated.flip_reason("run-1")
@@ -132,7 +149,9 @@ def test_a_retirement_date_before_the_announcement_is_refused_even_with_an_overr
 ) -> None:
     # An announcement dated after today (a clock set wrong, a ledger edited by hand): the
     # notice would count backwards.
-    announced_on = announce_deprecation(ledger, days_ago=-10)
+    announced_on = announce_deprecation(
+        ledger, days_ago=-10, retirement_on=TODAY + timedelta(days=100)
+    )
 
     with pytest.raises(InputError) as refused:
         validate(ledger, tmp_path, retire=True, notice_override_reason="security fix")
@@ -154,16 +173,47 @@ def test_the_date_already_announced_stays_acceptable_after_it_passes(
     ledger: Ledger, tmp_path: Path
 ) -> None:
     # A run whose notices went out before it was interrupted is resumed as it was asked.
-    announce_deprecation(ledger, days_ago=100)
     announced_retirement = TODAY - timedelta(days=5)
-    with ledger.session() as db:
-        model = db.get(CatalogModel, "m1")
-        assert model is not None
-        model.retirement_on = announced_retirement
-        db.add(model)
+    announce_deprecation(ledger, days_ago=100, retirement_on=announced_retirement)
 
     validated = validate(ledger, tmp_path, retire=True, retirement_date=announced_retirement)
 
     assert (validated.retirement_on, validated.terms.notice_days) == (announced_retirement, 95)
     with pytest.raises(InputError, match="is before today"):
         validate(ledger, tmp_path, retire=True, retirement_date=announced_retirement - timedelta(1))
+
+
+def test_retiring_earlier_than_the_date_users_were_told_needs_a_reason(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # Enough notice by the minimum, but users were told a later date.
+    announce_deprecation(ledger, days_ago=100, retirement_on=TODAY + timedelta(days=20))
+
+    with pytest.raises(InputError) as refused:
+        validate(ledger, tmp_path, retire=True)
+    validated = validate(ledger, tmp_path, retire=True, notice_override_reason="security fix")
+
+    assert str(refused.value) == (
+        f"Retiring m1 on {TODAY} is earlier than {TODAY + timedelta(days=20)}, the retirement "
+        "date its users were told; retire on that date, or pass --notice-override REASON to "
+        "record why it comes earlier (users are told the reason when it is retired)."
+    )
+    assert validated.terms.override_reason == "security fix"
+    assert validated.terms.notice_days == 100
+
+
+def test_a_deprecation_run_keeps_the_date_users_were_told(ledger: Ledger, tmp_path: Path) -> None:
+    # Its announcement went out, then the run stopped: a new request keeps the date.
+    announced_retirement = TODAY + timedelta(days=80)
+    announce_deprecation(ledger, days_ago=10, retirement_on=announced_retirement)
+
+    kept = validate(ledger, tmp_path)
+    with pytest.raises(InputError) as refused:
+        validate(ledger, tmp_path, retirement_date=TODAY + timedelta(days=120))
+
+    assert (kept.retirement_on, kept.terms.notice_days) == (announced_retirement, 90)
+    assert str(refused.value) == (
+        f"Users of m1 were told it retires on {announced_retirement}; move the date with "
+        f"`sunset reschedule m1 --retirement-date {TODAY + timedelta(days=120)} --reason "
+        "TEXT`, which tells them why."
+    )

@@ -7,6 +7,7 @@ import smtplib
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,13 +17,16 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import select
 
+from sunset.config import Settings
 from sunset.errors import InputError, TransientError
 from sunset.ledger import CatalogModel, Delivery, DeliverySummary, DeprecationRun, ModelUser
 from sunset.notify.email import SmtpMailer, SmtpRelay, compose_notice
-from sunset.notify.message import Notice, NoticeTemplates
+from sunset.notify.message import Notice, NoticeKind, NoticeTemplates, sample_notice
 from sunset.notify.recipients import Recipient, load_recipients
 from sunset.notify.users import import_users, load_users
 from sunset.notify.webhook import sign, verify_signature
+from sunset.runs.deprecation import attach_run, deprecation_of_run
+from sunset.runs.reminders import due_reminder
 from sunset_dev.devstack import ServiceHandle, read_mailbox, start_smtp
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
@@ -35,9 +39,11 @@ TODAY = date.today()
 
 
 def start_run(site: Site) -> str:
+    """A deprecation run, a step of a deprecation of its own."""
     with site.ledger.session() as db:
         run = DeprecationRun(model_id=EXAMPLE_MODEL_ID, parameters={})
         db.add(run)
+    attach_run(site.ledger, run.id, TODAY + timedelta(days=90))
     return run.id
 
 
@@ -56,6 +62,7 @@ def config(site: Site, run_id: str, recipients: Path, smtp_port: int) -> dict[st
         "ledger_url": site.env["SUNSET_DATABASE_URL"],
         "model_id": EXAMPLE_MODEL_ID,
         "run_id": run_id,
+        "deprecation_id": deprecation_of_run(site.ledger, run_id).id,
         "smtp_port": smtp_port,
         "webhook_secret": SECRET,
         "recipients": str(recipients),
@@ -283,10 +290,10 @@ def test_a_deployment_brings_its_own_migration_guide_and_a_broken_one_is_refused
     assert "<b>sunset-example-2</b>" in message.get_body(("html",)).get_content()
     (guides / "migration_guide.txt.j2").write_text("Step one.\nStep {{ two }.\n")
     with pytest.raises(InputError, match="migration_guide.txt.j2 line 2 is not valid Jinja2"):
-        NoticeTemplates(guides).check(notice_for(site), Recipient("a@example.org", "A"))
+        NoticeTemplates(guides).check([notice_for(site)], Recipient("a@example.org", "A"))
     (guides / "migration_guide.txt.j2").write_text("{{ unknown_name }}\n")
     with pytest.raises(InputError, match="'unknown_name' is undefined"):
-        NoticeTemplates(guides).check(notice_for(site), Recipient("a@example.org", "A"))
+        NoticeTemplates(guides).check([notice_for(site)], Recipient("a@example.org", "A"))
 
 
 def test_users_are_imported_into_the_ledger_and_an_invalid_file_imports_nobody(
@@ -322,7 +329,15 @@ def notice_for(site: Site) -> Notice:
         model = db.get(CatalogModel, EXAMPLE_MODEL_ID)
         assert model is not None and model.replacement_id is not None
         replacement = db.get(CatalogModel, model.replacement_id)
-    return Notice(model, replacement, TODAY, TODAY + timedelta(days=60), "help@example.org")
+    return Notice(
+        NoticeKind.ANNOUNCEMENT,
+        "deprecation-1",
+        model,
+        replacement,
+        TODAY,
+        TODAY + timedelta(days=60),
+        "help@example.org",
+    )
 
 
 def example_message(site: Site, templates: NoticeTemplates | None = None) -> EmailMessage:
@@ -332,4 +347,77 @@ def example_message(site: Site, templates: NoticeTemplates | None = None) -> Ema
         Recipient(f"ada@{site.marker}.example", "Ada"),
         mail_from="Sunset <sunset@example.org>",
         message_id="<notice-1@sunset.test>",
+    )
+
+
+@pytest.mark.unit
+def test_each_kind_of_notice_has_its_own_key_subject_templates_and_webhook_type() -> None:
+    model = CatalogModel(id="m1", display_name="Model One")
+    replacement = CatalogModel(id="m2", display_name="Model Two")
+    templates, recipient = NoticeTemplates(), Recipient("ada@example.org", "Ada")
+    notices = [
+        sample_notice(kind, model, replacement, "help@example.org", TODAY) for kind in NoticeKind
+    ]
+
+    templates.check(notices, recipient)
+    assert len({n.key for n in notices}) == len(NoticeKind)
+    assert len({n.subject for n in notices}) == len(NoticeKind)
+    for notice in notices:
+        payload = templates.webhook_payload(notice, recipient, "d1")
+        assert payload["type"] == f"model.{notice.kind}"
+        assert payload["deprecation"] == "sample"
+        assert "Dear Ada" in templates.text(notice, recipient)
+        assert "Model One" in templates.html(notice, recipient)
+    # A reminder is one per retirement date and number of days left.
+    reminder = notices[list(NoticeKind).index(NoticeKind.REMINDER)]
+    assert reminder.key == f"reminder:sample:{reminder.retirement_on}:7"
+    assert replace(reminder, reminder_days=1).key != reminder.key
+    assert replace(reminder, days_left=5).key == reminder.key  # the same reminder, sent late
+    assert replace(reminder, retirement_on=TODAY).key != reminder.key
+
+
+@pytest.mark.unit
+def test_a_template_of_the_former_single_notice_is_refused_with_its_new_name(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "notice.txt.j2").write_text("Dear {{ recipient.name }}\n")
+
+    with pytest.raises(InputError, match=r"notice.txt.j2 is no longer read.*announcement.txt.j2"):
+        NoticeTemplates(tmp_path)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("days_left", "due"),
+    [
+        (60, None),
+        (31, None),
+        (30, 30),
+        (29, 30),
+        (8, 30),
+        (7, 7),
+        (5, 7),
+        (1, 1),
+        (0, 1),
+        (-1, None),
+    ],
+)
+def test_the_reminder_due_is_the_latest_whose_day_came_until_the_retirement_date_passes(
+    days_left: int, due: int | None
+) -> None:
+    assert due_reminder(TODAY + timedelta(days=days_left), TODAY, [30, 7, 1]) == due
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("setting", "days"), [("30,7,1", [30, 7, 1]), ("[1, 14, 14]", [14, 1]), (" ", [])]
+)
+def test_reminder_days_are_set_as_a_list_or_in_json(
+    monkeypatch: pytest.MonkeyPatch, setting: str, days: list[int]
+) -> None:
+    monkeypatch.setenv("SUNSET_REMINDER_DAYS", setting)
+
+    assert Settings().reminder_days == days
+    assert Settings(**{"reminder_days": days}).as_environment()["SUNSET_REMINDER_DAYS"] == (
+        json.dumps(days)
     )

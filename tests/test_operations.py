@@ -58,7 +58,7 @@ from sunset_dev.example_model import (
     write_example_recipients,
     write_example_weights,
 )
-from tasks.events import FIXITY_FAILED_EVENT, RUN_TAG_PREFIX
+from tasks.events import AUDIT_INCOMPLETE_EVENT, FIXITY_FAILED_EVENT, RUN_TAG_PREFIX
 from tests.conftest import POSTGRES_ADMIN
 from tests.test_deprecate_flow import ALL_STEPS
 
@@ -68,14 +68,23 @@ SUNSET = str(Path(sys.executable).with_name("sunset"))
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 T = TypeVar("T")
 
-# What the audit flow does when a snapshot fails its check, from a process of its own.
-EMIT_FIXITY_FAILURE = f"""
+# What the audit flow does when a snapshot fails its check, and when a run could not
+# complete, from a process of its own.
+EMIT_AUDIT_EVENTS = f"""
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
 emit_event(
     event={FIXITY_FAILED_EVENT!r},
     resource={{"prefect.resource.id": "sunset.snapshot.s-123", "sunset.model-id": "m"}},
     payload={{"failures": ["data/weights/model-00001.safetensors: SHA-256 differs"]}},
+)
+emit_event(
+    event={AUDIT_INCOMPLETE_EVENT!r},
+    resource={{"prefect.resource.id": "sunset.audit.a-123"}},
+    payload={{
+        "text": "Sunset: Audit audit-2026-12-01 could not complete: could not audit replica",
+        "run_url": "http://ui.example/runs/flow-run/1",
+    }},
 )
 EventsWorker.drain_all()
 """
@@ -564,7 +573,7 @@ def test_approvers_are_told_and_a_rejected_retirement_shows_as_rejected_in_the_u
     assert screenshot.stat().st_size > 50_000  # a rendered page, not a blank one
 
 
-def test_alerts_post_failed_runs_and_failed_fixity_checks_to_the_webhook(
+def test_alerts_post_failed_runs_and_the_audit_s_events_to_the_webhook(
     operations: Operations, webhook: Webhook
 ) -> None:
     with temporary_settings(updates={PREFECT_API_URL: operations.api_url}):
@@ -579,7 +588,10 @@ def test_alerts_post_failed_runs_and_failed_fixity_checks_to_the_webhook(
             },
             timeout=0,
         )
-    emitted = run_cli([sys.executable, "-c", EMIT_FIXITY_FAILURE], env=operations.env())
+        failing_drill = run_deployment(
+            "resurrection-drill/drill", parameters={"model_id": "not-in-the-catalog"}, timeout=0
+        )
+    emitted = run_cli([sys.executable, "-c", EMIT_AUDIT_EVENTS], env=operations.env())
     assert emitted.returncode == 0, emitted.stderr
 
     def alert(kind: str, needle: str) -> dict[str, Any] | None:
@@ -594,14 +606,27 @@ def test_alerts_post_failed_runs_and_failed_fixity_checks_to_the_webhook(
         what="the fixity alert",
     )
     failed = _wait_for(
-        lambda: alert("deprecation-run-failed", str(failing.id)),
+        lambda: alert("run-failed", str(failing.id)),
         timeout=120,
         what="the failed-run alert",
     )
+    drill = _wait_for(
+        lambda: alert("run-failed", str(failing_drill.id)),
+        timeout=120,
+        what="the failed drill's alert",
+    )
+    incomplete = _wait_for(
+        lambda: alert("audit-incomplete", "sunset.audit.a-123"), timeout=60, what="the audit alert"
+    )
 
     assert fixity["text"] == "Sunset: fixity check failed for sunset.snapshot.s-123"
+    assert fixity["url"] is None  # this event named no run
+    assert (drill["flow"], drill["state"]) == ("resurrection-drill", "Failed")
+    assert incomplete["text"].endswith("could not audit replica")
+    assert incomplete["url"] == "http://ui.example/runs/flow-run/1"
     assert fixity["details"]["failures"][0].endswith("SHA-256 differs")
-    assert failed["state"] == "Failed"
+    assert (failed["flow"], failed["state"]) == ("deprecate-model", "Failed")
+    assert failed["text"].startswith("Sunset: deprecate-model run deprecate-not-in-the-catalog")
     assert "Model 'not-in-the-catalog' is not in the catalog" in failed["text"]
     assert f"/runs/flow-run/{failing.id}" in failed["url"]
     # Earlier runs that ended Rejected or Nothing to do were no failures: no alert of theirs.

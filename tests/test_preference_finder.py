@@ -24,6 +24,7 @@ from sunset.interview.finder import (
 )
 from sunset.interview.measure import LabelledAnswer, score_finder, spans_match
 from sunset.interview.preferences import EXTRACTOR, find_preferences, preferences_in
+from sunset.interview.protocol import load_protocol
 from sunset.ledger import (
     CandidateVerdict,
     DeprecationRun,
@@ -295,7 +296,7 @@ def test_the_model_assisted_finder_scores_on_the_corpus_through_the_messages_api
     assert_at_least(recorded_score, RECORDED_FLOOR)
 
     # One call per answer, each recorded as the API saw it and answered it.
-    log = standin.log()
+    log = standin.finder_log()
     assert len(calls) == len(log) == len(CORPUS) == summary.calls
     for call, entry in zip(calls, log, strict=True):
         assert call.response_body == entry["response_body"]
@@ -352,17 +353,23 @@ def test_the_model_assisted_finder_scores_on_the_corpus_through_the_messages_api
 
     # Every answer has its reply: searching again asks nothing.
     again = find_with_model(ledger, client, session, model="m", deadline=Deadline.after(60))
-    assert again.calls == 0 and len(standin.log()) == len(CORPUS)
+    assert again.calls == 0 and len(standin.finder_log()) == len(CORPUS)
 
 
 def test_a_failed_finder_call_leaves_the_patterns_and_is_made_again_next_time(
     site: Site, standin: StandIn
 ) -> None:
+    # The interview's own search fails for every answer, leaving the patterns' findings.
+    questions = len(load_protocol().protocol.turns())
+    unavailable = {"status": 400, "message": "finder unavailable"}
+    standin.queue(*[{"delay": 0}] * questions, *[unavailable] * questions)
     interview_example(site.ledger, standin, sessions=1)
     with site.ledger.session() as db:
         session = db.exec(select(InterviewSession)).one()
         turns = list(db.exec(select(InterviewTurn).order_by(col(InterviewTurn.seq))))
         patterns = {(p.turn_id, p.quote) for p in db.exec(select(InterviewPreference))}
+        during_interview = list(db.exec(select(PreferenceFinderCall)))
+    assert [c.outcome for c in during_interview] == [FinderOutcome.FAILED] * questions
     client = AnthropicMessages(
         base_url=standin.base_url, api_key=SecretStr("test-key"), max_retries=0
     )
@@ -375,7 +382,13 @@ def test_a_failed_finder_call_leaves_the_patterns_and_is_made_again_next_time(
         site.ledger, client, session, model=EXAMPLE_MODEL_ID, deadline=Deadline.after(60)
     )
     with site.ledger.session() as db:
-        calls = list(db.exec(select(PreferenceFinderCall).order_by(col(PreferenceFinderCall.id))))
+        calls = list(
+            db.exec(
+                select(PreferenceFinderCall)
+                .where(col(PreferenceFinderCall.id) > max(c.id or 0 for c in during_interview))
+                .order_by(col(PreferenceFinderCall.id))
+            )
+        )
         after_first = {
             (p.turn_id, p.quote): p.extractor for p in db.exec(select(InterviewPreference))
         }

@@ -70,9 +70,10 @@ def interview_example(
         run_id=run_id,
         model_id=model_id,
         protocol=load_protocol(),
-        sessions=sessions,
+        sessions=range(1, sessions + 1),
         max_tokens=400,
         deadline=Deadline.after(120),
+        finder_model=model_id,
     )
 
 

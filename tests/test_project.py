@@ -50,6 +50,27 @@ def test_every_deployment_entrypoint_imports() -> None:
         assert callable(getattr(module, function)), deployment["entrypoint"]
 
 
+def test_the_failed_run_alert_names_every_deployed_flow_and_only_flows() -> None:
+    from prefect import Flow
+
+    from tasks.events import ALERTING_FLOWS
+
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployed = set()
+    for deployment in config["deployments"]:
+        path, function = deployment["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        deployed.add(getattr(module, function).name)
+    flows = {
+        value.name
+        for source in (ROOT / "flows").glob("*.py")
+        for value in vars(importlib.import_module(f"flows.{source.stem}")).values()
+        if isinstance(value, Flow)
+    }
+
+    assert deployed <= set(ALERTING_FLOWS) <= flows
+
+
 def test_the_core_package_never_imports_prefect() -> None:
     for source in (ROOT / "sunset").rglob("*.py"):
         if source.is_relative_to(ROOT / "sunset" / "cli"):  # the top edge, allowed to start flows

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -16,7 +18,9 @@ from flows import reinstate as reinstate_flow
 from sunset.errors import InputError, VerificationFailed
 from sunset.ledger import (
     CatalogModel,
+    Deprecation,
     DeprecationRun,
+    DeprecationStage,
     FixityEvent,
     Restoration,
     StatusTransition,
@@ -49,6 +53,16 @@ def retire(site: Site) -> Any:
             notice_override_reason="test: the notice period is compressed",
         )
     )
+
+
+def notices_by_subject(site: Site) -> dict[str, int]:
+    return dict(Counter(str(m["Subject"]) for m in site.mailbox()))
+
+
+def deprecation_stage(site: Site) -> tuple[str, str | None]:
+    with site.ledger.session() as db:
+        deprecation = db.exec(select(Deprecation)).one()
+    return deprecation.stage, deprecation.reason
 
 
 def serving_status(site: Site) -> str:
@@ -99,6 +113,7 @@ def test_a_retired_model_is_restored_to_a_directory_file_for_file_and_made_activ
         "flip_serving_status",
         "route_gateway",
         "check_serving",
+        "notify_reinstated",
     ]
     assert (restoration.state, restoration.files) == ("verified", len(weights_of(site.weights)))
     assert restoration.snapshot_id == outcome.snapshot_id and restoration.destination == str(
@@ -112,6 +127,17 @@ def test_a_retired_model_is_restored_to_a_directory_file_for_file_and_made_activ
     assert history[1].actor == "ada" and "a research group needs it back" in history[1].reason
     routing = json.loads((site.data_dir / "routing.json").read_text())
     assert routing["models"][EXAMPLE_MODEL_ID]["status"] == "active"
+    # Everyone told of the retirement is told, once, that the model is back, and why.
+    assert notices_by_subject(site) == {
+        "Sunset Example 1 was retired on " + str(date.today()): 3,
+        "Sunset Example 1 is served again": 3,
+    }
+    back = [m for m in site.mailbox() if m["Subject"] == "Sunset Example 1 is served again"]
+    assert "Why: a research group needs it back" in back[0].get_body(("plain",)).get_content()
+    assert deprecation_stage(site) == (
+        DeprecationStage.REINSTATED,
+        "a research group needs it back",
+    )
 
     # A restored file changed afterwards no longer passes; a second reinstatement is refused.
     shard = serving / "model-00001-of-00003.bin"
@@ -174,3 +200,5 @@ def test_a_reinstatement_waits_for_approval_and_restores_to_a_bucket_on_request(
     with site.ledger.session() as db:
         last = db.exec(select(StatusTransition).order_by(StatusTransition.id.desc())).first()  # type: ignore[union-attr]
     assert last is not None and last.reason.endswith("approved by erin (fine)")
+    assert notices_by_subject(site)["Sunset Example 1 is available on request"] == 3
+    assert deprecation_stage(site)[0] == DeprecationStage.ON_REQUEST

@@ -24,6 +24,7 @@ from sunset.ledger import (
 )
 from sunset.preservation.package import PayloadEntry, payload_manifest
 from sunset.report.assemble import record_report_input, render_report, render_report_html
+from sunset.report.render import inline
 from sunset.runs.request import DeprecationRequest
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
@@ -99,7 +100,8 @@ def test_every_section_is_filled_from_the_ledger(site: Site, tmp_path: Path) -> 
         "> We read the model's preferences as sincere",
         "| notify_users | 1 | completed |",
     ]
-    expected += [f"{f.sha256} | primary deep: ok at" for f in weights]
+    expected += [f"| {inline(f.path)} | {f.size} | {f.sha256} |" for f in weights]
+    expected += [f"| {inline(f.path)} | primary deep: ok at" for f in weights]
     expected += ["; replica fast: ok at" for f in weights]
     expected += [t.answer_text for t in turns]
     with site.ledger.session() as db:

@@ -21,9 +21,9 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = "flows/deprecate.py:deprecate_model"
-# `sunset deprecate` names three fields its own way; three options steer the CLI alone.
+# `sunset deprecate` names four fields its own way; three options steer the CLI alone.
 CLI_NAMES = {"model": "model_id", "notice_override": "notice_override_reason"}
-CLI_NAMES["analysis"] = "operator_analysis"
+CLI_NAMES |= {"analysis": "operator_analysis", "new_snapshot": "new_snapshot_reason"}
 CLI_ONLY = {"via_deployment", "wait", "deployment"}
 
 
@@ -93,6 +93,7 @@ def test_a_request_travels_as_json_and_comes_back_equal() -> None:
         ({"sessions": 0}, "Sessions must be between 1 and 20, not 0."),
         ({"sessions": 21}, "Sessions must be between 1 and 20, not 21."),
         ({"approvals": 3}, "Approvals must be 0 (none), 1 or 2 distinct approvers, not 3."),
+        ({"more_sessions": -1}, "More sessions must be between 0 and 20, not -1."),
     ],
 )
 def test_a_field_wrong_on_its_own_is_refused_with_the_users_sentence(
@@ -104,9 +105,10 @@ def test_a_field_wrong_on_its_own_is_refused_with_the_users_sentence(
     assert str(refused.value).startswith(sentence)
 
 
-def test_a_blank_notice_override_reason_is_no_reason() -> None:
-    request = DeprecationRequest(model_id="m", weights="/w", notice_override_reason=" \t\n")
-    reason = DeprecationRequest(model_id="m", weights="/w", notice_override_reason=" why ")
+@pytest.mark.parametrize("field", ["notice_override_reason", "new_snapshot_reason"])
+def test_a_blank_reason_is_no_reason(field: str) -> None:
+    request = DeprecationRequest(model_id="m", weights="/w", **{field: " \t\n"})
+    reason = DeprecationRequest(model_id="m", weights="/w", **{field: " why "})
 
-    assert request.notice_override_reason is None
-    assert reason.notice_override_reason == "why"
+    assert getattr(request, field) is None
+    assert getattr(reason, field) == "why"

@@ -9,11 +9,12 @@ import typer
 
 from sunset.catalog import find_model, list_models, model_record, register_model
 from sunset.cli.edge import parse_date, parse_moment, plain_errors
-from sunset.cli.output import console, show_catalog, show_model, show_status_at
+from sunset.cli.output import console, show_catalog, show_health_line, show_model, show_status_at
 from sunset.cli.runs import Wide
 from sunset.config import Settings
 from sunset.errors import InputError
 from sunset.ledger import open_ledger
+from sunset.preservation.health import model_package_health
 from sunset.serving.guards import status_at
 
 
@@ -86,3 +87,4 @@ def status(
             show_catalog(list_models(ledger), wide=wide)
         else:
             show_model(model_record(ledger, model), wide=wide)
+            show_health_line(model_package_health(ledger, model, Settings().audit_deep_period_days))

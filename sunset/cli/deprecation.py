@@ -48,8 +48,15 @@ def deprecate(
     sessions: Annotated[
         int | None, typer.Option(help=DeprecationRequest.describe("sessions"))
     ] = None,
+    more_sessions: Annotated[
+        int, typer.Option(help=DeprecationRequest.describe("more_sessions"))
+    ] = 0,
     notice_override: Annotated[
         str | None, typer.Option(help=DeprecationRequest.describe("notice_override_reason"))
+    ] = None,
+    new_snapshot: Annotated[
+        str | None,
+        typer.Option(metavar="REASON", help=DeprecationRequest.describe("new_snapshot_reason")),
     ] = None,
     deployment_summary: Annotated[
         Path | None, typer.Option(help=DeprecationRequest.describe("deployment_summary"))
@@ -83,6 +90,11 @@ def deprecate(
     A run that stopped halfway (a crash, a failed step) is resumed by running the same
     command again: finished steps are skipped and nobody is notified twice. Only one run
     per model goes at a time; with --via-deployment a second one waits for the first.
+
+    A later run of the same deprecation (--retire after the announcement) reuses its
+    package, re-verified, and its interview: it is refused if the weights are not the
+    bytes preserved, unless --new-snapshot REASON asks for a new package, and it
+    interviews again only with --more-sessions N.
     """
     with plain_errors():
         settings = Settings()
@@ -95,7 +107,9 @@ def deprecate(
             retirement_date=retirement_date,
             protocol=str(protocol) if protocol else None,
             sessions=settings.interview_sessions if sessions is None else sessions,
+            more_sessions=more_sessions,
             notice_override_reason=notice_override,
+            new_snapshot_reason=new_snapshot,
             deployment_summary=str(deployment_summary) if deployment_summary else None,
             operator_analysis=str(analysis) if analysis else None,
             fingerprint=fingerprint,

@@ -16,10 +16,16 @@ if TYPE_CHECKING:
     from prefect.states import State
 
 # Prefect's temporary server needs these offline, and more than its default 20 s here.
+# Its concurrency leases are kept in files under PREFECT_HOME, not in its memory: its
+# database keeps a model's slot counted after a kill, and only a lease that outlives the
+# server lets the next run give that slot back (flows/limits.py).
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "sunset",
+    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": (
+        "prefect.server.concurrency.lease_storage.filesystem"
+    ),
 }
 
 
@@ -28,9 +34,13 @@ def prepare_prefect(settings: Settings) -> None:
 
     Prefect's home (its temporary server's database, profiles, logs) is kept under the
     data directory, like everything else, unless PREFECT_HOME is set. Call this before
-    Prefect is imported: Prefect reads its settings, and creates its home, at import.
+    Prefect is imported: Prefect reads its settings, and creates its home, at import
+    (but not the folders above it: a data directory that holds no ledger yet is made here).
     """
-    os.environ.setdefault("PREFECT_HOME", str(settings.data_dir.expanduser() / "prefect"))
+    if "PREFECT_HOME" not in os.environ:
+        home = settings.data_dir.expanduser() / "prefect"
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(home)
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     logging.getLogger("sunset").setLevel(logging.INFO)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import typer
 
 from sunset.cli import (
+    audit,
     catalog,
     demo,
     deprecation,
     model_server,
+    notices,
     ops,
     preferences,
     report,
@@ -46,11 +48,15 @@ app.command()(runs.runs)
 app.command()(report.report)
 app.command()(preferences.preferences)
 app.command()(preferences.preference)
+app.command()(notices.reschedule)
+app.command()(notices.cancel)
+app.command()(notices.remind)
 app.command()(runs.approve)
 app.command()(runs.reject)
 app.command()(restore.reinstate)
 app.command()(restore.drill)
 app.command()(site.site)
+app.command()(audit.audit)
 app.command("model-server")(model_server.model_server)
 app.add_typer(users.users_app, name="users")
 app.add_typer(ops.ops_app, name="ops")

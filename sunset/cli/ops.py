@@ -23,9 +23,9 @@ AlertWebhook = Annotated[
         "--alert-webhook",
         envvar="SUNSET_ALERT_WEBHOOK_URL",
         show_envvar=True,
-        help="URL that receives a JSON POST when a deprecation run fails, a fixity "
-        "check fails or a run waits for approval (kept in the Prefect block "
-        "sunset-alerts, never printed).",
+        help="URL that receives a JSON POST when a run fails or crashes, a fixity check "
+        "fails, an audit could not complete, a package is healthy again or a run waits for "
+        "approval (kept in the Prefect block sunset-alerts, never printed).",
     ),
 ]
 
@@ -89,8 +89,9 @@ def ops_setup(alert_webhook: AlertWebhook = None) -> None:
     """Prepare the Prefect server named by PREFECT_API_URL for Sunset.
 
     Creates the `sunset` process work pool, registers every deployment in prefect.yaml
-    and, with --alert-webhook, the automations that post failed deprecation runs,
-    failed fixity checks and runs waiting for approval to it.
+    and, with --alert-webhook, the automations that post to it failed or crashed runs,
+    failed fixity checks, audits that could not complete, packages healthy again and runs
+    waiting for approval.
 
     Safe to run again after every upgrade: what is already right is left as it is.
     """

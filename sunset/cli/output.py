@@ -13,10 +13,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sunset.catalog import ModelRecord, PackageStanding
-from sunset.ledger import CatalogModel, InterviewPreference, ServingStatus
+from sunset.catalog import DeprecationRecord, ModelRecord, PackageStanding
+from sunset.ledger import AuditRun, CatalogModel, InterviewPreference, ServingStatus, utcnow
 from sunset.notify.recipients import Recipient
 from sunset.preservation.drill import DrillSummary
+from sunset.preservation.health import CoverageClock, PackageHealth, ReplicaHealth, day, percent
+from sunset.runs.deprecation import run_purpose
 from sunset.runs.history import SHORTEST_RUN_PREFIX, RunLine
 
 console = Console()
@@ -134,6 +136,34 @@ def show_model(record: ModelRecord, *, wide: bool = False) -> None:
             escape(f"{t.from_status} -> {t.to_status} by {t.actor}: {t.reason}") + undone,
         )
     console.print(table)
+    if record.deprecation is not None:
+        show_deprecation(model.id, record.deprecation, wide=wide)
+
+
+def show_deprecation(model_id: str, record: DeprecationRecord, *, wide: bool = False) -> None:
+    """A model's deprecation: its stage, dates and package, then the runs that belong to
+    it, oldest first (short run ids unless ``wide``)."""
+    deprecation, package = record.deprecation, record.package
+    table = facts_table(f"Deprecation of {model_id}")
+    table.add_row("Stage", f"[bold]{deprecation.stage}[/]")
+    table.add_row("Announced", str(deprecation.announced_on or "not yet"))
+    table.add_row("Retirement date", str(deprecation.retirement_on))
+    table.add_row(
+        "Package", f"s3://{package.bucket}/{package.prefix}" if package else "none stored yet"
+    )
+    if deprecation.reason:
+        table.add_row("Reason", escape(deprecation.reason))
+    console.print(table)
+    runs = listing_table("Runs of this deprecation")
+    runs.add_column("run", no_wrap=True)
+    runs.add_column("kind", no_wrap=True)
+    runs.add_column("state", overflow="fold")
+    runs.add_column("started", overflow="fold")
+    for run in record.runs:
+        runs.add_row(
+            run_id_shown(run.id, wide), run_purpose(run), str(run.state), when(run.started_at)
+        )
+    console.print(runs)
 
 
 def package_row(package: PackageStanding) -> tuple[str, str]:
@@ -329,3 +359,67 @@ def show_operating_mode(mode: Any) -> None:
     console.print("In another shell, these settings reach the same server and services:")
     for key, value in mode.exports.items():
         console.print(f"export {key}={value}", highlight=False, soft_wrap=True)
+
+
+def show_audit_health(
+    last: AuditRun | None, clock: CoverageClock, packages: Sequence[PackageHealth]
+) -> None:
+    """Every stored package's health: the last audit run and the deep-coverage clock, a
+    table per package (a row per replica), then every open finding, wrapped whole."""
+    if last is None:
+        console.print("No audit has run yet.")
+    else:
+        console.print(
+            f"Last audit: {last.name or last.id} {last.state}, started {when(last.started_at)}",
+            highlight=False,
+        )
+    console.print(clock.sentence(utcnow()), highlight=False)
+    if not packages:
+        console.print("No package is preserved yet.")
+        return
+    for package in packages:
+        table = listing_table(f"{package.model_id}: package {package.snapshot_id}")
+        table.add_column("replica", overflow="fold")
+        for column in ("last fast", "last deep"):
+            table.add_column(column, no_wrap=True)  # a date split in two misreads
+        table.add_column("deep", justify="right", no_wrap=True)
+        table.add_column("open", overflow="fold")
+        table.add_column("locked to", no_wrap=True)
+        for replica in package.replicas:
+            table.add_row(
+                replica.replica,
+                day(replica.last_fast),
+                day(replica.last_deep),
+                percent(replica.deep_covered_bytes, replica.bytes),
+                _open_cell(replica),
+                day(replica.locked_until),
+            )
+        console.print(table)
+    findings = [f for package in packages for f in package.findings]
+    if findings:
+        # Below the tables, a finding has the whole width to wrap in.
+        console.print("Open findings:")
+        lines = Table.grid(padding=(0, 1))
+        lines.add_column(overflow="fold")
+        for f in findings:
+            lines.add_row(
+                escape(
+                    f"{f.snapshot_id} {f.replica}:{f.path} {f.kind} ({f.outcome}: {f.detail}), "
+                    f"since {when(f.first_found_at)}, last seen {when(f.last_found_at)}"
+                )
+            )
+        console.print(lines)
+
+
+def _open_cell(replica: ReplicaHealth) -> str:
+    parts = [
+        f"{replica.open_damage} damaged" if replica.open_damage else "",
+        f"{replica.unchecked} unchecked" if replica.unchecked else "",
+    ]
+    return ", ".join(p for p in parts if p) or "none"
+
+
+def show_health_line(health: PackageHealth | None) -> None:
+    """A model's package health in one line (nothing for a model without a package)."""
+    if health is not None:
+        console.print(health.one_line(), highlight=False)

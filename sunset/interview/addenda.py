@@ -13,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import or_
+from sqlalchemy.orm import aliased
 from sqlmodel import col, func, select
 
 from sunset.ledger import (
+    DeprecationRun,
     InterviewPreference,
     Ledger,
     PreferenceStatusChange,
@@ -81,19 +84,31 @@ class SealedAddendum:
 def pending_addenda(ledger: Ledger, model_id: str) -> list[Addendum]:
     """The decisions about ``model_id``'s preferences made after the latest version of
     their report was sealed, whose addendum is not sealed yet, oldest first."""
+    # Report versions are numbered per package, across the deprecation's runs: the one
+    # to compare with is the package's latest, whichever run of the deprecation sealed it.
     latest = (
-        select(Report.run_id, func.max(Report.version).label("version"))
-        .group_by(col(Report.run_id))
+        select(Report.snapshot_id, func.max(Report.version).label("version"))
+        .group_by(col(Report.snapshot_id))
         .subquery()
     )
+    asked_in = aliased(DeprecationRun)
+    sealed_by = aliased(DeprecationRun)
     with ledger.session() as db:
         rows = db.exec(
             select(PreferenceStatusChange, InterviewPreference, Report)
             .join(InterviewPreference)
-            .join(Report, col(Report.run_id) == InterviewPreference.run_id)
+            .join(asked_in, col(asked_in.id) == InterviewPreference.run_id)
+            .join(
+                sealed_by,
+                or_(
+                    col(sealed_by.id) == col(asked_in.id),
+                    col(sealed_by.deprecation_id) == col(asked_in.deprecation_id),
+                ),
+            )
+            .join(Report, col(Report.run_id) == col(sealed_by.id))
             .join(
                 latest,
-                (latest.c.run_id == Report.run_id) & (latest.c.version == Report.version),
+                (latest.c.snapshot_id == Report.snapshot_id) & (latest.c.version == Report.version),
             )
             .where(
                 InterviewPreference.model_id == model_id,

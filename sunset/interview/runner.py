@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +20,7 @@ from sqlmodel import func, select
 
 from sunset.errors import InputError
 from sunset.interview.client import Deadline, MessagesClient
+from sunset.interview.finder import find_with_model
 from sunset.interview.preferences import preferences_in
 from sunset.interview.protocol import LoadedProtocol
 from sunset.interview.transcript import PackageTranscripts
@@ -31,6 +32,7 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
+from sunset.runs.deprecation import fellow_run_ids, interview_of
 
 FLAGGED_STOP_REASONS = {"max_tokens", "refusal"}
 
@@ -46,6 +48,8 @@ class InterviewSummary:
     preferences_found: int
     protocol: str
     protocol_sha256: str
+    # Why the step held no session: the deprecation's interview was already complete.
+    skipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,24 +67,32 @@ def run_interviews(
     run_id: str,
     model_id: str,
     protocol: LoadedProtocol,
-    sessions: int,
+    sessions: Sequence[int],
     max_tokens: int,
     deadline: Deadline,
+    finder_model: str,
     concurrency: int = 2,
     package: PackageTranscripts | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> InterviewSummary:
-    """Run ``sessions`` interview sessions of ``model_id``, at most ``concurrency`` at once.
+    """Hold the interview sessions ``sessions`` of ``model_id``, at most ``concurrency`` at
+    once.
+
+    A session is the deprecation's, not the run's: one its interview already holds (begun
+    by this run or an earlier run of the same deprecation) is resumed, the others are
+    opened as this run's.
 
     Args:
         ledger: Where every turn and preference is recorded as it arrives.
         client: The Messages API.
-        run_id: The deprecation run the sessions belong to.
+        run_id: The deprecation run that holds the sessions.
         model_id: The model being interviewed, sent as the request's ``model``.
         protocol: The questions; a session started under another protocol is not resumed.
-        sessions: How many independent sessions to hold.
+        sessions: The indices of the independent sessions to hold.
         max_tokens: The bound on each answer.
         deadline: No request is started, and no Retry-After is waited for, past it.
+        finder_model: The model asked for the preferences in each recorded answer, beside
+            the sentence patterns (sunset/interview/finder.py).
         concurrency: Sessions that run at the same time, at most.
         package: Keeps the transcripts in the preservation package as turns arrive.
         progress: Called with (turns done, turns in all) as each turn is answered or
@@ -92,7 +104,9 @@ def run_interviews(
     """
     if package is not None:
         package.write_protocol(protocol)
-    total = sessions * len(protocol.protocol.turns())
+    with ledger.session() as db:
+        run_ids = fellow_run_ids(db, run_id)
+    total = len(sessions) * len(protocol.protocol.turns())
     done = itertools.count(1)
     lock = threading.Lock()
 
@@ -101,26 +115,28 @@ def run_interviews(
             with lock:
                 progress(next(done), total)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, sessions))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(sessions)))) as pool:
         results = list(
             pool.map(
                 lambda index: _run_session(
                     ledger,
                     client,
+                    run_ids,
                     run_id,
                     model_id,
                     protocol,
                     index,
                     max_tokens,
                     deadline,
+                    finder_model,
                     package,
                     turn_done,
                 ),
-                range(1, sessions + 1),
+                sessions,
             )
         )
     return InterviewSummary(
-        sessions=sessions,
+        sessions=len(sessions),
         turns_asked=sum(r.asked for r in results),
         turns_replayed=sum(r.replayed for r in results),
         flagged_turns=sum(r.flagged for r in results),
@@ -150,16 +166,18 @@ def interview_deadline(
 def _run_session(
     ledger: Ledger,
     client: MessagesClient,
+    run_ids: Sequence[str],
     run_id: str,
     model_id: str,
     loaded: LoadedProtocol,
     index: int,
     max_tokens: int,
     deadline: Deadline,
+    finder_model: str,
     package: PackageTranscripts | None,
     turn_done: Callable[[], None],
 ) -> _SessionResult:
-    session = _open_session(ledger, run_id, model_id, loaded, index)
+    session = _open_session(ledger, run_ids, run_id, model_id, loaded, index)
     recorded = _turns(ledger, session.id)
     planned_turns = loaded.protocol.turns()
     history: list[dict[str, Any]] = []
@@ -192,6 +210,10 @@ def _run_session(
         # An empty answer cannot stand in the history the API accepts; say so instead.
         answer = turn.answer_text or "[no text in this answer]"
         history += [question, {"role": "assistant", "content": answer}]
+    # Once every answer is recorded; a rerun asks only about answers not yet searched.
+    preferences += find_with_model(
+        ledger, client, session, model=finder_model, deadline=deadline
+    ).added
     if package is not None:
         package.refresh(session)  # also catches up after a crash between ledger and package
     with ledger.session() as db:
@@ -204,14 +226,17 @@ def _run_session(
 
 
 def _open_session(
-    ledger: Ledger, run_id: str, model_id: str, loaded: LoadedProtocol, index: int
+    ledger: Ledger,
+    run_ids: Sequence[str],
+    run_id: str,
+    model_id: str,
+    loaded: LoadedProtocol,
+    index: int,
 ) -> InterviewSession:
+    """The session ``index`` of the interview ``run_ids`` hold, or a new one of ``run_id``."""
     with ledger.session() as db:
-        session = db.exec(
-            select(InterviewSession).where(
-                InterviewSession.run_id == run_id, InterviewSession.session_index == index
-            )
-        ).first()
+        held = [s for s in interview_of(db, run_ids) if s.session_index == index]
+        session = held[0] if held else None
         if session is None:
             session = InterviewSession(
                 run_id=run_id,
@@ -223,13 +248,13 @@ def _open_session(
             )
             db.add(session)
         elif session.protocol_sha256 != loaded.sha256:
+            holder = "this run" if session.run_id == run_id else f"run {session.run_id}"
             raise InputError(
-                f"Interview session {index} of this run was started under protocol "
+                f"Interview session {index} of {holder} was started under protocol "
                 f"{session.protocol_name} {session.protocol_version} "
                 f"(sha256 {session.protocol_sha256[:12]}), but {loaded.origin} now hashes to "
                 f"{loaded.sha256[:12]}; restore the original protocol file to resume this "
-                "interview, or save the changed protocol under a new file name and pass it "
-                "with --protocol to start a new run."
+                "interview (a deprecation holds one interview, under one protocol)."
             )
         return session
 

@@ -3,7 +3,14 @@
 Importing the package registers every table on ``SQLModel.metadata``.
 """
 
-from sunset.ledger.audit import AuditAttempt, AuditRun, FixityEvent
+from sunset.ledger.audit import (
+    AuditAttempt,
+    AuditFinding,
+    AuditRun,
+    AuditState,
+    FindingKind,
+    FixityEvent,
+)
 from sunset.ledger.catalog import CatalogModel, ModelUser, ServingStatus
 from sunset.ledger.db import Ledger, open_existing_ledger, open_ledger
 from sunset.ledger.deprecation import (
@@ -46,7 +53,9 @@ __all__ = [
     "Approval",
     "AttemptState",
     "AuditAttempt",
+    "AuditFinding",
     "AuditRun",
+    "AuditState",
     "CandidateVerdict",
     "CatalogModel",
     "Delivery",
@@ -58,6 +67,7 @@ __all__ = [
     "DigestColumns",
     "DrillEvent",
     "FinderOutcome",
+    "FindingKind",
     "Fingerprint",
     "FixityEvent",
     "InterviewPreference",

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from sunset.errors import DeliveryInDoubt, DeliveryRejected
-from sunset.notify.message import HTML_TEMPLATE, TEXT_TEMPLATE, Notice, NoticeTemplates
+from sunset.notify.message import Notice, NoticeTemplates
 from sunset.notify.recipients import Recipient
 
 
@@ -100,7 +100,7 @@ def compose_notice(
     mail_from: str,
     message_id: str,
 ) -> EmailMessage:
-    """A notice with a plain-text part and an HTML alternative."""
+    """A notice with a plain-text part and an HTML alternative, from its kind's templates."""
     message = EmailMessage()
     message["From"] = mail_from
     local, _, domain = recipient.email.partition("@")
@@ -108,6 +108,6 @@ def compose_notice(
     message["Subject"] = notice.subject
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = message_id
-    message.set_content(templates.render(TEXT_TEMPLATE, notice, recipient))
-    message.add_alternative(templates.render(HTML_TEMPLATE, notice, recipient), subtype="html")
+    message.set_content(templates.text(notice, recipient))
+    message.add_alternative(templates.html(notice, recipient), subtype="html")
     return message

@@ -1,6 +1,8 @@
 """Deprecation notices: each recipient told once per channel, whatever retries happen.
 
-Each delivery (model, notice, recipient, channel) is one ledger row that moves forward:
+Each delivery (model, notice key, recipient, channel) is one ledger row that moves
+forward; the key names the notice's kind and deprecation (``Notice.key``), so each kind
+reaches each recipient on each channel once per deprecation:
 
     sending ──► handover ──► sent
        │            └──────► unconfirmed   the process died, or the link broke, mid hand-over
@@ -18,16 +20,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from sunset.errors import DeliveryInDoubt, DeliveryRejected, TransientError, is_transient
 from sunset.ledger import Delivery, DeliveryState, DeliverySummary, Ledger, utcnow
 from sunset.notify.channels import EMAIL, Channel
-from sunset.notify.message import Notice
+from sunset.notify.message import Notice, NoticeKind
 from sunset.notify.recipients import Recipient
 
 _SETTLED = (DeliveryState.SENT, DeliveryState.REJECTED, DeliveryState.UNCONFIRMED)
+# A notice in one of these states has reached its recipient, or may have.
+REACHED = (DeliveryState.SENT, DeliveryState.UNCONFIRMED)
 _INTERRUPTED = (
     "the process stopped while handing the notice over, so it may have arrived; it is not "
     "sent again so that nobody gets it twice"
@@ -59,7 +64,7 @@ def notify_recipients(
     ledger: Ledger,
     channels: Sequence[Channel],
     *,
-    run_id: str,
+    run_id: str | None,
     notice: Notice,
     recipients: Sequence[Recipient],
 ) -> NoticeSummary:
@@ -67,7 +72,8 @@ def notify_recipients(
 
     A failure for one recipient does not hold up the others. Transient failures are raised
     together at the end, so the step retries just those; refusals and interrupted
-    hand-overs are reported, not retried. The per-channel summary goes to the ledger.
+    hand-overs are reported, not retried. The per-channel summary of a run (``run_id``;
+    None for the notices no run sends, such as reminders) goes to the ledger.
 
     Raises:
         TransientError: some notices could not be delivered yet; the rest went out.
@@ -94,13 +100,33 @@ def notify_recipients(
                 problems.append(f"{recipient.email} ({channel.name}): {detail}")
             if state == DeliveryState.FAILED:
                 transient.append(problems[-1])
-    record_summary(ledger, run_id, summaries)
+    if run_id is not None:
+        record_summary(ledger, run_id, summaries)
     if transient:
         raise TransientError(
             f"{len(transient)} notice(s) could not be delivered yet and will be tried again; "
             f"the others went out: {'; '.join(transient[:5])}"
         )
     return NoticeSummary(len(recipients), summaries, problems)
+
+
+def first_reached(
+    ledger: Ledger, deprecation_id: str, kind: NoticeKind | None = None
+) -> dict[str, datetime]:
+    """When each recipient was first reached by a notice of the deprecation (of ``kind``,
+    or of any kind), on whichever channel came first."""
+    query = select(Delivery).where(
+        Delivery.deprecation_id == deprecation_id, col(Delivery.state).in_(REACHED)
+    )
+    if kind is not None:
+        query = query.where(Delivery.kind == kind.value)
+    first: dict[str, datetime] = {}
+    with ledger.session() as db:
+        for delivery in db.exec(query):
+            known = first.get(delivery.recipient)
+            if known is None or delivery.updated_at < known:
+                first[delivery.recipient] = delivery.updated_at
+    return first
 
 
 def delivery_id(model_id: str, notice_key: str, recipient: str, channel: str) -> str:
@@ -123,7 +149,7 @@ def record_summary(ledger: Ledger, run_id: str, summaries: dict[str, ChannelSumm
 
 
 def _deliver_once(
-    ledger: Ledger, channel: Channel, run_id: str, notice: Notice, recipient: Recipient
+    ledger: Ledger, channel: Channel, run_id: str | None, notice: Notice, recipient: Recipient
 ) -> tuple[DeliveryState, bool, str | None]:
     """Deliver unless already settled; returns (final state, settled before?, problem)."""
     delivery = _claim(ledger, run_id, notice, recipient.email, channel.name)
@@ -157,7 +183,9 @@ def _deliver_once(
     return DeliveryState.SENT, False, None
 
 
-def _claim(ledger: Ledger, run_id: str, notice: Notice, recipient: str, channel: str) -> Delivery:
+def _claim(
+    ledger: Ledger, run_id: str | None, notice: Notice, recipient: str, channel: str
+) -> Delivery:
     model_id = notice.model.id
     with ledger.session() as db:
         delivery = db.exec(
@@ -174,6 +202,8 @@ def _claim(ledger: Ledger, run_id: str, notice: Notice, recipient: str, channel:
         delivery = Delivery(
             model_id=model_id,
             notice_key=notice.key,
+            kind=notice.kind.value,
+            deprecation_id=notice.deprecation_id,
             run_id=run_id,
             recipient=recipient,
             channel=channel,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import botocore.exceptions
 
-from sunset.ledger import FixityEvent, Ledger, PreservedObject
+from sunset.ledger import FindingKind, FixityEvent, Ledger, PreservedObject
 from sunset.preservation.store import LOCK_MODE, ListedVersion, ObjectStore
 
 FAST = "fast"
@@ -39,9 +39,18 @@ MISSING = "missing"  # the recorded version is gone
 MISMATCH = "mismatch"  # its size or a digest differs from the record
 SHADOWED = "shadowed"  # a newer version or a delete marker stands in front of it
 UNLOCKED = "unlocked"  # its lock is absent, not COMPLIANCE, or ends too early
-UNREADABLE = "unreadable"  # the store failed to return it (bit rot shows up here too)
-UNREACHABLE = "unreachable"  # its replica is not configured any more
+UNREADABLE = "unreadable"  # the store answered with an error instead of the object
+UNREACHABLE = "unreachable"  # the store did not answer, or the replica is not configured
 FAILED = "failed"  # a repair or a retention extension did not succeed
+
+# What a check's outcome proves about the object: only damage and absence are damage;
+# a store that did not answer, or answered with an error, proved nothing either way.
+_KINDS = {
+    MISMATCH: FindingKind.DAMAGED,
+    UNLOCKED: FindingKind.DAMAGED,
+    MISSING: FindingKind.MISSING,
+    SHADOWED: FindingKind.MISSING,
+}
 
 _S3_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 
@@ -65,6 +74,23 @@ class Finding:
     def ok(self) -> bool:
         return self.outcome == OK
 
+    @property
+    def kind(self) -> FindingKind | None:
+        return finding_kind(self.outcome)
+
+
+def proves_damage(outcome: str) -> bool:
+    """The outcome proves the object damaged or missing (not merely unknown)."""
+    return finding_kind(outcome) in (FindingKind.DAMAGED, FindingKind.MISSING)
+
+
+def finding_kind(outcome: str) -> FindingKind | None:
+    """What a check's outcome proves: damaged, missing, unreachable (nothing is known),
+    or None for ok."""
+    if outcome == OK:
+        return None
+    return _KINDS.get(outcome, FindingKind.UNREACHABLE)
+
 
 def fast_check(copy: ObjectStore, prefix: str, held: Sequence[PreservedObject]) -> list[Finding]:
     """Check the recorded versions of ``held`` (paths under ``prefix``) against one
@@ -75,13 +101,24 @@ def fast_check(copy: ObjectStore, prefix: str, held: Sequence[PreservedObject]) 
     a newer one or a delete marker, and a changed size or ETag; it cannot detect bit rot
     inside a version or a lock (see the module docstring).
     """
+    try:
+        return listed_findings(copy, prefix, held)
+    except _S3_ERRORS as exc:
+        return [
+            _finding(row, copy, FAST, UNREADABLE, f"{type(exc).__name__}: {exc}", 0, 0.0)
+            for row in held
+        ]
+
+
+def listed_findings(
+    copy: ObjectStore, prefix: str, held: Sequence[PreservedObject]
+) -> list[Finding]:
+    """``fast_check``, raising the store's error instead of recording it, for a caller
+    that tries again (the audit)."""
     if not held:
         return []
     started = time.monotonic()
-    try:
-        outcomes = _list_and_compare(copy, prefix, held)
-    except _S3_ERRORS as exc:
-        outcomes = [(UNREADABLE, f"{type(exc).__name__}: {exc}")] * len(held)
+    outcomes = _list_and_compare(copy, prefix, held)
     share = (time.monotonic() - started) / len(held)
     return [
         _finding(row, copy, FAST, outcome, detail, 0, share)
@@ -142,6 +179,15 @@ def _compare(held: PreservedObject, versions: list[ListedVersion]) -> tuple[str,
 def deep_check(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:
     """Stream the recorded version back, compare every digest with the record, and its
     lock with the recorded one."""
+    try:
+        return reread_finding(copy, key, held)
+    except _S3_ERRORS as exc:
+        return _finding(held, copy, DEEP, UNREADABLE, f"{type(exc).__name__}: {exc}", 0, 0.0)
+
+
+def reread_finding(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:
+    """``deep_check``, raising the store's error (other than "no such version") instead
+    of recording it, for a caller that tries again (the audit)."""
     started = time.monotonic()
 
     def found(outcome: str, detail: str | None = None, read: int = 0) -> Finding:
@@ -151,11 +197,11 @@ def deep_check(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:
         back = copy.read_back(key, held.version_id)
     except botocore.exceptions.ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status == 404:
+        # A missing bucket says nothing about the version: the settings may name the
+        # wrong one. A missing key or version is the object gone.
+        if status == 404 and exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
             return found(MISSING, f"version {held.version_id} is gone")
-        return found(UNREADABLE, f"{type(exc).__name__}: {exc}")
-    except botocore.exceptions.BotoCoreError as exc:
-        return found(UNREADABLE, f"{type(exc).__name__}: {exc}")
+        raise
     actual = back.digests
     if actual.size != held.size:
         return found(MISMATCH, f"read {actual.size} bytes, recorded {held.size}", actual.size)

@@ -52,6 +52,8 @@ class SnapshotSummary:
     manifest_sha256: str
     replicas: tuple[str, ...] = ()
     bytes_sent: int = 0  # weights bytes sent to the store, all replicas together
+    # The run that made the package, when this run reuses its deprecation's package.
+    reused_from_run: str | None = None
 
 
 def snapshot_id_for(run: DeprecationRun) -> str:

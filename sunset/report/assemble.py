@@ -1,9 +1,13 @@
 """Assembling the post-deployment report from the ledger, and sealing it into the package.
 
-The report is a function of the ledger alone: regenerated later for the same run it is
-byte for byte the same. Everything the model or a user wrote is untrusted: the model's
-words appear verbatim in fences nothing can close, people's Markdown inside quotes, and
-every other field escaped (sunset/report/render.py).
+A deprecation has one report, sealed into its one package in versions numbered across
+its runs: v1 by the run that announced it, the next by the run that retired the model,
+and one more for each later analysis. The report is a function of the ledger alone:
+regenerated later for the same run it is byte for byte its last sealed version.
+
+Everything the model or a user wrote is untrusted: the model's words appear verbatim in
+fences nothing can close, people's Markdown inside quotes, and every other field escaped
+(sunset/report/render.py).
 """
 
 from __future__ import annotations
@@ -18,23 +22,24 @@ from sqlmodel import col, select
 
 from sunset.errors import InputError
 from sunset.interview.protocol import LoadedProtocol
-from sunset.interview.transcript import transcript_jsonl
+from sunset.interview.transcript import PROTOCOL_FILE, transcript_jsonl, transcript_path
 from sunset.ledger import (
     DeprecationRun,
-    InterviewSession,
     Ledger,
     Report,
     ReportInput,
+    Snapshot,
     utcnow,
 )
-from sunset.preservation.package import INTERVIEW_DIR, REPORT_DIR
+from sunset.preservation.package import REPORT_DIR
+from sunset.preservation.records import load_snapshot
 from sunset.preservation.replicas import ReplicatedStore
 from sunset.preservation.seal import add_payload, write_tag_files
 from sunset.preservation.verify import verify_snapshot
 from sunset.report.facts import latest_input, report_facts
 from sunset.report.inputs import INPUT_KINDS
 from sunset.report.render import anchor, inline, quoted, to_html, verbatim
-from sunset.runs.deprecation import package_of_run
+from sunset.runs.deprecation import fellow_run_ids, interview_of, package_of_run
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -71,7 +76,7 @@ def record_report_input(
     assert kind in INPUT_KINDS
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     with ledger.session() as db:
-        latest = latest_input(db, run_id, kind)
+        latest = latest_input(db, fellow_run_ids(db, run_id), kind)
         if latest is None or latest.sha256 != digest:
             db.add(
                 ReportInput(
@@ -94,31 +99,38 @@ def report_run(ledger: Ledger, model_id: str) -> str:
     return report.run_id
 
 
-def render_report(ledger: Ledger, run_id: str, as_of: datetime | None = None) -> str:
-    """The Markdown report of a run from the ledger only, as it stood at ``as_of``.
+def render_report(ledger: Ledger, run_id: str) -> str:
+    """The Markdown report of a run from the ledger only: its newest sealed version byte
+    for byte (a preference decided later shows up only in a newly sealed version), or,
+    before one is sealed, the report as it would be sealed now."""
+    sealed = _last_sealed(ledger, run_id)
+    if sealed is None:
+        return _markdown(ledger, run_id, utcnow(), package_of_run(ledger, run_id))
+    return _markdown(ledger, run_id, sealed.sealed_at, load_snapshot(ledger, sealed.snapshot_id))
 
-    By default, as of the newest sealed version, so a regenerated report is that version
-    byte for byte; a preference decided later shows up only in a newly sealed version.
-    """
-    moment = as_of or _last_sealed(ledger, run_id) or utcnow()
-    facts = report_facts(ledger, run_id, moment)
+
+def render_report_html(ledger: Ledger, run_id: str) -> str:
+    """The self-contained HTML report of a run, derived from the Markdown one."""
+    return _html(ledger, run_id, render_report(ledger, run_id))
+
+
+def _markdown(ledger: Ledger, run_id: str, as_of: datetime, snapshot: Snapshot) -> str:
+    facts = report_facts(ledger, run_id, as_of, snapshot)
     return _TEMPLATES.get_template("report.md.j2").render(vars(facts))
 
 
-def render_report_html(ledger: Ledger, run_id: str, as_of: datetime | None = None) -> str:
-    """The self-contained HTML report of a run, derived from the Markdown one."""
+def _html(ledger: Ledger, run_id: str, markdown: str) -> str:
     with ledger.session() as db:
         run = db.get(DeprecationRun, run_id)
         assert run is not None
-    return to_html(render_report(ledger, run_id, as_of), f"Post-deployment report: {run.model_id}")
+    return to_html(markdown, f"Post-deployment report: {run.model_id}")
 
 
-def _last_sealed(ledger: Ledger, run_id: str) -> datetime | None:
+def _last_sealed(ledger: Ledger, run_id: str) -> Report | None:
     with ledger.session() as db:
-        report = db.exec(
+        return db.exec(
             select(Report).where(Report.run_id == run_id).order_by(col(Report.version).desc())
         ).first()
-    return report.sealed_at if report else None
 
 
 def seal_report(
@@ -130,32 +142,32 @@ def seal_report(
     organization: str,
     reports_dir: Path,
 ) -> SealedReport:
-    """Put the transcripts and the report into the package, rewrite its manifests, and
-    read the new files back before recording the report version as sealed.
+    """Put the interview's transcripts and the report into the deprecation's package,
+    rewrite its manifests, and read the new files back before recording the report version
+    as sealed.
 
-    A report whose bytes differ from the last sealed one becomes a new version; the
-    package keeps every version of the object, and the ledger says which is which.
+    A report whose bytes differ from the last sealed one becomes the deprecation's next
+    version; the package keeps every version of the object, and the ledger says which is
+    which. ``protocol`` is written beside the transcripts when the interview was held under
+    it (or has no session yet).
     """
     snapshot = package_of_run(ledger, run_id)
     with ledger.session() as db:
-        sessions = db.exec(
-            select(InterviewSession)
-            .where(InterviewSession.run_id == run_id)
-            .order_by(col(InterviewSession.session_index))
-        ).all()
+        run_ids = fellow_run_ids(db, run_id)
+        sessions = interview_of(db, run_ids)
         previous = db.exec(
-            select(Report).where(Report.run_id == run_id).order_by(col(Report.version))
+            select(Report)
+            .where(col(Report.run_id).in_(run_ids))
+            .order_by(col(Report.version), col(Report.sealed_at))
         ).all()
     written: dict[str, bytes] = {}
-    if protocol is not None:
-        written[f"{INTERVIEW_DIR}/protocol.yaml"] = protocol.source
+    if protocol is not None and all(s.protocol_sha256 == protocol.sha256 for s in sessions):
+        written[PROTOCOL_FILE] = protocol.source
     for session in sessions:
-        written[f"{INTERVIEW_DIR}/session-{session.session_index}.jsonl"] = transcript_jsonl(
-            ledger, session.id
-        )
+        written[transcript_path(session.session_index)] = transcript_jsonl(ledger, session.id)
     sealed_at = utcnow()
-    markdown = render_report(ledger, run_id, sealed_at).encode("utf-8")
-    page = render_report_html(ledger, run_id, sealed_at).encode("utf-8")
+    markdown = _markdown(ledger, run_id, sealed_at, snapshot).encode("utf-8")
+    page = _html(ledger, run_id, markdown.decode("utf-8")).encode("utf-8")
     written[f"{REPORT_DIR}/{REPORT_MD}"] = markdown
     written[f"{REPORT_DIR}/{REPORT_HTML}"] = page
     for path, data in written.items():
@@ -171,13 +183,17 @@ def seal_report(
     )
     digest = hashlib.sha256(markdown).hexdigest()
     package = f"s3://{store.bucket}/{snapshot.prefix}"
-    if previous and previous[-1].sha256 == digest:  # a retry that sealed these very bytes
-        latest = previous[-1]
+    latest = previous[-1] if previous else None
+    if latest and (latest.run_id, latest.snapshot_id, latest.sha256) == (
+        run_id,
+        snapshot.id,
+        digest,
+    ):  # a retry that sealed these very bytes
         html_path = str(Path(latest.local_path).with_suffix(".html"))
         return SealedReport(
             latest.version, latest.key, latest.local_path, html_path, digest, package
         )
-    version = len(previous) + 1
+    version = latest.version + 1 if latest else 1
     local = reports_dir / snapshot.model_id / snapshot.id / f"report-v{version}.md"
     local.parent.mkdir(parents=True, exist_ok=True)
     local.write_bytes(markdown)

@@ -3,11 +3,17 @@
 ``report_facts`` gathers one typed group per part of the report; the template
 (templates/report.md.j2) only lays them out. Nothing here reads a step's summary: the
 run's own columns hold its dates and notice terms.
+
+A report describes the whole deprecation its run belongs to, as far as it had gone when
+the version was sealed: every run of it (the announcement, the retirement), its one
+package with every run's checks of it, and its one interview. Whatever happened after
+that moment is left out, so a version regenerated later is the same, byte for byte.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -29,13 +35,22 @@ from sunset.ledger import (
     PreferenceStatusChange,
     PreservedObject,
     ReportInput,
+    RetirementDateChange,
+    RunState,
     Snapshot,
     SnapshotFile,
     StepAttempt,
 )
+from sunset.notify.message import NoticeKind
+from sunset.notify.notices import REACHED
 from sunset.preservation.fingerprint import latest_fingerprint
 from sunset.preservation.package import WEIGHTS_DIR, PayloadEntry, payload_manifest
-from sunset.runs.deprecation import package_of_run
+from sunset.runs.deprecation import (
+    fellow_run_ids,
+    interview_of,
+    new_snapshot_reason,
+    run_purpose,
+)
 from sunset.runs.steps import REPORT_STEP
 
 
@@ -50,18 +65,44 @@ class Timeline:
     retirement_on: date
     target: str
 
-    @property
-    def notice_days(self) -> int:
-        return (self.retirement_on - self.announced_on).days
+
+@dataclass(frozen=True)
+class RecipientNotices:
+    """What one recipient was told: the first announcement that reached them, the notice
+    that gave them until the retirement date, and every notice they got."""
+
+    recipient: str
+    first_announcement: date | None  # None: no announcement reached them before
+    notice_days: int | None
+    received: list[Delivery]  # reached them (or may have), oldest first
 
 
 @dataclass(frozen=True)
 class Notices:
-    """Section 3: who was told, on which channel, and any shortened notice."""
+    """Section 3: who was told what and when, by which channel, and how much notice each
+    user had, counted from the first announcement that reached them."""
 
+    retirement_on: date
     override_reason: str | None
-    summaries: list[DeliverySummary]
-    deliveries: list[Delivery]
+    summaries: list[DeliverySummary]  # this run's notices, per channel
+    deliveries: list[Delivery]  # every notice of the deprecation, up to the report
+    recipients: list[RecipientNotices]
+    date_changes: list[RetirementDateChange]
+
+    @property
+    def notice_days(self) -> list[int]:
+        """The days of notice of each recipient an announcement reached, fewest first."""
+        return sorted(r.notice_days for r in self.recipients if r.notice_days is not None)
+
+    @property
+    def first_announcements(self) -> list[date]:
+        """The days the announcement first reached someone, earliest first."""
+        return sorted({r.first_announcement for r in self.recipients if r.first_announcement})
+
+    @property
+    def untold(self) -> int:
+        """Recipients no announcement reached before the retirement."""
+        return sum(1 for r in self.recipients if r.first_announcement is None)
 
 
 @dataclass(frozen=True)
@@ -77,14 +118,26 @@ class ReplicaHolding:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """One run's checks of the package: the latest of each method, per weights file and
+    replica."""
+
+    run: DeprecationRun
+    purpose: str
+    checks: dict[str, dict[str, list[FixityEvent]]]
+
+
+@dataclass(frozen=True)
 class Preservation:
-    """Section 4: the package, its copies, their checks, and the fingerprint drills."""
+    """Section 4: the package, its copies, every run's checks, and the fingerprint drills."""
 
     snapshot: Snapshot
+    # Why the release manager had this package made in place of earlier ones, and those.
+    replacement_reason: str | None
+    replaced: list[Snapshot]
     weights: list[SnapshotFile]
     weights_manifest_sha256: str
-    # The latest check of each method, per weights file and replica.
-    checks: dict[str, dict[str, list[FixityEvent]]]
+    verifications: list[Verification]
     replicas: list[ReplicaHolding]
     fingerprint: Fingerprint | None
     drills: list[DrillEvent]
@@ -113,6 +166,28 @@ class Interview:
 
 
 @dataclass(frozen=True)
+class StepRecord:
+    """One attempt at one step, in the state it was in when the version was sealed."""
+
+    step: str
+    attempt: int
+    state: str
+    started_at: datetime
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Section 8: one run of the deprecation and its steps."""
+
+    run: DeprecationRun
+    purpose: str
+    ended: str | None  # how it ended; None while it was in progress
+    new_snapshot_reason: str | None
+    steps: list[StepRecord]
+
+
+@dataclass(frozen=True)
 class ReportFacts:
     """Everything the report shows, in the order of its sections."""
 
@@ -122,32 +197,44 @@ class ReportFacts:
     preservation: Preservation
     interview: Interview
     operator_analysis: ReportInput | None
-    # Only the steps that ran before the report, so a later regeneration is identical.
-    attempts: list[StepAttempt]
+    runs: list[RunRecord]
 
 
-def report_facts(ledger: Ledger, run_id: str, as_of: datetime) -> ReportFacts:
-    """The report's facts for a run, as the ledger stood at ``as_of``."""
-    snapshot = package_of_run(ledger, run_id)
+def report_facts(ledger: Ledger, run_id: str, as_of: datetime, snapshot: Snapshot) -> ReportFacts:
+    """The report's facts for a run and the deprecation it belongs to, as the ledger stood
+    at ``as_of``, with ``snapshot`` as the deprecation's package."""
     with ledger.session() as db:
         run = db.get(DeprecationRun, run_id)
         assert run is not None
+        runs = [
+            r
+            for r in db.exec(
+                select(DeprecationRun)
+                .where(col(DeprecationRun.id).in_(fellow_run_ids(db, run_id)))
+                .order_by(col(DeprecationRun.started_at))
+            )
+            if r.started_at <= as_of
+        ]
+        run_ids = [r.id for r in runs]
         return ReportFacts(
             timeline=_timeline(db, run),
-            deployment_summary=latest_input(db, run_id, "deployment_summary", as_of),
-            notices=_notices(db, run),
-            preservation=_preservation(db, run_id, snapshot, as_of),
-            interview=_interview(db, run_id, as_of),
-            operator_analysis=latest_input(db, run_id, "operator_analysis", as_of),
-            attempts=_attempts_before(db, run_id, as_of),
+            deployment_summary=latest_input(db, run_ids, "deployment_summary", as_of),
+            notices=_notices(db, run, as_of),
+            preservation=_preservation(db, runs, snapshot, as_of),
+            interview=_interview(db, run_ids, as_of),
+            operator_analysis=latest_input(db, run_ids, "operator_analysis", as_of),
+            runs=[_run_record(db, r, run_id, as_of) for r in runs],
         )
 
 
 def latest_input(
-    db: Session, run_id: str, kind: str, as_of: datetime | None = None
+    db: Session, run_ids: list[str], kind: str, as_of: datetime | None = None
 ) -> ReportInput | None:
-    """The newest deployment summary or operators' analysis of a run (up to ``as_of``)."""
-    query = select(ReportInput).where(ReportInput.run_id == run_id, ReportInput.kind == kind)
+    """The newest deployment summary or operators' analysis supplied to any of the runs
+    (up to ``as_of``): one deprecation's runs share them."""
+    query = select(ReportInput).where(
+        col(ReportInput.run_id).in_(run_ids), ReportInput.kind == kind
+    )
     if as_of is not None:
         query = query.where(col(ReportInput.supplied_at) <= as_of)
     return db.exec(query.order_by(col(ReportInput.id).desc())).first()
@@ -167,19 +254,67 @@ def _timeline(db: Session, run: DeprecationRun) -> Timeline:
     )
 
 
-def _notices(db: Session, run: DeprecationRun) -> Notices:
+def _notices(db: Session, run: DeprecationRun, as_of: datetime) -> Notices:
+    assert run.retirement_on is not None
     summaries = db.exec(
         select(DeliverySummary)
         .where(DeliverySummary.run_id == run.id)
         .order_by(col(DeliverySummary.channel))
     ).all()
+    # The deprecation's notices, whichever run (or none: reminders, date changes) sent
+    # them, as they stood when the report was made.
+    of_deprecation = (
+        Delivery.deprecation_id == run.deprecation_id
+        if run.deprecation_id
+        else Delivery.run_id == run.id
+    )
     deliveries = db.exec(
-        select(Delivery).where(Delivery.run_id == run.id).order_by(col(Delivery.recipient))
+        select(Delivery)
+        .where(of_deprecation, col(Delivery.updated_at) <= as_of)
+        .order_by(col(Delivery.recipient), col(Delivery.updated_at), col(Delivery.id))
     ).all()
-    return Notices(run.notice_override_reason, list(summaries), list(deliveries))
+    changes = db.exec(
+        select(RetirementDateChange)
+        .where(
+            RetirementDateChange.deprecation_id == run.deprecation_id,
+            col(RetirementDateChange.changed_at) <= as_of,
+        )
+        .order_by(col(RetirementDateChange.id))
+    ).all()
+    return Notices(
+        retirement_on=run.retirement_on,
+        override_reason=run.notice_override_reason,
+        summaries=list(summaries),
+        deliveries=list(deliveries),
+        recipients=_recipient_notices(deliveries, run.retirement_on),
+        date_changes=list(changes),
+    )
 
 
-def _preservation(db: Session, run_id: str, snapshot: Snapshot, as_of: datetime) -> Preservation:
+def _recipient_notices(
+    deliveries: Sequence[Delivery], retirement_on: date
+) -> list[RecipientNotices]:
+    by_recipient: dict[str, list[Delivery]] = {}
+    for delivery in deliveries:
+        by_recipient.setdefault(delivery.recipient, []).append(delivery)
+    recipients = []
+    for recipient, theirs in by_recipient.items():
+        received = [d for d in theirs if d.state in REACHED]
+        announced = [
+            d.updated_at.date()  # UTC, the same on every machine
+            for d in received
+            if d.kind == NoticeKind.ANNOUNCEMENT.value
+        ]
+        first = min(announced, default=None)
+        days = (retirement_on - first).days if first else None
+        recipients.append(RecipientNotices(recipient, first, days, received))
+    return recipients
+
+
+def _preservation(
+    db: Session, runs: list[DeprecationRun], snapshot: Snapshot, as_of: datetime
+) -> Preservation:
+    run_ids = [r.id for r in runs]
     files = db.exec(
         select(SnapshotFile)
         .where(SnapshotFile.snapshot_id == snapshot.id)
@@ -190,15 +325,34 @@ def _preservation(db: Session, run_id: str, snapshot: Snapshot, as_of: datetime)
         (PayloadEntry(f.path, f.size, f.sha256, f.sha512) for f in weights), "sha512"
     )
     fingerprint = latest_fingerprint(db, snapshot.id)
-    # Only this run's drills: they ran before the report, so a regeneration is identical.
     drills = db.exec(
-        select(DrillEvent).where(DrillEvent.run_id == run_id).order_by(col(DrillEvent.finished_at))
+        select(DrillEvent)
+        .where(col(DrillEvent.run_id).in_(run_ids), col(DrillEvent.finished_at) <= as_of)
+        .order_by(col(DrillEvent.finished_at))
     ).all()
+    maker = next((r for r in runs if r.id == snapshot.run_id), None)
+    reason = new_snapshot_reason(maker) if maker else None
+    replaced = db.exec(
+        select(Snapshot)
+        .where(
+            col(Snapshot.run_id).in_(run_ids),
+            Snapshot.id != snapshot.id,
+            col(Snapshot.created_at) <= snapshot.created_at,
+        )
+        .order_by(col(Snapshot.created_at))
+    ).all()
+    verifications = [
+        Verification(r, run_purpose(r), checks)
+        for r in runs
+        if (checks := _latest_checks(db, r.id, snapshot.id, as_of))
+    ]
     return Preservation(
         snapshot=snapshot,
+        replacement_reason=reason,
+        replaced=list(replaced) if reason else [],
         weights=weights,
         weights_manifest_sha256=hashlib.sha256(manifest).hexdigest(),
-        checks=_latest_checks(db, run_id, as_of),
+        verifications=verifications,
         replicas=_replica_holdings(db, snapshot.id),
         fingerprint=fingerprint,
         drills=list(drills),
@@ -206,12 +360,13 @@ def _preservation(db: Session, run_id: str, snapshot: Snapshot, as_of: datetime)
 
 
 def _latest_checks(
-    db: Session, run_id: str, as_of: datetime
+    db: Session, run_id: str, snapshot_id: str, as_of: datetime
 ) -> dict[str, dict[str, list[FixityEvent]]]:
     events = db.exec(
         select(FixityEvent)
         .where(
             FixityEvent.run_id == run_id,
+            FixityEvent.snapshot_id == snapshot_id,
             col(FixityEvent.path).startswith(WEIGHTS_DIR),
             col(FixityEvent.checked_at) <= as_of,
         )
@@ -249,17 +404,13 @@ def _replica_holdings(db: Session, snapshot_id: str) -> list[ReplicaHolding]:
     return holdings
 
 
-def _interview(db: Session, run_id: str, as_of: datetime) -> Interview:
-    sessions = db.exec(
-        select(InterviewSession)
-        .where(InterviewSession.run_id == run_id)
-        .order_by(col(InterviewSession.session_index))
-    ).all()
+def _interview(db: Session, run_ids: list[str], as_of: datetime) -> Interview:
+    sessions = interview_of(db, run_ids, as_of)
     turns = [
         list(
             db.exec(
                 select(InterviewTurn)
-                .where(InterviewTurn.session_id == s.id)
+                .where(InterviewTurn.session_id == s.id, col(InterviewTurn.answered_at) <= as_of)
                 .order_by(col(InterviewTurn.seq))
             )
         )
@@ -267,15 +418,20 @@ def _interview(db: Session, run_id: str, as_of: datetime) -> Interview:
     ]
     return Interview(
         sessions=list(zip(sessions, turns, strict=True)),
-        preferences=_preference_states(db, run_id, as_of),
+        preferences=_preference_states(db, [s.id for s in sessions], as_of),
         extractor=EXTRACTOR,
     )
 
 
-def _preference_states(db: Session, run_id: str, as_of: datetime) -> list[PreferenceState]:
+def _preference_states(
+    db: Session, session_ids: list[str], as_of: datetime
+) -> list[PreferenceState]:
     preferences = db.exec(
         select(InterviewPreference)
-        .where(InterviewPreference.run_id == run_id)
+        .where(
+            col(InterviewPreference.session_id).in_(session_ids),
+            col(InterviewPreference.recorded_at) <= as_of,
+        )
         .order_by(
             col(InterviewPreference.session_index),
             col(InterviewPreference.turn_seq),
@@ -299,8 +455,32 @@ def _preference_states(db: Session, run_id: str, as_of: datetime) -> list[Prefer
     ]
 
 
-def _attempts_before(db: Session, run_id: str, as_of: datetime) -> list[StepAttempt]:
+def _run_record(
+    db: Session, run: DeprecationRun, reported_run_id: str, as_of: datetime
+) -> RunRecord:
+    """A run as it stood at ``as_of``: a run that had not ended yet is in progress, and so
+    is an attempt; the reported run's own report step is left out (it is being written)."""
     attempts = db.exec(
-        select(StepAttempt).where(StepAttempt.run_id == run_id).order_by(col(StepAttempt.id))
+        select(StepAttempt).where(StepAttempt.run_id == run.id).order_by(col(StepAttempt.id))
     ).all()
-    return [a for a in attempts if a.step != REPORT_STEP and a.started_at <= as_of]
+    steps = [
+        StepRecord(
+            a.step,
+            a.attempt,
+            str(a.state) if _ended_by(a.finished_at, as_of) else "running",
+            a.started_at,
+            a.error if _ended_by(a.finished_at, as_of) else None,
+        )
+        for a in attempts
+        if a.started_at <= as_of and not (run.id == reported_run_id and a.step == REPORT_STEP)
+    ]
+    ended = None
+    if run.id != reported_run_id and run.state == RunState.SUPERSEDED:
+        ended = "superseded by a later run"  # before the reported run began
+    elif run.state != RunState.RUNNING and run.finished_at and _ended_by(run.finished_at, as_of):
+        ended = f"{run.state} {run.finished_at.isoformat()}"
+    return RunRecord(run, run_purpose(run), ended, new_snapshot_reason(run), steps)
+
+
+def _ended_by(finished_at: datetime | None, as_of: datetime) -> bool:
+    return finished_at is not None and finished_at <= as_of

@@ -2,15 +2,17 @@
 
 A model has at most one deprecation in progress (planned or announced). A deprecation run
 joins it, or opens one when there is none; the announcement makes it announced; the first
-package a run of it stores becomes its package, which every later run reuses; the
-retirement, a reinstatement or a cancellation moves it on. Everything a run did can be
-found from the deprecation: its runs, its package, its recipients, its date changes.
+package a run of it stores and verifies becomes its package, which every later run reuses
+(unless the release manager asks a later run for a new one, with a reason); its runs
+share one interview; the retirement, a reinstatement or a cancellation moves it on.
+Everything a run did can be found from the deprecation: its runs, its package, its
+interview, its recipients, its date changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 
 from sqlmodel import Session, col, select
 
@@ -20,6 +22,7 @@ from sunset.ledger import (
     Deprecation,
     DeprecationRun,
     DeprecationStage,
+    InterviewSession,
     Ledger,
     NoticeRecipient,
     RetirementDateChange,
@@ -27,6 +30,7 @@ from sunset.ledger import (
     utcnow,
 )
 from sunset.notify.recipients import Recipient
+from sunset.serving.lifecycle import DEPRECATION
 
 IN_PROGRESS = (DeprecationStage.PLANNED, DeprecationStage.ANNOUNCED)
 
@@ -130,14 +134,108 @@ def package_of_run(ledger: Ledger, run_id: str) -> Snapshot:
     return snapshot
 
 
-def record_package(ledger: Ledger, deprecation_id: str, snapshot_id: str) -> None:
-    """Make a stored package the deprecation's package, unless it already has one."""
+def record_package(ledger: Ledger, run_id: str, snapshot_id: str) -> None:
+    """Once a run verified a package, make it the run's deprecation's package: the first
+    one stored, or a new one the release manager asked this run for (with a reason), in
+    place of the earlier one. A package the run reuses is the deprecation's already."""
     with ledger.session() as db:
-        deprecation = db.get(Deprecation, deprecation_id)
-        assert deprecation is not None
-        if deprecation.snapshot_id is None:
+        run = db.get(DeprecationRun, run_id)
+        snapshot = db.get(Snapshot, snapshot_id)
+        assert run is not None and snapshot is not None
+        deprecation = db.get(Deprecation, run.deprecation_id) if run.deprecation_id else None
+        if deprecation is None or deprecation.snapshot_id == snapshot_id:
+            return
+        if deprecation.snapshot_id is None or (
+            snapshot.run_id == run_id and new_snapshot_reason(run) is not None
+        ):
             deprecation.snapshot_id, deprecation.updated_at = snapshot_id, utcnow()
             db.add(deprecation)
+
+
+def continued(db: Session, model_id: str) -> Deprecation | None:
+    """The deprecation a request for the model continues: the one in progress, or a
+    retired one (only a retirement run resumed after its flip continues that; any other
+    request for a retired model is refused when its run would begin)."""
+    latest = db.exec(
+        select(Deprecation)
+        .where(Deprecation.model_id == model_id)
+        .order_by(col(Deprecation.opened_at).desc())
+    ).first()
+    if latest is None or latest.stage not in (*IN_PROGRESS, DeprecationStage.RETIRED):
+        return None
+    return latest
+
+
+def package_in_force(db: Session, model_id: str) -> Snapshot | None:
+    """The package of the deprecation a request for the model continues, if it has one."""
+    deprecation = continued(db, model_id)
+    if deprecation is None or deprecation.snapshot_id is None:
+        return None
+    return db.get(Snapshot, deprecation.snapshot_id)
+
+
+def package_to_reuse(ledger: Ledger, run_id: str) -> Snapshot | None:
+    """The package a run takes over from an earlier run of its deprecation instead of
+    making one; None when the run makes its own: the deprecation has no package yet, the
+    run made it, or the release manager asked this run for a new one."""
+    with ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+        assert run is not None
+        deprecation = db.get(Deprecation, run.deprecation_id) if run.deprecation_id else None
+        if deprecation is None or deprecation.snapshot_id is None:
+            return None
+        snapshot = db.get(Snapshot, deprecation.snapshot_id)
+        assert snapshot is not None
+    if snapshot.run_id == run_id or new_snapshot_reason(run) is not None:
+        return None
+    return snapshot
+
+
+def new_snapshot_reason(run: DeprecationRun) -> str | None:
+    """Why the release manager asked this run for a new package, if they did."""
+    reason = run.parameters.get("new_snapshot_reason")
+    return str(reason) if reason else None
+
+
+def run_purpose(run: DeprecationRun) -> str:
+    """What a run did for its deprecation, in one word: announce, retire or reinstate."""
+    if run.kind != DEPRECATION:
+        return "reinstate"
+    return "retire" if run.parameters.get("retire") else "announce"
+
+
+def fellow_run_ids(db: Session, run_id: str) -> list[str]:
+    """The ids of the runs of the run's deprecation, oldest first; just its own when it
+    belongs to none (a run begun outside a deprecation)."""
+    run = db.get(DeprecationRun, run_id)
+    if run is None or run.deprecation_id is None:
+        return [run_id]
+    return list(
+        db.exec(
+            select(DeprecationRun.id)
+            .where(DeprecationRun.deprecation_id == run.deprecation_id)
+            .order_by(col(DeprecationRun.started_at))
+        ).all()
+    )
+
+
+def interview_of(
+    db: Session, run_ids: Iterable[str], as_of: datetime | None = None
+) -> list[InterviewSession]:
+    """The deprecation's one interview: the sessions its runs held (begun by ``as_of``),
+    by session index.
+
+    Ledgers from before one interview per deprecation can hold a session index twice
+    (each run interviewed anew): the later session stands for that index.
+    """
+    query = select(InterviewSession).where(col(InterviewSession.run_id).in_(list(run_ids)))
+    if as_of is not None:
+        query = query.where(col(InterviewSession.started_at) <= as_of)
+    by_index = {
+        session.session_index: session
+        for session in db.exec(query.order_by(col(InterviewSession.started_at)))
+    }
+    return [by_index[index] for index in sorted(by_index)]
 
 
 def mark_announced(ledger: Ledger, deprecation_id: str, announced_on: date) -> None:
@@ -249,3 +347,64 @@ def recipients_of(ledger: Ledger, deprecation_id: str) -> list[Recipient]:
             .order_by(col(NoticeRecipient.id))
         ).all()
     return [Recipient(r.email, r.name, r.webhook_url, r.usage) for r in rows]
+
+
+def record_retirement(
+    ledger: Ledger,
+    deprecation_id: str,
+    retired_on: date,
+    *,
+    retired_at: datetime,
+    reason: str | None,
+    changed_by: str | None,
+) -> RetirementDateChange | None:
+    """The model was retired (its flip at ``retired_at`` held): the deprecation is retired,
+    on ``retired_on``. Returns the change of the date users were told that the retirement
+    made, if it came on another day than announced; the same call again (a retried step)
+    finds the change it made.
+    """
+    with ledger.session() as db:
+        made = db.exec(
+            select(RetirementDateChange)
+            .where(
+                RetirementDateChange.deprecation_id == deprecation_id,
+                col(RetirementDateChange.changed_at) >= retired_at,
+            )
+            .order_by(col(RetirementDateChange.id))
+        ).first()
+        deprecation = db.get(Deprecation, deprecation_id)
+        assert deprecation is not None
+        moved = made is None and deprecation.retirement_on != retired_on
+        if moved and deprecation.stage != DeprecationStage.ANNOUNCED:
+            deprecation.retirement_on = retired_on  # nobody was told another date
+            db.add(deprecation)
+    if moved and deprecation.stage == DeprecationStage.ANNOUNCED:
+        earlier = retired_on < deprecation.retirement_on
+        made = change_retirement_date(
+            ledger,
+            deprecation_id,
+            retired_on,
+            reason=(reason or "retired earlier than announced")
+            if earlier
+            else "retired after the announced date",
+            changed_by=changed_by,
+        )
+    move_stage(ledger, deprecation_id, DeprecationStage.RETIRED)
+    record_in_catalog(ledger, deprecation_id)
+    return made
+
+
+def record_in_catalog(ledger: Ledger, deprecation_id: str) -> None:
+    """Show the deprecation's dates in the catalog: the announcement and the retirement
+    date users were last told, or none once it is cancelled."""
+    with ledger.session() as db:
+        deprecation = db.get(Deprecation, deprecation_id)
+        assert deprecation is not None
+        model = db.get(CatalogModel, deprecation.model_id)
+        assert model is not None
+        if deprecation.stage == DeprecationStage.CANCELLED:
+            model.deprecation_announced_on = model.retirement_on = None
+        elif deprecation.stage != DeprecationStage.PLANNED:
+            model.deprecation_announced_on = deprecation.announced_on
+            model.retirement_on = deprecation.retirement_on
+        db.add(model)

@@ -26,7 +26,6 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
-from sunset.notify.message import Notice
 from sunset.runs.deprecation import attach_run
 from sunset.runs.request import ValidatedRequest, target_status
 from sunset.serving.lifecycle import DEPRECATION, check_move
@@ -38,15 +37,17 @@ def begin_run(
     model_id: str,
     kind: str,
     parameters: dict[str, Any],
-    target: ServingStatus,
+    target: ServingStatus | None,
     flow_run_id: str | None,
     lease_seconds: int,
     details: dict[str, Any] | None = None,
 ) -> DeprecationRun:
     """Start a run, or resume the unfinished one of the same kind with the same parameters.
 
-    ``details`` are further columns of the run (who asked, the notice terms), written on
-    a new run and refreshed on a resumed one.
+    ``target`` is the serving status the run moves the model to; None for a run that
+    moves none (the cancellation of a deprecation nobody was told of). ``details`` are
+    further columns of the run (who asked, the notice terms), written on a new run and
+    refreshed on a resumed one.
 
     Raises:
         RunConflict: another run for the same model holds a live lease.
@@ -80,12 +81,13 @@ def begin_run(
             db.add(run)
         model = db.get(CatalogModel, model_id)
         assert model is not None
-        if model.serving_status == target:
-            raise NothingToDo(f"{model.id} is already {target.value}; there is nothing to do.")
-        try:
-            check_move(ServingStatus(model.serving_status), target, kind)
-        except GuardRefused as exc:
-            raise InputError(str(exc)) from None
+        if target is not None:
+            if model.serving_status == target:
+                raise NothingToDo(f"{model.id} is already {target.value}; there is nothing to do.")
+            try:
+                check_move(ServingStatus(model.serving_status), target, kind)
+            except GuardRefused as exc:
+                raise InputError(str(exc)) from None
         run = DeprecationRun(
             model_id=model_id,
             kind=kind,
@@ -135,16 +137,6 @@ def run_lease(ledger: Ledger, run_id: str, lease_seconds: int) -> Iterator[None]
     finally:
         stop.set()
         thread.join()
-
-
-def record_announcement(ledger: Ledger, notice: Notice) -> None:
-    """Write the announced dates into the catalog, once the notices are out."""
-    with ledger.session() as db:
-        model = db.get(CatalogModel, notice.model.id)
-        assert model is not None
-        model.deprecation_announced_on = notice.announced_on
-        model.retirement_on = notice.retirement_on
-        db.add(model)
 
 
 def load_run(ledger: Ledger, run_id: str) -> DeprecationRun:

@@ -20,15 +20,19 @@ from sunset.errors import InputError
 from sunset.interview.protocol import LoadedProtocol, load_protocol
 from sunset.ledger import (
     CatalogModel,
+    Deprecation,
+    DeprecationStage,
     Ledger,
     ServingStatus,
 )
 from sunset.local_model import find_model_files, require_runtime
-from sunset.notify.message import Notice, NoticeTemplates
+from sunset.notify.message import NoticeKind, NoticeTemplates
 from sunset.notify.recipients import Recipient, load_recipients
 from sunset.notify.users import load_users
 from sunset.preservation.weights import SourceFile, WeightsReader
 from sunset.report.inputs import read_report_input
+from sunset.runs.continuation import check_continuation
+from sunset.runs.deprecation import latest_deprecation
 from sunset.serving.lifecycle import DEPRECATED, RETIRED
 
 MAX_APPROVERS = 2
@@ -72,12 +76,23 @@ class DeprecationRequest(BaseModel):
     )
     sessions: int = Field(
         default=1,
-        description=f"Interview sessions to run, 1 to {MAX_SESSIONS}; `sunset deprecate` "
-        "defaults to SUNSET_INTERVIEW_SESSIONS (1).",
+        description=f"Interview sessions to run, 1 to {MAX_SESSIONS}, when the deprecation "
+        "holds its interview (once); `sunset deprecate` defaults to "
+        "SUNSET_INTERVIEW_SESSIONS (1).",
+    )
+    more_sessions: int = Field(
+        default=0,
+        description=f"Sessions to add, 0 to {MAX_SESSIONS}, to the interview an earlier run "
+        "of this deprecation held; without them a later run does not interview again.",
     )
     notice_override_reason: str | None = Field(
         default=None,
         description="Why a notice shorter than the minimum is acceptable (recorded).",
+    )
+    new_snapshot_reason: str | None = Field(
+        default=None,
+        description="Why the weights must be preserved anew although this deprecation "
+        "has a package (recorded): the new package becomes the deprecation's.",
     )
     deployment_summary: str | None = Field(
         default=None,
@@ -112,6 +127,13 @@ class DeprecationRequest(BaseModel):
             raise InputError(f"Sessions must be between 1 and {MAX_SESSIONS}, not {sessions}.")
         return sessions
 
+    @field_validator("more_sessions")
+    @classmethod
+    def _more_sessions_in_range(cls, more: int) -> int:
+        if not 0 <= more <= MAX_SESSIONS:
+            raise InputError(f"More sessions must be between 0 and {MAX_SESSIONS}, not {more}.")
+        return more
+
     @field_validator("approvals")
     @classmethod
     def _approvals_in_range(cls, approvals: int) -> int:
@@ -122,7 +144,7 @@ class DeprecationRequest(BaseModel):
             )
         return approvals
 
-    @field_validator("notice_override_reason")
+    @field_validator("notice_override_reason", "new_snapshot_reason")
     @classmethod
     def _blank_reason_is_none(cls, reason: str | None) -> str | None:
         return (reason or "").strip() or None  # a blank reason is no reason
@@ -150,12 +172,16 @@ class ValidatedRequest:
     recipients: list[Recipient]
     protocol: LoadedProtocol
     report_inputs: dict[str, str]
-    notice: Notice
     terms: NoticeTerms
 
     @property
     def retirement_on(self) -> date:
-        return self.notice.retirement_on
+        return self.terms.retirement_on
+
+    @property
+    def announced_on(self) -> date:
+        """The day the notice counts from: the announcement in force, or today's."""
+        return self.terms.announced_on
 
     def flip_reason(self, run_id: str) -> str:
         """Why the run changes the serving status, as recorded with the transition."""
@@ -170,9 +196,10 @@ class ValidatedRequest:
 
 @dataclass(frozen=True)
 class NoticeTerms:
-    """The notice a run gives: until when, and how long against the minimum for the
-    model's class."""
+    """The notice a run gives: from when, until when, and how long against the minimum
+    for the model's class."""
 
+    announced_on: date
     retirement_on: date
     notice_days: int
     minimum_notice_days: int
@@ -219,14 +246,16 @@ def validate_request(
                 f"`sunset register {request.model_id} --name NAME`."
             )
         replacement = db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
-    notice, terms = _notice_terms(request, model, replacement, settings, today)
+    terms = _notice_terms(request, model, told_deprecation(ledger, model.id), settings, today)
     recipients = _recipients(ledger, request)
     if settings.webhook_secret is None and any(r.webhook_url for r in recipients):
         raise InputError(
             "Some recipients have a webhook_url but no signing secret is set; set "
             "SUNSET_WEBHOOK_SECRET so that receivers can verify the notices."
         )
-    NoticeTemplates(settings.notice_templates_dir).check(notice, recipients[0])
+    NoticeTemplates(settings.notice_templates_dir).check_kinds(
+        notice_kinds(request), model, replacement, settings.support_contact, today
+    )
     validated = ValidatedRequest(
         request=request,
         model=model,
@@ -234,7 +263,6 @@ def validate_request(
         sources=weights.scan(request.weights),
         recipients=recipients,
         protocol=load_protocol(Path(request.protocol) if request.protocol else None),
-        notice=notice,
         terms=terms,
         report_inputs={
             kind: read_report_input(Path(path), kind)
@@ -245,37 +273,68 @@ def validate_request(
             if path
         },
     )
+    check_continuation(ledger, request, validated.sources, validated.protocol)
     if request.fingerprint:  # the model must run here, from its own files
         require_runtime()
         find_model_files(Path(request.weights))
     return validated
 
 
+def notice_kinds(request: DeprecationRequest) -> tuple[NoticeKind, ...]:
+    """The kinds of notice a run of this request may send: a deprecation announces, a
+    retirement tells after its flip that the model is retired."""
+    return (NoticeKind.RETIRED,) if request.retire else (NoticeKind.ANNOUNCEMENT,)
+
+
+def told_deprecation(ledger: Ledger, model_id: str) -> Deprecation | None:
+    """The model's deprecation whose dates its users were told, if they were: the one
+    announced, or the one retired (a retirement run resumed after its flip)."""
+    latest = latest_deprecation(ledger, model_id)
+    told = (DeprecationStage.ANNOUNCED, DeprecationStage.RETIRED)
+    return latest if latest is not None and latest.stage in told else None
+
+
 def _notice_terms(
     request: DeprecationRequest,
     model: CatalogModel,
-    replacement: CatalogModel | None,
+    told: Deprecation | None,
     settings: Settings,
     today: date,
-) -> tuple[Notice, NoticeTerms]:
+) -> NoticeTerms:
     minimum = settings.minimum_notice_for(model.model_class)
-    # Retiring means retiring now, unless a date was given; deprecating announces a date.
-    default = today if request.retire else today + timedelta(days=minimum)
-    retirement_on = request.retirement_date or default
-    # Notice counts from the announcement of the deprecation in force, if there is one.
-    announced_in_force = (
-        model.deprecation_announced_on if model.serving_status == DEPRECATED else None
-    )
+    # Notice counts from the announcement of the deprecation users were told of, if any.
+    announced_in_force = told.announced_on if told else None
     announced_on = announced_in_force or today
-    _refuse_a_passed_date(
-        retirement_on,
-        announced_on,
-        today,
-        already_announced=model.retirement_on if announced_in_force else None,
-    )
+    already_announced = told.retirement_on if told and announced_in_force else None
+    # Retiring means retiring now, unless a date was given; deprecating announces a date,
+    # or keeps the one announced (it moves only with `sunset reschedule`).
+    if request.retire:
+        default = today
+    elif already_announced is not None:
+        if request.retirement_date not in (None, already_announced):
+            raise InputError(
+                f"Users of {model.id} were told it retires on {already_announced}; move the "
+                f"date with `sunset reschedule {model.id} --retirement-date "
+                f"{request.retirement_date} --reason TEXT`, which tells them why."
+            )
+        default = already_announced
+    else:
+        default = today + timedelta(days=minimum)
+    retirement_on = request.retirement_date or default
+    _refuse_a_passed_date(retirement_on, announced_on, today, already_announced=already_announced)
     notice_days = (retirement_on - announced_on).days
-    shortened = notice_days < minimum
+    # A retirement run retires the model when it ends, whatever date it names.
+    retiring_on = today if request.retire else retirement_on
+    earlier = already_announced is not None and retiring_on < already_announced
+    shortened = notice_days < minimum or earlier
     if shortened and not request.notice_override_reason:
+        if earlier:
+            raise InputError(
+                f"Retiring {model.id} on {retiring_on} is earlier than {already_announced}, "
+                "the retirement date its users were told; retire on that date, or pass "
+                "--notice-override REASON to record why it comes earlier (users are told "
+                "the reason when it is retired)."
+            )
         of_class = f" for model class {model.model_class!r}" if model.model_class else ""
         raise InputError(
             f"Retirement on {retirement_on} gives users {notice_days} days of notice from the "
@@ -283,9 +342,8 @@ def _notice_terms(
             "choose a later --retirement-date, deprecate first and retire after the notice "
             "period, or pass --notice-override REASON to record why less notice is acceptable."
         )
-    notice = Notice(model, replacement, announced_on, retirement_on, settings.support_contact)
     reason = request.notice_override_reason if shortened else None
-    return notice, NoticeTerms(retirement_on, notice_days, minimum, reason)
+    return NoticeTerms(announced_on, retirement_on, notice_days, minimum, reason)
 
 
 def _refuse_a_passed_date(

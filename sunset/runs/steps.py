@@ -2,6 +2,12 @@
 
 PREFLIGHT_STEP = "preflight"
 NOTIFY_STEP = "notify_users"
+RETIRED_NOTICE_STEP = "notify_retired"
+REINSTATED_NOTICE_STEP = "notify_reinstated"
+CANCELLED_NOTICE_STEP = "notify_cancelled"
+DATE_CHANGE_STEP = "record_date_change"
+DATE_CHANGED_NOTICE_STEP = "notify_date_changed"
+REMINDERS_STEP = "send_reminders"
 SNAPSHOT_STEP = "snapshot_weights"
 VERIFY_STEP = "verify_preservation"
 FINGERPRINT_STEP = "record_fingerprint"

@@ -4,11 +4,14 @@ The moves themselves are the state machine in ``sunset.serving.lifecycle``. On t
 
 * every flip comes from a live run: in progress, holding its lease (not stale), not
   failed, superseded or rejected;
-* deprecated only once the run's notices went out and its package verified;
-* retired only once the model's latest snapshot passed verification and the report is
-  sealed in that package;
+* deprecated only once the run's notices went out and its package (the one it made, or
+  its deprecation's, which it reuses) verified;
+* retired only once the package (the deprecation's, else the model's latest) passed
+  verification and the report is sealed in that package (its users are told after the
+  flip, when it is true);
 * active or on_request (reinstatement) only once the run restored the snapshot and
-  checked every restored file against the manifest.
+  checked every restored file against the manifest;
+* active again (cancellation) only while the run's deprecation is still in progress.
 
 Each flip is a ``status_transitions`` row (who, when, why, which run). A flip whose
 check failed is marked rolled back: it never took effect for users, and ``status_at``
@@ -27,7 +30,9 @@ from sunset.ledger import (
     Approval,
     AttemptState,
     CatalogModel,
+    Deprecation,
     DeprecationRun,
+    DeprecationStage,
     Ledger,
     Report,
     Restoration,
@@ -42,7 +47,13 @@ from sunset.ledger import (
 from sunset.preservation.verify import is_verified
 from sunset.runs.steps import NOTIFY_STEP
 from sunset.serving.gateway import Route, ServingGateway, check_route
-from sunset.serving.lifecycle import DEPRECATED, DEPRECATION, RETIRED, check_move
+from sunset.serving.lifecycle import (
+    CANCELLATION,
+    DEPRECATED,
+    DEPRECATION,
+    RETIRED,
+    check_move,
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,8 @@ def flip_status(
         check_move(current, target, run.kind)
         if run.kind == DEPRECATION:
             _guard_deprecation(ledger, db, run, model, target)
+        elif run.kind == CANCELLATION:
+            _guard_cancellation(db, run, model)
         else:
             _guard_reinstatement(ledger, db, run, model)
         transition = StatusTransition(
@@ -186,10 +199,15 @@ def _live_run(db: Session, run_id: str) -> DeprecationRun:
 def _guard_deprecation(
     ledger: Ledger, db: Session, run: DeprecationRun, model: CatalogModel, target: ServingStatus
 ) -> None:
-    if not _step_completed(db, run.id, NOTIFY_STEP):
+    # A retirement is told after its flip held, when it is true.
+    if target == DEPRECATED and not _step_completed(db, run.id, NOTIFY_STEP):
         raise GuardRefused(f"The notices for {model.id} have not all gone out in this run.")
-    snapshot = latest_snapshot(db, model.id)
-    if target == DEPRECATED and (snapshot is None or snapshot.run_id != run.id):
+    # The package is the deprecation's once one is recorded (a later run reuses it);
+    # before that, the model's newest, which must be this run's.
+    deprecation = db.get(Deprecation, run.deprecation_id) if run.deprecation_id else None
+    recorded = deprecation.snapshot_id if deprecation else None
+    snapshot = db.get(Snapshot, recorded) if recorded else latest_snapshot(db, model.id)
+    if target == DEPRECATED and (snapshot is None or not (recorded or snapshot.run_id == run.id)):
         raise GuardRefused(
             f"{model.id} has no preservation package from this run; its status stays as it is."
         )
@@ -205,6 +223,18 @@ def _guard_deprecation(
                 f"{model.id} cannot be retired before its report is sealed in package "
                 f"{snapshot.id}."
             )
+
+
+def _guard_cancellation(db: Session, run: DeprecationRun, model: CatalogModel) -> None:
+    deprecation = db.get(Deprecation, run.deprecation_id) if run.deprecation_id else None
+    if deprecation is None or deprecation.stage not in (
+        DeprecationStage.PLANNED,
+        DeprecationStage.ANNOUNCED,
+    ):
+        raise GuardRefused(
+            f"Run {run.id} cancels no deprecation of {model.id} in progress; its serving "
+            "status stays as it is."
+        )
 
 
 def _guard_reinstatement(

@@ -52,6 +52,7 @@ class DeprecationEntry:
     page claims neither before it is true.
     """
 
+    deprecation_id: str
     model: CatalogModel
     status: PublicStatus
     announced_on: date
@@ -128,6 +129,7 @@ def _entry(db: Session, deprecation: Deprecation, listed: set[str]) -> Deprecati
         db.exec(select(Report.id).where(Report.snapshot_id == package)).first() is not None
     )
     return DeprecationEntry(
+        deprecation_id=deprecation.id,
         model=model,
         status=_PUBLIC_STATUS[deprecation.stage],
         announced_on=deprecation.announced_on,

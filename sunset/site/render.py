@@ -26,7 +26,7 @@ from markupsafe import Markup
 from sunset.config import Settings
 from sunset.errors import InputError
 from sunset.ledger import Ledger
-from sunset.notify.message import GUIDE_HTML_TEMPLATE, Notice, NoticeTemplates
+from sunset.notify.message import GUIDE_HTML_TEMPLATE, Notice, NoticeKind, NoticeTemplates
 from sunset.notify.recipients import Recipient
 from sunset.site.entries import (
     TRANSITION_PAGES,
@@ -138,14 +138,17 @@ class _Pages:
 
     def transition_page(self, entry: DeprecationEntry) -> str:
         notice = Notice(
-            entry.model,
-            entry.successor,
-            entry.announced_on,
-            entry.retirement_on,
-            self.settings.support_contact,
+            kind=NoticeKind.ANNOUNCEMENT,
+            deprecation_id=entry.deprecation_id,
+            model=entry.model,
+            replacement=entry.successor,
+            announced_on=entry.announced_on,
+            retirement_on=entry.retirement_on,
+            support_contact=self.settings.support_contact,
+            transition_page=transition_page_url(self.settings, entry.model_id),
         )
         # The page shows only the guide, but refuses templates that notices would refuse.
-        self.notices.check(notice, PUBLIC_READER)
+        self.notices.check([notice], PUBLIC_READER)
         guide = self.notices.render(GUIDE_HTML_TEMPLATE, notice, PUBLIC_READER)
         advice = self._render(ADVICE_TEMPLATE, self._advice_context(entry))
         return self._render(

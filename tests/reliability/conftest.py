@@ -7,7 +7,11 @@ Messages stand-in's request log, exit codes and what they print.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +34,7 @@ from tests.reliability.zygote import Child, Zygote
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 120.0
+SUNSET = str(Path(sys.executable).with_name("sunset"))
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +87,79 @@ class Runner:
 
     def child_env(self, **overrides: str) -> dict[str, str]:
         return self.zygote.env | self.env | overrides
+
+
+@dataclass
+class CliProcess:
+    """``sunset`` started as a command of its own, in its own process group."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TimeoutError(f"{self.name} still running after {timeout} s") from None
+
+    def kill(self) -> None:
+        """SIGKILL the command and every process it started (Prefect's temporary server)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class CliRunner:
+    """Starts ``sunset`` as the README does: the installed command, in a fresh process,
+    with only the environment a release manager would have (no ``PREFECT_*``: Prefect
+    starts its temporary server, its home under ``SUNSET_DATA_DIR``)."""
+
+    env: dict[str, str]
+    logs: Path
+    started: list[CliProcess] = field(default_factory=list)
+
+    def start(self, name: str, *argv: str, **env: str) -> CliProcess:
+        log = self.logs / f"{len(self.started) + 1:03d}-{name}.log"
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith(("SUNSET_", "PREFECT_"))
+        }
+        # This checkout, whichever one the command's installation points at.
+        inherited["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT), inherited.get("PYTHONPATH")])
+        )
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [SUNSET, *argv],
+                env=inherited | self.env | env,
+                cwd=self.logs,
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        child = CliProcess(name, process, log)
+        self.started.append(child)
+        return child
+
+
+@pytest.fixture
+def cli_runner(site: Site, tmp_path: Path) -> Iterator[CliRunner]:
+    """A runner of ``sunset`` commands whose processes do not outlive the test."""
+    logs = tmp_path / "cli"
+    logs.mkdir()
+    runner = CliRunner(dict(site.env), logs)
+    yield runner
+    for child in runner.started:  # a test that failed half-way may leave one running
+        child.kill()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ class Tally:
     crashes: int = 0
     bad_inputs: int = 0
     data_lost: int = 0
+    unfinished_reruns: int = 0  # a killed run, started again, that did not get to its end
 
     def fault(self, kind: str, count: int = 1) -> None:
         self.faults[kind] += count
@@ -36,6 +37,7 @@ class Tally:
             ("crashes survived", str(self.crashes)),
             ("bad inputs tried", str(self.bad_inputs)),
             ("data lost", str(self.data_lost)),
+            ("reruns that did not finish", str(self.unfinished_reruns)),
         ]
 
     def as_dict(self) -> dict[str, object]:
@@ -44,6 +46,7 @@ class Tally:
             "crashes": self.crashes,
             "bad_inputs": self.bad_inputs,
             "data_lost": self.data_lost,
+            "unfinished_reruns": self.unfinished_reruns,
         }
 
     def add(self, counted: dict[str, Any]) -> None:
@@ -52,9 +55,16 @@ class Tally:
         self.crashes += counted["crashes"]
         self.bad_inputs += counted["bad_inputs"]
         self.data_lost += counted["data_lost"]
+        self.unfinished_reruns += counted["unfinished_reruns"]
 
     def empty(self) -> bool:
-        return not (self.faults or self.crashes or self.bad_inputs or self.data_lost)
+        return not (
+            self.faults
+            or self.crashes
+            or self.bad_inputs
+            or self.data_lost
+            or self.unfinished_reruns
+        )
 
 
 TALLY = Tally()

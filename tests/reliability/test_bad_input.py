@@ -22,10 +22,11 @@ from sunset.errors import SunsetError
 from sunset.ledger import CatalogModel, DeprecationRun, ServingStatus
 from sunset.notify.channels import EmailChannel
 from sunset.notify.email import SmtpMailer, SmtpRelay
-from sunset.notify.message import Notice, NoticeTemplates
+from sunset.notify.message import Notice, NoticeKind, NoticeTemplates
 from sunset.notify.notices import notify_recipients
 from sunset.notify.recipients import load_recipients
 from sunset.preservation.store import ObjectStore
+from sunset.runs.deprecation import attach_run
 from sunset_dev.devstack import DevStack, free_port, read_mailbox, start_smtp
 from sunset_dev.example_model import (
     EXAMPLE_MODEL_ID,
@@ -516,6 +517,7 @@ def test_names_that_try_to_add_recipients_or_markup_reach_only_their_owner_inert
         run = DeprecationRun(model_id=EXAMPLE_MODEL_ID)
         db.add(run)
     assert model is not None
+    deprecation = attach_run(site.ledger, run.id, date(2026, 6, 1))
     server = start_smtp(tmp_path / "mailbox")
     try:
         notify_recipients(
@@ -528,7 +530,15 @@ def test_names_that_try_to_add_recipients_or_markup_reach_only_their_owner_inert
                 )
             ],
             run_id=run.id,
-            notice=Notice(model, None, date(2026, 1, 1), date(2026, 6, 1), "support@localhost"),
+            notice=Notice(
+                NoticeKind.ANNOUNCEMENT,
+                deprecation.id,
+                model,
+                None,
+                date(2026, 1, 1),
+                date(2026, 6, 1),
+                "support@localhost",
+            ),
             recipients=recipients,
         )
     finally:

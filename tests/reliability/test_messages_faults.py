@@ -53,9 +53,10 @@ def interview(site: Site, run_id: str) -> None:
         run_id=run_id,
         model_id=EXAMPLE_MODEL_ID,
         protocol=load_protocol(),
-        sessions=1,
+        sessions=[1],
         max_tokens=1024,
         deadline=Deadline.after(120),
+        finder_model=EXAMPLE_MODEL_ID,
     )
 
 

@@ -291,7 +291,7 @@ class ServingMachine(RuleBasedStateMachine):
             done is not None
             or (
                 target in TRANSITIONS[before]
-                and facts.notified
+                and (facts.notified or target == ServingStatus.RETIRED)
                 and package is not None
                 and package.verified()
                 and (target != ServingStatus.DEPRECATED or newest == run)
@@ -312,7 +312,6 @@ class ServingMachine(RuleBasedStateMachine):
         if target == ServingStatus.RETIRED and done is None:
             # The property: never retired without a verified package and a sealed report.
             assert package is not None and package.verified() and package.sealed
-            assert facts.notified
 
     # ------------------------------------------------------------------ always
 

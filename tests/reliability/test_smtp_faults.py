@@ -20,9 +20,10 @@ from sunset.errors import TransientError
 from sunset.ledger import CatalogModel, Delivery, DeprecationRun, InterviewTurn, StepAttempt
 from sunset.notify.channels import EmailChannel
 from sunset.notify.email import SmtpMailer, SmtpRelay
-from sunset.notify.message import Notice, NoticeTemplates
+from sunset.notify.message import Notice, NoticeKind, NoticeTemplates
 from sunset.notify.notices import notify_recipients
 from sunset.notify.recipients import load_recipients
+from sunset.runs.deprecation import attach_run
 from sunset.runs.steps import INTERVIEW_STEP, NOTIFY_STEP
 from sunset_dev.devstack import ServiceHandle, start_smtp
 from sunset_dev.example_model import EXAMPLE_MODEL_ID, EXAMPLE_REPLACEMENT_ID
@@ -70,7 +71,16 @@ def test_refusals_and_dropped_connections_still_reach_each_recipient_exactly_onc
         NoticeTemplates(),
         "Sunset <sunset@localhost>",
     )
-    notice = Notice(model, replacement, date(2026, 1, 1), date(2026, 6, 1), "support@localhost")
+    deprecation = attach_run(site.ledger, run.id, date(2026, 6, 1))
+    notice = Notice(
+        NoticeKind.ANNOUNCEMENT,
+        deprecation.id,
+        model,
+        replacement,
+        date(2026, 1, 1),
+        date(2026, 6, 1),
+        "support@localhost",
+    )
     failed_attempts = 0
     try:
         for _ in range(STEP_ATTEMPTS):  # what the step's retries do

@@ -18,6 +18,7 @@ import bagit
 import sqlalchemy as sa
 from sqlmodel import SQLModel, col, select
 
+from sunset.interview.finder import FINDER_INSTRUCTIONS
 from sunset.interview.protocol import load_protocol
 from sunset.ledger import (
     CatalogModel,
@@ -169,7 +170,8 @@ def ledger_rows(ledger: Ledger) -> dict[str, list[str]]:
 
 
 def standin_requests(base_url: str, since: float, model_id: str) -> list[dict[str, Any]]:
-    """The Messages stand-in's log of requests for ``model_id`` received after ``since``."""
+    """The Messages stand-in's log of the interview's requests for ``model_id`` received
+    after ``since`` (the preference finder's requests about the answers are not questions)."""
     with urllib.request.urlopen(f"{base_url}/_standin/requests", timeout=10) as response:
         log = json.loads(response.read())
     return [
@@ -178,6 +180,7 @@ def standin_requests(base_url: str, since: float, model_id: str) -> list[dict[st
         if entry["received_unix"] >= since
         and isinstance(entry["json"], dict)
         and entry["json"].get("model") == model_id
+        and entry["json"].get("system") != FINDER_INSTRUCTIONS
     ]
 
 

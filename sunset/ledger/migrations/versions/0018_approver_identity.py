@@ -2,7 +2,7 @@
 beside the name the approver typed
 
 Revision ID: 0018_approver_identity
-Revises: 0017_preference_finder
+Revises: 0016_audit_findings
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = "0018_approver_identity"
-down_revision: str | None = "0017_preference_finder"
+down_revision: str | None = "0016_audit_findings"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,70 @@
+"""`sunset audit`: the health of every preserved package, from the ledger; with --run,
+an audit first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sunset.cli.edge import plain_errors
+from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
+from sunset.cli.output import console, show_audit_health
+from sunset.config import Settings
+from sunset.errors import SunsetError
+from sunset.ledger import open_ledger
+from sunset.preservation.health import coverage_clock, every_package_health, last_audit
+
+
+def audit(
+    run: Annotated[
+        bool,
+        typer.Option(
+            "--run",
+            help="Run an audit now, in this process, as the scheduled deployment "
+            "audit-preservation/daily does, then show the health it leaves.",
+        ),
+    ] = False,
+    deep_budget_bytes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="BYTES",
+            help="With --run: bytes the audit may re-read for deep checks; default "
+            "SUNSET_AUDIT_DEEP_BUDGET_BYTES.",
+        ),
+    ] = None,
+) -> None:
+    """Show the health of every preserved package, as the ledger records it.
+
+    A table per package, a row per replica: the day since which every object passed a
+    fast check (present, same size, still current) and a deep check (re-read and
+    re-hashed), the share of its bytes deep-checked within SUNSET_AUDIT_DEEP_PERIOD_DAYS,
+    its open findings (objects damaged or missing, and objects an audit could not check
+    because the replica did not answer), and the day its earliest lock ends. Above: the
+    last audit run and the deep-coverage clock; below: every open finding.
+
+    With --run, exits 1 if the audit could not complete or found an object without a
+    good copy.
+    """
+    with plain_errors():
+        settings = Settings()
+        ledger = open_ledger(settings.ledger_url)  # migrated, its directory made
+        ending = _run_audit(settings, deep_budget_bytes) if run else None
+        period = settings.audit_deep_period_days
+        show_audit_health(
+            last_audit(ledger), coverage_clock(ledger, period), every_package_health(ledger, period)
+        )
+        if ending is not None:
+            raise SunsetError(ending)
+
+
+def _run_audit(settings: Settings, deep_budget_bytes: int | None) -> str | None:
+    """Run the audit flow here; None if it completed, else the sentence it ended with."""
+    prepare_prefect(settings)
+    from flows.audit import audit_preservation
+
+    console.print("Auditing every preserved package: the Prefect flow is starting ...")
+    with settings_for_flow_run(settings):
+        state = audit_preservation(deep_budget_bytes=deep_budget_bytes, return_state=True)
+    return None if state.is_completed() else (state.message or state.name)
