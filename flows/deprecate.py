@@ -1,5 +1,6 @@
 """deprecate_model: preflight -> notify -> snapshot -> verify -> interview -> report
--> (approval) -> flip; with ``retire``: preflight -> snapshot -> ... -> flip -> notify.
+-> (approval) -> flip; with ``retire``: preflight -> snapshot -> ... -> flip -> notify ->
+the final report version (the one that lists the retirement's notices too).
 
 Users are told only what is true when they read it: a deprecation announces the
 retirement, with preservation and the interview still ahead; a retirement tells nothing
@@ -33,7 +34,7 @@ from tasks.fingerprint import record_fingerprint
 from tasks.interview import run_interviews
 from tasks.notify import notify_retired, notify_users
 from tasks.preflight import preflight
-from tasks.report import assemble_report
+from tasks.report import assemble_report, seal_final_report
 from tasks.snapshot import snapshot_weights
 from tasks.verify import verify_preservation
 
@@ -113,4 +114,5 @@ def deprecate_model(
             )
             if request.retire:
                 notify_retired(services, run_id, validated, requested_by)
+                report = seal_final_report(services, run_id, validated)
     return DeprecationOutcome(run_id, model_id, report.package, report.local_path, str(status))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from sunset.report.assemble import SealedReport, record_report_input, seal_report
 from sunset.report.evidence import package_evidence
 from sunset.runs.request import ValidatedRequest
-from sunset.runs.steps import REPORT_STEP
+from sunset.runs.steps import FINAL_REPORT_STEP, REPORT_STEP
 from sunset.services import Services
 from tasks.step import step
 
@@ -16,12 +18,23 @@ from tasks.step import step
 @step(REPORT_STEP)
 def assemble_report(services: Services, run_id: str, validated: ValidatedRequest) -> SealedReport:
     """Write transcripts and report into the package, re-seal its manifests, read them back,
-    and show the operators a summary, the manifest and the verification results."""
-    settings = services.settings
+    and show the operators the report, the manifest and the verification results."""
     for kind, text in validated.report_inputs.items():
         record_report_input(
             services.ledger, run_id=run_id, kind=kind, text=text, supplied_by="release manager"
         )
+    return _seal(services, run_id, validated)
+
+
+@step(FINAL_REPORT_STEP)
+def seal_final_report(services: Services, run_id: str, validated: ValidatedRequest) -> SealedReport:
+    """Seal the retirement's last report version once its users were told: the version
+    sealed before the flip cannot list the notices that went out after it."""
+    return _seal(services, run_id, validated)
+
+
+def _seal(services: Services, run_id: str, validated: ValidatedRequest) -> SealedReport:
+    settings = services.settings
     sealed = seal_report(
         services.ledger,
         services.store,
@@ -40,11 +53,12 @@ def _show_artifacts(services: Services, run_id: str, model_id: str, sealed: Seal
     create_markdown_artifact(
         key=f"report-{key}",
         description="Post-deployment report",
+        # The report itself, so that it reads in the UI; where it is sealed, first.
         markdown=(
-            f"# Post-deployment report of `{model_id}`, version {sealed.version}\n\n"
-            f"- Sealed in the package `{sealed.package}`\n"
-            f"- Object `{sealed.key}` (SHA-256 `{sealed.sha256}`)\n"
-            f"- Local copies: `{sealed.local_path}` and `{sealed.html_path}`\n"
+            f"Version {sealed.version}, sealed in the package `{sealed.package}` as "
+            f"`{sealed.key}` (SHA-256 `{sealed.sha256}`); local copies `{sealed.local_path}` "
+            f"and `{sealed.html_path}`.\n\n---\n\n"
+            + Path(sealed.local_path).read_text(encoding="utf-8")
         ),
     )
     evidence = package_evidence(services.ledger, run_id)
