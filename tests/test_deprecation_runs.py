@@ -138,7 +138,9 @@ def test_announce_then_retire_keeps_one_package_and_one_interview_and_seals_the_
     assert len(weights) == 2 * 7 and all(after[key] == 1 for key in weights)
     grown = {key for key in after if after[key] != before[key]}
     assert grown and {key.split("/", 3)[3] for _, key in grown} <= RESEALED
-    assert all(after[key] == before[key] + 1 for key in grown)
+    # Two report versions each: one sealed before the flip, the final one after the
+    # retired notices went out.
+    assert all(after[key] == before[key] + 2 for key in grown)
     snapshot = step_summary(site, retire_run.id, SNAPSHOT_STEP)
     assert (snapshot["uploaded_files"], snapshot["bytes_sent"]) == (0, 0)
     assert snapshot["reused_from_run"] == announce_run.id
@@ -154,15 +156,17 @@ def test_announce_then_retire_keeps_one_package_and_one_interview_and_seals_the_
     interview = step_summary(site, retire_run.id, INTERVIEW_STEP)
     assert interview["sessions"] == 0
     assert "interview of this deprecation is complete" in interview["skipped"]
-    # The final report is version 2 of the deprecation's report, in the same package.
-    first, final = reports(site)
-    assert (first.version, first.run_id, final.version, final.run_id) == (
-        1,
-        announce_run.id,
-        2,
-        retire_run.id,
-    )
+    # The final report is version 3 of the deprecation's report, in the same package: v2
+    # was sealed before the flip, v3 once the users were told of the retirement.
+    first, before_flip, final = reports(site)
+    assert [(r.version, r.run_id) for r in (first, before_flip, final)] == [
+        (1, announce_run.id),
+        (2, retire_run.id),
+        (3, retire_run.id),
+    ]
     assert first.snapshot_id == final.snapshot_id == the_deprecation(site).snapshot_id
+    first_user = site.recipients.read_text().splitlines()[1].split(",")[0]
+    assert f"| {first_user} | retired | email | sent |" in Path(final.local_path).read_text()
     text = site.store.get_bytes(final.key).decode()
     assert text == Path(final.local_path).read_text() == retired_report(site)
     assert f"### Run {announce_run.id}: announce" in text
@@ -243,7 +247,7 @@ def test_a_new_snapshot_with_a_reason_becomes_the_deprecations_package(
         site.ledger, session.id
     )
     final = reports(site)[-1]
-    assert (final.version, final.snapshot_id) == (2, made.id)
+    assert (final.version, final.snapshot_id) == (3, made.id)
     text = Path(final.local_path).read_text()
     assert f"> {reason}" in text
     assert f"replaced the deprecation's earlier package ({announced.package.split('/')[-2]}" in (
