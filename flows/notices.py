@@ -26,6 +26,7 @@ from tasks.notices import (
     begin_cancel,
     notify_cancelled,
     notify_date_changed,
+    publish_deprecations_page,
     record_date_change,
     send_due_reminders,
 )
@@ -124,10 +125,14 @@ def _reminder_run_name() -> str:
 @flow(name="send-reminders", flow_run_name=_reminder_run_name)
 def send_reminders(on: date | None = None) -> list[Reminder]:
     """Send each announced deprecation's reminder due today (SUNSET_REMINDER_DAYS before
-    its retirement date); run it daily. Running it again sends nothing twice.
+    its retirement date); run it daily. Running it again sends nothing twice. With
+    SUNSET_SITE_DIR set, the public deprecations page is republished there too.
 
     Args:
         on: The day to send for; default: today.
     """
     services = connect(Settings())
-    return send_due_reminders(services, on or date.today())
+    reminders = send_due_reminders(services, on or date.today())
+    if services.settings.site_dir is not None:
+        publish_deprecations_page(services, services.settings.site_dir)
+    return reminders

@@ -151,6 +151,11 @@ class Settings(BaseSettings):
         "https://example.org/model-deprecations/; when set, the deprecations feed gives "
         "absolute URLs and notices link to each model's transition page.",
     )
+    site_dir: Path | None = Field(
+        default=None,
+        description="Directory the daily send-reminders deployment republishes the public "
+        "deprecations page into (what `sunset site --out DIR` writes); unset: it does not.",
+    )
     reminder_days: Annotated[list[int], NoDecode] = Field(
         default=[30, 7, 1],
         description="Days before an announced retirement date on which its users are "

@@ -9,6 +9,7 @@ neither cached nor recorded as attempts. A cancellation is a run, like a reinsta
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 from prefect import get_run_logger
 from prefect.runtime import flow_run
@@ -25,8 +26,10 @@ from sunset.runs.steps import (
     DATE_CHANGED_NOTICE_STEP,
     PREFLIGHT_STEP,
     REMINDERS_STEP,
+    SITE_STEP,
 )
 from sunset.services import Services
+from sunset.site.render import publish_site
 from tasks.notify import log_summary
 from tasks.step import step
 
@@ -121,3 +124,16 @@ def send_due_reminders(services: Services, today: date) -> list[Reminder]:
     if not reminders:
         logger.info("No reminder is due on %s", today)
     return reminders
+
+
+# Not recorded (no run), nor cached: each day writes the page the ledger holds then.
+@step(SITE_STEP, recorded_in=None, cache=False)
+def publish_deprecations_page(services: Services, out: Path) -> int:
+    """Write the public deprecations page and its feed from the ledger; how many models."""
+    published = publish_site(services.ledger, services.settings, out)
+    get_run_logger().info(
+        "Deprecations page republished in %s: %d model(s) listed",
+        published.directory,
+        len(published.entries),
+    )
+    return len(published.entries)

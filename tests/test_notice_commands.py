@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -243,3 +244,21 @@ def test_no_reminder_is_dated_before_the_announcement_reached_its_user(site: Sit
 
     assert today == []
     assert [(r.reminder_days, r.summary.channels["email"].sent) for r in seven_days] == [(7, 3)]
+
+
+def test_the_daily_reminders_republish_the_deprecations_page_where_it_is_set(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    announce(site)
+    public = tmp_path / "public"
+    send_reminders(TODAY)
+    assert not public.exists()  # no SUNSET_SITE_DIR: no page
+
+    monkeypatch.setenv("SUNSET_SITE_DIR", str(public))
+    send_reminders(TODAY)
+
+    feed = json.loads((public / "deprecations.json").read_text())
+    assert [(e["model_id"], e["status"]) for e in feed["deprecations"]] == [
+        (EXAMPLE_MODEL_ID, "deprecated")
+    ]
+    assert (public / "models" / f"{EXAMPLE_MODEL_ID}.html").is_file()
