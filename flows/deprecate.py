@@ -27,7 +27,8 @@ from flows.serving import (
 )
 from sunset.config import Settings
 from sunset.runs.lifecycle import run_lease
-from sunset.runs.request import DeprecationRequest, target_status
+from sunset.runs.request import DeprecationRequest
+from sunset.runs.validation import target_status
 from sunset.services import connect
 from tasks.drill import drill_package
 from tasks.fingerprint import record_fingerprint

@@ -9,8 +9,8 @@ from prefect import get_run_logger
 from sunset.preservation.fingerprint import FingerprintSummary
 from sunset.preservation.fingerprint import record_fingerprint as fingerprint_model
 from sunset.preservation.snapshot import SnapshotSummary
-from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import FINGERPRINT_STEP
+from sunset.runs.validation import ValidatedRequest
 from sunset.services import Services
 from tasks.step import step
 

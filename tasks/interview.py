@@ -9,8 +9,8 @@ from sunset.interview.plan import plan_interview
 from sunset.interview.runner import InterviewSummary, interview_deadline
 from sunset.interview.runner import run_interviews as interview
 from sunset.interview.transcript import PackageTranscripts
-from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import INTERVIEW_STEP
+from sunset.runs.validation import ValidatedRequest
 from sunset.services import Services
 from tasks.progress import progress_artifact
 from tasks.step import step

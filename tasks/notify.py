@@ -7,8 +7,8 @@ from prefect import get_run_logger
 from sunset.ledger import ServingStatus
 from sunset.notify.notices import NoticeSummary
 from sunset.runs.notices import announce, announce_reinstatement, announce_retirement
-from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import NOTIFY_STEP, REINSTATED_NOTICE_STEP, RETIRED_NOTICE_STEP
+from sunset.runs.validation import ValidatedRequest
 from sunset.services import Services
 from tasks.step import step
 

@@ -10,8 +10,9 @@ from prefect.runtime import flow_run
 
 from sunset.runs.continuation import check_same_bytes, package_to_compare
 from sunset.runs.lifecycle import begin_deprecation
-from sunset.runs.request import DeprecationRequest, ValidatedRequest, validate_request
+from sunset.runs.request import DeprecationRequest
 from sunset.runs.steps import PREFLIGHT_STEP
+from sunset.runs.validation import ValidatedRequest, validate_request
 from sunset.services import Services
 from tasks.progress import progress_artifact
 from tasks.step import step

@@ -9,8 +9,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from sunset.report.assemble import SealedReport, record_report_input, seal_report
 from sunset.report.evidence import package_evidence
-from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import FINAL_REPORT_STEP, REPORT_STEP
+from sunset.runs.validation import ValidatedRequest
 from sunset.services import Services
 from tasks.step import step
 

@@ -10,8 +10,8 @@ from sunset.preservation.snapshot import SnapshotSummary
 from sunset.preservation.snapshot import snapshot_weights as preserve_weights
 from sunset.runs.deprecation import package_to_reuse
 from sunset.runs.lifecycle import load_run
-from sunset.runs.request import ValidatedRequest
 from sunset.runs.steps import SNAPSHOT_STEP
+from sunset.runs.validation import ValidatedRequest
 from sunset.services import Services
 from tasks.progress import progress_artifact
 from tasks.step import step

@@ -34,7 +34,8 @@ from sunset.ledger import (
 from sunset.preservation.records import snapshot_files
 from sunset.preservation.reuse import content_differences, listing_differences
 from sunset.preservation.weights import WeightsReader, scan_weights_dir
-from sunset.runs.request import DeprecationRequest, validate_request
+from sunset.runs.request import DeprecationRequest
+from sunset.runs.validation import validate_request
 
 pytestmark = pytest.mark.unit
 

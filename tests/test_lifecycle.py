@@ -35,8 +35,9 @@ from sunset.ledger import (
 )
 from sunset.preservation.weights import WeightsReader
 from sunset.runs.lifecycle import begin_deprecation
-from sunset.runs.request import DeprecationRequest, validate_request
+from sunset.runs.request import DeprecationRequest
 from sunset.runs.steps import NOTIFY_STEP
+from sunset.runs.validation import validate_request
 from sunset.serving.gateway import HttpGateway, Route, RoutingFile, check_route
 from sunset.serving.guards import flip_status, status_at
 from sunset.serving.lifecycle import (

@@ -24,7 +24,8 @@ from sunset.ledger import (
     open_ledger,
 )
 from sunset.preservation.weights import WeightsReader
-from sunset.runs.request import DeprecationRequest, ValidatedRequest, validate_request
+from sunset.runs.request import DeprecationRequest
+from sunset.runs.validation import ValidatedRequest, validate_request
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,8 @@ from sunset.config import Settings
 from sunset.errors import InputError, SunsetError
 from sunset.ledger import open_ledger
 from sunset.preservation.replicas import connect_store, weights_reader
-from sunset.runs.request import DeprecationRequest, validate_request
+from sunset.runs.request import DeprecationRequest
+from sunset.runs.validation import validate_request
 
 
 def deprecate(

@@ -27,7 +27,7 @@ from sunset.ledger import (
     utcnow,
 )
 from sunset.runs.deprecation import attach_run
-from sunset.runs.request import ValidatedRequest, target_status
+from sunset.runs.validation import ValidatedRequest, target_status
 from sunset.serving.lifecycle import DEPRECATION, check_move
 
 

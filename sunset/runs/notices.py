@@ -42,7 +42,7 @@ from sunset.runs.deprecation import (
     record_in_catalog,
     record_retirement,
 )
-from sunset.runs.request import ValidatedRequest
+from sunset.runs.validation import ValidatedRequest
 from sunset.site.entries import transition_page_url
 
 # The stages of a deprecation whose model was retired, and a reinstatement can bring back.
