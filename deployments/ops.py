@@ -33,7 +33,7 @@ from prefect.workers.process import ProcessWorker
 from pydantic import SecretStr
 
 from sunset.errors import InputError, SunsetError
-from sunset.runs.request import DeprecationRequest
+from sunset.runs.request import DeprecationRequest, run_name
 from tasks.events import (
     ALERTING_FLOWS,
     ALL_CLEAR_EVENT,
@@ -253,7 +253,7 @@ def start_deprecation(
             run_deployment(
                 deployment,
                 parameters={"request": request.parameters(), "requested_by": requested_by},
-                flow_run_name=f"deprecate-{request.model_id}",
+                flow_run_name=run_name(request),
                 timeout=0,
             )
         )

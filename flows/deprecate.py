@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from flows.limits import one_deprecation_per_model
 from flows.serving import (
@@ -27,7 +28,7 @@ from flows.serving import (
 )
 from sunset.config import Settings
 from sunset.runs.lifecycle import run_lease
-from sunset.runs.request import DeprecationRequest
+from sunset.runs.request import DeprecationRequest, run_name
 from sunset.runs.validation import target_status
 from sunset.services import connect
 from tasks.drill import drill_package
@@ -52,9 +53,14 @@ class DeprecationOutcome:
     rejected_by: str | None = None
 
 
+def _run_name() -> str:
+    # The request arrives as a DeprecationRequest in process, as its JSON from a deployment.
+    return run_name(DeprecationRequest.model_validate(flow_run.parameters["request"]))
+
+
 @flow(
     name="deprecate-model",
-    flow_run_name="deprecate-{request.model_id}",
+    flow_run_name=_run_name,
     on_completion=[close_ledger_run],
     on_failure=[close_ledger_run],
 )

@@ -368,8 +368,8 @@ def test_deprecation_via_deployment_completes_and_shows_in_the_ui(
     assert done.returncode == 0, done.stdout + done.stderr
     link = re.search(r"http://\S+/v2/runs/flow-run/([0-9a-f-]{36})", done.stdout)
     assert link is not None, done.stdout
-    assert f"Started deprecate-{EXAMPLE_MODEL_ID} on {DEPRECATE_DEPLOYMENT}" in done.stdout
-    assert f"deprecate-{EXAMPLE_MODEL_ID} completed" in done.stdout
+    assert f"Started announce-{EXAMPLE_MODEL_ID} on {DEPRECATE_DEPLOYMENT}" in done.stdout
+    assert f"announce-{EXAMPLE_MODEL_ID} completed" in done.stdout
     flow_run_id = UUID(link.group(1))
     with operations.client() as client:
         run = client.read_flow_run(flow_run_id)
@@ -389,7 +389,7 @@ def test_deprecation_via_deployment_completes_and_shows_in_the_ui(
     )
     artifacts_page = render_in_chromium(f"{link.group(0)}?tab=Artifacts", tmp_path / "profile-2")
 
-    assert f"deprecate-{EXAMPLE_MODEL_ID}" in steps_page
+    assert f"announce-{EXAMPLE_MODEL_ID}" in steps_page
     assert f"{len(ALL_STEPS)} Task runs ({len(ALL_STEPS)} Completed)" in steps_page, steps_page[
         :2000
     ]
@@ -567,7 +567,7 @@ def test_approvers_are_told_and_a_rejected_retirement_shows_as_rejected_in_the_u
     screenshot.unlink(missing_ok=True)
     page = render_in_chromium(link.group(0), tmp_path / "profile", screenshot=screenshot)
 
-    assert "deprecate-ops-c" in page
+    assert "retire-ops-c" in page
     # The state badge in the run's header, just before its start date.
     assert re.search(r"\bRejected \d{4}/\d{2}/\d{2} ", page), page[:2000]
     assert screenshot.stat().st_size > 50_000  # a rendered page, not a blank one

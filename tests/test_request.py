@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 from flows.deprecate import deprecate_model
 from sunset.cli import app
 from sunset.errors import InputError
-from sunset.runs.request import DeprecationRequest
+from sunset.runs.request import DeprecationRequest, run_name
 
 pytestmark = pytest.mark.unit
 
@@ -112,3 +112,13 @@ def test_a_blank_reason_is_no_reason(field: str) -> None:
 
     assert getattr(request, field) is None
     assert getattr(reason, field) == "why"
+
+
+def test_a_run_is_named_for_what_it_does_whether_started_here_or_by_a_deployment() -> None:
+    announce = DeprecationRequest(model_id="acme-chat-1", weights="/w")
+    retire = announce.model_copy(update={"retire": True})
+
+    assert (run_name(announce), run_name(retire)) == ("announce-acme-chat-1", "retire-acme-chat-1")
+    # A deployment hands the flow the request as JSON; the name is the same.
+    as_json = DeprecationRequest.model_validate(retire.parameters())
+    assert run_name(as_json) == "retire-acme-chat-1"

@@ -150,3 +150,9 @@ def check_model_id(model_id: str) -> str:
             "'_' or '-', starting with a letter or digit."
         )
     return model_id
+
+
+def run_name(request: DeprecationRequest) -> str:
+    """What a deprecation's flow run is called in the Prefect UI: what it does, and to
+    which model (announce-acme-chat-1, retire-acme-chat-1)."""
+    return f"{'retire' if request.retire else 'announce'}-{request.model_id}"
