@@ -8,7 +8,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from sunset.report.assemble import SealedReport, record_report_input, seal_report
-from sunset.report.evidence import package_evidence
+from sunset.report.evidence import package_evidence, verification_summary
 from sunset.runs.steps import FINAL_REPORT_STEP, REPORT_STEP
 from sunset.runs.validation import ValidatedRequest
 from sunset.services import Services
@@ -67,18 +67,22 @@ def _show_artifacts(services: Services, run_id: str, model_id: str, sealed: Seal
         description="Package manifest",
         table=[{"path": f.path, "bytes": f.size, "sha256": f.sha256} for f in evidence.files],
     )
+    # A summary per replica; the check-by-check detail stays in the ledger's
+    # fixity_events and in the report's own verification section.
     create_table_artifact(
         key=f"verification-{key}",
-        description="Verification results",
+        description="Verification of the package in this run, per replica",
         table=[
             {
-                "path": e.path,
-                "bucket": e.bucket,
-                "method": e.method,
-                "outcome": e.outcome,
-                "bytes_read": e.bytes_read,
-                "checked_at": e.checked_at.isoformat(),
+                "replica": replica.replica,
+                "bucket": replica.bucket,
+                "objects": replica.objects,
+                "fast checks": replica.fast_checks,
+                "deep checks": replica.deep_checks,
+                "bytes re-read": replica.bytes_read,
+                "result": replica.verdict,
+                "not ok": "; ".join(replica.not_ok),
             }
-            for e in evidence.checks
+            for replica in verification_summary(evidence.checks)
         ],
     )

@@ -111,6 +111,24 @@ def test_flow_completes_with_one_recorded_attempt_per_step(site: Site, tmp_path:
         ("Bytes re-read and re-hashed", 100.0),
         ("Interview questions answered", 100.0),
     ]
+    # The report reads in the UI as the report itself; the verification is one row per
+    # replica, not one per check.
+    with get_client(sync_client=True) as client:
+        shown = {
+            a.type: a
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["markdown", "table"])),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run.flow_run_id)])),
+            )
+            if a.description and ("report" in a.description or "per replica" in a.description)
+        }
+    assert Path(report.local_path).read_text() in str(shown["markdown"].data)
+    rows = json.loads(str(shown["table"].data))
+    assert [(r["replica"], r["result"]) for r in rows] == [
+        ("primary", "all ok"),
+        ("replica", "all ok"),
+    ]
+    assert all(r["objects"] and r["fast checks"] and r["deep checks"] for r in rows)
 
     # Every recipient got exactly one notice, naming the successor.
     mails = site.mailbox()
