@@ -49,28 +49,29 @@ def run_interviews(
         skipped = plan.skipped_summary()
         get_run_logger().info("Interview skipped: %s", skipped.skipped)
         return skipped
-    summary = interview(
-        services.ledger,
-        services.messages,
-        run_id=run_id,
-        model_id=validated.model.id,
-        protocol=validated.protocol,
-        sessions=plan.sessions,
-        max_tokens=settings.interview_max_tokens,
-        deadline=interview_deadline(
+    with progress_artifact("Interview questions answered", unit="questions") as progress:
+        summary = interview(
             services.ledger,
+            services.messages,
             run_id=run_id,
-            step=INTERVIEW_STEP,
-            flow_run_id=flow_run.get_id(),
-            seconds=settings.interview_deadline_seconds,
-        ),
-        finder_model=settings.preference_finder_model or validated.model.id,
-        concurrency=settings.interview_concurrency,
-        package=PackageTranscripts.for_run(
-            services.ledger, services.store, run_id=run_id, organization=settings.organization
-        ),
-        progress=progress_artifact("Interview questions answered"),
-    )
+            model_id=validated.model.id,
+            protocol=validated.protocol,
+            sessions=plan.sessions,
+            max_tokens=settings.interview_max_tokens,
+            deadline=interview_deadline(
+                services.ledger,
+                run_id=run_id,
+                step=INTERVIEW_STEP,
+                flow_run_id=flow_run.get_id(),
+                seconds=settings.interview_deadline_seconds,
+            ),
+            finder_model=settings.preference_finder_model or validated.model.id,
+            concurrency=settings.interview_concurrency,
+            package=PackageTranscripts.for_run(
+                services.ledger, services.store, run_id=run_id, organization=settings.organization
+            ),
+            progress=progress,
+        )
     get_run_logger().info(
         "Interview: %d questions asked, %d answers already recorded, %d flagged, "
         "%d preferences found",

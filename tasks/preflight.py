@@ -49,14 +49,15 @@ def preflight(
     services.store.require_ready()
     package = package_to_compare(services.ledger, request)
     if package is not None:  # a later run of the deprecation: its weights must be the package's
-        check_same_bytes(
-            services.ledger,
-            package,
-            request,
-            validated.sources,
-            services.weights,
-            progress=progress_artifact("Bytes of weights compared with the package"),
-        )
+        with progress_artifact("Bytes of weights compared with the package") as progress:
+            check_same_bytes(
+                services.ledger,
+                package,
+                request,
+                validated.sources,
+                services.weights,
+                progress=progress,
+            )
     run = begin_deprecation(
         services.ledger,
         validated,

@@ -35,16 +35,17 @@ def snapshot_weights(
         return reused_package(
             services.store, reused, snapshot_files(services.ledger, reused.id), validated.sources
         )
-    summary = preserve_weights(
-        services.ledger,
-        services.store,
-        run=load_run(services.ledger, run_id),
-        model=validated.model,
-        sources=validated.sources,
-        weights=services.weights,
-        organization=services.settings.organization,
-        progress=progress_artifact("Bytes of weights preserved"),
-    )
+    with progress_artifact("Bytes of weights preserved") as progress:
+        summary = preserve_weights(
+            services.ledger,
+            services.store,
+            run=load_run(services.ledger, run_id),
+            model=validated.model,
+            sources=validated.sources,
+            weights=services.weights,
+            organization=services.settings.organization,
+            progress=progress,
+        )
     get_run_logger().info(
         "Preserved %d files (%d bytes) at %s and its replicas %s; %d sent, %d already stored",
         summary.files,

@@ -26,14 +26,15 @@ def verify_preservation(
     organization = services.settings.organization
     if finish_interrupted_seal(services.ledger, services.store, snapshot.snapshot_id, organization):
         get_run_logger().info("Rewrote the tag files left behind by an interrupted seal")
-    summary = verify_snapshot(
-        services.ledger,
-        services.store,
-        snapshot_id=snapshot.snapshot_id,
-        run_id=run_id,
-        organization=organization,
-        progress=progress_artifact("Bytes re-read and re-hashed"),
-    )
+    with progress_artifact("Bytes re-read and re-hashed") as progress:
+        summary = verify_snapshot(
+            services.ledger,
+            services.store,
+            snapshot_id=snapshot.snapshot_id,
+            run_id=run_id,
+            organization=organization,
+            progress=progress,
+        )
     record_package(services.ledger, run_id, summary.snapshot_id)
     get_run_logger().info(
         "Verified %d objects (%d bytes read) on %s",
