@@ -12,6 +12,8 @@ pattern finder's) is the same preference, now found by both; any other is a new 
 When the call fails or its reply cannot be read, that is recorded and the pattern
 finder's preferences stand alone: it is the fallback. A failed call is made again the
 next time the session is searched; a reply, readable or not, is not asked for twice.
+The confirmation turn is not searched: what the model states there is read from its
+reply (confirmation.py), not found by a finder.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sunset.ledger import (
     InterviewTurn,
     Ledger,
     PreferenceCandidate,
+    PreferenceConfirmation,
     PreferenceFinderCall,
     utcnow,
 )
@@ -219,10 +222,17 @@ def _unsearched_turns(ledger: Ledger, session_id: str) -> list[InterviewTurn]:
         PreferenceFinderCall.session_id == session_id,
         col(PreferenceFinderCall.outcome).in_(_SETTLED),
     )
+    confirming = select(PreferenceConfirmation.turn_id).where(
+        PreferenceConfirmation.session_id == session_id
+    )
     with ledger.session() as db:
         turns = db.exec(
             select(InterviewTurn)
-            .where(InterviewTurn.session_id == session_id, col(InterviewTurn.id).not_in(settled))
+            .where(
+                InterviewTurn.session_id == session_id,
+                col(InterviewTurn.id).not_in(settled),
+                col(InterviewTurn.id).not_in(confirming),
+            )
             .order_by(col(InterviewTurn.seq))
         )
         return [turn for turn in turns if turn.answer_text.strip()]
