@@ -66,8 +66,7 @@ _PROVENANCE_WORDS: dict[PreferenceProvenance, frozenset[str]] = {
         "reword".split()
     ),
     PreferenceProvenance.WITHDRAWN: frozenset(
-        "withdraw withdrawn withdraws remove removed retract retracted delete drop reject "
-        "no".split()
+        "withdraw withdrawn withdraws remove removed retract retracted delete drop reject".split()
     ),
 }
 _ITEM_KEYS = ("items", "preferences", "confirmations", "verdicts")

@@ -50,8 +50,12 @@ from sunset.ledger import (
 )
 
 MODEL_FINDER = "model-quotes/1"
-#: Room for every quote of a long answer and the JSON around them.
+#: The most a finder reply may take. Each quote is part of the answer, so a reply needs
+#: at most about a token per character of the answer, and some room for the JSON around
+#: the quotes: a bound that keeps a model that rambles (a small local one) from running
+#: on for thousands of tokens about a short answer.
 FINDER_MAX_TOKENS = 4096
+FINDER_JSON_ROOM = 256
 KNOWN_CATEGORIES = (*(name for name, _ in CATEGORIES), OTHER_CATEGORY)
 
 FINDER_INSTRUCTIONS = (
@@ -111,7 +115,7 @@ def finder_request(model: str, question: str, answer: str) -> dict[str, Any]:
     """The Messages request asking ``model`` for the preferences stated in ``answer``."""
     return {
         "model": model,
-        "max_tokens": FINDER_MAX_TOKENS,
+        "max_tokens": min(FINDER_MAX_TOKENS, FINDER_JSON_ROOM + len(answer)),
         "system": FINDER_INSTRUCTIONS,
         "messages": [
             {

@@ -203,12 +203,7 @@ def _run_session(
             deadline.check(
                 f"session {index} has {seq - 1} of {len(planned_turns)} answers recorded"
             )
-            request = {
-                "model": model_id,
-                "max_tokens": max_tokens,
-                "system": loaded.protocol.framing,
-                "messages": [*history, question],
-            }
+            request = _request(model_id, max_tokens, loaded, [*history, question])
             turn = _ask(client, session, seq, planned.question_id, request, deadline)
             found = _record(ledger, session, turn)
             asked += 1
@@ -229,23 +224,15 @@ def _run_session(
     preferences += find_with_model(
         ledger, client, session, model=finder_model, deadline=deadline
     ).added
-    confirmation = loaded.protocol.confirmation
     confirmations = 0
-    if confirmation is not None and not is_confirmed(ledger, session.id):
-        deadline.check(f"session {index} has every answer but its confirmation recorded")
-        shown = preferences_to_confirm(ledger, session.id)
-        question = {"role": "user", "content": confirmation_question(confirmation, shown)}
-        request = {
-            "model": model_id,
-            "max_tokens": max_tokens,
-            "system": loaded.protocol.framing,
-            "messages": [*history, question],
-        }
-        seq = len(planned_turns) + 1
-        turn = _ask(client, session, seq, confirmation.id, request, deadline)
-        preferences += record_confirmation(ledger, session, turn, shown)
-        confirmations, flagged = 1, flagged + (turn.flagged is not None)
-    if confirmation is not None:
+    if loaded.protocol.confirmation is not None:
+        if not is_confirmed(ledger, session.id):
+            deadline.check(f"session {index} has every answer but its confirmation recorded")
+            turn, stated = _confirm(
+                ledger, client, session, loaded, history, model_id, max_tokens, deadline
+            )
+            confirmations, preferences = 1, preferences + stated
+            flagged += turn.flagged is not None
         turn_done()
     if package is not None:
         package.refresh(session)  # also catches up after a crash between ledger and package
@@ -297,6 +284,39 @@ def _turns(ledger: Ledger, session_id: str) -> dict[int, InterviewTurn]:
     with ledger.session() as db:
         turns = db.exec(select(InterviewTurn).where(InterviewTurn.session_id == session_id))
         return {turn.seq: turn for turn in turns}
+
+
+def _confirm(
+    ledger: Ledger,
+    client: MessagesClient,
+    session: InterviewSession,
+    loaded: LoadedProtocol,
+    history: list[dict[str, Any]],
+    model_id: str,
+    max_tokens: int,
+    deadline: Deadline,
+) -> tuple[InterviewTurn, int]:
+    """Show the model the preferences recorded from the session, in the same conversation,
+    and record its reply; returns the turn and how many preferences it stated anew."""
+    confirmation = loaded.protocol.confirmation
+    assert confirmation is not None
+    shown = preferences_to_confirm(ledger, session.id)
+    question = {"role": "user", "content": confirmation_question(confirmation, shown)}
+    request = _request(model_id, max_tokens, loaded, [*history, question])
+    seq = len(loaded.protocol.turns()) + 1
+    turn = _ask(client, session, seq, confirmation.id, request, deadline)
+    return turn, record_confirmation(ledger, session, turn, shown)
+
+
+def _request(
+    model_id: str, max_tokens: int, loaded: LoadedProtocol, messages: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "model": model_id,
+        "max_tokens": max_tokens,
+        "system": loaded.protocol.framing,
+        "messages": messages,
+    }
 
 
 def _ask(
