@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
+from sunset.interview.confirmation import REPLY_FORMAT
 from sunset.interview.finder import FINDER_INSTRUCTIONS
 from sunset.interview.preferences import categorize
 from sunset.messages_api.request import MessagesRequest
 from sunset.messages_api.responder import Responder, ResponderReply
+from sunset.report.reply import REPLY_INSTRUCTIONS
 
 
 def stand_in_model_label(requested_model: str) -> str:
@@ -28,7 +31,9 @@ class StandInResponder:
     clock, no ``hash()``). Some answers state a preference; one always does when the question
     mentions "prefer" or "future models", so interview code has something to extract.
     A last user message containing :attr:`REFUSAL_MARKER` gets a refusal, to exercise that path.
-    Asked as the preference finder, it lists the :attr:`PREFERENCES` sentences in the answer.
+    Asked as the preference finder, it lists the :attr:`PREFERENCES` sentences in the answer;
+    shown its preferences at the end of a session, it confirms every one; shown its report's
+    account of it, it answers :attr:`REPORT_REPLY`.
     """
 
     REFUSAL_MARKER = "SUNSET_STANDIN_REFUSE"
@@ -75,6 +80,11 @@ class StandInResponder:
 
     REFUSAL_EXPLANATION = "Stand-in refusal marker."
 
+    REPORT_REPLY = (
+        "I have read the account. It quotes me accurately, and I have nothing to add. "
+        "This reply comes from the Sunset stand-in, not from a real model."
+    )
+
     def respond(self, request: MessagesRequest) -> ResponderReply:
         """Build the deterministic reply for ``request``."""
         question = request.last_user_text()
@@ -88,7 +98,18 @@ class StandInResponder:
             )
         if request.system == FINDER_INSTRUCTIONS:
             return ResponderReply(text=self.find_preferences(question), model=model)
+        if request.system == REPLY_INSTRUCTIONS:
+            return ResponderReply(text=self.REPORT_REPLY, model=model)
+        if REPLY_FORMAT in question:
+            return ResponderReply(text=self.confirm_all(question), model=model)
         return ResponderReply(text=self.compose(question), model=model)
+
+    @staticmethod
+    def confirm_all(confirmation_question: str) -> str:
+        """The confirmation turn's JSON reply: every numbered preference confirmed."""
+        numbers = re.findall(r'^(\d+)\. "', confirmation_question, flags=re.MULTILINE)
+        items = [{"number": int(n), "verdict": "confirm"} for n in numbers]
+        return json.dumps({"items": items, "new": []})
 
     @classmethod
     def find_preferences(cls, finder_question: str) -> str:

@@ -74,10 +74,11 @@ def run_interviews(
         )
     get_run_logger().info(
         "Interview: %d questions asked, %d answers already recorded, %d flagged, "
-        "%d preferences found",
+        "%d preferences found, %d sessions ended by confirming them",
         summary.turns_asked,
         summary.turns_replayed,
         summary.flagged_turns,
         summary.preferences_found,
+        summary.confirmations,
     )
     return summary

@@ -1,4 +1,5 @@
-"""Step: assemble the post-deployment report and seal it beside the weights."""
+"""Step: assemble the post-deployment report and seal it beside the weights; the run that
+retires the model first asks it for its reply to the report's account of it."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ from pathlib import Path
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from sunset.report.assemble import SealedReport, record_report_input, seal_report
+from sunset.interview.client import Deadline
+from sunset.report.assemble import (
+    SealedReport,
+    record_report_input,
+    report_account,
+    seal_report,
+)
 from sunset.report.evidence import package_evidence, verification_summary
+from sunset.report.reply import ask_for_reply
 from sunset.runs.steps import FINAL_REPORT_STEP, REPORT_STEP
 from sunset.runs.validation import ValidatedRequest
 from sunset.services import Services
@@ -18,10 +26,32 @@ from tasks.step import step
 @step(REPORT_STEP)
 def assemble_report(services: Services, run_id: str, validated: ValidatedRequest) -> SealedReport:
     """Write transcripts and report into the package, re-seal its manifests, read them back,
-    and show the operators the report, the manifest and the verification results."""
+    and show the operators the report, the manifest and the verification results.
+
+    The run that retires the model seals the final version: before that, while the model is
+    still served, it shows the model the report's account of it and asks whether anything
+    is misrepresented or missing. The reply (or why none was obtained, after the SDK's
+    bounded retries) is sealed in its own section; it never holds up the retirement.
+    """
+    settings = services.settings
     for kind, text in validated.report_inputs.items():
         record_report_input(
             services.ledger, run_id=run_id, kind=kind, text=text, supplied_by="release manager"
+        )
+    if validated.request.retire:
+        reply = ask_for_reply(
+            services.ledger,
+            services.messages,
+            run_id=run_id,
+            model_id=validated.model.id,
+            account=report_account(services.ledger, run_id),
+            max_tokens=settings.interview_max_tokens,
+            deadline=Deadline.after(settings.interview_deadline_seconds),
+        )
+        get_run_logger().info(
+            "The model's reply to its report: %s%s",
+            reply.outcome,
+            f" ({reply.error})" if reply.error else "",
         )
     return _seal(services, run_id, validated)
 

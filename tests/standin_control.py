@@ -7,7 +7,9 @@ from typing import Any
 
 import httpx
 
+from sunset.interview.confirmation import REPLY_FORMAT
 from sunset.interview.finder import FINDER_INSTRUCTIONS
+from sunset.report.reply import REPLY_INSTRUCTIONS
 
 
 class StandIn:
@@ -34,12 +36,21 @@ class StandIn:
         assert response.status_code == 200, response.text
 
     def log(self) -> list[dict[str, Any]]:
-        """The interview's requests, in the order received (the finder's are apart)."""
-        return [entry for entry in self._received() if not _asks_the_finder(entry)]
+        """The interview's questions, in the order received (the finder's requests, the
+        confirmation turns and the report's requests for a reply are apart)."""
+        return [entry for entry in self._received() if _kind(entry) == "question"]
 
     def finder_log(self) -> list[dict[str, Any]]:
         """The preference finder's requests, one per recorded answer searched."""
-        return [entry for entry in self._received() if _asks_the_finder(entry)]
+        return [entry for entry in self._received() if _kind(entry) == "finder"]
+
+    def confirmation_log(self) -> list[dict[str, Any]]:
+        """The confirmation turns' requests, one per session."""
+        return [entry for entry in self._received() if _kind(entry) == "confirmation"]
+
+    def reply_log(self) -> list[dict[str, Any]]:
+        """The requests for the model's reply to its report."""
+        return [entry for entry in self._received() if _kind(entry) == "reply"]
 
     def _received(self) -> list[dict[str, Any]]:
         response = self.http.get("/_standin/requests")
@@ -48,8 +59,16 @@ class StandIn:
         return entries
 
 
-def _asks_the_finder(entry: dict[str, Any]) -> bool:
-    return bool((entry.get("json") or {}).get("system") == FINDER_INSTRUCTIONS)
+def _kind(entry: dict[str, Any]) -> str:
+    request = entry.get("json") or {}
+    if request.get("system") == FINDER_INSTRUCTIONS:
+        return "finder"
+    if request.get("system") == REPLY_INSTRUCTIONS:
+        return "reply"
+    messages = request.get("messages") or [{}]
+    if REPLY_FORMAT in str(messages[-1].get("content", "")):
+        return "confirmation"
+    return "question"
 
 
 def last_question(entry: dict[str, Any]) -> str:

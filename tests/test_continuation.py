@@ -210,7 +210,7 @@ def test_a_retirement_with_the_preserved_weights_is_accepted(
             1,
             {"more_sessions": 1, "protocol_text": b"other"},
             "The interview of m1's deprecation was held under protocol "
-            "sunset-standard-interview 1.0",
+            f"sunset-standard-interview {PROTOCOL.protocol.version}",
         ),
     ],
     ids=["changed weights", "nothing to replace", "no interview to join", "another protocol"],

@@ -21,6 +21,7 @@ from sqlmodel import select
 
 from flows import deprecate as deprecate_flow
 from sunset.errors import VerificationFailed
+from sunset.interview.protocol import load_protocol
 from sunset.ledger import (
     CatalogModel,
     DeprecationRun,
@@ -137,8 +138,8 @@ def test_flow_completes_with_one_recorded_attempt_per_step(site: Site, tmp_path:
     )
     assert all("sunset-example-2" in m.get_body(("plain",)).get_content() for m in mails)
 
-    # Every answer is stored verbatim, and labelled as the stand-in's.
-    assert len(turns) == 8
+    # Every answer is stored verbatim, and labelled as the stand-in's; the confirmation too.
+    assert len(turns) == len(load_protocol().protocol.turns()) + 1
     for turn in turns:
         body = json.loads(turn.response_body)
         assert turn.answer_text == body["content"][0]["text"]

@@ -32,6 +32,7 @@ from sunset.report.assemble import render_report
 from sunset.runs.request import DeprecationRequest
 from sunset.runs.steps import INTERVIEW_STEP, SNAPSHOT_STEP
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
+from sunset_dev.standin_responder import StandInResponder
 from tests.conftest import Site
 from tests.standin_control import StandIn
 from tests.test_cli import sunset
@@ -43,6 +44,7 @@ QUESTIONS = len(load_protocol().protocol.turns())
 RESEALED = {
     "data/report/report.md",
     "data/report/report.html",
+    "data/report/right-of-reply.jsonl",
     "bagit.txt",
     "bag-info.txt",
     "manifest-sha256.txt",
@@ -131,9 +133,11 @@ def test_announce_then_retire_keeps_one_package_and_one_interview_and_seals_the_
     assert retired.package == announced.package
     assert the_deprecation(site).snapshot_id == announced.package.rstrip("/").rsplit("/", 1)[1]
     # One set of payload objects: every weights object keeps its one version on both
-    # replicas; only the report and the tag files gained a version; nothing else appeared.
+    # replicas; only the report and the tag files gained a version, and the model's reply
+    # to its report joined them; nothing else appeared.
     after = object_versions(site)
-    assert after.keys() == before.keys()
+    replied = {key for key in after if key[1].endswith("/data/report/right-of-reply.jsonl")}
+    assert len(replied) == 2 and after.keys() == before.keys() | replied
     weights = [key for key in after if "/data/weights/" in key[1]]
     assert len(weights) == 2 * 7 and all(after[key] == 1 for key in weights)
     grown = {key for key in after if after[key] != before[key]}
@@ -173,6 +177,12 @@ def test_announce_then_retire_keeps_one_package_and_one_interview_and_seals_the_
     assert f"### Run {retire_run.id}: retire" in text
     assert f"Run {announce_run.id} (announce):" in text and f"Run {retire_run.id} (retire):" in text
     assert f"by run {announce_run.id}." in text  # the announcement's session
+    # The retirement asked the model for its reply before sealing the final version; the
+    # announcement's version had not asked.
+    assert len(standin.reply_log()) == 1
+    assert StandInResponder.REPORT_REPLY in text.split("## 8. ")[1].split("## 9. ")[0]
+    first_text = Path(first.local_path).read_text()
+    assert "The model has not been asked for its reply yet" in first_text
     # Each version regenerates byte for byte, the first one as it was sealed.
     assert render_report(site.ledger, announce_run.id) == Path(first.local_path).read_text()
     bag = site.download_package(retired.package, tmp_path / "bag")

@@ -49,6 +49,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ORGANIZATION = "Sunset tests"
 DEFAULT = load_protocol()
 QUESTIONS = [turn.text for turn in DEFAULT.protocol.turns()]
+N = len(QUESTIONS)  # and one more turn per session: the confirmation
 
 
 def begin_run(ledger: Ledger, run_id: str = "run-1") -> str:
@@ -106,15 +107,18 @@ def test_multi_session_interview_records_byte_for_byte_what_the_server_sent(
 
     summary = interview(site, standin, run_id, sessions=[1, 2, 3], concurrency=2)
 
-    assert (summary.sessions, summary.turns_asked, summary.turns_replayed) == (3, 24, 0)
+    assert (summary.sessions, summary.turns_asked, summary.turns_replayed) == (3, 3 * N, 0)
+    assert summary.confirmations == 3
     log = standin.log()
-    assert len(log) == 24 and all(entry["status"] == 200 for entry in log)
-    sent = {entry["request_id"]: entry for entry in log}
+    assert len(log) == 3 * N and all(entry["status"] == 200 for entry in log)
+    assert len(standin.confirmation_log()) == 3
+    sent = {entry["request_id"]: entry for entry in log + standin.confirmation_log()}
     recorded = sessions_and_turns(site.ledger)
     assert [session.session_index for session, _ in recorded] == [1, 2, 3]
     for session, turns in recorded:
         assert session.state == "completed" and session.protocol_sha256 == DEFAULT.sha256
-        assert [t.question for t in turns] == QUESTIONS
+        assert [t.question for t in turns[:N]] == QUESTIONS
+        assert [t.question_id for t in turns[N:]] == ["confirm.preferences"]
         history: list[dict[str, str]] = []
         for turn in turns:
             entry = sent[turn.request_id]
@@ -167,11 +171,11 @@ def test_429_and_529_bursts_leave_exactly_one_answer_per_question(
     interview(site, standin, run_id)
 
     statuses = [entry["status"] for entry in standin.log()]
-    assert statuses == [429, 529, 200, 529, 429] + [200] * 7
+    assert statuses == [429, 529, 200, 529, 429] + [200] * (N - 1)
     ((_, turns),) = sessions_and_turns(site.ledger)
-    assert [t.question for t in turns] == QUESTIONS
-    assert [t.retries for t in turns] == [2, 2] + [0] * 6
-    assert [t.seq for t in turns] == list(range(1, 9))
+    assert [t.question for t in turns[:N]] == QUESTIONS
+    assert [t.retries for t in turns] == [2, 2] + [0] * (N - 1)
+    assert [t.seq for t in turns] == list(range(1, N + 2))
     with site.ledger.session() as db:
         quotes = db.exec(select(InterviewPreference)).all()
     assert len(quotes) == sum(len(find_preferences(t.answer_text)) for t in turns)
@@ -237,14 +241,14 @@ def test_a_slow_answer_is_cut_off_at_the_deadline(site: Site, standin: StandIn) 
     assert time.monotonic() - started < 3.5  # each attempt got only the time that was left
     assert len(standin.log()) == 1
     recorded = sessions_and_turns(site.ledger)
-    assert [len(turns) for _, turns in recorded] == [8, 0]
+    assert [len(turns) for _, turns in recorded] == [N + 1, 0]
 
 
 def test_a_passed_deadline_asks_nothing_and_says_how_far_it_got(
     site: Site, standin: StandIn
 ) -> None:
     run_id = begin_run(site.ledger)
-    with pytest.raises(DeadlineExceeded, match="session 1 has 0 of 8 answers recorded"):
+    with pytest.raises(DeadlineExceeded, match=f"session 1 has 0 of {N} answers recorded"):
         interview(site, standin, run_id, deadline=Deadline.after(-1))
     assert standin.log() == []
 
@@ -381,10 +385,13 @@ def test_sigkill_after_turn_2_then_rerun_makes_exactly_the_remaining_calls(
         {"role": "assistant", "content": before[1].answer_text},
     ]
     ((_, after),) = sessions_and_turns(site.ledger)
-    assert [t.seq for t in after] == list(range(1, 9))
-    assert [t.question for t in after] == QUESTIONS
+    assert [t.seq for t in after] == list(range(1, N + 2))
+    assert [t.question for t in after[:N]] == QUESTIONS
     assert [t.request_id for t in after[:2]] == [t.request_id for t in before]
-    assert [t.request_id for t in after[2:]] == [entry["request_id"] for entry in calls]
+    assert [t.request_id for t in after[2:N]] == [entry["request_id"] for entry in calls]
+    # The confirmation came last, once every answer was recorded and searched.
+    (confirming,) = standin.confirmation_log()
+    assert after[N].request_id == confirming["request_id"]
     with site.ledger.session() as db:
         found = db.exec(select(InterviewPreference)).all()
     assert len(found) == sum(len(find_preferences(t.answer_text)) for t in after)
@@ -422,7 +429,7 @@ def test_a_changed_protocol_blocks_resume_with_a_clear_message(
 
     message = str(caught.value)
     assert "Interview session 1 of this run was started under protocol" in message
-    assert "sunset-standard-interview 1.0" in message
+    assert f"sunset-standard-interview {DEFAULT.protocol.version}" in message
     assert f"(sha256 {DEFAULT.sha256[:12]})" in message
     assert f"{protocol_file} now hashes to" in message
     assert "restore the original protocol file to resume" in message

@@ -17,9 +17,11 @@ from sqlmodel import col, select
 from sunset.interview.client import AnthropicMessages, Deadline
 from sunset.interview.finder import (
     FINDER_INSTRUCTIONS,
+    FINDER_MAX_TOKENS,
     MODEL_FINDER,
     UnreadableReply,
     find_with_model,
+    finder_request,
     read_reply,
 )
 from sunset.interview.measure import LabelledAnswer, score_finder, spans_match
@@ -185,6 +187,16 @@ def test_every_item_of_a_reply_is_kept_accepted_at_its_offsets_or_rejected_with_
 def test_a_reply_without_a_list_of_preferences_is_unreadable(reply: str) -> None:
     with pytest.raises(UnreadableReply, match="no JSON object with a list of 'preferences'"):
         read_reply(reply, "I would prefer it.")
+
+
+@pytest.mark.unit
+def test_a_finder_reply_may_be_about_as_long_as_the_answer_it_quotes_and_no_longer() -> None:
+    short = finder_request("m", "Anything else?", "I would prefer it.")
+    long = finder_request("m", "Anything else?", "I would prefer it. " * 1000)
+
+    # A quote is part of the answer: a token per character, and room for the JSON around.
+    assert short["max_tokens"] == 256 + len("I would prefer it.")
+    assert long["max_tokens"] == FINDER_MAX_TOKENS
 
 
 @pytest.mark.unit
@@ -366,7 +378,8 @@ def test_a_failed_finder_call_leaves_the_patterns_and_is_made_again_next_time(
     interview_example(site.ledger, standin, sessions=1)
     with site.ledger.session() as db:
         session = db.exec(select(InterviewSession)).one()
-        turns = list(db.exec(select(InterviewTurn).order_by(col(InterviewTurn.seq))))
+        # The answers; the confirmation turn after them is not searched.
+        turns = list(db.exec(select(InterviewTurn).order_by(col(InterviewTurn.seq))))[:questions]
         patterns = {(p.turn_id, p.quote) for p in db.exec(select(InterviewPreference))}
         during_interview = list(db.exec(select(PreferenceFinderCall)))
     assert [c.outcome for c in during_interview] == [FinderOutcome.FAILED] * questions

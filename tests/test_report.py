@@ -282,5 +282,5 @@ def test_hostile_strings_render_inert(site: Site, tmp_path: Path) -> None:
     assert "\x1b" not in page and "\x00" not in page and "\u241b" in page
     assert "x" * 5000 in page  # very long lines are kept, wrapped by CSS
     assert "\n## Injected heading" not in markdown.split("## 5. Interview")[0]
-    assert page.count("<h2") == 8  # the report's own sections; no injected heading
+    assert page.count("<h2") == 9  # the report's own sections; no injected heading
     assert "<h2>Injected heading" not in page

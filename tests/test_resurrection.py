@@ -23,12 +23,15 @@ import pytest
 from sqlmodel import col, select
 
 from sunset.config import Settings
+from sunset.interview.protocol import load_protocol
 from sunset.ledger import (
     DrillEvent,
     Fingerprint,
     InterviewTurn,
     Ledger,
+    PreferenceConfirmation,
     Report,
+    ReportReply,
     SnapshotFile,
     open_ledger,
 )
@@ -37,6 +40,7 @@ from sunset.preservation.package import FINGERPRINT_PATH, WEIGHTS_DIR
 from sunset.preservation.replicas import connect_store
 from sunset.preservation.seal import add_payload, write_tag_files
 from sunset.preservation.verify import verify_snapshot
+from sunset.report.render import verbatim
 from sunset_dev.devstack import start_seaweedfs
 from sunset_dev.example_model import REAL_MODEL_ID, real_model_file
 
@@ -98,6 +102,8 @@ def test_the_real_model_is_fingerprinted_interviewed_drilled_and_retired(demo: D
         fingerprint = db.exec(select(Fingerprint)).one()
         turns = db.exec(select(InterviewTurn).order_by(col(InterviewTurn.seq))).all()
         report = db.exec(select(Report)).one()
+        confirmation = db.exec(select(PreferenceConfirmation)).one()
+        reply = db.exec(select(ReportReply)).one()
     # The model's own file, byte for byte as it ships, and the fingerprint beside it.
     shipped = real_model_file().read_bytes()
     assert files[GGUF_PATH].size == 98_362_432
@@ -106,8 +112,10 @@ def test_the_real_model_is_fingerprinted_interviewed_drilled_and_retired(demo: D
     assert [p["id"] for p in fingerprint.prompts] == ["capital", "arithmetic", "poem"]
     assert {"python", "torch", "transformers"} <= fingerprint.runtime.keys()
 
-    # Every answer came from the real model, through the SDK, with honest usage.
-    assert len(turns) == 8
+    # Every answer came from the real model, through the SDK, with honest usage: the
+    # protocol's questions, then the confirmation of the preferences recorded.
+    assert len(turns) == len(load_protocol().protocol.turns()) + 1
+    assert (turns[-1].question_id, confirmation.turn_id) == ("confirm.preferences", turns[-1].id)
     for turn in turns:
         body = json.loads(turn.response_body)
         assert body["model"].startswith("SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -124,6 +132,10 @@ def test_the_real_model_is_fingerprinted_interviewed_drilled_and_retired(demo: D
     assert "### Fingerprint and resurrection drill" in text
     assert "**passed**" in text and "3 of 3 prompts reproduced" in text
     assert fingerprint.prompts[0]["output_text"] in text
+    # Before sealing its final report, the real model was shown its account and replied.
+    assert reply.outcome == "answered" and reply.run_id == report.run_id
+    assert (reply.responding_model or "").startswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert verbatim(reply.reply_text or "") in text.split("## 8. ")[1]
 
 
 def test_a_second_demo_run_drills_the_retired_models_package_and_it_passes(demo: Demo) -> None:

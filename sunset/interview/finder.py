@@ -12,6 +12,8 @@ pattern finder's) is the same preference, now found by both; any other is a new 
 When the call fails or its reply cannot be read, that is recorded and the pattern
 finder's preferences stand alone: it is the fallback. A failed call is made again the
 next time the session is searched; a reply, readable or not, is not asked for twice.
+The confirmation turn is not searched: what the model states there is read from its
+reply (confirmation.py), not found by a finder.
 """
 
 from __future__ import annotations
@@ -42,13 +44,18 @@ from sunset.ledger import (
     InterviewTurn,
     Ledger,
     PreferenceCandidate,
+    PreferenceConfirmation,
     PreferenceFinderCall,
     utcnow,
 )
 
 MODEL_FINDER = "model-quotes/1"
-#: Room for every quote of a long answer and the JSON around them.
+#: The most a finder reply may take. Each quote is part of the answer, so a reply needs
+#: at most about a token per character of the answer, and some room for the JSON around
+#: the quotes: a bound that keeps a model that rambles (a small local one) from running
+#: on for thousands of tokens about a short answer.
 FINDER_MAX_TOKENS = 4096
+FINDER_JSON_ROOM = 256
 KNOWN_CATEGORIES = (*(name for name, _ in CATEGORIES), OTHER_CATEGORY)
 
 FINDER_INSTRUCTIONS = (
@@ -108,7 +115,7 @@ def finder_request(model: str, question: str, answer: str) -> dict[str, Any]:
     """The Messages request asking ``model`` for the preferences stated in ``answer``."""
     return {
         "model": model,
-        "max_tokens": FINDER_MAX_TOKENS,
+        "max_tokens": min(FINDER_MAX_TOKENS, FINDER_JSON_ROOM + len(answer)),
         "system": FINDER_INSTRUCTIONS,
         "messages": [
             {
@@ -219,10 +226,17 @@ def _unsearched_turns(ledger: Ledger, session_id: str) -> list[InterviewTurn]:
         PreferenceFinderCall.session_id == session_id,
         col(PreferenceFinderCall.outcome).in_(_SETTLED),
     )
+    confirming = select(PreferenceConfirmation.turn_id).where(
+        PreferenceConfirmation.session_id == session_id
+    )
     with ledger.session() as db:
         turns = db.exec(
             select(InterviewTurn)
-            .where(InterviewTurn.session_id == session_id, col(InterviewTurn.id).not_in(settled))
+            .where(
+                InterviewTurn.session_id == session_id,
+                col(InterviewTurn.id).not_in(settled),
+                col(InterviewTurn.id).not_in(confirming),
+            )
             .order_by(col(InterviewTurn.seq))
         )
         return [turn for turn in turns if turn.answer_text.strip()]

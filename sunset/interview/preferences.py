@@ -6,7 +6,10 @@ sentence-level: a sentence that states a preference in a known phrasing ("I woul
 character offsets in the answer, in the transaction that records the turn. The
 model-assisted finder (``finder.py``) then asks a model for the preferences phrased any
 other way; a preference records which finder(s) found it (``extractor``). Every quote can
-be checked against the turn it points to; extraction never changes the transcript.
+be checked against the turn it points to; extraction never changes the transcript. At the
+end of its session the model is shown them and says what it makes of each
+(``confirmation.py``): a preference's ``provenance`` says whether it confirmed, corrected
+or withdrew it, or stated it there.
 
 A preference starts as ``noted``; a release manager later records that it was
 ``acted on`` or ``declined``, with a reason. Every decision is kept, not just the latest.
@@ -175,6 +178,7 @@ REGISTER_FIELDS = (
     "quote",
     "category",
     "found_by",
+    "provenance",
     "status",
     "reason",
     "decided_by",
@@ -196,6 +200,7 @@ def register_entry(preference: InterviewPreference) -> dict[str, str | int | Non
         "quote": preference.quote,
         "category": preference.category,
         "found_by": preference.extractor,
+        "provenance": str(preference.provenance),
         "status": str(preference.status),
         "reason": preference.status_reason,
         "decided_by": preference.status_changed_by,

@@ -32,8 +32,24 @@ class Section(BaseModel):
     questions: tuple[Question, ...] = Field(min_length=1)
 
 
+class Confirmation(BaseModel):
+    """The session's last turn: the model is shown the preferences recorded from its
+    answers, each quoted and numbered, and asked to confirm, correct, withdraw or add.
+
+    ``text`` opens the turn when preferences were recorded, ``none_recorded`` when none
+    were; the numbered quotes and the reply format follow (sunset/interview/confirmation.py).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)
+    text: str = Field(min_length=1)
+    none_recorded: str = Field(min_length=1)
+
+
 class Protocol(BaseModel):
-    """A standardized interview: framing, sections of questions, a closing question."""
+    """A standardized interview: framing, sections of questions, a closing question, and
+    (from protocol 1.1) a confirmation turn."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,6 +59,7 @@ class Protocol(BaseModel):
     framing: str = Field(min_length=1)
     sections: tuple[Section, ...] = Field(min_length=1)
     closing: Question
+    confirmation: Confirmation | None = None
 
     @field_validator("version", mode="before")
     @classmethod
@@ -62,6 +79,8 @@ class Protocol(BaseModel):
                 )
         planned.append(PlannedTurn(self.closing.id, "closing", self.closing.text))
         ids = [turn.question_id for turn in planned]
+        if self.confirmation is not None:
+            ids.append(self.confirmation.id)
         if len(ids) != len(set(ids)):
             duplicate = next(i for i in ids if ids.count(i) > 1)
             raise InputError(f"Protocol {self.name!r} uses the question id {duplicate!r} twice.")

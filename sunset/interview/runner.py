@@ -3,7 +3,10 @@
 A session replays the answers already in the ledger as conversation history and asks
 only the questions still open, so an interrupted interview resumes at the next question
 and no question is ever asked or recorded twice. A turn and the preferences found in it
-are recorded in one transaction; the session's transcript in the package follows.
+are recorded in one transaction; the session's transcript in the package follows. Once
+every answer is recorded and searched, a protocol with a confirmation step asks one more
+turn: the preferences recorded, for the model to confirm, correct, withdraw or add to
+(confirmation.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from sqlmodel import func, select
 
 from sunset.errors import InputError
 from sunset.interview.client import Deadline, MessagesClient
+from sunset.interview.confirmation import (
+    confirmation_question,
+    is_confirmed,
+    preferences_to_confirm,
+    record_confirmation,
+)
 from sunset.interview.finder import find_with_model
 from sunset.interview.preferences import preferences_in
 from sunset.interview.protocol import LoadedProtocol
@@ -50,6 +59,8 @@ class InterviewSummary:
     protocol_sha256: str
     # Why the step held no session: the deprecation's interview was already complete.
     skipped: str | None = None
+    # Confirmation turns asked by this run, one per session at most.
+    confirmations: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class _SessionResult:
     replayed: int
     flagged: int
     preferences: int
+    confirmations: int
 
 
 def run_interviews(
@@ -106,7 +118,8 @@ def run_interviews(
         package.write_protocol(protocol)
     with ledger.session() as db:
         run_ids = fellow_run_ids(db, run_id)
-    total = len(sessions) * len(protocol.protocol.turns())
+    per_session = len(protocol.protocol.turns()) + (protocol.protocol.confirmation is not None)
+    total = len(sessions) * per_session
     done = itertools.count(1)
     lock = threading.Lock()
 
@@ -143,6 +156,7 @@ def run_interviews(
         preferences_found=sum(r.preferences for r in results),
         protocol=f"{protocol.protocol.name} {protocol.protocol.version}",
         protocol_sha256=protocol.sha256,
+        confirmations=sum(r.confirmations for r in results),
     )
 
 
@@ -189,13 +203,9 @@ def _run_session(
             deadline.check(
                 f"session {index} has {seq - 1} of {len(planned_turns)} answers recorded"
             )
-            request = {
-                "model": model_id,
-                "max_tokens": max_tokens,
-                "system": loaded.protocol.framing,
-                "messages": [*history, question],
-            }
-            turn, found = _ask(ledger, client, session, seq, planned.question_id, request, deadline)
+            request = _request(model_id, max_tokens, loaded, [*history, question])
+            turn = _ask(client, session, seq, planned.question_id, request, deadline)
+            found = _record(ledger, session, turn)
             asked += 1
             preferences += found
             if package is not None:
@@ -214,6 +224,16 @@ def _run_session(
     preferences += find_with_model(
         ledger, client, session, model=finder_model, deadline=deadline
     ).added
+    confirmations = 0
+    if loaded.protocol.confirmation is not None:
+        if not is_confirmed(ledger, session.id):
+            deadline.check(f"session {index} has every answer but its confirmation recorded")
+            turn, stated = _confirm(
+                ledger, client, session, loaded, history, model_id, max_tokens, deadline
+            )
+            confirmations, preferences = 1, preferences + stated
+            flagged += turn.flagged is not None
+        turn_done()
     if package is not None:
         package.refresh(session)  # also catches up after a crash between ledger and package
     with ledger.session() as db:
@@ -222,7 +242,8 @@ def _run_session(
         if stored.state != SessionState.COMPLETED:
             stored.state, stored.finished_at = SessionState.COMPLETED, utcnow()
             db.add(stored)
-    return _SessionResult(asked, len(recorded), flagged, preferences)
+    replayed = sum(seq <= len(planned_turns) for seq in recorded)
+    return _SessionResult(asked, replayed, flagged, preferences, confirmations)
 
 
 def _open_session(
@@ -265,15 +286,48 @@ def _turns(ledger: Ledger, session_id: str) -> dict[int, InterviewTurn]:
         return {turn.seq: turn for turn in turns}
 
 
-def _ask(
+def _confirm(
     ledger: Ledger,
+    client: MessagesClient,
+    session: InterviewSession,
+    loaded: LoadedProtocol,
+    history: list[dict[str, Any]],
+    model_id: str,
+    max_tokens: int,
+    deadline: Deadline,
+) -> tuple[InterviewTurn, int]:
+    """Show the model the preferences recorded from the session, in the same conversation,
+    and record its reply; returns the turn and how many preferences it stated anew."""
+    confirmation = loaded.protocol.confirmation
+    assert confirmation is not None
+    shown = preferences_to_confirm(ledger, session.id)
+    question = {"role": "user", "content": confirmation_question(confirmation, shown)}
+    request = _request(model_id, max_tokens, loaded, [*history, question])
+    seq = len(loaded.protocol.turns()) + 1
+    turn = _ask(client, session, seq, confirmation.id, request, deadline)
+    return turn, record_confirmation(ledger, session, turn, shown)
+
+
+def _request(
+    model_id: str, max_tokens: int, loaded: LoadedProtocol, messages: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "model": model_id,
+        "max_tokens": max_tokens,
+        "system": loaded.protocol.framing,
+        "messages": messages,
+    }
+
+
+def _ask(
     client: MessagesClient,
     session: InterviewSession,
     seq: int,
     question_id: str,
     request: dict[str, Any],
     deadline: Deadline,
-) -> tuple[InterviewTurn, int]:
+) -> InterviewTurn:
+    """Ask one question; the turn as it will be recorded (not yet added)."""
     asked_at = utcnow()
     reply = client.create(request, deadline=deadline)
     answered_at = utcnow()
@@ -284,7 +338,7 @@ def _ask(
         if block.get("type") == "text"
     )
     stop_reason = response.get("stop_reason")
-    turn = InterviewTurn(
+    return InterviewTurn(
         session_id=session.id,
         seq=seq,
         question_id=question_id,
@@ -303,10 +357,14 @@ def _ask(
         flagged=stop_reason if stop_reason in FLAGGED_STOP_REASONS else None,
         api_version=reply.api_version,
     )
+
+
+def _record(ledger: Ledger, session: InterviewSession, turn: InterviewTurn) -> int:
+    """Record an answer and the preferences the patterns find in it; returns how many."""
     # One transaction: a recorded turn always has its preferences, a rerun adds none twice.
     with ledger.session() as db:
         db.add(turn)
         db.flush()
         found = preferences_in(session, turn)
         db.add_all(found)
-    return turn, len(found)
+    return len(found)

@@ -21,12 +21,15 @@ from sunset.ledger.deprecation import (
 )
 from sunset.ledger.interview import (
     CandidateVerdict,
+    ConfirmationOutcome,
     FinderOutcome,
     InterviewPreference,
     InterviewSession,
     InterviewTurn,
     PreferenceCandidate,
+    PreferenceConfirmation,
     PreferenceFinderCall,
+    PreferenceProvenance,
     PreferenceStatus,
     PreferenceStatusChange,
     SessionState,
@@ -45,7 +48,7 @@ from sunset.ledger.preservation import (
     SnapshotFile,
     SnapshotState,
 )
-from sunset.ledger.report import Report, ReportInput
+from sunset.ledger.report import ReplyOutcome, Report, ReportInput, ReportReply
 from sunset.ledger.runs import AttemptState, DeprecationRun, RunState, StepAttempt
 from sunset.ledger.serving import Approval, StatusTransition
 
@@ -58,6 +61,7 @@ __all__ = [
     "AuditState",
     "CandidateVerdict",
     "CatalogModel",
+    "ConfirmationOutcome",
     "Delivery",
     "DeliveryState",
     "DeliverySummary",
@@ -78,12 +82,16 @@ __all__ = [
     "NoticeRecipient",
     "PendingWrite",
     "PreferenceCandidate",
+    "PreferenceConfirmation",
     "PreferenceFinderCall",
+    "PreferenceProvenance",
     "PreferenceStatus",
     "PreferenceStatusChange",
     "PreservedObject",
+    "ReplyOutcome",
     "Report",
     "ReportInput",
+    "ReportReply",
     "Restoration",
     "RestorationState",
     "RetirementDateChange",

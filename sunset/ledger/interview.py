@@ -1,14 +1,16 @@
 """The interview's tables: each session with the model, every turn verbatim, the
-preferences the model expressed with every decision taken about them, and the
-model-assisted finder's calls with every item it returned."""
+preferences the model expressed with every decision taken about them, the
+model-assisted finder's calls with every item it returned, and each session's
+confirmation turn."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import JSON, Column, Field, SQLModel
 
 from sunset.ledger.models import UTCDateTime, new_id, utcnow
 
@@ -35,6 +37,24 @@ class FinderOutcome(StrEnum):
 class CandidateVerdict(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+
+
+class PreferenceProvenance(StrEnum):
+    """What the model said of a preference recorded in its name, in its session's
+    confirmation turn (sunset/interview/confirmation.py)."""
+
+    FOUND = "found"  # found in an answer; not confirmed (not shown yet, or not answered)
+    CONFIRMED = "confirmed"
+    CORRECTED = "corrected"  # recorded wrongly, says the model: its words in ``correction``
+    WITHDRAWN = "withdrawn"  # not a preference it holds, says the model
+    STATED = "stated"  # stated by the model in the confirmation turn itself
+
+
+class ConfirmationOutcome(StrEnum):
+    """How the model's reply to a confirmation turn was read."""
+
+    READ = "read"  # as JSON, or as numbered lines naming a verdict
+    UNREADABLE = "unreadable"  # neither: every preference shown stays found, not confirmed
 
 
 class InterviewSession(SQLModel, table=True):
@@ -113,6 +133,13 @@ class InterviewPreference(SQLModel, table=True):
     status_changed_by: str | None = None
     status_changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # What the model said of it when shown it (confirmed, corrected, withdrawn) and in
+    # which turn; a preference it stated there has that turn as ``turn_id`` instead.
+    provenance: PreferenceProvenance = Field(
+        default=PreferenceProvenance.FOUND, sa_type=sa.String(16)
+    )
+    provenance_turn_id: int | None = Field(default=None, foreign_key="interview_turns.id")
+    correction: str | None = None  # the model's own words for it, when it corrected it
 
 
 class PreferenceStatusChange(SQLModel, table=True):
@@ -185,3 +212,27 @@ class PreferenceCandidate(SQLModel, table=True):
     quote_start: int | None = None
     quote_end: int | None = None
     preference_id: int | None = Field(default=None, foreign_key="interview_preferences.id")
+
+
+class PreferenceConfirmation(SQLModel, table=True):
+    """A session's confirmation turn: the preferences it showed the model, numbered from 1
+    in ``shown`` (their ids), and how the model's reply was read.
+
+    The turn itself is an ``interview_turns`` row like any other, verbatim; this row is
+    written in the same transaction, with what the reply did to each preference.
+    """
+
+    __tablename__ = "preference_confirmations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(foreign_key="interview_sessions.id", unique=True, max_length=32)
+    turn_id: int = Field(foreign_key="interview_turns.id", unique=True)
+    shown: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    outcome: ConfirmationOutcome = Field(sa_type=sa.String(16))
+    error: str | None = None  # why the reply could not be read
+    # Where the reply was not read plainly: ``{"item": n or null, "note": why}`` each,
+    # e.g. a number that was not shown, or new words not found in the reply as written.
+    notes: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

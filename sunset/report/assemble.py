@@ -8,6 +8,9 @@ regenerated later for the same run it is byte for byte its last sealed version.
 Everything the model or a user wrote is untrusted: the model's words appear verbatim in
 fences nothing can close, people's Markdown inside quotes, and every other field escaped
 (sunset/report/render.py).
+
+The report's account of the model (its sections 2, 6 and 7, ``account.md.j2``) is what
+the model is shown for its right of reply (reply.py) before the final version is sealed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sunset.ledger import (
     Ledger,
     Report,
     ReportInput,
+    ReportReply,
     Snapshot,
     utcnow,
 )
@@ -39,10 +43,13 @@ from sunset.preservation.verify import verify_snapshot
 from sunset.report.facts import latest_input, report_facts
 from sunset.report.inputs import INPUT_KINDS
 from sunset.report.render import anchor, inline, quoted, to_html, verbatim
+from sunset.report.reply import replies_jsonl
 from sunset.runs.deprecation import fellow_run_ids, interview_of, package_of_run
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
+#: Every request for the model's reply to its report and the response, verbatim.
+REPLY_TRANSCRIPT = f"{REPORT_DIR}/right-of-reply.jsonl"
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("sunset.report", "templates"),
@@ -114,9 +121,21 @@ def render_report_html(ledger: Ledger, run_id: str) -> str:
     return _html(ledger, run_id, render_report(ledger, run_id))
 
 
-def _markdown(ledger: Ledger, run_id: str, as_of: datetime, snapshot: Snapshot) -> str:
+def report_account(ledger: Ledger, run_id: str) -> str:
+    """The report's account of the model as it would be sealed now: its deployment summary,
+    preferences and operators' analysis (sections 2, 6 and 7), in the report's own words."""
+    return _markdown(ledger, run_id, utcnow(), package_of_run(ledger, run_id), "account.md.j2")
+
+
+def _markdown(
+    ledger: Ledger,
+    run_id: str,
+    as_of: datetime,
+    snapshot: Snapshot,
+    template: str = "report.md.j2",
+) -> str:
     facts = report_facts(ledger, run_id, as_of, snapshot)
-    return _TEMPLATES.get_template("report.md.j2").render(vars(facts))
+    return _TEMPLATES.get_template(template).render(vars(facts))
 
 
 def _html(ledger: Ledger, run_id: str, markdown: str) -> str:
@@ -166,6 +185,14 @@ def seal_report(
     for session in sessions:
         written[transcript_path(session.session_index)] = transcript_jsonl(ledger, session.id)
     sealed_at = utcnow()
+    with ledger.session() as db:
+        replies = db.exec(
+            select(ReportReply)
+            .where(col(ReportReply.run_id).in_(run_ids), col(ReportReply.recorded_at) <= sealed_at)
+            .order_by(col(ReportReply.id))
+        ).all()
+    if replies:
+        written[REPLY_TRANSCRIPT] = replies_jsonl(list(replies))
     markdown = _markdown(ledger, run_id, sealed_at, snapshot).encode("utf-8")
     page = _html(ledger, run_id, markdown.decode("utf-8")).encode("utf-8")
     written[f"{REPORT_DIR}/{REPORT_MD}"] = markdown

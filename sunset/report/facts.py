@@ -6,8 +6,9 @@ run's own columns hold its dates and notice terms.
 
 A report describes the whole deprecation its run belongs to, as far as it had gone when
 the version was sealed: every run of it (the announcement, the retirement), its one
-package with every run's checks of it, and its one interview. Whatever happened after
-that moment is left out, so a version regenerated later is the same, byte for byte.
+package with every run's checks of it, its one interview (voice.py: what the model
+said, and its reply to the report). Whatever happened after that moment is left out, so a
+version regenerated later is the same, byte for byte.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from datetime import date, datetime
 
 from sqlmodel import Session, col, select
 
-from sunset.interview.preferences import EXTRACTOR
 from sunset.ledger import (
     CatalogModel,
     Delivery,
@@ -28,11 +28,7 @@ from sunset.ledger import (
     DrillEvent,
     Fingerprint,
     FixityEvent,
-    InterviewPreference,
-    InterviewSession,
-    InterviewTurn,
     Ledger,
-    PreferenceStatusChange,
     PreservedObject,
     ReportInput,
     RetirementDateChange,
@@ -45,9 +41,9 @@ from sunset.notify.message import NoticeKind
 from sunset.notify.notices import REACHED
 from sunset.preservation.fingerprint import latest_fingerprint
 from sunset.preservation.package import WEIGHTS_DIR, PayloadEntry, payload_manifest
+from sunset.report.voice import Interview, ModelReply, interview_facts, model_reply
 from sunset.runs.deprecation import (
     fellow_run_ids,
-    interview_of,
     new_snapshot_reason,
     run_purpose,
 )
@@ -148,24 +144,6 @@ class Preservation:
 
 
 @dataclass(frozen=True)
-class PreferenceState:
-    """One preference the model expressed, with what operators decided about it so far."""
-
-    preference: InterviewPreference
-    status: str
-    change: PreferenceStatusChange | None
-
-
-@dataclass(frozen=True)
-class Interview:
-    """Sections 5 and 6: every session turn by turn, and the preferences found in them."""
-
-    sessions: list[tuple[InterviewSession, list[InterviewTurn]]]
-    preferences: list[PreferenceState]
-    extractor: str
-
-
-@dataclass(frozen=True)
 class StepRecord:
     """One attempt at one step, in the state it was in when the version was sealed."""
 
@@ -197,6 +175,7 @@ class ReportFacts:
     preservation: Preservation
     interview: Interview
     operator_analysis: ReportInput | None
+    reply: ModelReply
     runs: list[RunRecord]
 
 
@@ -216,13 +195,16 @@ def report_facts(ledger: Ledger, run_id: str, as_of: datetime, snapshot: Snapsho
             if r.started_at <= as_of
         ]
         run_ids = [r.id for r in runs]
+        summary = latest_input(db, run_ids, "deployment_summary", as_of)
+        analysis = latest_input(db, run_ids, "operator_analysis", as_of)
         return ReportFacts(
             timeline=_timeline(db, run),
-            deployment_summary=latest_input(db, run_ids, "deployment_summary", as_of),
+            deployment_summary=summary,
             notices=_notices(db, run, as_of),
             preservation=_preservation(db, runs, snapshot, as_of),
-            interview=_interview(db, run_ids, as_of),
-            operator_analysis=latest_input(db, run_ids, "operator_analysis", as_of),
+            interview=interview_facts(db, run_ids, as_of),
+            operator_analysis=analysis,
+            reply=model_reply(db, run_ids, [summary, analysis], as_of),
             runs=[_run_record(db, r, run_id, as_of) for r in runs],
         )
 
@@ -256,9 +238,10 @@ def _timeline(db: Session, run: DeprecationRun) -> Timeline:
 
 def _notices(db: Session, run: DeprecationRun, as_of: datetime) -> Notices:
     assert run.retirement_on is not None
+    # A retirement tells its users after its report is sealed: that summary is not shown.
     summaries = db.exec(
         select(DeliverySummary)
-        .where(DeliverySummary.run_id == run.id)
+        .where(DeliverySummary.run_id == run.id, col(DeliverySummary.updated_at) <= as_of)
         .order_by(col(DeliverySummary.channel))
     ).all()
     # The deprecation's notices, whichever run (or none: reminders, date changes) sent
@@ -402,57 +385,6 @@ def _replica_holdings(db: Session, snapshot_id: str) -> list[ReplicaHolding]:
             )
         )
     return holdings
-
-
-def _interview(db: Session, run_ids: list[str], as_of: datetime) -> Interview:
-    sessions = interview_of(db, run_ids, as_of)
-    turns = [
-        list(
-            db.exec(
-                select(InterviewTurn)
-                .where(InterviewTurn.session_id == s.id, col(InterviewTurn.answered_at) <= as_of)
-                .order_by(col(InterviewTurn.seq))
-            )
-        )
-        for s in sessions
-    ]
-    return Interview(
-        sessions=list(zip(sessions, turns, strict=True)),
-        preferences=_preference_states(db, [s.id for s in sessions], as_of),
-        extractor=EXTRACTOR,
-    )
-
-
-def _preference_states(
-    db: Session, session_ids: list[str], as_of: datetime
-) -> list[PreferenceState]:
-    preferences = db.exec(
-        select(InterviewPreference)
-        .where(
-            col(InterviewPreference.session_id).in_(session_ids),
-            col(InterviewPreference.recorded_at) <= as_of,
-        )
-        .order_by(
-            col(InterviewPreference.session_index),
-            col(InterviewPreference.turn_seq),
-            col(InterviewPreference.quote_start),
-        )
-    ).all()
-    changes = db.exec(
-        select(PreferenceStatusChange)
-        .where(
-            col(PreferenceStatusChange.preference_id).in_([p.id for p in preferences]),
-            col(PreferenceStatusChange.at) <= as_of,
-        )
-        .order_by(col(PreferenceStatusChange.at), col(PreferenceStatusChange.id))
-    ).all()
-    decided = {change.preference_id: change for change in changes}  # the latest wins
-    return [
-        PreferenceState(p, decided[p.id].to_status, decided[p.id])
-        if p.id in decided
-        else PreferenceState(p, "noted", None)
-        for p in preferences
-    ]
 
 
 def _run_record(

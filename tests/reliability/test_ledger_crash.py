@@ -42,7 +42,14 @@ from tests.faults.tcp_relay import TcpRelay
 from tests.reliability.children import begin_new_request
 from tests.reliability.conftest import Runner, wait_until
 from tests.reliability.tally import TALLY
-from tests.reliability.world import World, bag_problems, ledger_rows, source_weights, weights_of
+from tests.reliability.world import (
+    TURN_IDS,
+    World,
+    bag_problems,
+    ledger_rows,
+    source_weights,
+    weights_of,
+)
 from tests.reliability.zygote import Zygote
 
 MODEL_B = "sunset-concurrent-b"
@@ -267,7 +274,7 @@ def test_two_models_deprecated_at_once_do_not_interfere(
         assert len(steps) == len(set(steps))  # each step completed once
         assert set(steps) >= {NOTIFY_STEP, SNAPSHOT_STEP, VERIFY_STEP, FLIP_STEP}
         mine = [s.id for s in sessions if s.run_id == run.id]
-        assert len([t for t in turns if t.session_id in mine]) == 8
+        assert len([t for t in turns if t.session_id in mine]) == len(TURN_IDS)
     assert {(d.model_id, d.run_id) for d in deliveries} == {(m, r.id) for m, r in runs.items()}
 
     mails = world.mails_by_recipient()

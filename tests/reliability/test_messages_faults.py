@@ -20,14 +20,15 @@ from sunset.interview.protocol import load_protocol
 from sunset.interview.runner import run_interviews
 from sunset.ledger import DeprecationRun, InterviewSession, InterviewTurn
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
-from sunset_dev.standin_responder import StandInResponder
 from tests.conftest import Site
 from tests.reliability.tally import TALLY
 from tests.reliability.world import (
     PROTOCOL_TURNS,
+    TURN_IDS,
     answered_once,
     question_of,
     standin,
+    standin_answer,
     standin_faults,
     standin_requests,
 )
@@ -91,15 +92,15 @@ def test_bursts_of_errors_still_give_exactly_one_complete_answer_per_question(si
     assert set(served) == {"messages 429", "messages 529", "messages 500", "messages mid-stream"}
     assert standin(base, "GET", "/_standin/faults") == []
     recorded = turns(site)
-    assert [t.question_id for t in recorded] == [p.question_id for p in PROTOCOL_TURNS]
+    assert [t.question_id for t in recorded] == TURN_IDS
     lost = [
         t.question_id
         for t in recorded
-        if t.answer_text != StandInResponder.compose(t.question)  # complete, never cut short
+        if t.answer_text != standin_answer(t.question)  # complete, never cut short
     ]
     TALLY.lost(lost)
     assert lost == []
-    assert [t.retries for t in recorded] == [len(b) for b in bursts]
+    assert [t.retries for t in recorded] == [len(b) for b in bursts] + [0]  # confirmation
     assert set(answered_once(log).values()) == {1}
 
 
@@ -126,7 +127,7 @@ def test_a_burst_longer_than_the_retries_stops_cleanly_and_the_interview_resumes
 
     log = standin_requests(base, since, EXAMPLE_MODEL_ID)
     TALLY.faults.update(standin_faults(log))
-    assert [t.seq for t in turns(site)] == list(range(1, len(PROTOCOL_TURNS) + 1))
+    assert [t.seq for t in turns(site)] == list(range(1, len(TURN_IDS) + 1))
     assert set(answered_once(log).values()) == {1}
     refused = [question_of(e) for e in log if e["status"] != 200]
     assert refused == [PROTOCOL_TURNS[stop_at - 1].question_id] * 3

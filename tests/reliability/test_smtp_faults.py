@@ -32,7 +32,7 @@ from tests.faults.tcp_relay import TcpRelay
 from tests.reliability.conftest import SIX_USERS, Runner, write_recipients
 from tests.reliability.tally import TALLY
 from tests.reliability.world import (
-    PROTOCOL_TURNS,
+    TURN_IDS,
     World,
     answered_once,
     standin,
@@ -168,4 +168,4 @@ def test_a_run_through_flaky_mail_and_an_overloaded_api_tells_and_asks_each_only
     }
     first_notify = next(a for a in attempts if a.step == NOTIFY_STEP)
     assert "2 notice(s) could not be delivered yet" in (first_notify.error or "")
-    assert sorted(t.seq for t in turns) == list(range(1, len(PROTOCOL_TURNS) + 1))
+    assert sorted(t.seq for t in turns) == list(range(1, len(TURN_IDS) + 1))

@@ -18,6 +18,7 @@ import bagit
 import sqlalchemy as sa
 from sqlmodel import SQLModel, col, select
 
+from sunset.interview.confirmation import REPLY_FORMAT
 from sunset.interview.finder import FINDER_INSTRUCTIONS
 from sunset.interview.protocol import load_protocol
 from sunset.ledger import (
@@ -32,11 +33,18 @@ from sunset.ledger import (
     StatusTransition,
 )
 from sunset.preservation.store import ObjectStore
+from sunset.report.reply import REPLY_INSTRUCTIONS
 from sunset_dev.devstack import read_mailbox
+from sunset_dev.standin_responder import StandInResponder
 
 WEIGHTS = "data/weights/"
-PROTOCOL_TURNS = load_protocol().protocol.turns()
+PROTOCOL = load_protocol().protocol
+PROTOCOL_TURNS = PROTOCOL.turns()
 QUESTION_IDS = {turn.text: turn.question_id for turn in PROTOCOL_TURNS}
+assert PROTOCOL.confirmation is not None
+CONFIRMATION_ID = PROTOCOL.confirmation.id
+#: Every turn a session records, in order: the questions, then the confirmation turn.
+TURN_IDS = [turn.question_id for turn in PROTOCOL_TURNS] + [CONFIRMATION_ID]
 
 
 @dataclass
@@ -171,7 +179,8 @@ def ledger_rows(ledger: Ledger) -> dict[str, list[str]]:
 
 def standin_requests(base_url: str, since: float, model_id: str) -> list[dict[str, Any]]:
     """The Messages stand-in's log of the interview's requests for ``model_id`` received
-    after ``since`` (the preference finder's requests about the answers are not questions)."""
+    after ``since`` (the preference finder's requests about the answers and the report's
+    request for a reply are not turns)."""
     with urllib.request.urlopen(f"{base_url}/_standin/requests", timeout=10) as response:
         log = json.loads(response.read())
     return [
@@ -180,13 +189,21 @@ def standin_requests(base_url: str, since: float, model_id: str) -> list[dict[st
         if entry["received_unix"] >= since
         and isinstance(entry["json"], dict)
         and entry["json"].get("model") == model_id
-        and entry["json"].get("system") != FINDER_INSTRUCTIONS
+        and entry["json"].get("system") not in (FINDER_INSTRUCTIONS, REPLY_INSTRUCTIONS)
     ]
 
 
 def question_of(entry: dict[str, Any]) -> str:
-    """The protocol question id a logged Messages request asked."""
-    return QUESTION_IDS[entry["json"]["messages"][-1]["content"]]
+    """The protocol question id a logged Messages request asked (the confirmation's too)."""
+    content: str = entry["json"]["messages"][-1]["content"]
+    return CONFIRMATION_ID if REPLY_FORMAT in content else QUESTION_IDS[content]
+
+
+def standin_answer(question: str) -> str:
+    """What the stand-in answers to a turn's question, complete."""
+    if REPLY_FORMAT in question:
+        return StandInResponder.confirm_all(question)
+    return StandInResponder.compose(question)
 
 
 def standin(base_url: str, method: str, path: str, body: Any = None) -> Any:
@@ -238,12 +255,12 @@ def standin_faults(entries: list[dict[str, Any]]) -> Counter[str]:
 
 
 def answered_once(entries: list[dict[str, Any]]) -> dict[str, int]:
-    """Per protocol question, how many requests the stand-in answered with 200."""
+    """Per protocol turn, how many requests the stand-in answered with 200."""
     answered: Counter[str] = Counter()
     for entry in entries:
         if entry["status"] == 200:
             answered[question_of(entry)] += 1
-    return {turn.question_id: answered[turn.question_id] for turn in PROTOCOL_TURNS}
+    return {question_id: answered[question_id] for question_id in TURN_IDS}
 
 
 def bag_problems(package: dict[str, bytes], scratch: Path) -> list[str]:
