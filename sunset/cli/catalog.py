@@ -15,7 +15,7 @@ from sunset.config import Settings
 from sunset.errors import InputError
 from sunset.ledger import open_ledger
 from sunset.preservation.health import model_package_health
-from sunset.serving.guards import status_at
+from sunset.serving.history import status_at
 
 
 def register(
