@@ -14,7 +14,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from sunset.cli.output import errors
-from sunset.errors import SunsetError  # loaded with DeprecationRequest anyway: light
+from sunset.errors import SunsetError  # light, and loaded for the help texts anyway
 
 
 @contextmanager
