@@ -7,8 +7,13 @@ Each command runs as a fresh process, as a release manager types it, against a l
 its own (one registered model, in a temporary data directory). The baseline, measured in
 the same run and interleaved with the commands, is `python -c pass` with the same
 interpreter: what starting Python costs before Sunset does anything. The target is a
-median under 0.5 s for each command. Prints a table and appends one JSON line to
-bench/results/results.jsonl.
+median under 0.5 s for each command. Prints a table, with the machine's load averages
+before and after (on two shared cores, other work moves the medians), and appends one
+JSON line to bench/results/results.jsonl.
+
+The `sunset` script beside the interpreter imports the `sunset` package that interpreter
+finds first: run it with PYTHONPATH set to a working tree to measure that tree rather
+than the installed one.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ def main() -> int:
         f"sunset status {MODEL}": [sunset, "status", MODEL],
         "sunset runs": [sunset, "runs"],
     }
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="sunset-cli-bench-") as tmp:
         env = {key: value for key, value in os.environ.items() if not key.startswith("SUNSET_")} | {
             "SUNSET_DATA_DIR": tmp,
@@ -53,11 +59,13 @@ def main() -> int:
         for _ in range(args.runs):  # interleaved, so load drift hits every command alike
             for name, argv in commands.items():
                 times[name].append(_run(argv, env))
+    load_after = os.getloadavg()
     medians = {name: statistics.median(values) for name, values in times.items()}
     baseline = medians["python -c pass"]
     print(
         f"\nCLI latency on {platform.node()} ({os.cpu_count()} cores), median of {args.runs} "
-        f"runs; baseline `python -c pass` {baseline * 1000:.0f} ms"
+        f"runs; baseline `python -c pass` {baseline * 1000:.0f} ms; load average (1, 5, "
+        f"15 min) {_load(load_before)} before, {_load(load_after)} after"
     )
     print(f"{'command':32} {'median':>9} {'vs baseline':>12}  target < {TARGET_SECONDS} s")
     record: dict[str, object] = {
@@ -66,6 +74,8 @@ def main() -> int:
         f"Python {platform.python_version()}",
         "cli_runs": args.runs,
         "cli_baseline_s": round(baseline, 4),
+        "cli_load_before": [round(load, 2) for load in load_before],
+        "cli_load_after": [round(load, 2) for load in load_after],
     }
     for name, median in medians.items():
         if name == "python -c pass":
@@ -75,6 +85,10 @@ def main() -> int:
         record[f"cli_{name.split()[1].lstrip('-')}_s"] = round(median, 4)
     append_record(record)
     return 0
+
+
+def _load(averages: tuple[float, float, float]) -> str:
+    return " ".join(f"{load:.2f}" for load in averages)
 
 
 def _run(argv: list[str], env: dict[str, str]) -> float:

@@ -25,11 +25,10 @@ from sunset.ledger import (
     SnapshotState,
     StatusTransition,
 )
-from sunset.preservation.fingerprint import latest_fingerprint
-from sunset.preservation.verify import is_verified
+from sunset.preservation.standing import is_verified, latest_fingerprint, latest_snapshot
 from sunset.runs.deprecation import latest_deprecation, runs_of
 from sunset.runs.request import check_model_id
-from sunset.serving.guards import history, latest_snapshot
+from sunset.serving.history import history
 
 
 @dataclass(frozen=True)

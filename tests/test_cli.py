@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -33,11 +34,14 @@ SUNSET = [sys.executable, "-m", "sunset.cli"]
 
 
 def sunset(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    program: Sequence[str] = SUNSET,
 ) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SUNSET_")}
     return subprocess.run(
-        [*SUNSET, *args],
+        [*program, *args],
         env=clean | (env or {}),
         capture_output=True,
         text=True,
@@ -272,16 +276,47 @@ def test_users_import_refuses_an_invalid_file_whole_and_deprecate_can_use_the_le
     assert both.returncode == 1 and "exactly one way" in both.stderr
 
 
-def test_the_command_line_loads_no_prefect_model_runtime_or_harness_until_a_command_runs() -> None:
-    loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, sunset.cli; print(' '.join(sys.modules))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+# What a command that runs no flow must not load: Prefect and the layers above the core,
+# the model runtime and the harness; then what makes `sunset --help` slow to answer.
+ORCHESTRATION = ("prefect", "flows", "tasks", "deployments", "torch", "transformers", "sunset_dev")
+SERVICE_CLIENTS = ("anthropic", "boto3", "botocore", "httpx", "jinja2", "alembic")
 
-    heavy = ("prefect", "flows", "tasks", "deployments", "torch", "transformers", "sunset_dev")
-    assert [m for m in loaded if m.split(".")[0] in heavy] == []
+
+def packages_loaded_by(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    """The top-level packages that `sunset ARGS`, run in a fresh interpreter, has loaded
+    by the time it ends (it must end with exit code 0)."""
+    script = (
+        "import sys\n"
+        "from sunset.cli import app\n"
+        "try:\n"
+        "    app(sys.argv[1:], prog_name='sunset')\n"
+        "except SystemExit as ended:\n"
+        "    assert not ended.code, ended.code\n"
+        "print('LOADED', *sorted({name.split('.')[0] for name in sys.modules}))\n"
+    )
+    ran = sunset(*args, env=env, program=[sys.executable, "-c", script])
+    assert ran.returncode == 0, ran.stderr
+    return set(ran.stdout.rpartition("LOADED ")[2].split())
+
+
+def test_help_loads_no_prefect_no_ledger_and_no_service_client() -> None:
+    loaded = packages_loaded_by("--help")
+
+    assert "typer" in loaded  # the walk sees what was loaded
+    assert loaded & {*ORCHESTRATION, *SERVICE_CLIENTS, "sqlmodel", "sqlalchemy"} == set()
+
+
+def test_status_and_runs_load_the_ledger_but_no_service_client(tmp_path: Path) -> None:
+    env = {"SUNSET_DATA_DIR": str(tmp_path)}
+    registered = sunset("register", "bench-chat-1", "--name", "Bench Chat 1", env=env)
+    assert registered.returncode == 0, registered.stderr
+
+    for command in (["status", "bench-chat-1"], ["status"], ["runs"]):
+        loaded = packages_loaded_by(*command, env=env)
+
+        assert "sqlmodel" in loaded, command  # it did read the ledger
+        # A ledger already at the newest migration is read without loading Alembic.
+        assert loaded & {*ORCHESTRATION, *SERVICE_CLIENTS} == set(), command
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)

@@ -12,6 +12,7 @@ from sunset.ledger import (
     CatalogModel,
     Delivery,
     DeprecationRun,
+    Ledger,
     StepAttempt,
     open_ledger,
 )
@@ -121,6 +122,36 @@ def test_the_migrations_form_one_line_with_a_single_head() -> None:
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
 
     assert len(heads) == 1, f"the migrations fork into {heads}; chain them into one line"
+
+
+@pytest.mark.unit
+def test_the_ledger_reads_the_newest_migration_from_the_files_as_alembic_does() -> None:
+    from alembic.script import ScriptDirectory
+
+    from sunset.ledger.db import alembic_config, newest_revision
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+    assert newest_revision() == head
+
+
+@on_both_databases
+def test_a_ledger_a_migration_behind_is_still_brought_to_the_newest(ledger_url: str) -> None:
+    """Opening skips Alembic only for a ledger already at the newest migration."""
+    from alembic import command
+
+    from sunset.ledger.db import alembic_config, newest_revision
+
+    open_ledger(ledger_url).dispose()
+    command.downgrade(alembic_config(ledger_url), "-1")
+    behind = Ledger(ledger_url)
+    assert behind.recorded_revision() not in (None, newest_revision())
+    behind.dispose()
+
+    ledger = open_ledger(ledger_url)
+
+    assert ledger.recorded_revision() == newest_revision()
+    ledger.dispose()
 
 
 @on_both_databases

@@ -39,7 +39,8 @@ from sunset.runs.request import DeprecationRequest
 from sunset.runs.steps import NOTIFY_STEP
 from sunset.runs.validation import validate_request
 from sunset.serving.gateway import HttpGateway, Route, RoutingFile, check_route
-from sunset.serving.guards import flip_status, status_at
+from sunset.serving.guards import flip_status
+from sunset.serving.history import status_at
 from sunset.serving.lifecycle import (
     CANCELLATION,
     DEPRECATION,

@@ -35,8 +35,9 @@ from sunset.preservation.package import WEIGHTS_DIR, package_prefix
 from sunset.preservation.replicas import weights_reader
 from sunset.preservation.seal import add_payload, write_tag_files
 from sunset.preservation.snapshot import snapshot_id_for
+from sunset.preservation.standing import is_verified
 from sunset.preservation.store import ObjectStore, crc64nvme_b64
-from sunset.preservation.verify import is_verified, verify_snapshot
+from sunset.preservation.verify import verify_snapshot
 from sunset.runs.request import DeprecationRequest
 from sunset_dev.example_model import EXAMPLE_MODEL_ID, register_example_models
 from tests.conftest import Site

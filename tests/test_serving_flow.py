@@ -30,7 +30,7 @@ from sunset.ledger import (
     utcnow,
 )
 from sunset.runs.request import DeprecationRequest
-from sunset.serving.guards import status_at
+from sunset.serving.history import status_at
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tasks.events import APPROVAL_REQUESTED_EVENT
 from tests.conftest import Site

@@ -3,17 +3,16 @@ an audit first."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sunset.cli.edge import plain_errors
-from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
 from sunset.cli.output import console, show_audit_health
-from sunset.config import Settings
 from sunset.errors import SunsetError
-from sunset.ledger import open_ledger
-from sunset.preservation.health import coverage_clock, every_package_health, last_audit
+
+if TYPE_CHECKING:
+    from sunset.config import Settings
 
 
 def audit(
@@ -47,6 +46,10 @@ def audit(
     With --run, exits 1 if the audit could not complete or found an object without a
     good copy.
     """
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+    from sunset.preservation.health import coverage_clock, every_package_health, last_audit
+
     with plain_errors():
         settings = Settings()
         ledger = open_ledger(settings.ledger_url)  # migrated, its directory made
@@ -61,6 +64,8 @@ def audit(
 
 def _run_audit(settings: Settings, deep_budget_bytes: int | None) -> str | None:
     """Run the audit flow here; None if it completed, else the sentence it ended with."""
+    from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
+
     prepare_prefect(settings)
     from flows.audit import audit_preservation
 

@@ -7,15 +7,10 @@ from typing import Annotated
 
 import typer
 
-from sunset.catalog import find_model, list_models, model_record, register_model
 from sunset.cli.edge import parse_date, parse_moment, plain_errors
 from sunset.cli.output import console, show_catalog, show_health_line, show_model, show_status_at
 from sunset.cli.runs import Wide
-from sunset.config import Settings
 from sunset.errors import InputError
-from sunset.ledger import open_ledger
-from sunset.preservation.health import model_package_health
-from sunset.serving.guards import status_at
 
 
 def register(
@@ -41,6 +36,10 @@ def register(
     ] = None,
 ) -> None:
     """Add a model to the catalog so that it can be deprecated later."""
+    from sunset.catalog import register_model
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+
     with plain_errors():
         register_model(
             open_ledger(Settings().ledger_url),
@@ -74,8 +73,16 @@ def status(
     With --at, answers what the model's status was at that moment, from its recorded
     transitions (a flip that was rolled back never took effect and does not count).
     """
+    # Only the ledger's tables and reads: no store, gateway or model client.
+    from sunset.catalog import find_model, list_models, model_record
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+    from sunset.preservation.health import model_package_health
+    from sunset.serving.history import status_at
+
     with plain_errors():
-        ledger = open_ledger(Settings().ledger_url)
+        settings = Settings()
+        ledger = open_ledger(settings.ledger_url)
         if at is not None:
             if model is None:
                 raise InputError("--at needs a model: sunset status MODEL --at DATE.")
@@ -87,4 +94,4 @@ def status(
             show_catalog(list_models(ledger), wide=wide)
         else:
             show_model(model_record(ledger, model), wide=wide)
-            show_health_line(model_package_health(ledger, model, Settings().audit_deep_period_days))
+            show_health_line(model_package_health(ledger, model, settings.audit_deep_period_days))

@@ -5,20 +5,19 @@ from __future__ import annotations
 import getpass
 import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import SecretStr
 
-from sunset.catalog import find_model, model_record
 from sunset.cli.deprecation import run_deprecation
 from sunset.cli.edge import plain_errors
 from sunset.cli.output import console, show_drill, show_model, show_outcome
 from sunset.cli.restore import run_drill
-from sunset.config import Settings
-from sunset.ledger import Ledger, open_ledger
-from sunset.preservation.replicas import connect_store
 from sunset.runs.request import DeprecationRequest
+
+if TYPE_CHECKING:
+    from sunset.config import Settings
+    from sunset.ledger import Ledger
 
 DEMO_API_KEY = "sunset-demo-key"  # the stand-in accepts any key; the SDK wants one
 REAL_MODEL_MAX_TOKENS = 48  # short interview answers keep the real-model demo to minutes
@@ -50,6 +49,12 @@ def demo(
     package again: restored from the bucket, loaded from the restored files alone, its
     fingerprint replayed. This takes a few minutes on 2 cores.
     """
+    from pydantic import SecretStr
+
+    from sunset.catalog import find_model, model_record
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+    from sunset.preservation.replicas import connect_store
     from sunset_dev.devstack import DevStack
     from sunset_dev.example_model import (
         EXAMPLE_MODEL_ID,
@@ -130,6 +135,7 @@ def _retire_for_demo(
 
 def _demo_real_model(settings: Settings, ledger: Ledger, data_dir: Path) -> None:
     """Retire SmolLM2-135M-Instruct on the running services, or drill it if it is retired."""
+    from sunset.catalog import find_model, model_record
     from sunset_dev.devstack import start_model_server
     from sunset_dev.example_model import (
         REAL_MODEL_ID,

@@ -5,19 +5,17 @@ from __future__ import annotations
 import getpass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sunset.cli.edge import parse_date, plain_errors
-from sunset.cli.local_runs import outcome_of, prepare_prefect, settings_for_flow_run
 from sunset.cli.output import console, show_outcome
-from sunset.config import Settings
 from sunset.errors import InputError, SunsetError
-from sunset.ledger import open_ledger
-from sunset.preservation.replicas import connect_store, weights_reader
-from sunset.runs.request import DeprecationRequest
-from sunset.runs.validation import validate_request
+from sunset.runs.request import DeprecationRequest  # light: pydantic only; its fields' help
+
+if TYPE_CHECKING:
+    from sunset.config import Settings
 
 
 def deprecate(
@@ -97,6 +95,8 @@ def deprecate(
     bytes preserved, unless --new-snapshot REASON asks for a new package, and it
     interviews again only with --more-sessions N.
     """
+    from sunset.config import Settings
+
     with plain_errors():
         settings = Settings()
         request = DeprecationRequest(
@@ -173,6 +173,11 @@ def run_deprecation(
 ) -> Any | None:
     """Validate in-process for a fast answer, then run the flow (starting Prefect); its
     outcome, or None when it found nothing to do (and said so)."""
+    from sunset.cli.local_runs import outcome_of, prepare_prefect, settings_for_flow_run
+    from sunset.ledger import open_ledger
+    from sunset.preservation.replicas import connect_store, weights_reader
+    from sunset.runs.validation import validate_request
+
     validate_request(
         open_ledger(settings.ledger_url),
         request,

@@ -10,13 +10,11 @@ from datetime import UTC, date, datetime, time
 from typing import Any, NoReturn
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from sunset.cli.output import errors
-from sunset.config import ENV_PREFIX, Settings
-from sunset.errors import SunsetError
+from sunset.errors import SunsetError  # light, and loaded for the help texts anyway
 
 
 @contextmanager
@@ -100,6 +98,10 @@ def show_typer_error(exc: typer.TyperException) -> NoReturn:
 
 def unnamed_failure(exc: Exception) -> str:
     """One sentence for an error Sunset does not raise itself."""
+    from pydantic import ValidationError
+
+    from sunset.config import ENV_PREFIX, Settings
+
     if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
         first = exc.errors()[0]
         name = ENV_PREFIX + "_".join(str(part) for part in first["loc"]).upper()

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import getpass
 from datetime import date
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sunset.cli.edge import parse_date, plain_errors
-from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
 from sunset.cli.output import console, facts_table
-from sunset.config import Settings
-from sunset.ledger import open_ledger
-from sunset.notify.notices import NoticeSummary
-from sunset.runs.cancel import cancellable
-from sunset.runs.reschedule import check_reschedule
+
+if TYPE_CHECKING:
+    from sunset.notify.notices import NoticeSummary
 
 
 def reschedule(
@@ -40,6 +37,11 @@ def reschedule(
     Run it again if it stopped before every notice went out: the change is recorded once
     and nobody is told twice.
     """
+    from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+    from sunset.runs.reschedule import check_reschedule
+
     with plain_errors():
         settings = Settings()
         check_reschedule(
@@ -75,6 +77,11 @@ def cancel(
     status and gateway route back to active), and everyone who was told of the
     deprecation is told it is cancelled, once each. A retired model is reinstated instead.
     """
+    from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+    from sunset.runs.cancel import cancellable
+
     with plain_errors():
         settings = Settings()
         cancellable(open_ledger(settings.ledger_url), model, reason)
@@ -106,6 +113,9 @@ def remind(
     its retirement date), as the daily deployment send-reminders/daily does. Running it
     again sends nothing twice.
     """
+    from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
+    from sunset.config import Settings
+
     with plain_errors():
         settings = Settings()
         prepare_prefect(settings)

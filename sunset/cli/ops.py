@@ -8,7 +8,6 @@ import typer
 
 from sunset.cli.edge import plain_errors
 from sunset.cli.output import console, show_operating_mode
-from sunset.config import Settings
 from sunset.errors import SunsetError
 
 ops_app = typer.Typer(
@@ -56,6 +55,7 @@ def ops_up(
     import threading
 
     from deployments.local import LocalOperations
+    from sunset.config import Settings
 
     with plain_errors():
         operations = LocalOperations(

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sunset.catalog import DeprecationRecord, ModelRecord, PackageStanding
-from sunset.ledger import AuditRun, CatalogModel, InterviewPreference, ServingStatus, utcnow
-from sunset.notify.recipients import Recipient
-from sunset.preservation.drill import DrillSummary
-from sunset.preservation.health import CoverageClock, PackageHealth, ReplicaHealth, day, percent
-from sunset.runs.deprecation import run_purpose
-from sunset.runs.history import SHORTEST_RUN_PREFIX, RunLine
+if TYPE_CHECKING:  # the records' own modules load with the command that reads them
+    from sunset.catalog import DeprecationRecord, ModelRecord, PackageStanding
+    from sunset.ledger import AuditRun, CatalogModel, InterviewPreference, ServingStatus
+    from sunset.notify.recipients import Recipient
+    from sunset.preservation.drill import DrillSummary
+    from sunset.preservation.health import CoverageClock, PackageHealth, ReplicaHealth
+    from sunset.runs.history import RunLine
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # a sentence must survive grep and logs
@@ -33,6 +33,8 @@ def when(moment: datetime | None) -> str:
 def run_id_shown(run_id: str, wide: bool) -> str:
     """A run id as the tables show it: its first characters, which every command that
     takes a run id accepts, or the whole id when ``wide``."""
+    from sunset.runs.history import SHORTEST_RUN_PREFIX
+
     return run_id if wide else run_id[:SHORTEST_RUN_PREFIX]
 
 
@@ -143,6 +145,8 @@ def show_model(record: ModelRecord, *, wide: bool = False) -> None:
 def show_deprecation(model_id: str, record: DeprecationRecord, *, wide: bool = False) -> None:
     """A model's deprecation: its stage, dates and package, then the runs that belong to
     it, oldest first (short run ids unless ``wide``)."""
+    from sunset.runs.deprecation import run_purpose
+
     deprecation, package = record.deprecation, record.package
     table = facts_table(f"Deprecation of {model_id}")
     table.add_row("Stage", f"[bold]{deprecation.stage}[/]")
@@ -366,6 +370,9 @@ def show_audit_health(
 ) -> None:
     """Every stored package's health: the last audit run and the deep-coverage clock, a
     table per package (a row per replica), then every open finding, wrapped whole."""
+    from sunset.ledger import utcnow
+    from sunset.preservation.health import day, percent
+
     if last is None:
         console.print("No audit has run yet.")
     else:

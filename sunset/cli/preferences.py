@@ -10,24 +10,17 @@ import json
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from sunset.cli.edge import plain_errors, unnamed_failure
 from sunset.cli.output import console, show_preference_register, show_preferences
-from sunset.config import Settings
 from sunset.errors import InputError, SunsetError
-from sunset.interview.addenda import pending_addenda, seal_addenda
-from sunset.interview.preferences import (
-    REGISTER_FIELDS,
-    decide_preference,
-    list_preferences,
-    register_entry,
-)
-from sunset.ledger import InterviewPreference, PreferenceStatus, open_ledger
-from sunset.services import connect
+
+if TYPE_CHECKING:
+    from sunset.ledger import InterviewPreference
 
 
 class DecidedStatus(StrEnum):
@@ -65,6 +58,10 @@ def preferences(
     became of it, with the reason and the date of its latest status. Record a decision
     with `sunset preference ID`.
     """
+    from sunset.config import Settings
+    from sunset.interview.preferences import list_preferences
+    from sunset.ledger import open_ledger
+
     with plain_errors():
         if (model is None) == (not all_models):
             raise InputError("Name one model, or give --all for every model, not both.")
@@ -87,6 +84,8 @@ def preferences(
 
 def register_text(found: Sequence[InterviewPreference], format: RegisterFormat) -> str:
     """The register as CSV (a header row, then one row a preference) or as a JSON list."""
+    from sunset.interview.preferences import REGISTER_FIELDS, register_entry
+
     entries = [register_entry(preference) for preference in found]
     if format == RegisterFormat.json:
         return json.dumps(entries, ensure_ascii=False, indent=2) + "\n"
@@ -117,6 +116,12 @@ def preference(
     erase an earlier one. A decision made after the model's report was sealed is sealed
     into its package as a dated addendum (the report itself is kept as it was).
     """
+    from sunset.config import Settings
+    from sunset.interview.addenda import pending_addenda, seal_addenda
+    from sunset.interview.preferences import decide_preference
+    from sunset.ledger import PreferenceStatus, open_ledger
+    from sunset.services import connect
+
     with plain_errors():
         settings = Settings()
         ledger = open_ledger(settings.ledger_url)

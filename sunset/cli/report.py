@@ -12,17 +12,6 @@ import typer
 
 from sunset.cli.edge import plain_errors
 from sunset.cli.output import errors
-from sunset.config import Settings
-from sunset.ledger import open_ledger
-from sunset.report.assemble import (
-    record_report_input,
-    render_report,
-    render_report_html,
-    report_run,
-    seal_report,
-)
-from sunset.report.inputs import read_report_input
-from sunset.services import connect
 
 
 class ReportFormat(StrEnum):
@@ -60,6 +49,18 @@ def report(
     --deployment-summary or --analysis the text is recorded, and a new report version is
     sealed into the preservation package beside the old one (which is kept).
     """
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+    from sunset.report.assemble import (
+        record_report_input,
+        render_report,
+        render_report_html,
+        report_run,
+        seal_report,
+    )
+    from sunset.report.inputs import read_report_input
+    from sunset.services import connect
+
     with plain_errors():
         settings = Settings()
         ledger = open_ledger(settings.ledger_url)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import getpass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sunset.cli.edge import plain_errors
-from sunset.cli.local_runs import outcome_of, prepare_prefect, settings_for_flow_run
 from sunset.cli.output import console, show_drill, show_reinstatement
-from sunset.config import Settings
-from sunset.ledger import open_ledger
-from sunset.local_model import require_runtime
-from sunset.preservation.drill import DrillSummary, drill_target
-from sunset.preservation.replicas import connect_store
-from sunset.preservation.restore import ReinstatementRequest, open_destination, plan_reinstatement
+
+if TYPE_CHECKING:
+    from sunset.config import Settings
+    from sunset.preservation.drill import DrillSummary
 
 
 def reinstate(
@@ -42,6 +39,16 @@ def reinstate(
     """Bring a retired MODEL back: re-verify its preserved package, restore the weights,
     check every restored file against the manifest, then make it active (or on request).
     """
+    from sunset.cli.local_runs import outcome_of, prepare_prefect, settings_for_flow_run
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+    from sunset.preservation.replicas import connect_store
+    from sunset.preservation.restore import (
+        ReinstatementRequest,
+        open_destination,
+        plan_reinstatement,
+    )
+
     with plain_errors():
         settings = Settings()
         request = ReinstatementRequest(
@@ -86,12 +93,19 @@ def drill(
     recorded in the ledger; `sunset status MODEL` shows the last one. Needs
     pip install 'sunset[local-model]'.
     """
+    from sunset.config import Settings
+
     with plain_errors():
         show_drill(run_drill(Settings(), model, snapshot))
 
 
 def run_drill(settings: Settings, model_id: str, snapshot_id: str | None) -> DrillSummary:
     """Check in-process that a drill can start, then run the drill flow (starting Prefect)."""
+    from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
+    from sunset.ledger import open_ledger
+    from sunset.local_model import require_runtime
+    from sunset.preservation.drill import drill_target
+
     require_runtime()
     drill_target(open_ledger(settings.ledger_url), model_id, snapshot_id)
     prepare_prefect(settings)

@@ -9,10 +9,6 @@ import typer
 
 from sunset.cli.edge import plain_errors
 from sunset.cli.output import console
-from sunset.config import Settings
-from sunset.ledger import open_ledger
-from sunset.site.entries import TRANSITION_PAGES
-from sunset.site.render import FEED, INDEX, publish_site
 
 
 def site(
@@ -41,6 +37,11 @@ def site(
     adapting_to_successor.html.j2). With SUNSET_PUBLIC_URL set to where DIR is published,
     the feed gives each page's full address.
     """
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+    from sunset.site.entries import TRANSITION_PAGES
+    from sunset.site.render import FEED, INDEX, publish_site
+
     with plain_errors():
         settings = Settings()
         published = publish_site(open_ledger(settings.ledger_url), settings, out)

@@ -9,11 +9,6 @@ import typer
 
 from sunset.cli.edge import plain_errors
 from sunset.cli.output import console, show_users
-from sunset.config import Settings
-from sunset.ledger import open_ledger
-from sunset.notify.recipients import load_recipients
-from sunset.notify.users import import_users, load_users
-from sunset.runs.request import check_model_id
 
 users_app = typer.Typer(
     help="The users of each model, kept in the ledger for --recipients-from-ledger.",
@@ -37,6 +32,12 @@ def users_import(
     The whole file is checked first: if any row is invalid, the rows are listed by line
     number and nothing is imported. Known users (same email) are updated.
     """
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+    from sunset.notify.recipients import load_recipients
+    from sunset.notify.users import import_users
+    from sunset.runs.request import check_model_id
+
     with plain_errors():
         check_model_id(model)
         recipients = load_recipients(csv_file)
@@ -52,5 +53,9 @@ def users_list(
     model: Annotated[str, typer.Argument(help="Catalog id of the model.")],
 ) -> None:
     """List MODEL's users recorded in the ledger."""
+    from sunset.config import Settings
+    from sunset.ledger import open_ledger
+    from sunset.notify.users import load_users
+
     with plain_errors():
         show_users(model, load_users(open_ledger(Settings().ledger_url), model))

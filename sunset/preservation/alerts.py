@@ -19,7 +19,7 @@ from typing import Any
 from sunset.ledger import Ledger, Snapshot
 from sunset.preservation.audit import AuditSummary
 from sunset.preservation.audit_checks import Damage
-from sunset.preservation.fixity import finding_kind
+from sunset.preservation.outcomes import finding_kind
 from sunset.preservation.repair import RepairSummary
 
 

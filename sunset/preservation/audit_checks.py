@@ -23,14 +23,9 @@ from sunset.ledger import (
     utcnow,
 )
 from sunset.preservation.findings import note_findings, note_unreached
-from sunset.preservation.fixity import (
-    DEEP,
-    Finding,
-    listed_findings,
-    record,
-    reread_finding,
-)
+from sunset.preservation.fixity import Finding, listed_findings, record, reread_finding
 from sunset.preservation.health import last_ok
+from sunset.preservation.outcomes import DEEP
 from sunset.preservation.reach import Reach, Unanswered, Unreached
 from sunset.preservation.replicas import ReplicatedStore
 

@@ -32,7 +32,8 @@ from sunset.ledger import (
     Snapshot,
     utcnow,
 )
-from sunset.preservation.fixity import DEEP, FAST, OK, UNREACHABLE, Finding
+from sunset.preservation.fixity import Finding
+from sunset.preservation.outcomes import DEEP, FAST, OK, UNREACHABLE
 
 REPAIRED = "repaired"
 HEALTHY = "healthy"

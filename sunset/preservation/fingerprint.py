@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, col, select
-
 from sunset.ledger import Fingerprint, Ledger, utcnow
 from sunset.local_model import LocalModel, runtime_versions
 from sunset.preservation.package import FINGERPRINT_PATH
@@ -96,15 +94,6 @@ def take_fingerprint(model: LocalModel) -> dict[str, Any]:
 def encode_fingerprint(document: dict[str, Any]) -> bytes:
     """The fingerprint file's bytes: indented JSON, one stable key order."""
     return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
-def latest_fingerprint(db: Session, snapshot_id: str) -> Fingerprint | None:
-    """The snapshot's most recently recorded fingerprint, or None if it has none."""
-    return db.exec(
-        select(Fingerprint)
-        .where(Fingerprint.snapshot_id == snapshot_id)
-        .order_by(col(Fingerprint.id).desc())
-    ).first()
 
 
 def record_fingerprint(

@@ -14,7 +14,8 @@ Two checks, both of object versions on one replica:
 
 Every check becomes a ``FixityEvent``: when, which snapshot, replica, file and version,
 which check, bytes read, how long it took and what was found. A fast check's time is the
-listing's, shared evenly among the objects it covered.
+listing's, shared evenly among the objects it covered. The methods and outcomes are named,
+and what each outcome proves is said, in ``outcomes.py``.
 """
 
 from __future__ import annotations
@@ -27,30 +28,18 @@ from dataclasses import dataclass
 import botocore.exceptions
 
 from sunset.ledger import FindingKind, FixityEvent, Ledger, PreservedObject
+from sunset.preservation.outcomes import (
+    DEEP,
+    FAST,
+    MISMATCH,
+    MISSING,
+    OK,
+    SHADOWED,
+    UNLOCKED,
+    UNREADABLE,
+    finding_kind,
+)
 from sunset.preservation.store import LOCK_MODE, ListedVersion, ObjectStore
-
-FAST = "fast"
-DEEP = "deep"
-REPAIR = "repair"
-RETENTION = "retention"
-
-OK = "ok"
-MISSING = "missing"  # the recorded version is gone
-MISMATCH = "mismatch"  # its size or a digest differs from the record
-SHADOWED = "shadowed"  # a newer version or a delete marker stands in front of it
-UNLOCKED = "unlocked"  # its lock is absent, not COMPLIANCE, or ends too early
-UNREADABLE = "unreadable"  # the store answered with an error instead of the object
-UNREACHABLE = "unreachable"  # the store did not answer, or the replica is not configured
-FAILED = "failed"  # a repair or a retention extension did not succeed
-
-# What a check's outcome proves about the object: only damage and absence are damage;
-# a store that did not answer, or answered with an error, proved nothing either way.
-_KINDS = {
-    MISMATCH: FindingKind.DAMAGED,
-    UNLOCKED: FindingKind.DAMAGED,
-    MISSING: FindingKind.MISSING,
-    SHADOWED: FindingKind.MISSING,
-}
 
 _S3_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 
@@ -77,19 +66,6 @@ class Finding:
     @property
     def kind(self) -> FindingKind | None:
         return finding_kind(self.outcome)
-
-
-def proves_damage(outcome: str) -> bool:
-    """The outcome proves the object damaged or missing (not merely unknown)."""
-    return finding_kind(outcome) in (FindingKind.DAMAGED, FindingKind.MISSING)
-
-
-def finding_kind(outcome: str) -> FindingKind | None:
-    """What a check's outcome proves: damaged, missing, unreachable (nothing is known),
-    or None for ok."""
-    if outcome == OK:
-        return None
-    return _KINDS.get(outcome, FindingKind.UNREACHABLE)
 
 
 def fast_check(copy: ObjectStore, prefix: str, held: Sequence[PreservedObject]) -> list[Finding]:

@@ -25,7 +25,7 @@ from sunset.ledger import (
     SnapshotState,
     utcnow,
 )
-from sunset.preservation.fixity import DEEP, FAST, OK, REPAIR, RETENTION, proves_damage
+from sunset.preservation.outcomes import DEEP, FAST, OK, REPAIR, RETENTION, proves_damage
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from sunset.ledger import (
 )
 from sunset.preservation.audit_checks import Damage, check_deep, check_fast
 from sunset.preservation.findings import close_repaired
-from sunset.preservation.fixity import (
+from sunset.preservation.fixity import Finding, record
+from sunset.preservation.outcomes import (
     DEEP,
     FAILED,
     FAST,
@@ -44,9 +45,7 @@ from sunset.preservation.fixity import (
     RETENTION,
     SHADOWED,
     UNLOCKED,
-    Finding,
     proves_damage,
-    record,
 )
 from sunset.preservation.reach import STORE_ERRORS, Reach, Unanswered, Unreached
 from sunset.preservation.records import preserved, record_stored

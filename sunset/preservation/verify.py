@@ -1,29 +1,16 @@
 """Verification: proof that every replica holds every object of a package intact, each
-check recorded as a fixity event, and the question whether a package stands verified."""
+check recorded as a fixity event (whether a package stands verified is read from those
+events in ``standing.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import sqlalchemy as sa
-from sqlmodel import col, select
-from sqlmodel.sql.expression import Select
 
 from sunset.errors import VerificationFailed
-from sunset.ledger import FixityEvent, Ledger, PreservedObject, Snapshot
-from sunset.preservation.fixity import (
-    DEEP,
-    FAST,
-    MISMATCH,
-    OK,
-    Finding,
-    absent,
-    deep_check,
-    fast_check,
-    record,
-)
+from sunset.ledger import Ledger, PreservedObject, Snapshot
+from sunset.preservation.fixity import Finding, absent, deep_check, fast_check, record
+from sunset.preservation.outcomes import FAST, MISMATCH
 from sunset.preservation.records import (
     held_objects,
     load_snapshot,
@@ -131,67 +118,3 @@ def _before_listing(
         else:
             rows.append(row)
     return refused, rows
-
-
-def is_verified(ledger: Ledger, snapshot_id: str) -> bool:
-    """True when every replica holds every payload file and, for every object recorded on
-    every replica, both its latest fast check and its latest deep check since it was
-    stored are ``ok``: a passing deep check does not clear a fast check that found the
-    object shadowed, only a later passing fast check does (a repair's re-check counts)."""
-    paths = {f.path for f in snapshot_files(ledger, snapshot_id)}
-    with ledger.session() as db:
-        outcomes = db.exec(_latest_checks(snapshot_id)).all()
-    held = {(replica, path) for replica, path, _, _ in outcomes}
-    replicas = {replica for replica, _ in held}
-    # Nothing held anywhere is nothing verified, however many files the manifest lists.
-    if not paths or not held or any((r, p) not in held for r in replicas for p in paths):
-        return False
-    passed = {(r, p, method) for r, p, method, outcome in outcomes if outcome == OK}
-    return all((r, p, method) in passed for r, p in held for method in (FAST, DEEP))
-
-
-def _latest_checks(snapshot_id: str) -> Select[str, str, Any, Any]:
-    """Each object the package holds on each replica, with the method and outcome of its
-    latest fast and latest deep check since it was stored: one row per check found, one
-    row of ``None`` for an object never checked since."""
-    event, stored = FixityEvent, PreservedObject
-    ranked = (
-        sa.select(
-            col(event.replica),
-            col(event.path),
-            col(event.method),
-            col(event.outcome),
-            sa.func.row_number()
-            .over(
-                partition_by=(col(event.replica), col(event.path), col(event.method)),
-                order_by=(col(event.checked_at).desc(), col(event.id).desc()),
-            )
-            .label("recency"),
-        )
-        .join(
-            stored,
-            sa.and_(
-                col(stored.snapshot_id) == col(event.snapshot_id),
-                col(stored.replica) == col(event.replica),
-                col(stored.path) == col(event.path),
-            ),
-        )
-        .where(
-            col(event.snapshot_id) == snapshot_id,
-            col(event.method).in_([FAST, DEEP]),
-            col(event.checked_at) >= col(stored.stored_at),
-        )
-        .subquery()
-    )
-    return (
-        select(stored.replica, stored.path, ranked.c.method, ranked.c.outcome)
-        .outerjoin(
-            ranked,
-            sa.and_(
-                ranked.c.replica == col(stored.replica),
-                ranked.c.path == col(stored.path),
-                ranked.c.recency == 1,
-            ),
-        )
-        .where(stored.snapshot_id == snapshot_id)
-    )

@@ -39,8 +39,8 @@ from sunset.ledger import (
 )
 from sunset.notify.message import NoticeKind
 from sunset.notify.notices import REACHED
-from sunset.preservation.fingerprint import latest_fingerprint
 from sunset.preservation.package import WEIGHTS_DIR, PayloadEntry, payload_manifest
+from sunset.preservation.standing import latest_fingerprint
 from sunset.report.voice import Interview, ModelReply, interview_facts, model_reply
 from sunset.runs.deprecation import (
     fellow_run_ids,

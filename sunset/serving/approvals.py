@@ -26,8 +26,7 @@ from sunset.ledger import (
     ServingStatus,
     utcnow,
 )
-from sunset.preservation.verify import is_verified
-from sunset.serving.guards import latest_snapshot
+from sunset.preservation.standing import is_verified, latest_snapshot
 
 APPROVE, REJECT = "approve", "reject"
 

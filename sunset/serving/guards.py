@@ -15,15 +15,14 @@ The moves themselves are the state machine in ``sunset.serving.lifecycle``. On t
 
 Each flip is a ``status_transitions`` row (who, when, why, which run). A flip whose
 check failed is marked rolled back: it never took effect for users, and ``status_at``
-skips it.
+(``sunset.serving.history``) skips it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from sunset.errors import GatewayError, GuardRefused
 from sunset.ledger import (
@@ -44,7 +43,7 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
-from sunset.preservation.verify import is_verified
+from sunset.preservation.standing import is_verified, latest_snapshot
 from sunset.runs.steps import NOTIFY_STEP
 from sunset.serving.gateway import Route, ServingGateway, check_route
 from sunset.serving.lifecycle import (
@@ -145,38 +144,6 @@ def last_failure(ledger: Ledger, run_id: str) -> str | None:
             .order_by(StepAttempt.id.desc())  # type: ignore[union-attr]
         ).first()
     return failed.error if failed else None
-
-
-def status_at(ledger: Ledger, model_id: str, moment: datetime) -> ServingStatus | None:
-    """The serving status ``model_id`` had at ``moment`` (None: not yet in the catalog)."""
-    with ledger.session() as db:
-        model = db.get(CatalogModel, model_id)
-    if model is None or model.created_at > moment:
-        return None
-    effective = [t for t in history(ledger, model_id) if t.rolled_back_at is None]
-    before = [t for t in effective if t.at <= moment]
-    if before:
-        return ServingStatus(before[-1].to_status)
-    return ServingStatus(effective[0].from_status) if effective else model.serving_status
-
-
-def history(ledger: Ledger, model_id: str) -> list[StatusTransition]:
-    """Every recorded transition of the model, oldest first, rolled-back ones included."""
-    with ledger.session() as db:
-        return list(
-            db.exec(
-                select(StatusTransition)
-                .where(StatusTransition.model_id == model_id)
-                .order_by(col(StatusTransition.at), col(StatusTransition.id))
-            )
-        )
-
-
-def latest_snapshot(db: Session, model_id: str) -> Snapshot | None:
-    """The model's most recent preservation package."""
-    return db.exec(
-        select(Snapshot).where(Snapshot.model_id == model_id).order_by(Snapshot.created_at.desc())  # type: ignore[attr-defined]
-    ).first()
 
 
 def _live_run(db: Session, run_id: str) -> DeprecationRun:

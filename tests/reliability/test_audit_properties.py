@@ -37,7 +37,7 @@ from sunset.ledger import (
     Ledger,
     open_ledger,
 )
-from sunset.preservation.fixity import finding_kind
+from sunset.preservation.outcomes import finding_kind
 from sunset.preservation.replicas import ReplicatedStore
 from sunset.preservation.store import ObjectStore
 from sunset_dev.devstack import DevStack, s3_client
