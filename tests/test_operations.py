@@ -626,7 +626,7 @@ def test_alerts_post_failed_runs_and_the_audit_s_events_to_the_webhook(
     assert incomplete["url"] == "http://ui.example/runs/flow-run/1"
     assert fixity["details"]["failures"][0].endswith("SHA-256 differs")
     assert (failed["flow"], failed["state"]) == ("deprecate-model", "Failed")
-    assert failed["text"].startswith("Sunset: deprecate-model run deprecate-not-in-the-catalog")
+    assert failed["text"].startswith("Sunset: deprecate-model run announce-not-in-the-catalog")
     assert "Model 'not-in-the-catalog' is not in the catalog" in failed["text"]
     assert f"/runs/flow-run/{failing.id}" in failed["url"]
     # Earlier runs that ended Rejected or Nothing to do were no failures: no alert of theirs.

@@ -29,9 +29,11 @@ from sunset.ledger import (
     open_ledger,
     utcnow,
 )
-from sunset.preservation import audit
+from sunset.preservation import audit, audit_checks
 from sunset.preservation.fixity import deep_check, fast_check, record
 from sunset.preservation.package import WEIGHTS_DIR, package_prefix
+from sunset.preservation.reach import Reach
+from sunset.preservation.repair import repair
 from sunset.preservation.replicas import weights_reader
 from sunset.preservation.seal import add_payload, write_tag_files
 from sunset.preservation.snapshot import snapshot_id_for
@@ -270,12 +272,12 @@ def test_verified_means_the_latest_fast_and_deep_checks_of_every_object_are_ok(
     assert not is_verified(site.ledger, summary.snapshot_id)
     # A repair puts the preserved bytes back on top and checks them fast and deep again:
     # those are now the latest checks, and they pass.
-    audit_id = audit.begin_audit(site.ledger, None)
-    found = audit.fast_audit(site.ledger, store, audit_id)
+    audit_id = audit.begin_audit(site.ledger, None, "audit-test")
+    found = audit_checks.fast_audit(site.ledger, store, audit_id, Reach.doubling(0, 0.1))
     assert [(d.replica, d.path, d.outcome) for d in found.damaged] == [
         (primary.name, path, "shadowed")
     ]
-    repaired = audit.repair(site.ledger, store, audit_id, found.damaged)
+    repaired = repair(site.ledger, store, audit_id, found.damaged, Reach.doubling(0, 0.1))
     assert len(repaired.repaired) == 1 and not repaired.irreparable
     assert is_verified(site.ledger, summary.snapshot_id)
 
@@ -485,9 +487,14 @@ def test_deep_checks_take_the_longest_unchecked_first_within_the_budget(
 
     runs = []
     while len(set(checked)) < len(objects):
-        audit_id = audit.begin_audit(site.ledger, None)
-        summary = audit.deep_audit(
-            site.ledger, store, audit_id, budget_bytes=budget, period=timedelta(days=1)
+        audit_id = audit.begin_audit(site.ledger, None, "audit-test")
+        summary = audit_checks.deep_audit(
+            site.ledger,
+            store,
+            audit_id,
+            Reach.doubling(0, 0.1),
+            budget_bytes=budget,
+            period=timedelta(days=1),
         )
         with site.ledger.session() as db:
             events = db.exec(select(FixityEvent).where(FixityEvent.audit_id == audit_id)).all()
@@ -502,10 +509,11 @@ def test_deep_checks_take_the_longest_unchecked_first_within_the_budget(
 
     assert sorted(checked) == sorted(objects)
     assert sum(objects.values()) > 3 * budget // 2  # it took several runs: the budget held
-    later = audit.deep_audit(
+    later = audit_checks.deep_audit(
         site.ledger,
         store,
-        audit.begin_audit(site.ledger, None),
+        audit.begin_audit(site.ledger, None, "audit-test"),
+        Reach.doubling(0, 0.1),
         budget_bytes=1,
         period=timedelta(0),
     )

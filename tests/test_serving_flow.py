@@ -269,6 +269,6 @@ def test_a_rejection_from_the_terminal_ends_the_run_as_rejected_with_nothing_cha
     late = decide_from_a_terminal(home, "erin", "approve", run.id, "--reason", "too late")
     assert late.returncode == 1
     assert (
-        f"Run {run.id} (deprecate-{EXAMPLE_MODEL_ID}) is not waiting for an approval (it is "
+        f"Run {run.id} (retire-{EXAMPLE_MODEL_ID}) is not waiting for an approval (it is "
         "Rejected); nothing was recorded." in late.stderr
     )
