@@ -630,7 +630,8 @@ def test_alerts_post_failed_runs_and_the_audit_s_events_to_the_webhook(
     assert "Model 'not-in-the-catalog' is not in the catalog" in failed["text"]
     assert f"/runs/flow-run/{failing.id}" in failed["url"]
     # Earlier runs that ended Rejected or Nothing to do were no failures: no alert of theirs.
-    failures = [a for a in webhook.received if a["kind"] == "deprecation-run-failed"]
+    deprecation_failed = ("run-failed", "deprecate-model")
+    failures = [a for a in webhook.received if (a["kind"], a.get("flow")) == deprecation_failed]
     assert [a["flow_run_id"] for a in failures] == [str(failing.id)]
 
 
