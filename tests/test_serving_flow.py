@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -208,16 +209,25 @@ def test_retirement_waits_for_two_distinct_approvers(
     assert not (home / ".sunset").exists()
 
 
-def approval_requests(run_id: str) -> list[Event]:
+def approval_requests(run_id: str, timeout: float = 30.0) -> list[Event]:
+    """The run's approval.requested events, once the server has stored at least one.
+
+    The server writes events in batches after it receives them, so a read right
+    after the run may come back empty; it is asked again until the deadline.
+    """
+    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        page = client.read_events(
-            EventFilter(
-                event=EventNameFilter(name=[APPROVAL_REQUESTED_EVENT]),
-                resource=EventResourceFilter(id=[f"sunset.run.{run_id}"]),
-            ),
-            limit=10,
-        )
-    return page.events
+        while True:
+            page = client.read_events(
+                EventFilter(
+                    event=EventNameFilter(name=[APPROVAL_REQUESTED_EVENT]),
+                    resource=EventResourceFilter(id=[f"sunset.run.{run_id}"]),
+                ),
+                limit=10,
+            )
+            if page.events or time.monotonic() > deadline:
+                return page.events
+            time.sleep(0.2)
 
 
 def test_a_rejection_from_the_terminal_ends_the_run_as_rejected_with_nothing_changed(
