@@ -41,6 +41,7 @@ from sunset.ledger import (
     InterviewSession,
     InterviewTurn,
     Ledger,
+    PreferenceConfirmation,
     StepAttempt,
 )
 from sunset.preservation.replicas import connect_store
@@ -248,6 +249,27 @@ def test_an_undecodable_answer_is_recorded_byte_for_byte_flagged_and_the_intervi
         entry["response_body"] for entry in log[:1] + log[2:]
     ]
     assert session_files(site.ledger, session)[raw_body_path(1, 2)] == body
+
+
+def test_an_undecodable_confirmation_reply_is_recorded_and_changes_nothing(
+    site: Site, standin: StandIn
+) -> None:
+    # The N answers and the finder's N calls about them come first; then the confirmation.
+    standin.queue(*[{"delay": 0}] * (2 * N))
+    standin.send_body(INVALID_UTF8_BODY)
+
+    summary = interview(site, standin, begin_run(site.ledger))
+
+    assert (summary.confirmations, summary.flagged_turns) == (1, 1)
+    ((session, turns),) = sessions_and_turns(site.ledger)
+    assert session.state == "completed"
+    assert turns[N].flagged == "undecodable" and turns[N].response_raw == INVALID_UTF8_BODY
+    with site.ledger.session() as db:
+        confirmation = db.exec(select(PreferenceConfirmation)).one()
+        preferences = db.exec(select(InterviewPreference)).all()
+    assert confirmation.outcome == "unreadable"
+    assert (confirmation.error or "").startswith("the reply could not be decoded: the body is")
+    assert preferences and {p.provenance for p in preferences} == {"found"}
 
 
 def test_429_and_529_bursts_leave_exactly_one_answer_per_question(
