@@ -44,11 +44,11 @@ session-<n>.jsonl
 raw/session-<n>-turn-<seq>.bin
     The exact bytes of a response body that could not be decoded: not valid UTF-8, not
     a JSON message, or JSON whose strings name no Unicode character (a lone surrogate
-    such as \\ud800) or a NUL. Its
-    transcript line is flagged "undecodable", says what is wrong in "decode_problem",
-    names this file in "response_raw_file" with its SHA-256 in "response_raw_sha256",
-    and has an empty "answer_text"; "response_body" holds the body as text where it is
-    UTF-8, else null. The bag's manifests hold the digests of these files like any other.
+    such as \\ud800) or a NUL. Its transcript line is flagged "undecodable", says what
+    is wrong in "decode_problem", names this file (its path in the bag) in
+    "response_raw_file" with its SHA-256 in "response_raw_sha256", and has an empty
+    "answer_text"; "response_body" holds the body as text where it is UTF-8, else null.
+    The bag's manifests hold the digests of these files like any other.
 """
 
 
