@@ -38,6 +38,7 @@ class RawReply:
     api_version: str | None
 
     def decoded(self) -> DecodedBody:
+        """The body read as far as it goes (:func:`decode_body`)."""
         return decode_body(self.body)
 
 
