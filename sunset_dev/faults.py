@@ -8,13 +8,17 @@ Faults (a JSON list POSTed to ``/_standin/faults``; each ``POST /v1/messages`` p
     {"delay": 2.5}                      sleep, then answer normally
     {"midstream_error": true}           stream a few deltas, then an SSE ``error`` event
                                         (a non-streaming request gets a 529 instead)
+    {"body_base64": B64}                answer 200 with exactly these bytes as the body
+                                        (``application/json``): a reply that is not valid
+                                        UTF-8, or JSON that is not valid Unicode
 
 ``status`` may be any 400-599 code; ``retry_after`` and ``message`` may go with any
-``status``; ``delay`` may be combined with either of the other kinds.
+``status``; ``delay`` may be combined with any of the other kinds.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from starlette.requests import Request
@@ -35,7 +39,11 @@ class FaultValidationError(ValueError):
     """A fault spec that the server does not understand."""
 
 
-_FAULT_KEYS = frozenset({"status", "retry_after", "delay", "midstream_error", "message"})
+_FAULT_KEYS = frozenset(
+    {"status", "retry_after", "delay", "midstream_error", "message", "body_base64"}
+)
+#: The fault keys that decide what the response is; a fault has at most one.
+_ANSWER_KEYS = ("status", "midstream_error", "body_base64")
 
 
 def _is_number(value: Any) -> bool:
@@ -64,12 +72,18 @@ def validate_fault(fault: Any) -> dict[str, Any]:
         raise FaultValidationError("midstream_error must be a boolean")
     if "message" in fault and not isinstance(fault["message"], str):
         raise FaultValidationError("message must be a string")
-    if status is not None and fault.get("midstream_error"):
-        raise FaultValidationError("a fault cannot have both status and midstream_error")
+    if "body_base64" in fault:
+        try:
+            base64.b64decode(fault["body_base64"], validate=True)
+        except (TypeError, ValueError) as exc:
+            raise FaultValidationError("body_base64 must be a base64 string") from exc
+    answers = [key for key in _ANSWER_KEYS if fault.get(key) not in (None, False)]
+    if len(answers) > 1:
+        raise FaultValidationError(f"a fault cannot have both {answers[0]} and {answers[1]}")
     if ("retry_after" in fault or "message" in fault) and status is None:
         raise FaultValidationError("retry_after and message only go with status")
-    if status is None and "delay" not in fault and not fault.get("midstream_error"):
-        raise FaultValidationError("a fault needs status, delay or midstream_error")
+    if not answers and "delay" not in fault:
+        raise FaultValidationError("a fault needs status, delay, midstream_error or body_base64")
     return fault
 
 

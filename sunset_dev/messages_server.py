@@ -16,7 +16,9 @@ Endpoints (beside ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``)
     ``GET|DELETE /_standin/requests``   read or clear the log of ``POST /v1/messages``: each
                                         entry has the request's headers (no credentials),
                                         JSON and ``body_sha256``, the fault applied, the
-                                        status and the exact ``response_body`` sent.
+                                        status and the exact body sent
+                                        (``response_body_base64``; ``response_body`` too,
+                                        as text, where it is UTF-8).
     ``GET|POST|DELETE /_standin/replies`` inspect, append to, or clear the scripted replies:
                                         ``{"when": TEXT, "text": REPLY}`` answers REPLY to a
                                         request whose last user message contains TEXT
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import functools
 import hashlib
 import ipaddress
@@ -107,7 +110,10 @@ class StandInControl:
             "stream": isinstance(body, dict) and body.get("stream") is True,
             "fault": fault,
             "status": None,  # filled in once answered; still None while a delayed request waits
-            "response_body": None,  # the exact body sent, once sent (not kept for SSE streams)
+            # The exact body sent, once sent (not kept for SSE streams): as base64, and as
+            # text where it is UTF-8.
+            "response_body": None,
+            "response_body_base64": None,
         }
         self.requests.append(entry)
         return entry
@@ -135,7 +141,12 @@ class FaultInjectingEndpoint(MessagesEndpoint):
         response = await self._answer_with_fault(request, body, parse_error)
         entry["status"] = response.status_code
         if not isinstance(response, StreamingResponse):
-            entry["response_body"] = bytes(response.body).decode("utf-8")
+            sent = bytes(response.body)
+            entry["response_body_base64"] = base64.b64encode(sent).decode("ascii")
+            try:
+                entry["response_body"] = sent.decode("utf-8")
+            except UnicodeDecodeError:
+                pass  # stays None: only the base64 can carry bytes that are not UTF-8
         return response
 
     async def _answer_with_fault(
@@ -146,6 +157,8 @@ class FaultInjectingEndpoint(MessagesEndpoint):
             await asyncio.sleep(float(fault["delay"]))
         if "status" in fault:
             return fault_response(request, fault, int(fault["status"]))
+        if "body_base64" in fault:
+            return Response(base64.b64decode(fault["body_base64"]), media_type="application/json")
         return await self.answer(request, body, parse_error)
 
     async def reply(self, request: Request, parsed: MessagesRequest) -> Response:

@@ -3,6 +3,7 @@ and request log."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -28,6 +29,10 @@ class StandIn:
     def queue(self, *faults: dict[str, Any]) -> None:
         response = self.http.post("/_standin/faults", json=list(faults))
         assert response.status_code == 200, response.text
+
+    def send_body(self, *bodies: bytes) -> None:
+        """Answer the next requests, one each, with exactly these bytes as the body."""
+        self.queue(*(body_fault(body) for body in bodies))
 
     def script(self, replies: dict[str, str]) -> None:
         """Answer each request whose last user message contains a key with its value."""
@@ -69,6 +74,34 @@ def _kind(entry: dict[str, Any]) -> str:
     if REPLY_FORMAT in str(messages[-1].get("content", "")):
         return "confirmation"
     return "question"
+
+
+def body_fault(body: bytes) -> dict[str, Any]:
+    """The fault that makes the stand-in answer 200 with exactly ``body``."""
+    return {"body_base64": base64.b64encode(body).decode("ascii")}
+
+
+def sent_body(entry: dict[str, Any]) -> bytes:
+    """The exact body the stand-in sent for a logged request."""
+    return base64.b64decode(entry["response_body_base64"])
+
+
+def message_body(text: bytes) -> bytes:
+    """A Messages API reply whose answer is ``text``, put inside the JSON string as is:
+    so it may escape a lone surrogate, or hold bytes that are not UTF-8."""
+    return (
+        b'{"id":"msg_standin_raw","type":"message","role":"assistant",'
+        b'"model":"sunset-stand-in (not a real model)",'
+        b'"content":[{"type":"text","text":"' + text + b'"}],'
+        b'"stop_reason":"end_turn","stop_sequence":null,'
+        b'"usage":{"input_tokens":1,"output_tokens":1}}'
+    )
+
+
+#: An answer that is valid JSON but escapes a lone surrogate, which is no Unicode character.
+LONE_SURROGATE_BODY = message_body(b"I would prefer to be \\ud800 remembered.")
+#: An answer that is not valid UTF-8.
+INVALID_UTF8_BODY = message_body(b"I would prefer to be \xff\xfe remembered.")
 
 
 def last_question(entry: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ byte; faults are injected over HTTP; the crash is a real SIGKILL of a real proce
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -23,11 +24,16 @@ from sqlmodel import select
 
 from sunset.config import Settings
 from sunset.errors import DeadlineExceeded, InputError, is_transient
-from sunset.interview.client import AnthropicMessages, Deadline
+from sunset.interview.client import AnthropicMessages, Deadline, decode_body
 from sunset.interview.preferences import find_preferences
 from sunset.interview.protocol import load_protocol
 from sunset.interview.runner import interview_deadline, run_interviews
-from sunset.interview.transcript import transcript_jsonl, transcript_path
+from sunset.interview.transcript import (
+    raw_body_path,
+    session_files,
+    transcript_jsonl,
+    transcript_path,
+)
 from sunset.ledger import (
     CatalogModel,
     DeprecationRun,
@@ -35,6 +41,7 @@ from sunset.ledger import (
     InterviewSession,
     InterviewTurn,
     Ledger,
+    PreferenceConfirmation,
     StepAttempt,
 )
 from sunset.preservation.replicas import connect_store
@@ -43,7 +50,14 @@ from sunset.preservation.verify import verify_snapshot
 from sunset.preservation.weights import WeightsReader, scan_weights_dir
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
-from tests.standin_control import StandIn, last_question
+from tests.standin_control import (
+    INVALID_UTF8_BODY,
+    LONE_SURROGATE_BODY,
+    StandIn,
+    last_question,
+    message_body,
+    sent_body,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ORGANIZATION = "Sunset tests"
@@ -154,6 +168,108 @@ def test_multi_session_interview_records_byte_for_byte_what_the_server_sent(
     first, second, third = received(1), received(2), received(3)
     assert second[0] < first[-1] and first[0] < second[-1]
     assert third[0] >= min(first[-1], second[-1])
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("body", "text", "problem"),
+    [
+        (message_body(b"kept \\ud83d\\ude00"), True, None),
+        (LONE_SURROGATE_BODY, True, "lone surrogate (\\ud800)"),
+        (b'{"\\udfff": 1}', True, "lone surrogate (\\udfff)"),
+        (
+            INVALID_UTF8_BODY,
+            False,
+            f"invalid start byte (byte ff at offset {INVALID_UTF8_BODY.find(0xFF)})",
+        ),
+        (message_body(b"\\u0000"), True, "escapes a NUL character"),
+        (b'{"a": 1}\x00', False, "NUL byte at offset 8"),
+        (b"{not json", True, "not JSON: Expecting property name"),
+        (b"[]", True, "JSON but not a message object"),
+    ],
+)
+def test_a_body_is_read_as_far_as_it_goes_and_says_what_stopped_it(
+    body: bytes, text: bool, problem: str | None
+) -> None:
+    decoded = decode_body(body)
+    assert decoded.text == (body.decode("utf-8") if text else None)
+    if problem is None:
+        assert decoded.problem is None and decoded.answer_text == "kept \U0001f600"
+    else:
+        assert decoded.problem is not None and problem in decoded.problem
+        assert decoded.message is None and decoded.answer_text == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (LONE_SURROGATE_BODY, "the JSON escapes a lone surrogate (\\ud800)"),
+        (INVALID_UTF8_BODY, "the body is not valid UTF-8: invalid start byte (byte ff"),
+    ],
+    ids=["lone-surrogate", "invalid-utf-8"],
+)
+def test_an_undecodable_answer_is_recorded_byte_for_byte_flagged_and_the_interview_goes_on(
+    site: Site, standin: StandIn, body: bytes, problem: str
+) -> None:
+    run_id = begin_run(site.ledger)
+    standin.queue({"delay": 0})
+    standin.send_body(body)  # the answer to the second question
+
+    summary = interview(site, standin, run_id)
+
+    assert (summary.turns_asked, summary.flagged_turns, summary.confirmations) == (N, 1, 1)
+    ((session, turns),) = sessions_and_turns(site.ledger)
+    assert session.state == "completed"
+    assert [t.question for t in turns[:N]] == QUESTIONS
+    assert [t.flagged for t in turns] == [None, "undecodable"] + [None] * (N - 1)
+    log = standin.log()
+    undecodable = turns[1]
+    # The bytes the server wrote are the bytes the ledger holds, with what is wrong.
+    assert undecodable.response_raw == sent_body(log[1]) == body
+    assert undecodable.decode_problem is not None and problem in undecodable.decode_problem
+    assert undecodable.response_body == (log[1]["response_body"] or "")
+    assert undecodable.answer_text == "" and undecodable.request_id == log[1]["request_id"]
+    for turn, entry in zip(turns, log, strict=False):
+        if turn is not undecodable:
+            assert turn.response_raw is None and turn.decode_problem is None
+            assert turn.response_body.encode("utf-8") == sent_body(entry)
+    # The interview went on, the next question carrying the answer as having no text.
+    assert log[2]["json"]["messages"][3] == {
+        "role": "assistant",
+        "content": "[no text in this answer]",
+    }
+    assert len(standin.finder_log()) == N - 1  # nothing to search in it
+    # The transcript names the raw file and its digest; the package files hold the bytes.
+    lines = [json.loads(line) for line in transcript_jsonl(site.ledger, session.id).splitlines()]
+    assert lines[1]["flagged"] == "undecodable" and lines[1]["decode_problem"].startswith(problem)
+    assert lines[1]["response_raw_file"] == raw_body_path(1, 2)
+    assert lines[1]["response_raw_sha256"] == hashlib.sha256(body).hexdigest()
+    assert lines[1]["response_body"] == log[1]["response_body"]
+    assert [line["response_body"] for line in lines[:1] + lines[2:N]] == [
+        entry["response_body"] for entry in log[:1] + log[2:]
+    ]
+    assert session_files(site.ledger, session)[raw_body_path(1, 2)] == body
+
+
+def test_an_undecodable_confirmation_reply_is_recorded_and_changes_nothing(
+    site: Site, standin: StandIn
+) -> None:
+    # The N answers and the finder's N calls about them come first; then the confirmation.
+    standin.queue(*[{"delay": 0}] * (2 * N))
+    standin.send_body(INVALID_UTF8_BODY)
+
+    summary = interview(site, standin, begin_run(site.ledger))
+
+    assert (summary.confirmations, summary.flagged_turns) == (1, 1)
+    ((session, turns),) = sessions_and_turns(site.ledger)
+    assert session.state == "completed"
+    assert turns[N].flagged == "undecodable" and turns[N].response_raw == INVALID_UTF8_BODY
+    with site.ledger.session() as db:
+        confirmation = db.exec(select(PreferenceConfirmation)).one()
+        preferences = db.exec(select(InterviewPreference)).all()
+    assert confirmation.outcome == "unreadable"
+    assert (confirmation.error or "").startswith("the reply could not be decoded: the body is")
+    assert preferences and {p.provenance for p in preferences} == {"found"}
 
 
 def test_429_and_529_bursts_leave_exactly_one_answer_per_question(

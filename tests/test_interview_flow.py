@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
+import bagit
 import pytest
 from sqlmodel import select
 
 from flows import deprecate as deprecate_flow
 from sunset.errors import InputError
 from sunset.interview.protocol import load_protocol
-from sunset.interview.transcript import transcript_jsonl, transcript_path
+from sunset.interview.transcript import (
+    README_FILE,
+    raw_body_path,
+    transcript_jsonl,
+    transcript_path,
+)
 from sunset.ledger import InterviewSession, InterviewTurn, Report, Snapshot, StepAttempt
+from sunset.report.render import inline
 from sunset.runs.request import DeprecationRequest
 from sunset.runs.steps import INTERVIEW_STEP
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
-from tests.standin_control import StandIn, last_question
+from tests.standin_control import INVALID_UTF8_BODY, LONE_SURROGATE_BODY, StandIn, last_question
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -80,6 +88,38 @@ def test_when_the_sdk_gives_up_the_step_retries_and_asks_only_the_rest(
     assert stored == transcript_jsonl(site.ledger, session.id)
     assert len(stored.splitlines()) == N + 1
     assert recorded[0].answer_text in site.store.get_bytes(report.key).decode()
+
+
+def test_undecodable_answers_are_sealed_raw_in_the_package_and_the_run_completes(
+    site: Site, standin: StandIn, tmp_path: Path
+) -> None:
+    standin.queue({"delay": 0})
+    standin.send_body(LONE_SURROGATE_BODY)  # the answer to question 2
+    standin.queue({"delay": 0})
+    standin.send_body(INVALID_UTF8_BODY)  # the answer to question 4
+
+    outcome = run_flow(site)
+
+    assert outcome.status == "deprecated"
+    assert interview_attempts(site) == [(1, "completed")]
+    flagged = [t.flagged for t in turns(site)]
+    assert flagged == [None, "undecodable", None, "undecodable"] + [None] * (N - 3)
+    with site.ledger.session() as db:
+        report = db.exec(select(Report)).one()
+    package = site.download_package(outcome.package, tmp_path / "bag")
+    bagit.Bag(str(package)).validate()
+    manifest = (package / "manifest-sha256.txt").read_text().splitlines()
+    for seq, body in ((2, LONE_SURROGATE_BODY), (4, INVALID_UTF8_BODY)):
+        assert (package / raw_body_path(1, seq)).read_bytes() == body
+        assert f"{hashlib.sha256(body).hexdigest()}  {raw_body_path(1, seq)}" in manifest
+    assert "raw/session-<n>-turn-<seq>.bin" in (package / README_FILE).read_text()
+    # The report shows both as flagged, says what is wrong, and where the bytes are.
+    markdown = site.store.get_bytes(report.key).decode()
+    assert markdown.count("(FLAGGED: the answer could not be decoded)") == 2
+    problems = [t.decode_problem for t in turns(site) if t.decode_problem is not None]
+    assert "lone surrogate (\\ud800)" in problems[0] and "not valid UTF-8" in problems[1]
+    assert all(inline(problem) in markdown for problem in problems)
+    assert f"`{raw_body_path(1, 4)}` ({len(INVALID_UTF8_BODY)} bytes" in markdown
 
 
 def test_a_changed_protocol_stops_the_resumed_run_until_it_is_restored(

@@ -24,6 +24,12 @@ import pytest
 from sunset.messages_api.request import MessagesRequest, parse_messages_request
 from sunset.messages_api.tokens import count_tokens, split_for_stream, truncate_to_tokens
 from sunset_dev.standin_responder import StandInResponder, stand_in_model_label
+from tests.standin_control import (
+    INVALID_UTF8_BODY,
+    LONE_SURROGATE_BODY,
+    body_fault,
+    sent_body,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-sunset-test-key-MUST-NOT-BE-LOGGED"
@@ -431,13 +437,36 @@ def test_delay_fault_answers_late(server: StandInServer) -> None:
 def test_fault_queue_is_inspectable_and_validated(server: StandInServer) -> None:
     server.queue_faults({"status": 500}, {"delay": 0.1})
     assert server.http.get("/_standin/faults").json() == [{"status": 500}, {"delay": 0.1}]
-    for bad in ({"status": 200}, {"colour": "red"}, {"retry_after": 1}, {}):
+    for bad in (
+        {"status": 200},
+        {"colour": "red"},
+        {"retry_after": 1},
+        {},
+        {"body_base64": "not base64!"},
+        {"body_base64": "e30=", "status": 500},
+    ):
         response = server.http.post("/_standin/faults", json=[bad])
         assert response.status_code == 400, bad
         assert response.json()["error"]["type"] == "invalid_request_error"
     assert server.http.post("/_standin/faults", json={"status": 500}).status_code == 400
     assert server.http.delete("/_standin/faults").json() == {"cleared": 2}
     assert server.http.get("/_standin/faults").json() == []
+
+
+def test_a_body_fault_sends_exactly_its_bytes_and_logs_them(server: StandInServer) -> None:
+    bodies = [INVALID_UTF8_BODY, LONE_SURROGATE_BODY]
+    server.queue_faults(*(body_fault(body) for body in bodies))
+    for body in bodies:
+        response = server.client().messages.with_raw_response.create(
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": QUESTION}]
+        )
+        assert response.http_response.status_code == 200
+        assert response.http_response.content == body
+        assert response.http_response.headers["x-sunset-stand-in"] == "true"
+    log = server.requests_log()
+    assert [sent_body(entry) for entry in log] == bodies
+    # Text only where the bytes are UTF-8; the lone surrogate is an ASCII escape.
+    assert [entry["response_body"] for entry in log] == [None, LONE_SURROGATE_BODY.decode()]
 
 
 # --------------------------------------------------------------------------- validation & log

@@ -1,9 +1,16 @@
-"""The Messages API as the interview needs it: one request in, the raw reply out."""
+"""The Messages API as the interview needs it: one request in, the raw reply out.
+
+The reply's body is kept as the bytes that came over the wire; :func:`decode_body` reads
+it as far as it goes (text, then the JSON message) and says what stopped it, so an answer
+that is not valid UTF-8 or not valid Unicode is still recorded instead of failing its step.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,7 +27,8 @@ _RETRIED_STATUSES = frozenset({408, 409, 429})
 class RawReply:
     """A Messages API response exactly as it came over the wire, and the request behind it."""
 
-    body: str
+    #: The response body's bytes, exactly as received.
+    body: bytes
     request_id: str | None
     retries: int
     latency_s: float
@@ -28,6 +36,87 @@ class RawReply:
     request_sha256: str
     #: The ``anthropic-version`` header the SDK sent.
     api_version: str | None
+
+    def decoded(self) -> DecodedBody:
+        """The body read as far as it goes (:func:`decode_body`)."""
+        return decode_body(self.body)
+
+
+@dataclass(frozen=True)
+class DecodedBody:
+    """A response body read as far as it goes: as text, then as a message."""
+
+    #: The body as text, exactly its bytes, when they are UTF-8 text without a NUL.
+    text: str | None
+    #: The JSON message, when the text is a JSON object whose strings are all Unicode.
+    message: dict[str, Any] | None
+    #: Why there is no message: one sentence, saying where in the body it went wrong.
+    problem: str | None
+
+    @property
+    def answer_text(self) -> str:
+        """The text blocks of the message joined; empty when there is no message."""
+        return message_text(self.message or {})
+
+
+def decode_body(raw: bytes) -> DecodedBody:
+    """Read a response body as UTF-8 text, then as a JSON message of Unicode strings."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.end].hex(" ")
+        return DecodedBody(
+            None,
+            None,
+            f"the body is not valid UTF-8: {exc.reason} (byte {bad} at offset {exc.start})",
+        )
+    if "\x00" in text:
+        # Valid UTF-8, but no text column (PostgreSQL's) can hold it.
+        offset = len(text[: text.index("\x00")].encode("utf-8"))
+        return DecodedBody(None, None, f"the body holds a NUL byte at offset {offset}")
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return DecodedBody(
+            text, None, f"the body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        )
+    for string in _strings(message):
+        # An escape such as "\ud800" is valid JSON but names no Unicode character.
+        try:
+            string.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            escape = f"\\u{ord(string[exc.start]):04x}"
+            problem = f"the JSON escapes a lone surrogate ({escape}), which is no Unicode character"
+            return DecodedBody(text, None, problem)
+        if "\x00" in string:
+            return DecodedBody(text, None, "the JSON escapes a NUL character (\\u0000)")
+    if not isinstance(message, dict):
+        return DecodedBody(text, None, "the body is JSON but not a message object")
+    return DecodedBody(text, message, None)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed JSON value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text blocks of a Messages API message, joined."""
+    content = message.get("content")
+    blocks = content if isinstance(content, list) else []
+    return "".join(
+        str(block.get("text", ""))
+        for block in blocks
+        if isinstance(block, dict) and block.get("type") == "text"
+    )
 
 
 @dataclass(frozen=True)
@@ -99,8 +188,7 @@ class AnthropicMessages:
         response = self._client.with_middleware(guard).messages.with_raw_response.create(**request)
         sent = response.http_request
         return RawReply(
-            # JSON is UTF-8 on the wire; decoding strictly keeps the text byte for byte.
-            body=response.http_response.content.decode("utf-8"),
+            body=response.http_response.content,
             request_id=response.request_id,
             retries=response.retries_taken,
             latency_s=time.monotonic() - started,

@@ -176,6 +176,8 @@ def record_confirmation(
     preference, in one transaction; returns how many preferences it stated anew."""
     read, outcome, error = ReadConfirmation(), ConfirmationOutcome.READ, None
     try:
+        if turn.decode_problem is not None:
+            raise UnreadableConfirmation(f"the reply could not be decoded: {turn.decode_problem}")
         if turn.flagged == "refusal":
             raise UnreadableConfirmation("the model refused to answer")
         read = read_confirmation(turn.answer_text, len(shown))

@@ -27,7 +27,7 @@ from typing import Any
 import anthropic
 from sqlmodel import Session, col, select
 
-from sunset.interview.client import Deadline, MessagesClient
+from sunset.interview.client import Deadline, DecodedBody, MessagesClient
 from sunset.interview.preferences import (
     CATEGORIES,
     OTHER_CATEGORY,
@@ -262,11 +262,12 @@ def _ask(
     except anthropic.APIError as exc:
         call.error = f"{type(exc).__name__}: {exc}"
         return call, []
-    call.answered_at, call.response_body = utcnow(), reply.body
+    body = reply.decoded()
+    call.answered_at, call.response_body = utcnow(), body.text
     call.request_sha256, call.api_version = reply.request_sha256, reply.api_version
     call.request_id, call.retries, call.latency_s = reply.request_id, reply.retries, reply.latency_s
     try:
-        items = _read_response(call, turn.answer_text)
+        items = _read_response(call, body, turn.answer_text)
     except UnreadableReply as exc:
         call.outcome, call.error = FinderOutcome.UNPARSEABLE, str(exc)
         return call, []
@@ -274,24 +275,16 @@ def _ask(
     return call, items
 
 
-def _read_response(call: PreferenceFinderCall, answer: str) -> list[FinderItem]:
-    """The items of a recorded response body; notes its model and stop reason on ``call``."""
-    assert call.response_body is not None
-    try:
-        response = json.loads(call.response_body)
-    except json.JSONDecodeError as exc:
-        raise UnreadableReply("the response body is not JSON") from exc
-    call.responding_model = str(response.get("model", ""))
-    call.stop_reason = response.get("stop_reason")
+def _read_response(call: PreferenceFinderCall, body: DecodedBody, answer: str) -> list[FinderItem]:
+    """The items of a response body; notes its model and stop reason on ``call``."""
+    if body.message is None:
+        raise UnreadableReply(f"the response could not be decoded: {body.problem}")
+    call.responding_model = str(body.message.get("model", ""))
+    call.stop_reason = body.message.get("stop_reason")
     if call.stop_reason == "refusal":
         raise UnreadableReply("the model refused to answer")
-    text = "".join(
-        block.get("text", "")
-        for block in response.get("content", [])
-        if block.get("type") == "text"
-    )
     try:
-        return read_reply(text, answer)
+        return read_reply(body.answer_text, answer)
     except UnreadableReply as exc:
         if call.stop_reason == "max_tokens":
             raise UnreadableReply(f"{exc}; the reply was cut off at max_tokens") from exc

@@ -12,7 +12,6 @@ turn: the preferences recorded, for the model to confirm, correct, withdraw or a
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +43,8 @@ from sunset.ledger import (
 from sunset.runs.deprecation import fellow_run_ids, interview_of
 
 FLAGGED_STOP_REASONS = {"max_tokens", "refusal"}
+#: The flag of an answer whose body is not a readable message (client.decode_body says why).
+UNDECODABLE = "undecodable"
 
 
 @dataclass(frozen=True)
@@ -331,22 +332,22 @@ def _ask(
     asked_at = utcnow()
     reply = client.create(request, deadline=deadline)
     answered_at = utcnow()
-    response = json.loads(reply.body)
-    text = "".join(
-        block.get("text", "")
-        for block in response.get("content", [])
-        if block.get("type") == "text"
-    )
-    stop_reason = response.get("stop_reason")
+    body = reply.decoded()
+    message = body.message or {}
+    stop_reason = message.get("stop_reason")
+    if body.problem is not None:
+        flagged: str | None = UNDECODABLE
+    else:
+        flagged = stop_reason if stop_reason in FLAGGED_STOP_REASONS else None
     return InterviewTurn(
         session_id=session.id,
         seq=seq,
         question_id=question_id,
         question=request["messages"][-1]["content"],
         request_sha256=reply.request_sha256,
-        response_body=reply.body,
-        answer_text=text,
-        responding_model=str(response.get("model", "")),
+        response_body=body.text or "",
+        answer_text=body.answer_text,
+        responding_model=str(message.get("model", "")),
         stop_reason=stop_reason,
         request_id=reply.request_id,
         retries=reply.retries,
@@ -354,8 +355,11 @@ def _ask(
         sdk_version=client.sdk_version,
         asked_at=asked_at,
         answered_at=answered_at,
-        flagged=stop_reason if stop_reason in FLAGGED_STOP_REASONS else None,
+        flagged=flagged,
         api_version=reply.api_version,
+        decode_problem=body.problem,
+        # The bytes themselves, for an answer whose text cannot stand for them.
+        response_raw=None if body.problem is None else reply.body,
     )
 
 

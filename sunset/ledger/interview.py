@@ -87,7 +87,9 @@ class InterviewTurn(SQLModel, table=True):
     question_id: str = Field(max_length=128)
     question: str
     request_sha256: str = Field(max_length=64)
-    response_body: str  # the HTTP response body, verbatim
+    # The HTTP response body, verbatim, as text; "" when its bytes are not text (then
+    # response_raw holds them).
+    response_body: str
     answer_text: str
     responding_model: str
     stop_reason: str | None = Field(default=None, max_length=32)
@@ -97,9 +99,13 @@ class InterviewTurn(SQLModel, table=True):
     sdk_version: str = Field(max_length=32)
     asked_at: datetime = Field(sa_type=UTCDateTime)
     answered_at: datetime = Field(sa_type=UTCDateTime)
-    flagged: str | None = Field(default=None, max_length=32)  # max_tokens | refusal
+    flagged: str | None = Field(default=None, max_length=32)  # max_tokens | refusal | undecodable
     # The `anthropic-version` header the SDK sent; request_sha256 is over the exact body bytes.
     api_version: str | None = Field(default=None, max_length=32)
+    # An answer that could not be decoded (flagged "undecodable"): why, and the body's exact
+    # bytes; its answer_text is empty.
+    decode_problem: str | None = None
+    response_raw: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
 
 
 class InterviewPreference(SQLModel, table=True):

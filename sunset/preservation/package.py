@@ -11,7 +11,8 @@ hash tool::
         tagmanifest-sha256.txt      digests of the tag files above
         tagmanifest-sha512.txt
         data/weights/...            the weights directory, as it is
-        data/interview/...          the interview transcripts (JSON Lines)
+        data/interview/...          the interview transcripts (JSON Lines), a README,
+                                    raw/: the exact bytes of undecodable answers
         data/fingerprint/...        greedy outputs of fixed prompts (models run locally)
         data/report/...             the post-deployment report
 

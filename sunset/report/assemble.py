@@ -25,7 +25,7 @@ from sqlmodel import col, select
 
 from sunset.errors import InputError
 from sunset.interview.protocol import LoadedProtocol
-from sunset.interview.transcript import PROTOCOL_FILE, transcript_jsonl, transcript_path
+from sunset.interview.transcript import PROTOCOL_FILE, raw_body_path, session_files
 from sunset.ledger import (
     DeprecationRun,
     Ledger,
@@ -62,6 +62,8 @@ _TEMPLATES.filters["verbatim"] = verbatim
 _TEMPLATES.filters["inline"] = inline
 _TEMPLATES.filters["quoted"] = quoted
 _TEMPLATES.filters["anchor"] = anchor
+_TEMPLATES.filters["sha256"] = lambda data: hashlib.sha256(data).hexdigest()
+_TEMPLATES.globals["raw_body_path"] = raw_body_path
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def seal_report(
     if protocol is not None and all(s.protocol_sha256 == protocol.sha256 for s in sessions):
         written[PROTOCOL_FILE] = protocol.source
     for session in sessions:
-        written[transcript_path(session.session_index)] = transcript_jsonl(ledger, session.id)
+        written |= session_files(ledger, session)
     sealed_at = utcnow()
     with ledger.session() as db:
         replies = db.exec(

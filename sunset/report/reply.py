@@ -29,7 +29,7 @@ import anthropic
 from sqlmodel import col, select
 
 from sunset.errors import DeadlineExceeded
-from sunset.interview.client import Deadline, MessagesClient
+from sunset.interview.client import Deadline, DecodedBody, MessagesClient
 from sunset.ledger import Ledger, ReplyOutcome, ReportReply, utcnow
 
 #: The system prompt of the request; the account follows in the user message.
@@ -103,11 +103,12 @@ def ask_for_reply(
     except (anthropic.APIError, DeadlineExceeded) as exc:
         reply.error = f"{type(exc).__name__}: {exc}"
     else:
-        reply.answered_at, reply.response_body = utcnow(), raw.body
+        body = raw.decoded()
+        reply.answered_at, reply.response_body = utcnow(), body.text
         reply.request_sha256, reply.api_version = raw.request_sha256, raw.api_version
         reply.request_id, reply.retries = raw.request_id, raw.retries
         reply.latency_s = raw.latency_s
-        _read_response(reply)
+        _read_response(reply, body)
     with ledger.session() as db:
         db.add(reply)
     return reply
@@ -121,18 +122,11 @@ def replies_jsonl(replies: list[ReportReply]) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
-def _read_response(reply: ReportReply) -> None:
-    assert reply.response_body is not None
-    try:
-        response = json.loads(reply.response_body)
-    except json.JSONDecodeError:
-        reply.error = "the response body is not JSON"
+def _read_response(reply: ReportReply, body: DecodedBody) -> None:
+    if body.message is None:
+        reply.error = f"the response could not be decoded: {body.problem}"
         return
-    reply.responding_model = str(response.get("model", ""))
-    reply.stop_reason = response.get("stop_reason")
-    reply.reply_text = "".join(
-        block.get("text", "")
-        for block in response.get("content", [])
-        if block.get("type") == "text"
-    )
+    reply.responding_model = str(body.message.get("model", ""))
+    reply.stop_reason = body.message.get("stop_reason")
+    reply.reply_text = body.answer_text
     reply.outcome = ReplyOutcome.ANSWERED

@@ -32,6 +32,7 @@ from tests.reliability.world import (
     standin_faults,
     standin_requests,
 )
+from tests.standin_control import INVALID_UTF8_BODY, LONE_SURROGATE_BODY, body_fault, sent_body
 
 SEED = int(os.environ.get("SUNSET_FAULT_SEED", "8"))
 SQLITE_ONLY = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
@@ -131,5 +132,32 @@ def test_a_burst_longer_than_the_retries_stops_cleanly_and_the_interview_resumes
     assert set(answered_once(log).values()) == {1}
     refused = [question_of(e) for e in log if e["status"] != 200]
     assert refused == [PROTOCOL_TURNS[stop_at - 1].question_id] * 3
+    with site.ledger.session() as db:
+        assert db.exec(select(InterviewSession)).one().state == "completed"
+
+
+@SQLITE_ONLY
+def test_answers_that_are_not_valid_utf8_or_unicode_are_kept_raw_and_the_interview_completes(
+    site: Site,
+) -> None:
+    base = site.stack.endpoints.messages_base_url
+    bodies = {2: LONE_SURROGATE_BODY, 5: INVALID_UTF8_BODY}  # by turn
+    faults = [body_fault(bodies[seq]) if seq in bodies else {"delay": 0} for seq in range(1, 6)]
+    standin(base, "POST", "/_standin/faults", faults)
+    since = time.time()
+
+    interview(site, new_run(site))
+
+    log = standin_requests(base, since, EXAMPLE_MODEL_ID)
+    TALLY.faults.update(standin_faults(log))
+    assert standin_faults(log)["messages undecodable body"] == 2
+    recorded = turns(site)
+    assert [t.question_id for t in recorded] == TURN_IDS
+    # Every answer is kept as the bytes the stand-in sent: raw where they are no text.
+    kept = {t.seq: t.response_raw or t.response_body.encode() for t in recorded}
+    lost = [t.question_id for t in recorded if kept[t.seq] != sent_body(log[t.seq - 1])]
+    TALLY.lost(lost)
+    assert lost == []
+    assert [t.seq for t in recorded if t.flagged == "undecodable"] == sorted(bodies)
     with site.ledger.session() as db:
         assert db.exec(select(InterviewSession)).one().state == "completed"

@@ -249,6 +249,8 @@ def standin_faults(entries: list[dict[str, Any]]) -> Counter[str]:
             served[f"messages {fault['status']}"] += 1
         elif fault.get("midstream_error"):
             served["messages mid-stream"] += 1
+        elif "body_base64" in fault:
+            served["messages undecodable body"] += 1
         elif fault.get("delay"):
             served["messages delay"] += 1
     return served
