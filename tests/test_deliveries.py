@@ -118,6 +118,9 @@ def test_an_email_cut_short_mid_handover_holds_the_retirement_until_a_recorded_r
     assert f"{second} (email, announcement)" in outcome.unknown_deliveries
     assert f"sunset deliveries decide {EXAMPLE_MODEL_ID}" in outcome.unknown_deliveries
     assert final.is_completed() and final.message == outcome.unknown_deliveries
+    report = one_line(Path(outcome.report).read_text())
+    assert f"with no decision yet: {second} (email, announcement)." in report
+    assert f"`sunset deliveries decide {EXAMPLE_MODEL_ID} --resend|" in report
     # The first user heard through the held relay, the second maybe, the third now.
     assert [addressee(m) for m in site.mailbox()] == [users(site)[2]]
 
@@ -158,5 +161,9 @@ def test_an_email_cut_short_mid_handover_holds_the_retirement_until_a_recorded_r
     )
     assert decision.decided_by == getpass.getuser() and decision.decided_at is not None
 
-    # Now the retirement goes on.
-    assert run_flow(site, retire=True, notice_override_reason=RETIRE_EARLY).status == "retired"
+    # Now the retirement goes on, and its report shows the decision.
+    retired = run_flow(site, retire=True, notice_override_reason=RETIRE_EARLY)
+    assert retired.status == "retired" and retired.unknown_deliveries is None
+    report = Path(retired.report).read_text()
+    assert f"| {second} | announcement | email | resend | {reason} | sent |" in report
+    assert "with no decision yet" not in report

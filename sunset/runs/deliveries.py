@@ -91,10 +91,7 @@ def unknown_deliveries(
     unknown = []
     for delivery in candidates:
         assert delivery.id is not None
-        decided = latest.get(delivery.id)
-        if decided == DeliveryDecisionKind.COUNT_AS_DELIVERED:
-            continue
-        if delivery.state == DeliveryState.UNCONFIRMED or decided == DeliveryDecisionKind.RESEND:
+        if is_unknown(delivery, latest.get(delivery.id)):
             unknown.append(
                 UnknownDelivery(
                     delivery.id,
@@ -106,6 +103,17 @@ def unknown_deliveries(
                 )
             )
     return unknown
+
+
+def is_unknown(delivery: Delivery, latest_decision: DeliveryDecisionKind | None) -> bool:
+    """Whether nobody knows the delivery arrived, given the latest decision about it:
+    unconfirmed and not counted as delivered, or left unsettled by a decided resend."""
+    if delivery.state in _KNOWN or latest_decision == DeliveryDecisionKind.COUNT_AS_DELIVERED:
+        return False
+    return (
+        delivery.state == DeliveryState.UNCONFIRMED
+        or latest_decision == DeliveryDecisionKind.RESEND
+    )
 
 
 def unknown_of_run(ledger: Ledger, run_id: str, model_id: str) -> str | None:
