@@ -71,8 +71,8 @@ def decide(
         unknown = [d for d in unknown if d.recipient == recipient]
         if not unknown:
             raise InputError(
-                f"{recipient} has no notice of {model_id} whose delivery is unknown; "
-                "`sunset status` lists them."
+                f"{recipient} has no notice of {model_id} of unknown fate; leave out "
+                "--recipient to decide about every notice that has one."
             )
     if decision == DeliveryDecisionKind.COUNT_AS_DELIVERED:
         return [_count_as_delivered(ledger, d, reason, decided_by) for d in unknown]
