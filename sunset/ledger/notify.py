@@ -61,7 +61,7 @@ class DeliverySummary(SQLModel, table=True):
     sent: int  # delivered, by this run or an earlier one
     sent_before: int  # of those, delivered before this run's latest attempt (not resent)
     failed: int  # refused for good, or still failing after the latest attempt
-    unconfirmed: int  # the hand-over was interrupted; not resent so nobody gets two
+    unconfirmed: int  # the hand-over was interrupted and is not settled (sunset.runs.deliveries)
     skipped: int  # recipients with no address on this channel
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -54,7 +54,7 @@ class ChannelSummary:
     sent: int = 0  # delivered, now or before
     sent_before: int = 0  # of those, delivered by an earlier attempt and not sent again
     failed: int = 0  # refused for good, or not delivered yet
-    unconfirmed: int = 0  # interrupted mid hand-over; not sent again
+    unconfirmed: int = 0  # interrupted mid hand-over, and not settled since
     skipped: int = 0  # no address on this channel
 
 
