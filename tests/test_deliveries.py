@@ -17,6 +17,7 @@ from prefect.settings import PREFECT_API_URL
 from sqlmodel import select
 
 from flows import deprecate as deprecate_flow
+from sunset.errors import GuardRefused
 from sunset.ledger import (
     CatalogModel,
     Delivery,
@@ -26,11 +27,12 @@ from sunset.ledger import (
     DeprecationRun,
 )
 from sunset.runs.request import DeprecationRequest
+from sunset.services import Services
 from sunset_dev.devstack import read_mailbox, start_smtp
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.http_receivers import webhook_receiver
-from tests.notices import run_flow, users
+from tests.notices import announce, run_flow, users
 from tests.notify_worker import notify
 from tests.test_notify import SECRET, config, start_run, wait_for_log, write_recipients
 
@@ -167,3 +169,31 @@ def test_an_email_cut_short_mid_handover_holds_the_retirement_until_a_recorded_r
     report = Path(retired.report).read_text()
     assert f"| {second} | announcement | email | resend | {reason} | sent |" in report
     assert "with no decision yet" not in report
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_the_flip_to_retired_is_refused_while_a_notice_is_of_unknown_fate(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    announce(site)
+    first = users(site)[0]
+    sealed = deprecate_flow.assemble_report
+
+    def report_while_a_handover_is_cut_short(services: Services, run_id: str, v: Any) -> Any:
+        # Past preflight's check: a hand-over to the first user is cut short meanwhile.
+        report = sealed(services, run_id, v)
+        with site.ledger.session() as db:
+            delivery = db.exec(select(Delivery).where(Delivery.recipient == first)).one()
+            delivery.state = DeliveryState.UNCONFIRMED
+            db.add(delivery)
+        return report
+
+    monkeypatch.setattr(deprecate_flow, "assemble_report", report_while_a_handover_is_cut_short)
+    with pytest.raises(GuardRefused, match=f"not retired while 1 notice.*{first} \\(email"):
+        run_flow(site, retire=True, notice_override_reason=RETIRE_EARLY)
+
+    with site.ledger.session() as db:
+        model = db.get(CatalogModel, EXAMPLE_MODEL_ID)
+        retired = db.exec(select(Delivery).where(Delivery.kind == "retired")).all()
+    assert model is not None and model.serving_status == "deprecated" and retired == []
