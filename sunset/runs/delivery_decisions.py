@@ -92,10 +92,17 @@ def decide(
                 f"{delivery.describe()} cannot be sent again; set it up (for webhooks: "
                 "SUNSET_WEBHOOK_SECRET), or count it as delivered."
             )
-        plans.append((delivery, channel, notice_of_delivery(ledger, settings, row)))
+        person = people.get(delivery.recipient)
+        if person is None:
+            raise InputError(
+                f"{delivery.recipient} is not among the recipients of {model_id}'s "
+                "deprecation, so the notice cannot be sent again from here; settle it "
+                "with --count-as-delivered and say why in --reason."
+            )
+        plans.append((delivery, channel, notice_of_delivery(ledger, settings, row), person))
     return [
-        _resend(ledger, delivery, channel, notice, people[delivery.recipient], reason, decided_by)
-        for delivery, channel, notice in plans
+        _resend(ledger, delivery, channel, notice, person, reason, decided_by)
+        for delivery, channel, notice, person in plans
     ]
 
 
