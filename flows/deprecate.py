@@ -27,6 +27,7 @@ from flows.serving import (
     tag_with_model,
 )
 from sunset.config import Settings
+from sunset.runs.deliveries import unknown_of_run
 from sunset.runs.lifecycle import run_lease
 from sunset.runs.request import DeprecationRequest, run_name
 from sunset.runs.validation import target_status
@@ -51,6 +52,7 @@ class DeprecationOutcome:
     report: str
     status: str
     rejected_by: str | None = None
+    unknown_deliveries: str | None = None  # the notices of unknown fate, and what to run
 
 
 def _run_name() -> str:
@@ -122,4 +124,11 @@ def deprecate_model(
             if request.retire:
                 notify_retired(services, run_id, validated, requested_by)
                 report = seal_final_report(services, run_id, validated)
-    return DeprecationOutcome(run_id, model_id, report.package, report.local_path, str(status))
+    return DeprecationOutcome(
+        run_id,
+        model_id,
+        report.package,
+        report.local_path,
+        str(status),
+        unknown_deliveries=unknown_of_run(services.ledger, run_id, model_id),
+    )

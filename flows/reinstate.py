@@ -16,6 +16,7 @@ from flows.serving import (
 )
 from sunset.config import Settings
 from sunset.preservation.restore import ReinstatementRequest
+from sunset.runs.deliveries import unknown_of_run
 from sunset.runs.lifecycle import run_lease
 from sunset.services import connect
 from tasks.notify import notify_reinstated
@@ -32,6 +33,7 @@ class ReinstatementOutcome:
     destination: str
     status: str
     rejected_by: str | None = None
+    unknown_deliveries: str | None = None  # the notices of unknown fate, and what to run
 
 
 @flow(
@@ -98,5 +100,10 @@ def reinstate_model(
         )
         notify_reinstated(services, run_id, checked.target, reason)
     return ReinstatementOutcome(
-        run_id, model_id, checked.snapshot.id, restored.destination, str(flipped)
+        run_id,
+        model_id,
+        checked.snapshot.id,
+        restored.destination,
+        str(flipped),
+        unknown_deliveries=unknown_of_run(services.ledger, run_id, model_id),
     )

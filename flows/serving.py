@@ -9,7 +9,8 @@ the gate writes after recording it.
 ``flip_serving`` changes catalog and gateway together: if the check after the flip
 fails, the Prefect transaction rolls both back.
 ``ends_in_named_state`` gives a run that changed nothing a completed state that says why:
-Rejected, or Nothing to do.
+Rejected, or Nothing to do; a run that left notices of unknown fate says so in its
+completed state's message.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class Outcome(Protocol):
     @property
     def rejected_by(self) -> str | None: ...
 
+    @property
+    def unknown_deliveries(self) -> str | None: ...
+
 
 P = ParamSpec("P")
 OutcomeT = TypeVar("OutcomeT", bound=Outcome)
@@ -117,8 +121,9 @@ def ends_in_named_state(body: Callable[P, OutcomeT]) -> Callable[P, OutcomeT | S
 
     A rejected run ends ``Rejected`` (its outcome is the state's result); a start that
     found the model already where it would take it ends ``Nothing to do``. Both are
-    completed states, so neither reads as a failure nor sets off the failure alert.
-    Put it under ``@flow``.
+    completed states, so neither reads as a failure nor sets off the failure alert. A
+    run that left notices nobody knows arrived ends ``Completed`` with a message naming
+    them and the command that settles them. Put it under ``@flow``.
     """
 
     @functools.wraps(body)
@@ -130,6 +135,8 @@ def ends_in_named_state(body: Callable[P, OutcomeT]) -> Callable[P, OutcomeT | S
         if outcome.rejected_by is not None:
             message = f"Rejected by {outcome.rejected_by}; the serving status did not change."
             return Completed(name=REJECTED_STATE, message=message, data=outcome)
+        if outcome.unknown_deliveries is not None:
+            return Completed(message=outcome.unknown_deliveries, data=outcome)
         return outcome
 
     # Prefect resolves a flow's annotations in the module of the function it is given, this

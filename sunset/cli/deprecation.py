@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sunset.cli.edge import parse_date, plain_errors
-from sunset.cli.output import console, show_outcome
+from sunset.cli.output import console, escape, show_outcome
 from sunset.errors import InputError, SunsetError
 from sunset.runs.request import DeprecationRequest  # light: pydantic only; its fields' help
 
@@ -166,6 +166,10 @@ def _deprecate_via_deployment(
         "package, the report and the serving status.",
         soft_wrap=True,
     )
+    # A plain Completed state has a message only for notices of unknown fate: it names
+    # them and the command that settles them (flows/serving.py: ends_in_named_state).
+    if final.state.name == "Completed" and final.state.message:
+        console.print(f"[bold]Decision needed:[/] {escape(final.state.message)}", soft_wrap=True)
 
 
 def run_deprecation(

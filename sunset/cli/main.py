@@ -23,6 +23,7 @@ import typer
 from sunset.cli import (
     audit,
     catalog,
+    deliveries,
     demo,
     deprecation,
     model_server,
@@ -72,5 +73,6 @@ app.command()(restore.drill)
 app.command()(site.site)
 app.command()(audit.audit)
 app.command("model-server")(model_server.model_server)
+app.add_typer(deliveries.deliveries_app, name="deliveries")
 app.add_typer(users.users_app, name="users")
 app.add_typer(ops.ops_app, name="ops")

@@ -239,25 +239,41 @@ def show_runs(runs: Sequence[RunLine], *, wide: bool = False) -> None:
 
 
 def show_outcome(outcome: Any) -> None:
-    """How a deprecation run ended: the package, the report and the serving status."""
-    verdict = f"rejected by {outcome.rejected_by}" if outcome.rejected_by else "complete"
-    table = facts_table(f"Deprecation of {outcome.model_id} {verdict}")
+    """How a deprecation run ended: the package, the report and the serving status, and
+    the notices nobody knows arrived."""
+    table = facts_table(f"Deprecation of {outcome.model_id} {_verdict(outcome)}")
     table.add_row("Preserved package", outcome.package)
     table.add_row("Report", outcome.report)
     table.add_row("Serving status", f"[bold]{outcome.status}[/]")
     table.add_row("Run", outcome.run_id)
     console.print(table)
+    _show_unknown_deliveries(outcome)
 
 
 def show_reinstatement(outcome: Any) -> None:
     """How a reinstatement run ended: what was restored where, and the serving status."""
-    verdict = f"rejected by {outcome.rejected_by}" if outcome.rejected_by else "complete"
-    table = facts_table(f"Reinstatement of {outcome.model_id} {verdict}")
+    table = facts_table(f"Reinstatement of {outcome.model_id} {_verdict(outcome)}")
     table.add_row("Snapshot", outcome.snapshot_id)
     table.add_row("Restored to", outcome.destination)
     table.add_row("Serving status", f"[bold]{outcome.status}[/]")
     table.add_row("Run", outcome.run_id)
     console.print(table)
+    _show_unknown_deliveries(outcome)
+
+
+def _verdict(outcome: Any) -> str:
+    if outcome.rejected_by:
+        return f"rejected by {outcome.rejected_by}"
+    if outcome.unknown_deliveries:
+        return "complete, some notices of unknown fate"
+    return "complete"
+
+
+def _show_unknown_deliveries(outcome: Any) -> None:
+    if outcome.unknown_deliveries:  # one line, whole, for logs and grep
+        console.print(
+            f"[bold]Decision needed:[/] {escape(outcome.unknown_deliveries)}", soft_wrap=True
+        )
 
 
 def show_drill(summary: DrillSummary) -> None:

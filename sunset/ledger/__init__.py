@@ -35,7 +35,13 @@ from sunset.ledger.interview import (
     SessionState,
 )
 from sunset.ledger.models import utcnow
-from sunset.ledger.notify import Delivery, DeliveryState, DeliverySummary
+from sunset.ledger.notify import (
+    Delivery,
+    DeliveryDecision,
+    DeliveryDecisionKind,
+    DeliveryState,
+    DeliverySummary,
+)
 from sunset.ledger.preservation import (
     DigestColumns,
     DrillEvent,
@@ -63,6 +69,8 @@ __all__ = [
     "CatalogModel",
     "ConfirmationOutcome",
     "Delivery",
+    "DeliveryDecision",
+    "DeliveryDecisionKind",
     "DeliveryState",
     "DeliverySummary",
     "Deprecation",

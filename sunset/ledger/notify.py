@@ -13,7 +13,8 @@ from sunset.ledger.models import UTCDateTime, utcnow
 
 class DeliveryState(StrEnum):
     """sending -> handover -> sent; or failed (retried), rejected (for good), unconfirmed
-    (the process died during the hand-over: it may have arrived, so it is not resent)."""
+    (the hand-over was cut short and the channel cannot be asked whether it arrived: it
+    is not resent unless someone decides so, see ``DeliveryDecision``)."""
 
     SENDING = "sending"
     HANDOVER = "handover"
@@ -60,6 +61,31 @@ class DeliverySummary(SQLModel, table=True):
     sent: int  # delivered, by this run or an earlier one
     sent_before: int  # of those, delivered before this run's latest attempt (not resent)
     failed: int  # refused for good, or still failing after the latest attempt
-    unconfirmed: int  # the hand-over was interrupted; not resent so nobody gets two
+    unconfirmed: int  # the hand-over was interrupted and is not settled (sunset.runs.deliveries)
     skipped: int  # recipients with no address on this channel
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DeliveryDecisionKind(StrEnum):
+    """What a person decided about a delivery nobody can know arrived."""
+
+    RESEND = "resend"  # send it once more (the recipient may get two)
+    COUNT_AS_DELIVERED = "count-as-delivered"  # treat it as arrived; send nothing
+
+
+class DeliveryDecision(SQLModel, table=True):
+    """Who decided what about an unconfirmed delivery, when and why; a resend records what
+    it did. A delivery is known again once a decision counts it as delivered, or a
+    resend decided for it ends ``sent``."""
+
+    __tablename__ = "delivery_decisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="deliveries.id", index=True)
+    decision: DeliveryDecisionKind = Field(sa_type=sa.String(24))
+    reason: str
+    decided_by: str = Field(max_length=200)
+    decided_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # What the resend did (sent, unconfirmed, failed, rejected); None: counted as
+    # delivered, or a resend not finished (the process stopped before it ended).
+    outcome: DeliveryState | None = Field(default=None, sa_type=sa.String(16))

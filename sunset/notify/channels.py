@@ -29,6 +29,9 @@ class Mailer(Protocol):
 
 class Channel(Protocol):
     name: str
+    # Whether a notice that may have arrived can be sent again without anyone getting
+    # two: the receiver recognises the delivery id it already has.
+    resend_is_safe: bool
 
     def address(self, recipient: Recipient) -> str | None: ...
 
@@ -41,6 +44,9 @@ class EmailChannel:
     """A text + HTML email through the SMTP relay; ``delivery`` is its Message-ID."""
 
     name = EMAIL
+    # An SMTP relay cannot be asked whether it kept a message, and a mailbox shows a
+    # second copy: a hand-over cut short stays unconfirmed until someone decides.
+    resend_is_safe = False
 
     def __init__(self, mailer: Mailer, templates: NoticeTemplates, mail_from: str) -> None:
         self.mailer, self.templates, self.mail_from = mailer, templates, mail_from
@@ -61,6 +67,7 @@ class WebhookChannel:
     """A signed JSON POST to the recipient's webhook URL; ``delivery`` is its id header."""
 
     name = WEBHOOK
+    resend_is_safe = True  # receivers keep each Sunset-Delivery id once (webhook.py)
 
     def __init__(self, sender: WebhookSender, templates: NoticeTemplates) -> None:
         self.sender, self.templates = sender, templates

@@ -11,8 +11,13 @@ reaches each recipient on each channel once per deprecation:
 
 ``handover`` is written just before the receiving side can start to keep the notice (the
 SMTP DATA command, the first byte of the webhook request). A row found in ``sending`` by
-a later attempt was certainly not delivered and is sent; one found in ``handover`` may
-have arrived, so it becomes ``unconfirmed`` and is not sent again: nobody gets two.
+a later attempt was certainly not delivered and is sent. One found in ``handover`` (or
+``unconfirmed``) may have arrived: on a channel whose receiver recognises a notice it
+already has (``Channel.resend_is_safe``: the webhook, by its ``Sunset-Delivery`` id) it
+is sent again with the same id, which settles it; on the others (email: an SMTP relay
+cannot be asked whether it kept a message) it stays ``unconfirmed``, and only a person's
+recorded decision (``sunset.runs.deliveries``) sends it again or counts it as delivered:
+nobody gets two unless someone decided so.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from sunset.notify.recipients import Recipient
 _SETTLED = (DeliveryState.SENT, DeliveryState.REJECTED, DeliveryState.UNCONFIRMED)
 # A notice in one of these states has reached its recipient, or may have.
 REACHED = (DeliveryState.SENT, DeliveryState.UNCONFIRMED)
+# Cut short mid hand-over: it may have arrived.
+IN_DOUBT = (DeliveryState.HANDOVER, DeliveryState.UNCONFIRMED)
 _INTERRUPTED = (
     "the process stopped while handing the notice over, so it may have arrived; it is not "
     "sent again so that nobody gets it twice"
@@ -47,7 +54,7 @@ class ChannelSummary:
     sent: int = 0  # delivered, now or before
     sent_before: int = 0  # of those, delivered by an earlier attempt and not sent again
     failed: int = 0  # refused for good, or not delivered yet
-    unconfirmed: int = 0  # interrupted mid hand-over; not sent again
+    unconfirmed: int = 0  # interrupted mid hand-over, and not settled since
     skipped: int = 0  # no address on this channel
 
 
@@ -80,7 +87,7 @@ def notify_recipients(
     """
     summaries = {channel.name: ChannelSummary() for channel in channels}
     problems: list[str] = []
-    transient: list[str] = []
+    transient: list[str] = []  # failed, or in doubt on a channel that may safely resend
     for recipient in recipients:
         for channel in channels:
             counts = summaries[channel.name]
@@ -98,7 +105,9 @@ def notify_recipients(
                 counts.failed += 1
             if detail:
                 problems.append(f"{recipient.email} ({channel.name}): {detail}")
-            if state == DeliveryState.FAILED:
+            if state == DeliveryState.FAILED or (
+                state == DeliveryState.UNCONFIRMED and channel.resend_is_safe
+            ):
                 transient.append(problems[-1])
     if run_id is not None:
         record_summary(ledger, run_id, summaries)
@@ -153,12 +162,29 @@ def _deliver_once(
 ) -> tuple[DeliveryState, bool, str | None]:
     """Deliver unless already settled; returns (final state, settled before?, problem)."""
     delivery = _claim(ledger, run_id, notice, recipient.email, channel.name)
-    if delivery.state in _SETTLED:
+    if delivery.state in IN_DOUBT and channel.resend_is_safe:
+        # The receiver recognises the same delivery id: sending again settles it.
+        pass
+    elif delivery.state in _SETTLED:
         return delivery.state, True, delivery.error
-    if delivery.state == DeliveryState.HANDOVER:
+    elif delivery.state == DeliveryState.HANDOVER:
         _finish(ledger, delivery.id, DeliveryState.UNCONFIRMED, _INTERRUPTED)
         return DeliveryState.UNCONFIRMED, True, _INTERRUPTED
     _move(ledger, delivery.id, DeliveryState.SENDING, count_attempt=True)
+    state, detail = send(ledger, channel, delivery, notice, recipient)
+    return state, False, detail
+
+
+def send(
+    ledger: Ledger, channel: Channel, delivery: Delivery, notice: Notice, recipient: Recipient
+) -> tuple[DeliveryState, str | None]:
+    """Hand a delivery already moved to ``sending`` to its channel, and record how it
+    ended; returns (final state, problem).
+
+    Raises:
+        Exception: what the channel raised that is neither transient nor a refusal
+            (the delivery is recorded as failed first).
+    """
     try:
         channel.deliver(
             notice,
@@ -168,19 +194,23 @@ def _deliver_once(
         )
     except DeliveryRejected as exc:
         _finish(ledger, delivery.id, DeliveryState.REJECTED, f"refused for good: {exc}")
-        return DeliveryState.REJECTED, False, f"refused for good: {exc}"
+        return DeliveryState.REJECTED, f"refused for good: {exc}"
     except DeliveryInDoubt as exc:
-        detail = f"{exc}; it may have arrived and is not sent again"
+        detail = (
+            f"{exc}; it is sent again with the same delivery id"
+            if channel.resend_is_safe
+            else f"{exc}; it may have arrived and is not sent again"
+        )
         _finish(ledger, delivery.id, DeliveryState.UNCONFIRMED, detail)
-        return DeliveryState.UNCONFIRMED, False, detail
+        return DeliveryState.UNCONFIRMED, detail
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         _finish(ledger, delivery.id, DeliveryState.FAILED, error)
         if not is_transient(exc):
             raise
-        return DeliveryState.FAILED, False, f"not delivered yet: {error}"
+        return DeliveryState.FAILED, f"not delivered yet: {error}"
     _finish(ledger, delivery.id, DeliveryState.SENT, None)
-    return DeliveryState.SENT, False, None
+    return DeliveryState.SENT, None
 
 
 def _claim(

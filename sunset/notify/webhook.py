@@ -9,6 +9,12 @@ Every request carries three headers:
 A receiver recomputes the signature over the raw body bytes exactly as received, compares
 it in constant time, and refuses timestamps too far from its own clock (replays).
 ``verify_signature`` below needs only the standard library: copy it into a receiver.
+
+The receiver's contract: ``Sunset-Delivery`` is an idempotency key. A receiver acts on
+each id once, and answers a request whose id it already accepted with a 2xx again,
+doing nothing more. Sunset relies on it: a notice whose request was cut short after it
+began to leave (the link broke, or Sunset was killed) may have arrived, and is sent
+again, with the same id and body (a new timestamp and signature), until a 2xx settles it.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ from sqlmodel import Session, col, select
 from sunset.ledger import (
     CatalogModel,
     Delivery,
+    DeliveryDecision,
+    DeliveryDecisionKind,
     DeliverySummary,
     DeprecationRun,
     DrillEvent,
@@ -42,6 +44,7 @@ from sunset.notify.notices import REACHED
 from sunset.preservation.package import WEIGHTS_DIR, PayloadEntry, payload_manifest
 from sunset.preservation.standing import latest_fingerprint
 from sunset.report.voice import Interview, ModelReply, interview_facts, model_reply
+from sunset.runs.deliveries import decide_command, is_unknown
 from sunset.runs.deprecation import (
     fellow_run_ids,
     new_snapshot_reason,
@@ -84,6 +87,24 @@ class Notices:
     deliveries: list[Delivery]  # every notice of the deprecation, up to the report
     recipients: list[RecipientNotices]
     date_changes: list[RetirementDateChange]
+    # What people decided about notices nobody knew arrived, oldest first.
+    decisions: list[DeliveryDecision]
+
+    @property
+    def unknown(self) -> list[Delivery]:
+        """The notices nobody knew arrived, and nobody had decided about, at the report."""
+        latest: dict[int | None, DeliveryDecisionKind] = {
+            d.delivery_id: d.decision for d in self.decisions
+        }
+        return [d for d in self.deliveries if is_unknown(d, latest.get(d.id))]
+
+    @property
+    def decide_command(self) -> str:
+        """The command that decides about the unknown notices."""
+        return decide_command(self.deliveries[0].model_id)
+
+    def decided_about(self, decision: DeliveryDecision) -> Delivery:
+        return next(d for d in self.deliveries if d.id == decision.delivery_id)
 
     @property
     def notice_days(self) -> list[int]:
@@ -264,6 +285,14 @@ def _notices(db: Session, run: DeprecationRun, as_of: datetime) -> Notices:
         )
         .order_by(col(RetirementDateChange.id))
     ).all()
+    decisions = db.exec(
+        select(DeliveryDecision)
+        .where(
+            col(DeliveryDecision.delivery_id).in_([d.id for d in deliveries]),
+            col(DeliveryDecision.decided_at) <= as_of,
+        )
+        .order_by(col(DeliveryDecision.id))
+    ).all()
     return Notices(
         retirement_on=run.retirement_on,
         override_reason=run.notice_override_reason,
@@ -271,6 +300,7 @@ def _notices(db: Session, run: DeprecationRun, as_of: datetime) -> Notices:
         deliveries=list(deliveries),
         recipients=_recipient_notices(deliveries, run.retirement_on),
         date_changes=list(changes),
+        decisions=list(decisions),
     )
 
 

@@ -17,8 +17,10 @@ from typing import Any
 from sqlmodel import col, select
 
 from sunset.config import Settings
+from sunset.errors import InputError
 from sunset.ledger import (
     CatalogModel,
+    Delivery,
     Deprecation,
     DeprecationRun,
     DeprecationStage,
@@ -194,12 +196,23 @@ def announce_date_change(
 ) -> NoticeSummary:
     """Tell everyone told of the deprecation that its retirement date moved: the new date,
     the one before, and the recorded reason."""
+    notice = _date_change_notice(ledger, settings, change_id)
+    return notify_recipients(
+        ledger,
+        channels,
+        run_id=None,
+        notice=notice,
+        recipients=told_recipients(ledger, notice.deprecation_id),
+    )
+
+
+def _date_change_notice(ledger: Ledger, settings: Settings, change_id: int) -> Notice:
     with ledger.session() as db:
         change = db.get(RetirementDateChange, change_id)
         assert change is not None
         deprecation = db.get(Deprecation, change.deprecation_id)
         assert deprecation is not None
-    notice = deprecation_notice(
+    return deprecation_notice(
         ledger,
         deprecation,
         NoticeKind.DATE_CHANGED,
@@ -209,12 +222,31 @@ def announce_date_change(
         reason=change.reason,
         change_id=change.id,
     )
-    return notify_recipients(
-        ledger,
-        channels,
-        run_id=None,
-        notice=notice,
-        recipients=told_recipients(ledger, deprecation.id),
+
+
+def notice_of_delivery(ledger: Ledger, settings: Settings, delivery: Delivery) -> Notice:
+    """The notice of ``delivery`` composed again, as true now, to send it once more: the
+    announcement (with the deprecation's dates as they stand) or a date change.
+
+    Raises:
+        InputError: a notice of another kind, whose details the ledger does not keep.
+    """
+    with ledger.session() as db:
+        deprecation = db.get(Deprecation, delivery.deprecation_id)
+    if deprecation is not None and delivery.kind == NoticeKind.ANNOUNCEMENT:
+        return deprecation_notice(
+            ledger,
+            deprecation,
+            NoticeKind.ANNOUNCEMENT,
+            settings,
+            announced_on=deprecation.announced_on,
+        )
+    if deprecation is not None and delivery.kind == NoticeKind.DATE_CHANGED:
+        return _date_change_notice(ledger, settings, int(delivery.notice_key.rsplit(":", 1)[1]))
+    raise InputError(
+        f"Sunset cannot compose the {delivery.kind} notice to {delivery.recipient} again; "
+        "ask the recipient whether it arrived and count it as delivered with "
+        "--count-as-delivered."
     )
 
 

@@ -29,6 +29,7 @@ from sunset.notify.users import load_users
 from sunset.preservation.weights import SourceFile, WeightsReader
 from sunset.report.inputs import read_report_input
 from sunset.runs.continuation import check_continuation
+from sunset.runs.deliveries import retirement_waits_sentence, unknown_deliveries
 from sunset.runs.deprecation import latest_deprecation
 from sunset.runs.request import DeprecationRequest
 from sunset.serving.lifecycle import DEPRECATED, RETIRED
@@ -109,7 +110,14 @@ def validate_request(
                 f"`sunset register {request.model_id} --name NAME`."
             )
         replacement = db.get(CatalogModel, model.replacement_id) if model.replacement_id else None
-    terms = _notice_terms(request, model, told_deprecation(ledger, model.id), settings, today)
+    told = told_deprecation(ledger, model.id)
+    terms = _notice_terms(request, model, told, settings, today)
+    # Before its flip (a resumed retirement past it tells the retired notices, which do
+    # not hold it up), a retirement waits for a decision on each notice of unknown fate.
+    if request.retire and told is not None and told.stage == DeprecationStage.ANNOUNCED:
+        unknown = unknown_deliveries(ledger, deprecation_id=told.id)
+        if unknown:
+            raise InputError(retirement_waits_sentence(model.id, unknown))
     recipients = _recipients(ledger, request)
     if settings.webhook_secret is None and any(r.webhook_url for r in recipients):
         raise InputError(

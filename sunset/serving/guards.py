@@ -8,7 +8,8 @@ The moves themselves are the state machine in ``sunset.serving.lifecycle``. On t
   its deprecation's, which it reuses) verified;
 * retired only once the package (the deprecation's, else the model's latest) passed
   verification and the report is sealed in that package (its users are told after the
-  flip, when it is true);
+  flip, when it is true), and no notice of the deprecation is of unknown delivery
+  without a recorded decision (``sunset.runs.deliveries``);
 * active or on_request (reinstatement) only once the run restored the snapshot and
   checked every restored file against the manifest;
 * active again (cancellation) only while the run's deprecation is still in progress.
@@ -44,6 +45,7 @@ from sunset.ledger import (
     utcnow,
 )
 from sunset.preservation.standing import is_verified, latest_snapshot
+from sunset.runs.deliveries import retirement_waits_sentence, unknown_deliveries
 from sunset.runs.steps import NOTIFY_STEP
 from sunset.serving.gateway import Route, ServingGateway, check_route
 from sunset.serving.lifecycle import (
@@ -190,6 +192,9 @@ def _guard_deprecation(
                 f"{model.id} cannot be retired before its report is sealed in package "
                 f"{snapshot.id}."
             )
+        unknown = unknown_deliveries(ledger, deprecation_id=run.deprecation_id)
+        if run.deprecation_id is not None and unknown:
+            raise GuardRefused(retirement_waits_sentence(model.id, unknown))
 
 
 def _guard_cancellation(db: Session, run: DeprecationRun, model: CatalogModel) -> None:

@@ -18,6 +18,7 @@ from sqlmodel import col, select
 from sunset.ledger import (
     AttemptState,
     CatalogModel,
+    Delivery,
     DeprecationRun,
     Report,
     RunState,
@@ -25,6 +26,7 @@ from sunset.ledger import (
     StepAttempt,
     utcnow,
 )
+from sunset.runs.deliveries import unknown_deliveries
 from sunset.runs.steps import (
     FLIP_STEP,
     INTERVIEW_STEP,
@@ -33,6 +35,7 @@ from sunset.runs.steps import (
     SNAPSHOT_STEP,
     VERIFY_STEP,
 )
+from sunset_dev.devstack import read_mailbox
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.reliability.conftest import Reference, wait_until
@@ -160,6 +163,45 @@ class Lineage:
             TALLY.unfinished_reruns += 1
             pytest.fail(f"the last rerun failed:\n{final.output()[-4000:]}")
         return final
+
+
+def decide_unknown_deliveries(
+    runner: Starter, env: dict[str, str], world: World, outcome: str
+) -> int:
+    """Settle, as a release manager would, each notice the last run's ``outcome`` names as
+    of unknown fate: ask the relay (here its Maildir) for the Message-ID Sunset put in the
+    mail, count the notice as delivered if it holds it, else send it again, each through
+    ``sunset deliveries decide``. Counts what is still unknown after that (what the
+    outcome did not name, or a decision did not settle) in the tally, and returns how
+    many were decided.
+    """
+    named = " ".join(outcome.split())  # the terminal may have wrapped the sentence
+    unknown = unknown_deliveries(world.ledger)
+    with world.ledger.session() as db:
+        message_ids = {d.delivery_id: db.get(Delivery, d.delivery_id) for d in unknown}
+    on_relay = {str(m["Message-ID"]) for m in read_mailbox(world.maildir)}
+    decided = 0
+    for delivery in unknown:
+        if f"{delivery.recipient} ({delivery.channel}" not in named:
+            continue
+        row = message_ids[delivery.delivery_id]
+        assert row is not None
+        held = row.message_id in on_relay
+        decision = "--count-as-delivered" if held else "--resend"
+        reason = (
+            f"the relay holds Message-ID {row.message_id}"
+            if held
+            else f"the relay has no Message-ID {row.message_id}"
+        )
+        argv = ["deliveries", "decide", EXAMPLE_MODEL_ID, "--recipient", delivery.recipient]
+        child = runner.start("decide", *argv, decision, "--reason", reason, **env)
+        assert child.wait(120) == 0, child.output()
+        decided += 1
+    left = unknown_deliveries(world.ledger)
+    TALLY.undecided_unknown_deliveries += len(left)
+    TALLY.deliveries_decided += decided
+    assert left == [], f"notices of unknown fate left undecided: {left}"
+    return decided
 
 
 def report_facts(report: str) -> dict[str, object]:

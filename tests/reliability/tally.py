@@ -20,6 +20,10 @@ class Tally:
     bad_inputs: int = 0
     data_lost: int = 0
     unfinished_reruns: int = 0  # a killed run, started again, that did not get to its end
+    # At the end of a crash test: a notice of unknown fate, neither named in the run's
+    # outcome nor decided; and those the test decided, as a release manager would.
+    undecided_unknown_deliveries: int = 0
+    deliveries_decided: int = 0
 
     def fault(self, kind: str, count: int = 1) -> None:
         self.faults[kind] += count
@@ -38,6 +42,15 @@ class Tally:
             ("bad inputs tried", str(self.bad_inputs)),
             ("data lost", str(self.data_lost)),
             ("reruns that did not finish", str(self.unfinished_reruns)),
+            (
+                "deliveries left unknown without a decision",
+                f"{self.undecided_unknown_deliveries}"
+                + (
+                    f" ({self.deliveries_decided} decided by hand)"
+                    if self.deliveries_decided
+                    else ""
+                ),
+            ),
         ]
 
     def as_dict(self) -> dict[str, object]:
@@ -47,6 +60,8 @@ class Tally:
             "bad_inputs": self.bad_inputs,
             "data_lost": self.data_lost,
             "unfinished_reruns": self.unfinished_reruns,
+            "undecided_unknown_deliveries": self.undecided_unknown_deliveries,
+            "deliveries_decided": self.deliveries_decided,
         }
 
     def add(self, counted: dict[str, Any]) -> None:
@@ -56,6 +71,8 @@ class Tally:
         self.bad_inputs += counted["bad_inputs"]
         self.data_lost += counted["data_lost"]
         self.unfinished_reruns += counted["unfinished_reruns"]
+        self.undecided_unknown_deliveries += counted["undecided_unknown_deliveries"]
+        self.deliveries_decided += counted["deliveries_decided"]
 
     def empty(self) -> bool:
         return not (
@@ -64,6 +81,8 @@ class Tally:
             or self.bad_inputs
             or self.data_lost
             or self.unfinished_reruns
+            or self.undecided_unknown_deliveries
+            or self.deliveries_decided
         )
 
 

@@ -34,7 +34,12 @@ from tests.reliability.conftest import (
     Runner,
     write_recipients,
 )
-from tests.reliability.crash import LEASE_SECONDS, Lineage, assert_ends_as_an_uninterrupted_run
+from tests.reliability.crash import (
+    LEASE_SECONDS,
+    Lineage,
+    assert_ends_as_an_uninterrupted_run,
+    decide_unknown_deliveries,
+)
 from tests.reliability.crash_points import SEED, Faults, Probe, crash_plan
 from tests.reliability.tally import TALLY
 from tests.reliability.world import World, source_weights
@@ -79,7 +84,8 @@ def test_killed_at_ten_points_the_resumed_run_ends_as_an_uninterrupted_one(
             assert problems == [], f"after kill {number}: {problems}"
             assert max(world.mails_by_recipient().values(), default=0) <= 1
             lineage.wait_for_the_lease()
-        lineage.finish(timeout=RUN_TIMEOUT)
+        final = lineage.finish(timeout=RUN_TIMEOUT)
+        decide_unknown_deliveries(runner, lineage.env, world, final.output())
     TALLY.fault("smtp connection held", smtp.delayed)
     TALLY.fault("smtp connection dropped", smtp.dropped)
     TALLY.fault("s3 request held", s3.delayed)

@@ -32,7 +32,12 @@ from tests.conftest import Site
 from tests.faults.s3_proxy import S3FaultProxy
 from tests.faults.tcp_relay import TcpRelay
 from tests.reliability.conftest import SIX_USERS, CliRunner, Reference, write_recipients
-from tests.reliability.crash import LEASE_SECONDS, Lineage, assert_ends_as_an_uninterrupted_run
+from tests.reliability.crash import (
+    LEASE_SECONDS,
+    Lineage,
+    assert_ends_as_an_uninterrupted_run,
+    decide_unknown_deliveries,
+)
 from tests.reliability.crash_points import (
     SEED,
     CrashPoint,
@@ -247,7 +252,8 @@ def test_on_the_temporary_server_every_rerun_after_a_kill_finishes_unattended(
                 assert problems == [], f"after kill {number}: {problems}"
                 assert max(world.mails_by_recipient().values(), default=0) <= 1
                 lineage.wait_for_the_lease()
-            lineage.finish(timeout=FINAL_TIMEOUT)
+            final = lineage.finish(timeout=FINAL_TIMEOUT)
+            decided = decide_unknown_deliveries(cli_runner, lineage.env, world, final.output())
     finally:
         handover.stop()
     TALLY.fault("smtp connection held", smtp.delayed)
@@ -256,12 +262,17 @@ def test_on_the_temporary_server_every_rerun_after_a_kill_finishes_unattended(
     TALLY.fault("s3 answer held after the write", s3.injected["stall"])
     TALLY.crashes += len(points)
     print(f"\nSUNSET_CRASH_SEED={SEED}, killed at:\n" + "\n".join(lineage.log))
+    # The kill during the hand-over left that email of unknown fate: the last run's
+    # outcome named it and the command, and it was decided (the relay holds it).
+    assert "sunset deliveries decide" in " ".join(final.output().split())
+    assert decided == 1
 
     # What each rerun did at the slot, by its own log: found it taken, then freed it
     # within seconds of starting to wait, on the ledger's proof (the recorded lease of a
     # run whose ledger lease lapsed) or, after a kill that left the slot's lease
     # unrecorded, as soon as Prefect's lease expired.
-    freed_on = [slot_freed(child.output()) for child in cli_runner.started[1:]]
+    reruns = [child for child in cli_runner.started[1:] if child.name.startswith("crash")]
+    freed_on = [slot_freed(child.output()) for child in reruns]
     assert freed_on[0] is not None and freed_on[0][0] == "Revoked the expired lease"
     assert freed_on[0][1] <= SHORTEST_SLOT_LEASE_SECONDS + PROOF_SECONDS
     for proof in freed_on[1:]:
