@@ -4,6 +4,7 @@ against the real SeaweedFS."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +21,9 @@ from botocore.exceptions import ClientError
 from sqlmodel import select
 
 from sunset.config import Settings
-from sunset.errors import InputError, VerificationFailed
+from sunset.errors import InputError, PreservationError, VerificationFailed
 from sunset.ledger import (
+    CatalogModel,
     DeprecationRun,
     FixityEvent,
     PreservedObject,
@@ -36,7 +38,7 @@ from sunset.preservation.reach import Reach
 from sunset.preservation.repair import repair
 from sunset.preservation.replicas import weights_reader
 from sunset.preservation.seal import add_payload, write_tag_files
-from sunset.preservation.snapshot import snapshot_id_for
+from sunset.preservation.snapshot import snapshot_id_for, snapshot_weights
 from sunset.preservation.standing import is_verified
 from sunset.preservation.store import ObjectStore, crc64nvme_b64
 from sunset.preservation.verify import verify_snapshot
@@ -440,6 +442,41 @@ def test_small_files_are_recorded_in_batches_and_never_before_they_are_stored(
     assert resumed.uploaded_files == len(names) - len(recorded)
 
 
+def test_a_file_that_became_unreadable_fails_before_its_upload_begins(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    weights = write_weights(tmp_path / "weights")
+    reader = CountingReader()
+    sources = reader.scan(str(weights))  # listed and read by preflight, then:
+    (weights / BIG).unlink()
+    (weights / BIG).mkdir()
+    run_id = start_run(site.ledger)
+    with site.ledger.session() as db:
+        run, model = db.get(DeprecationRun, run_id), db.get(CatalogModel, EXAMPLE_MODEL_ID)
+    assert run is not None and model is not None
+
+    with pytest.raises(PreservationError) as failed:
+        snapshot_weights(
+            site.ledger,
+            store,
+            run=run,
+            model=model,
+            sources=sources,
+            weights=reader,
+            organization="Example Lab",
+        )
+
+    assert str(failed.value) == (
+        f"Weights path {weights / BIG} is a directory where a file was listed; put the file "
+        "back, then run again."
+    )
+    key = package_prefix(EXAMPLE_MODEL_ID, snapshot_id_for(run)) + f"{WEIGHTS_DIR}/{BIG}"
+    for copy in store.copies:  # nothing of it was begun: no object, no upload left open
+        assert key not in versions(copy)
+        assert not copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads")
+
+
 def test_weights_under_an_s3_prefix_are_streamed_once_into_the_same_package(
     site: Site, tmp_path: Path
 ) -> None:
@@ -521,7 +558,15 @@ def test_deep_checks_take_the_longest_unchecked_first_within_the_budget(
     assert later.overdue_objects == len(objects) - 1
 
 
-REFUSALS = ["symlink", "fifo", "not-utf8", "empty", "empty-s3", "unlocked-replica"]
+REFUSALS = [
+    "symlink",
+    "fifo",
+    "not-utf8",
+    "empty",
+    "empty-s3",
+    "unreadable-s3",
+    "unlocked-replica",
+]
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -539,6 +584,7 @@ def test_a_refused_source_changes_nothing_in_buckets_ledger_or_mailboxes(
         "not-utf8": "not valid UTF-8",
         "empty": "holds no files",
         "empty-s3": "holds no objects",
+        "unreadable-s3": "model.bin cannot be read (InvalidArgument: Requests specifying",
         "unlocked-replica": "has no Object Lock",
     }[case]
     location = str(weights)
@@ -555,6 +601,18 @@ def test_a_refused_source_changes_nothing_in_buckets_ledger_or_mailboxes(
     elif case == "empty-s3":
         store.primary.client.create_bucket(Bucket=f"{store.bucket}-src")
         location = f"s3://{store.bucket}-src/models/none/"
+    elif case == "unreadable-s3":  # listed, but its bytes need a key Sunset does not hold
+        source, client = f"{store.bucket}-src", store.primary.client
+        client.create_bucket(Bucket=source)
+        client.put_object(Bucket=source, Key="models/x/config.json", Body=b"{}")
+        client.put_object(
+            Bucket=source,
+            Key="models/x/model.bin",
+            Body=b"weights",
+            SSECustomerAlgorithm="AES256",
+            SSECustomerKey=os.urandom(32),
+        )
+        location = f"s3://{source}/models/x/"
     else:
         plain = f"{store.bucket}-plain"
         store.primary.client.create_bucket(Bucket=plain)
@@ -562,7 +620,7 @@ def test_a_refused_source_changes_nothing_in_buckets_ledger_or_mailboxes(
         store.copies.append(ObjectStore(store.primary.client, plain, "offsite"))
     before = _row_counts(site)
 
-    with pytest.raises(InputError, match=expected):
+    with pytest.raises(InputError, match=re.escape(expected)):
         deprecate_model(
             DeprecationRequest(
                 model_id="sunset-example-1", weights=location, recipients=str(site.recipients)
