@@ -51,6 +51,8 @@ class DeprecationOutcome:
     report: str
     status: str
     rejected_by: str | None = None
+    # Locked versions the package does not use (a killed snapshot's), one line each.
+    leftovers: tuple[str, ...] = ()
 
 
 def _run_name() -> str:
@@ -111,6 +113,7 @@ def deprecate_model(
                         report.local_path,
                         unchanged,
                         gate.rejected_by,
+                        snapshot.leftovers,
                     )
             status = flip_serving(
                 services,
@@ -122,4 +125,11 @@ def deprecate_model(
             if request.retire:
                 notify_retired(services, run_id, validated, requested_by)
                 report = seal_final_report(services, run_id, validated)
-    return DeprecationOutcome(run_id, model_id, report.package, report.local_path, str(status))
+    return DeprecationOutcome(
+        run_id,
+        model_id,
+        report.package,
+        report.local_path,
+        str(status),
+        leftovers=snapshot.leftovers,
+    )

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from awscrt import checksums
 from botocore.exceptions import ClientError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from sunset.config import Settings
 from sunset.errors import InputError, PreservationError, VerificationFailed
@@ -26,22 +26,26 @@ from sunset.ledger import (
     CatalogModel,
     DeprecationRun,
     FixityEvent,
+    LeftoverVersion,
     PreservedObject,
     SnapshotFile,
     open_ledger,
     utcnow,
 )
 from sunset.preservation import audit, audit_checks
+from sunset.preservation import snapshot as snapshot_module
 from sunset.preservation.fixity import deep_check, fast_check, record
 from sunset.preservation.package import WEIGHTS_DIR, package_prefix
 from sunset.preservation.reach import Reach
 from sunset.preservation.repair import repair
-from sunset.preservation.replicas import weights_reader
+from sunset.preservation.replicas import ReplicatedStore, weights_reader
 from sunset.preservation.seal import add_payload, write_tag_files
 from sunset.preservation.snapshot import snapshot_id_for, snapshot_weights
 from sunset.preservation.standing import is_verified
 from sunset.preservation.store import ObjectStore, crc64nvme_b64
 from sunset.preservation.verify import verify_snapshot
+from sunset.report.assemble import render_report
+from sunset.report.render import inline
 from sunset.runs.request import DeprecationRequest
 from sunset_dev.example_model import EXAMPLE_MODEL_ID, register_example_models
 from tests.conftest import Site
@@ -475,6 +479,113 @@ def test_a_file_that_became_unreadable_fails_before_its_upload_begins(
     for copy in store.copies:  # nothing of it was begun: no object, no upload left open
         assert key not in versions(copy)
         assert not copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads")
+
+
+class KilledBeforeTheRecord(Exception):
+    """As a SIGKILL between an upload and its record: the store holds it, the ledger not."""
+
+
+def stored_but_not_recorded(
+    monkeypatch: pytest.MonkeyPatch, site: Site, store: ReplicatedStore, weights: Path
+) -> tuple[str, str]:
+    """A snapshot that dies as it records the big file: config.json is recorded; the big
+    file and those after it are stored, locked, on every replica, and recorded nowhere.
+    Returns the run and the big file's key."""
+    run_id = start_run(site.ledger)
+    real_record = snapshot_module.record_stored
+
+    def dies_recording_the_big_file(*args: Any, **kwargs: Any) -> None:
+        if f"{WEIGHTS_DIR}/{BIG}" in args[3]:
+            raise KilledBeforeTheRecord
+        real_record(*args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(snapshot_module, "record_stored", dies_recording_the_big_file)
+        with pytest.raises(KilledBeforeTheRecord):
+            snapshot(site.ledger, store, str(weights), run_id, CountingReader())
+    with site.ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+        recorded = db.exec(select(SnapshotFile.path)).all()
+    assert run is not None and recorded == [f"{WEIGHTS_DIR}/config.json"]
+    return run_id, package_prefix(EXAMPLE_MODEL_ID, snapshot_id_for(run)) + f"{WEIGHTS_DIR}/{BIG}"
+
+
+def test_a_version_stored_but_never_recorded_is_adopted_when_it_holds_the_files_bytes(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = configured_store()
+    weights = write_weights(tmp_path / "weights")
+    run_id, big_key = stored_but_not_recorded(monkeypatch, site, store, weights)
+    weights_prefix = big_key.rsplit("/", 1)[0]
+    before = {copy.name: versions(copy, weights_prefix) for copy in store.copies}
+
+    summary = snapshot(site.ledger, store, str(weights), run_id, CountingReader())
+
+    assert summary.adopted_files == 3  # the big file and the two after it
+    assert (summary.uploaded_files, summary.bytes_sent, summary.leftovers) == (0, 0, ())
+    with site.ledger.session() as db:
+        held = {(h.replica, h.path): h for h in db.exec(select(PreservedObject))}
+        assert db.exec(select(LeftoverVersion)).all() == []
+    for copy in store.copies:
+        after = versions(copy, weights_prefix)
+        assert after == before[copy.name]  # nothing stored twice
+        for key, found in after.items():
+            path = key.removeprefix(weights_prefix.removesuffix(WEIGHTS_DIR))
+            assert held[(copy.name, path)].version_id == found[0]["VersionId"]
+    verified = verify_snapshot(  # and the adopted versions hold the bytes, re-read whole
+        site.ledger,
+        store,
+        snapshot_id=summary.snapshot_id,
+        run_id=run_id,
+        organization="Example Lab",
+    )
+    assert verified.passed
+
+
+def test_a_version_stored_but_never_recorded_with_other_bytes_is_named_as_a_locked_leftover(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = configured_store()
+    weights = write_weights(tmp_path / "weights")
+    run_id, big_key = stored_but_not_recorded(monkeypatch, site, store, weights)
+    orphans = {copy.name: versions(copy, big_key)[big_key][0] for copy in store.copies}
+    (weights / BIG).write_bytes(bytes((weights / BIG).stat().st_size))  # same size, new bytes
+
+    summary = snapshot(site.ledger, store, str(weights), run_id, CountingReader())
+
+    assert summary.adopted_files == 2  # the two small files after it still match
+    with site.ledger.session() as db:
+        leftovers = db.exec(select(LeftoverVersion).order_by(col(LeftoverVersion.replica))).all()
+    assert [(row.replica, row.bucket, row.key, row.version_id, row.size) for row in leftovers] == [
+        (copy.name, copy.bucket, big_key, orphans[copy.name]["VersionId"], 2 * PART + 123)
+        for copy in store.copies
+    ]
+    for row in leftovers:
+        assert row.run_id == run_id and row.retain_until is not None
+        assert row.retain_until > utcnow() + timedelta(days=100 * 365)
+    assert summary.leftovers == tuple(
+        f"s3://{row.bucket}/{big_key} version {row.version_id} ({2 * PART + 123} bytes, "
+        f"locked until {row.retain_until:%Y-%m-%d})"
+        for row in leftovers
+        if row.retain_until is not None
+    )
+    for copy in store.copies:  # the package holds the file as it is now, on top
+        assert copy.get_bytes(big_key) == (weights / BIG).read_bytes()
+    with site.ledger.session() as db:  # the report names them, as preflight begins a run
+        run = db.get(DeprecationRun, run_id)
+        assert run is not None
+        run.retirement_on = utcnow().date()
+        db.add(run)
+    report = render_report(site.ledger, run_id)
+    for row in leftovers:
+        assert (
+            f"| {row.replica} | {inline(row.bucket)} | {inline(big_key)} | "
+            f"{inline(row.version_id)} | {row.size} | {row.retain_until:%Y-%m-%d} |"
+        ) in report
+    rerun = snapshot(site.ledger, store, str(weights), run_id, CountingReader())
+    assert rerun.leftovers == summary.leftovers  # known once, named again
+    with site.ledger.session() as db:
+        assert len(db.exec(select(LeftoverVersion)).all()) == len(leftovers)
 
 
 def test_weights_under_an_s3_prefix_are_streamed_once_into_the_same_package(
