@@ -620,6 +620,10 @@ def test_weights_under_an_s3_prefix_are_streamed_once_into_the_same_package(
         assert s3_package[path] == dir_package[path], path
     assert bagit_validates(s3_package, tmp_path / "bag").returncode == 0
 
+    # Preflight's look at the same source: two one-byte reads of each object, no more.
+    reader.check_readable(reader.scan(f"s3://{source}/models/acme"))
+    assert gets == Counter({f"models/acme/{name}": 3 for name in WEIGHTS})
+
 
 def test_deep_checks_take_the_longest_unchecked_first_within_the_budget(
     site: Site, tmp_path: Path

@@ -249,7 +249,8 @@ def show_outcome(outcome: Any) -> None:
     if outcome.leftovers:
         table.add_row(
             "Locked leftovers",
-            "not part of the package (see the report):\n" + "\n".join(outcome.leftovers),
+            "not part of the package (see the report):\n"
+            + "\n".join(escape(line) for line in outcome.leftovers),
         )
     console.print(table)
 
