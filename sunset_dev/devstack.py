@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -46,6 +47,7 @@ from sunset_dev.processes import (
     DevStackError,
     ServiceHandle,
     free_port,
+    process_start_time,
     start_process,
     stop_recorded_process,
 )
@@ -100,7 +102,8 @@ class DevStack:
     A stack whose owner was killed (SIGKILL leaves no time to stop it) leaves its
     ``devstack.json`` behind: ``start()`` first stops the processes it records that still
     run (same pid, same start time), so they cannot hold the data directory, and lists
-    them in ``replaced`` for the caller to say so.
+    them in ``replaced`` for the caller to say so. While the owner lives, ``start()``
+    refuses the directory instead.
     ``with DevStack(d) as stack:`` starts on entry, stops on exit and yields the stack.
     """
 
@@ -195,6 +198,12 @@ class DevStack:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):  # none recorded, or a state file cut short
             return []
+        owner = state.get("owner", {})
+        if owner and process_start_time(owner["pid"]) == owner.get("started"):
+            raise DevStackError(
+                f"the local stack in {self.data_dir} is in use by process {owner['pid']}, "
+                "which is still running; stop it first, or use another data directory"
+            )
         stopped = []
         for name, service in state.get("services", {}).items():
             if stop_recorded_process(service["pid"], service.get("started")):
@@ -214,6 +223,8 @@ class DevStack:
             },
             "s3_access_key": self.s3_credentials[0],
             "s3_auth_required": self.s3_identities is not None,
+            # While the process that started the stack lives, its services are its own.
+            "owner": {"pid": os.getpid(), "started": process_start_time(os.getpid())},
             "services": {name: handle.describe() for name, handle in self.handles.items()},
         }
         tmp = self.state_file.with_suffix(".json.tmp")

@@ -261,6 +261,18 @@ def test_a_failed_start_says_on_its_first_line_which_service_failed_and_why(
     )
 
 
+def test_a_stack_whose_owner_still_runs_is_not_replaced(tmp_path: Path) -> None:
+    with DevStack(tmp_path / "stack") as running:
+        with pytest.raises(DevStackError) as refused:
+            DevStack(tmp_path / "stack").start()
+
+        assert str(refused.value) == (
+            f"the local stack in {running.data_dir} is in use by process {os.getpid()}, which "
+            "is still running; stop it first, or use another data directory"
+        )
+        assert all(handle.is_running() for handle in running.handles.values())
+
+
 @pytest.mark.timeout(300)
 def test_a_killed_demo_leaves_nothing_running_that_blocks_the_next_demo(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUNSET_")}
