@@ -621,8 +621,34 @@ def test_weights_under_an_s3_prefix_are_streamed_once_into_the_same_package(
     assert bagit_validates(s3_package, tmp_path / "bag").returncode == 0
 
     # Preflight's look at the same source: two one-byte reads of each object, no more.
-    reader.check_readable(reader.scan(f"s3://{source}/models/acme"))
+    sources = reader.scan(f"s3://{source}/models/acme")
+    reader.check_readable(sources)
     assert gets == Counter({f"models/acme/{name}": 3 for name in WEIGHTS})
+
+    # An object that can no longer be read fails, named, before its upload begins.
+    client.put_object(
+        Bucket=source,
+        Key=f"models/acme/{BIG}",
+        Body=(weights / BIG).read_bytes(),
+        SSECustomerAlgorithm="AES256",
+        SSECustomerKey=os.urandom(32),
+    )
+    run_id = start_run(site.ledger)
+    with site.ledger.session() as db:
+        run, model = db.get(DeprecationRun, run_id), db.get(CatalogModel, EXAMPLE_MODEL_ID)
+    assert run is not None and model is not None
+    with pytest.raises(PreservationError, match=f"Weights object s3://{source}/models/acme/{BIG} "):
+        snapshot_weights(
+            site.ledger,
+            store,
+            run=run,
+            model=model,
+            sources=sources,
+            weights=reader,
+            organization="Example Lab",
+        )
+    for copy in store.copies:
+        assert not copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads")
 
 
 def test_deep_checks_take_the_longest_unchecked_first_within_the_budget(

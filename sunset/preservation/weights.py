@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import botocore.exceptions
 
-from sunset.errors import InputError, PreservationError
+from sunset.errors import InputError, PreservationError, is_transient
 
 S3_SCHEME = "s3://"
 
@@ -72,7 +72,15 @@ class WeightsReader:
         """
         if file.location.startswith(S3_SCHEME):
             bucket, key = _split_s3_url(file.location)
-            body = self.s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+            try:
+                body = self.s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+            except botocore.exceptions.ClientError as exc:
+                if is_transient(exc):  # the step tries again
+                    raise
+                raise PreservationError(
+                    f"Weights object {file.location} cannot be read any more "
+                    f"({_s3_error(exc)}); make it readable again, then run again."
+                ) from None
             try:
                 yield body
             finally:
@@ -92,13 +100,17 @@ class WeightsReader:
             for byte_range in ranges:
                 self.s3_client.get_object(Bucket=bucket, Key=key, Range=byte_range)["Body"].read()
         except botocore.exceptions.ClientError as exc:
-            error = exc.response.get("Error", {})
-            why = ": ".join(filter(None, (error.get("Code"), error.get("Message"))))
             raise InputError(
-                f"Weights object {file.location} cannot be read ({why.rstrip('.')}); make it "
+                f"Weights object {file.location} cannot be read ({_s3_error(exc)}); make it "
                 "readable with the keys Sunset reads weights with (SUNSET_WEIGHTS_S3), then "
                 "run again."
             ) from None
+
+
+def _s3_error(exc: botocore.exceptions.ClientError) -> str:
+    """The store's code and message for a refused request, as one clause."""
+    error = exc.response.get("Error", {})
+    return ": ".join(filter(None, (error.get("Code"), error.get("Message")))).rstrip(".")
 
 
 def _read_ends_of_file(file: SourceFile) -> None:
