@@ -53,6 +53,8 @@ class DeprecationOutcome:
     status: str
     rejected_by: str | None = None
     unknown_deliveries: str | None = None  # the notices of unknown fate, and what to run
+    # Locked versions the package does not use (a killed snapshot's), one line each.
+    leftovers: tuple[str, ...] = ()
 
 
 def _run_name() -> str:
@@ -113,6 +115,7 @@ def deprecate_model(
                         report.local_path,
                         unchanged,
                         gate.rejected_by,
+                        leftovers=snapshot.leftovers,
                     )
             status = flip_serving(
                 services,
@@ -131,4 +134,5 @@ def deprecate_model(
         report.local_path,
         str(status),
         unknown_deliveries=unknown_of_run(services.ledger, run_id, model_id),
+        leftovers=snapshot.leftovers,
     )

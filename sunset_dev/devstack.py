@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -41,7 +42,15 @@ from types import TracebackType
 
 from sunset_dev.local_servers import start_messages_server, start_model_server, start_smtp
 from sunset_dev.maildir import read_mailbox
-from sunset_dev.processes import HOST, DevStackError, ServiceHandle, free_port, start_process
+from sunset_dev.processes import (
+    HOST,
+    DevStackError,
+    ServiceHandle,
+    free_port,
+    process_start_time,
+    start_process,
+    stop_recorded_process,
+)
 from sunset_dev.seaweedfs import find_weed, s3_client, start_seaweedfs
 
 __all__ = [
@@ -89,6 +98,12 @@ class DevStack:
     ``data_dir/devstack.json`` and returns the ``Endpoints``. If one fails, the others are
     stopped and ``DevStackError`` carries the failing service's log tail. ``stop()`` ends
     exactly the processes ``start()`` launched and may be called any number of times.
+
+    A stack whose owner was killed (SIGKILL leaves no time to stop it) leaves its
+    ``devstack.json`` behind: ``start()`` first stops the processes it records that still
+    run (same pid, same start time), so they cannot hold the data directory, and lists
+    them in ``replaced`` for the caller to say so. While the owner lives, ``start()``
+    refuses the directory instead.
     ``with DevStack(d) as stack:`` starts on entry, stops on exit and yields the stack.
     """
 
@@ -96,6 +111,7 @@ class DevStack:
         self.data_dir = Path(data_dir).resolve()
         self.s3_identities = s3_identities
         self.handles: dict[str, ServiceHandle] = {}
+        self.replaced: list[str] = []  # "name (pid N)" of each service a killed stack left
         self._endpoints: Endpoints | None = None
         self._lock = threading.Lock()
 
@@ -136,6 +152,7 @@ class DevStack:
                 return self._endpoints
             for path in (self.seaweedfs_dir, self.logs_dir):
                 path.mkdir(parents=True, exist_ok=True)
+            self.replaced = self._stop_left_running()
             self.handles = {}
             starters = {
                 "seaweedfs": lambda: start_seaweedfs(
@@ -158,8 +175,11 @@ class DevStack:
                         errors.append(exc)
             if errors:
                 self._stop_handles()
+                # The first line says what failed (a one-line error shows only that one).
+                causes = "; ".join(str(e).partition("\n")[0] or repr(e) for e in errors)
                 raise DevStackError(
-                    "the local stack did not start:\n" + "\n\n".join(str(e) for e in errors)
+                    f"the local stack did not start: {causes}\n"
+                    + "\n\n".join(str(e) for e in errors)
                 ) from errors[0]
             smtp = self.handles["smtp"]
             self._endpoints = Endpoints(
@@ -172,6 +192,28 @@ class DevStack:
             self._write_state(self._endpoints)
             return self._endpoints
 
+    def _stop_left_running(self) -> list[str]:
+        """Stop the services an earlier stack on this directory recorded and left running."""
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):  # none recorded, or a state file cut short
+            return []
+        owner = state.get("owner", {})
+        if owner and process_start_time(owner["pid"]) == owner.get("started"):
+            raise DevStackError(
+                f"the local stack in {self.data_dir} is in use by process {owner['pid']}, "
+                "which is still running; stop it first, or use another data directory"
+            )
+        stopped = []
+        for name, service in state.get("services", {}).items():
+            if stop_recorded_process(service["pid"], service.get("started")):
+                stopped.append(f"{name} (pid {service['pid']})")
+            for leftover in service.get("leftovers", []):
+                if Path(leftover).is_socket():
+                    Path(leftover).unlink(missing_ok=True)
+        self.state_file.unlink(missing_ok=True)
+        return stopped
+
     def _write_state(self, endpoints: Endpoints) -> None:
         state = {
             "data_dir": str(self.data_dir),
@@ -181,6 +223,8 @@ class DevStack:
             },
             "s3_access_key": self.s3_credentials[0],
             "s3_auth_required": self.s3_identities is not None,
+            # While the process that started the stack lives, its services are its own.
+            "owner": {"pid": os.getpid(), "started": process_start_time(os.getpid())},
             "services": {name: handle.describe() for name, handle in self.handles.items()},
         }
         tmp = self.state_file.with_suffix(".json.tmp")
@@ -236,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         env = stack.endpoints.as_env()
         access_key, secret_key = stack.s3_credentials
         env |= {"SUNSET_S3_ACCESS_KEY_ID": access_key, "SUNSET_S3_SECRET_ACCESS_KEY": secret_key}
+        if stack.replaced:
+            print(
+                "# stopped what a killed earlier stack left running: " + ", ".join(stack.replaced)
+            )
         for key, value in env.items():
             print(f"export {key}={value}")
         print(f"# maildir: {stack.maildir}; state: {stack.state_file}", flush=True)

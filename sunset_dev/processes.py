@@ -119,11 +119,13 @@ class ServiceHandle:
     def describe(self) -> dict[str, Any]:
         return {
             "pid": self.pid,
+            "started": process_start_time(self.pid),
             "endpoint": self.endpoint,
             "host": self.host,
             "port": self.port,
             "ports": dict(self.ports),
             "log": str(self.log_path),
+            "leftovers": [str(path) for path in self.leftovers],
             "ready_seconds": round(self.ready_seconds, 3),
         }
 
@@ -143,6 +145,41 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout)
+
+
+def process_start_time(pid: int) -> str | None:
+    """When the live process ``pid`` started, as the kernel counts it (clock ticks after
+    boot; Linux), or None when it is gone, a zombie, or the system keeps no /proc.
+
+    With the pid it names one process for good: a pid reused later has another start time.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after "pid (name)", which may hold spaces
+    state, start_time = fields[0], fields[19]
+    return None if state in ("Z", "X") else start_time
+
+
+def stop_recorded_process(pid: int, started: str | None, timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop the process group led by ``pid`` if ``pid`` is still the process that started
+    at ``started`` (a service a killed parent left running); True if it was running.
+
+    SIGTERM to the group, SIGKILL after ``timeout``. It is not this process's child, so
+    its exit is watched through its start time, not waited for.
+    """
+    if started is None or process_start_time(pid) != started:
+        return False
+    for signum, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, timeout)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signum)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if process_start_time(pid) != started:
+                return True
+            time.sleep(0.1)
+    raise DevStackError(f"process {pid}, left running by an earlier stack, did not stop")
 
 
 _live_handles: weakref.WeakSet[ServiceHandle] = weakref.WeakSet()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 
-from sunset.preservation.drill import DrillSummary, run_drill
+from sunset.preservation.drill import DrillSummary, drill_workdir, run_drill
 from sunset.runs.steps import DRILL_STEP
 from sunset.services import Services
 from tasks.step import step
@@ -35,7 +35,7 @@ def drill_package(
         snapshot_id=snapshot_id,
         run_id=run_id,
         organization=settings.organization,
-        workdir=settings.data_dir / "drills",
+        workdir=drill_workdir(settings),
     )
     get_run_logger().info(
         "Resurrection drill of %s passed: %d of %d prompts reproduced from %s",

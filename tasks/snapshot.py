@@ -55,4 +55,11 @@ def snapshot_weights(
         summary.uploaded_files,
         summary.skipped_files,
     )
+    if summary.adopted_files:
+        get_run_logger().info(
+            "Adopted %d files a killed run had stored but not recorded: same bytes, not sent again",
+            summary.adopted_files,
+        )
+    for leftover in summary.leftovers:
+        get_run_logger().warning("Locked leftover, not part of the package: %s", leftover)
     return summary

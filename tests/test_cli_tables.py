@@ -196,3 +196,27 @@ def test_the_deprecation_at_80_columns_shows_its_stage_dates_package_and_runs(
     assert any(RUN_ID[:8] in line and "announce" in line and "completed" in line for line in lines)
     assert any("5e5e5e5e " in line and "retire" in line and "running" in line for line in lines)
     assert RUN_ID not in flowing(lines)
+
+
+def test_a_runs_outcome_names_each_locked_leftover_whole(screen: Console) -> None:
+    from flows.deprecate import DeprecationOutcome
+
+    leftover = (
+        "s3://sunset-packages/models/m/20261130T021923Z-8d81008a/data/weights/[shard].bin "
+        "version 3f2a9c1b (52428800 bytes, locked until 2126-11-06)"
+    )
+    output.show_outcome(
+        DeprecationOutcome(RUN_ID, "m", "s3://sunset-packages/models/m/", "r.md", "deprecated")
+    )
+    assert "leftover" not in flowing(printed(screen))
+
+    output.show_outcome(
+        DeprecationOutcome(
+            RUN_ID, "m", "s3://sunset-packages/models/m/", "r.md", "deprecated", None, (leftover,)
+        )
+    )
+
+    # The line whole, however the table wrapped it: the right column's text, read on.
+    cells = [line.split("│")[2] for line in printed(screen) if line.count("│") == 3]
+    shown = "".join("".join(cells).split())
+    assert "notpartofthepackage(seethereport):" + "".join(leftover.split()) in shown

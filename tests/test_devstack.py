@@ -6,6 +6,9 @@ import json
 import os
 import smtplib
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +29,7 @@ from sunset_dev.devstack import (
     start_seaweedfs,
     start_smtp,
 )
+from sunset_dev.processes import process_start_time
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -240,6 +244,66 @@ def test_failed_start_stops_the_services_already_started(
         stack.start()
     assert started and not _alive(started[0].pid)
     assert not stack.state_file.exists()
+
+
+def test_a_failed_start_says_on_its_first_line_which_service_failed_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_start_smtp(*args: object, **kwargs: object) -> ServiceHandle:
+        raise DevStackError("smtp (pid 1) exited with status 1 before it was ready\n--- log ---")
+
+    monkeypatch.setattr(devstack, "start_smtp", broken_start_smtp)
+    with pytest.raises(DevStackError) as failed:
+        DevStack(tmp_path / "stack").start()
+    first_line = str(failed.value).splitlines()[0]
+    assert first_line == (
+        "the local stack did not start: smtp (pid 1) exited with status 1 before it was ready"
+    )
+
+
+def test_a_stack_whose_owner_still_runs_is_not_replaced(tmp_path: Path) -> None:
+    with DevStack(tmp_path / "stack") as running:
+        with pytest.raises(DevStackError) as refused:
+            DevStack(tmp_path / "stack").start()
+
+        assert str(refused.value) == (
+            f"the local stack in {running.data_dir} is in use by process {os.getpid()}, which "
+            "is still running; stop it first, or use another data directory"
+        )
+        assert all(handle.is_running() for handle in running.handles.values())
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_demo_leaves_nothing_running_that_blocks_the_next_demo(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUNSET_")}
+    env |= {"HOME": str(tmp_path / "home"), "SUNSET_DATA_DIR": str(tmp_path / "demo")}
+    demo = [sys.executable, "-m", "sunset.cli", "demo"]
+    state_file = tmp_path / "demo" / "devstack" / "devstack.json"
+    first = subprocess.Popen(
+        demo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not state_file.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        services = json.loads(state_file.read_text())["services"]
+    finally:
+        first.kill()  # SIGKILL: the demo gets no chance to stop its services
+        first.wait()
+    left_running = {
+        name for name, s in services.items() if process_start_time(s["pid"]) == s["started"]
+    }
+    assert "seaweedfs" in left_running  # what made the next demo fail
+
+    second = subprocess.run(demo, env=env, capture_output=True, text=True, timeout=240)
+
+    assert second.returncode == 0, second.stdout + second.stderr
+    said = " ".join(second.stdout.split())  # as one line, however the terminal wrapped it
+    assert "Stopped the local services a killed earlier demo left running:" in said
+    for name in left_running:
+        assert f"{name} (pid {services[name]['pid']})" in said
+    for name, service in services.items():
+        assert process_start_time(service["pid"]) != service["started"], name
 
 
 def test_seaweedfs_start_retries_when_a_port_was_taken(

@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import errno
 import os
+import shutil
 import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,12 @@ from sunset.config import Settings
 from sunset.errors import InputError
 from sunset.interview.protocol import load_protocol
 from sunset.notify.recipients import load_recipients
-from sunset.preservation.weights import scan_weights_dir
+from sunset.preservation.weights import (
+    SourceFile,
+    WeightsReader,
+    require_room,
+    scan_weights_dir,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -114,6 +123,90 @@ def test_a_weights_folder_that_cannot_be_listed_is_refused_not_skipped(
         f"Weights path {tmp_path / 'shards'} cannot be read: permission denied; let the user "
         "running Sunset read it, then run again."
     )
+
+
+NOBODY = 65534
+
+
+@contextmanager
+def reading_as_nobody() -> Iterator[None]:
+    """Check file permissions as an unprivileged user would meet them: root reads any file,
+    so a test run as root reads as ``nobody`` (the effective ids, given back after)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(NOBODY)
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture
+def open_weights() -> Iterator[Path]:
+    """A weights directory any user may enter (pytest's own temporary tree is root's alone)."""
+    directory = Path(tempfile.mkdtemp(prefix="sunset-weights-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)
+
+
+def test_a_weights_file_that_cannot_be_read_is_refused_before_it_is_sent(
+    open_weights: Path,
+) -> None:
+    (open_weights / "config.json").write_text("{}")
+    shard = open_weights / "shard.bin"
+    shard.write_bytes(b"x" * 100)
+    shard.chmod(0o000)
+
+    with reading_as_nobody():
+        files = scan_weights_dir(open_weights)  # listed: it exists, and is a regular file
+        with pytest.raises(InputError) as refused:
+            WeightsReader(s3_client=None).check_readable(files)
+
+    assert str(refused.value) == (
+        f"Weights path {shard} cannot be read: permission denied; let the user running "
+        "Sunset read it, then run again."
+    )
+
+
+def test_every_weights_file_is_read_at_both_ends(tmp_path: Path) -> None:
+    (tmp_path / "one.bin").write_bytes(b"1")
+    (tmp_path / "empty.bin").write_bytes(b"")
+    (tmp_path / "shard.bin").write_bytes(b"a" * 4096)
+
+    WeightsReader(s3_client=None).check_readable(scan_weights_dir(tmp_path))
+
+
+def test_a_directory_where_a_weights_file_was_listed_is_named(tmp_path: Path) -> None:
+    files = [SourceFile("shard.bin", str(tmp_path / "shard.bin"), 10)]
+    (tmp_path / "shard.bin").mkdir()  # the file was replaced after the listing
+
+    with pytest.raises(InputError) as refused:
+        WeightsReader(s3_client=None).check_readable(files)
+
+    assert str(refused.value) == (
+        f"Weights path {tmp_path / 'shard.bin'} is a directory where a file was listed; put "
+        "the file back, then run again."
+    )
+
+
+def test_a_local_copy_larger_than_the_free_space_is_refused(tmp_path: Path) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    target = tmp_path / "data" / "drills"  # not made yet: its file system is the parent's
+
+    require_room(target, 1024, "the drill restores the package there")
+    with pytest.raises(InputError) as refused:
+        require_room(target, free + 2**30, "the drill restores the package there")
+
+    message = str(refused.value)
+    assert message.startswith(
+        f"{target} needs room for {free + 2**30:,} bytes (the drill restores the package "
+        "there) but its file system has "
+    )
+    assert message.endswith(" bytes free; free some space or point SUNSET_DATA_DIR elsewhere.")
 
 
 def test_recipients_are_read_with_optional_columns(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ against the real SeaweedFS."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,29 +18,34 @@ import pytest
 import sqlalchemy as sa
 from awscrt import checksums
 from botocore.exceptions import ClientError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from sunset.config import Settings
-from sunset.errors import InputError, VerificationFailed
+from sunset.errors import InputError, PreservationError, VerificationFailed
 from sunset.ledger import (
+    CatalogModel,
     DeprecationRun,
     FixityEvent,
+    LeftoverVersion,
     PreservedObject,
     SnapshotFile,
     open_ledger,
     utcnow,
 )
 from sunset.preservation import audit, audit_checks
+from sunset.preservation import snapshot as snapshot_module
 from sunset.preservation.fixity import deep_check, fast_check, record
 from sunset.preservation.package import WEIGHTS_DIR, package_prefix
 from sunset.preservation.reach import Reach
 from sunset.preservation.repair import repair
-from sunset.preservation.replicas import weights_reader
+from sunset.preservation.replicas import ReplicatedStore, weights_reader
 from sunset.preservation.seal import add_payload, write_tag_files
-from sunset.preservation.snapshot import snapshot_id_for
+from sunset.preservation.snapshot import snapshot_id_for, snapshot_weights
 from sunset.preservation.standing import is_verified
 from sunset.preservation.store import ObjectStore, crc64nvme_b64
 from sunset.preservation.verify import verify_snapshot
+from sunset.report.assemble import render_report
+from sunset.report.render import inline
 from sunset.runs.request import DeprecationRequest
 from sunset_dev.example_model import EXAMPLE_MODEL_ID, register_example_models
 from tests.conftest import Site
@@ -440,6 +446,148 @@ def test_small_files_are_recorded_in_batches_and_never_before_they_are_stored(
     assert resumed.uploaded_files == len(names) - len(recorded)
 
 
+def test_a_file_that_became_unreadable_fails_before_its_upload_begins(
+    site: Site, tmp_path: Path
+) -> None:
+    store = configured_store()
+    weights = write_weights(tmp_path / "weights")
+    reader = CountingReader()
+    sources = reader.scan(str(weights))  # listed and read by preflight, then:
+    (weights / BIG).unlink()
+    (weights / BIG).mkdir()
+    run_id = start_run(site.ledger)
+    with site.ledger.session() as db:
+        run, model = db.get(DeprecationRun, run_id), db.get(CatalogModel, EXAMPLE_MODEL_ID)
+    assert run is not None and model is not None
+
+    with pytest.raises(PreservationError) as failed:
+        snapshot_weights(
+            site.ledger,
+            store,
+            run=run,
+            model=model,
+            sources=sources,
+            weights=reader,
+            organization="Example Lab",
+        )
+
+    assert str(failed.value) == (
+        f"Weights path {weights / BIG} is a directory where a file was listed; put the file "
+        "back, then run again."
+    )
+    key = package_prefix(EXAMPLE_MODEL_ID, snapshot_id_for(run)) + f"{WEIGHTS_DIR}/{BIG}"
+    for copy in store.copies:  # nothing of it was begun: no object, no upload left open
+        assert key not in versions(copy)
+        assert not copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads")
+
+
+class KilledBeforeTheRecord(Exception):
+    """As a SIGKILL between an upload and its record: the store holds it, the ledger not."""
+
+
+def stored_but_not_recorded(
+    monkeypatch: pytest.MonkeyPatch, site: Site, store: ReplicatedStore, weights: Path
+) -> tuple[str, str]:
+    """A snapshot that dies as it records the big file: config.json is recorded; the big
+    file and those after it are stored, locked, on every replica, and recorded nowhere.
+    Returns the run and the big file's key."""
+    run_id = start_run(site.ledger)
+    real_record = snapshot_module.record_stored
+
+    def dies_recording_the_big_file(*args: Any, **kwargs: Any) -> None:
+        if f"{WEIGHTS_DIR}/{BIG}" in args[3]:
+            raise KilledBeforeTheRecord
+        real_record(*args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(snapshot_module, "record_stored", dies_recording_the_big_file)
+        with pytest.raises(KilledBeforeTheRecord):
+            snapshot(site.ledger, store, str(weights), run_id, CountingReader())
+    with site.ledger.session() as db:
+        run = db.get(DeprecationRun, run_id)
+        recorded = db.exec(select(SnapshotFile.path)).all()
+    assert run is not None and recorded == [f"{WEIGHTS_DIR}/config.json"]
+    return run_id, package_prefix(EXAMPLE_MODEL_ID, snapshot_id_for(run)) + f"{WEIGHTS_DIR}/{BIG}"
+
+
+def test_a_version_stored_but_never_recorded_is_adopted_when_it_holds_the_files_bytes(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = configured_store()
+    weights = write_weights(tmp_path / "weights")
+    run_id, big_key = stored_but_not_recorded(monkeypatch, site, store, weights)
+    weights_prefix = big_key.rsplit("/", 1)[0]
+    before = {copy.name: versions(copy, weights_prefix) for copy in store.copies}
+
+    summary = snapshot(site.ledger, store, str(weights), run_id, CountingReader())
+
+    assert summary.adopted_files == 3  # the big file and the two after it
+    assert (summary.uploaded_files, summary.bytes_sent, summary.leftovers) == (0, 0, ())
+    with site.ledger.session() as db:
+        held = {(h.replica, h.path): h for h in db.exec(select(PreservedObject))}
+        assert db.exec(select(LeftoverVersion)).all() == []
+    for copy in store.copies:
+        after = versions(copy, weights_prefix)
+        assert after == before[copy.name]  # nothing stored twice
+        for key, found in after.items():
+            path = key.removeprefix(weights_prefix.removesuffix(WEIGHTS_DIR))
+            assert held[(copy.name, path)].version_id == found[0]["VersionId"]
+    verified = verify_snapshot(  # and the adopted versions hold the bytes, re-read whole
+        site.ledger,
+        store,
+        snapshot_id=summary.snapshot_id,
+        run_id=run_id,
+        organization="Example Lab",
+    )
+    assert verified.passed
+
+
+def test_a_version_stored_but_never_recorded_with_other_bytes_is_named_as_a_locked_leftover(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = configured_store()
+    weights = write_weights(tmp_path / "weights")
+    run_id, big_key = stored_but_not_recorded(monkeypatch, site, store, weights)
+    orphans = {copy.name: versions(copy, big_key)[big_key][0] for copy in store.copies}
+    (weights / BIG).write_bytes(bytes((weights / BIG).stat().st_size))  # same size, new bytes
+
+    summary = snapshot(site.ledger, store, str(weights), run_id, CountingReader())
+
+    assert summary.adopted_files == 2  # the two small files after it still match
+    with site.ledger.session() as db:
+        leftovers = db.exec(select(LeftoverVersion).order_by(col(LeftoverVersion.replica))).all()
+    assert [(row.replica, row.bucket, row.key, row.version_id, row.size) for row in leftovers] == [
+        (copy.name, copy.bucket, big_key, orphans[copy.name]["VersionId"], 2 * PART + 123)
+        for copy in store.copies
+    ]
+    for row in leftovers:
+        assert row.run_id == run_id and row.retain_until is not None
+        assert row.retain_until > utcnow() + timedelta(days=100 * 365)
+    assert summary.leftovers == tuple(
+        f"s3://{row.bucket}/{big_key} version {row.version_id} ({2 * PART + 123} bytes, "
+        f"locked until {row.retain_until:%Y-%m-%d})"
+        for row in leftovers
+        if row.retain_until is not None
+    )
+    for copy in store.copies:  # the package holds the file as it is now, on top
+        assert copy.get_bytes(big_key) == (weights / BIG).read_bytes()
+    with site.ledger.session() as db:  # the report names them, as preflight begins a run
+        run = db.get(DeprecationRun, run_id)
+        assert run is not None
+        run.retirement_on = utcnow().date()
+        db.add(run)
+    report = render_report(site.ledger, run_id)
+    for row in leftovers:
+        assert (
+            f"| {row.replica} | {inline(row.bucket)} | {inline(big_key)} | "
+            f"{inline(row.version_id)} | {row.size} | {row.retain_until:%Y-%m-%d} |"
+        ) in report
+    rerun = snapshot(site.ledger, store, str(weights), run_id, CountingReader())
+    assert rerun.leftovers == summary.leftovers  # known once, named again
+    with site.ledger.session() as db:
+        assert len(db.exec(select(LeftoverVersion)).all()) == len(leftovers)
+
+
 def test_weights_under_an_s3_prefix_are_streamed_once_into_the_same_package(
     site: Site, tmp_path: Path
 ) -> None:
@@ -471,6 +619,36 @@ def test_weights_under_an_s3_prefix_are_streamed_once_into_the_same_package(
     for path in PACKAGE - {"bag-info.txt", "tagmanifest-sha256.txt", "tagmanifest-sha512.txt"}:
         assert s3_package[path] == dir_package[path], path
     assert bagit_validates(s3_package, tmp_path / "bag").returncode == 0
+
+    # Preflight's look at the same source: two one-byte reads of each object, no more.
+    sources = reader.scan(f"s3://{source}/models/acme")
+    reader.check_readable(sources)
+    assert gets == Counter({f"models/acme/{name}": 3 for name in WEIGHTS})
+
+    # An object that can no longer be read fails, named, before its upload begins.
+    client.put_object(
+        Bucket=source,
+        Key=f"models/acme/{BIG}",
+        Body=(weights / BIG).read_bytes(),
+        SSECustomerAlgorithm="AES256",
+        SSECustomerKey=os.urandom(32),
+    )
+    run_id = start_run(site.ledger)
+    with site.ledger.session() as db:
+        run, model = db.get(DeprecationRun, run_id), db.get(CatalogModel, EXAMPLE_MODEL_ID)
+    assert run is not None and model is not None
+    with pytest.raises(PreservationError, match=f"Weights object s3://{source}/models/acme/{BIG} "):
+        snapshot_weights(
+            site.ledger,
+            store,
+            run=run,
+            model=model,
+            sources=sources,
+            weights=reader,
+            organization="Example Lab",
+        )
+    for copy in store.copies:
+        assert not copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads")
 
 
 def test_deep_checks_take_the_longest_unchecked_first_within_the_budget(
@@ -521,7 +699,15 @@ def test_deep_checks_take_the_longest_unchecked_first_within_the_budget(
     assert later.overdue_objects == len(objects) - 1
 
 
-REFUSALS = ["symlink", "fifo", "not-utf8", "empty", "empty-s3", "unlocked-replica"]
+REFUSALS = [
+    "symlink",
+    "fifo",
+    "not-utf8",
+    "empty",
+    "empty-s3",
+    "unreadable-s3",
+    "unlocked-replica",
+]
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -539,6 +725,7 @@ def test_a_refused_source_changes_nothing_in_buckets_ledger_or_mailboxes(
         "not-utf8": "not valid UTF-8",
         "empty": "holds no files",
         "empty-s3": "holds no objects",
+        "unreadable-s3": "model.bin cannot be read (InvalidArgument: Requests specifying",
         "unlocked-replica": "has no Object Lock",
     }[case]
     location = str(weights)
@@ -555,6 +742,18 @@ def test_a_refused_source_changes_nothing_in_buckets_ledger_or_mailboxes(
     elif case == "empty-s3":
         store.primary.client.create_bucket(Bucket=f"{store.bucket}-src")
         location = f"s3://{store.bucket}-src/models/none/"
+    elif case == "unreadable-s3":  # listed, but its bytes need a key Sunset does not hold
+        source, client = f"{store.bucket}-src", store.primary.client
+        client.create_bucket(Bucket=source)
+        client.put_object(Bucket=source, Key="models/x/config.json", Body=b"{}")
+        client.put_object(
+            Bucket=source,
+            Key="models/x/model.bin",
+            Body=b"weights",
+            SSECustomerAlgorithm="AES256",
+            SSECustomerKey=os.urandom(32),
+        )
+        location = f"s3://{source}/models/x/"
     else:
         plain = f"{store.bucket}-plain"
         store.primary.client.create_bucket(Bucket=plain)
@@ -562,7 +761,7 @@ def test_a_refused_source_changes_nothing_in_buckets_ledger_or_mailboxes(
         store.copies.append(ObjectStore(store.primary.client, plain, "offsite"))
     before = _row_counts(site)
 
-    with pytest.raises(InputError, match=expected):
+    with pytest.raises(InputError, match=re.escape(expected)):
         deprecate_model(
             DeprecationRequest(
                 model_id="sunset-example-1", weights=location, recipients=str(site.recipients)

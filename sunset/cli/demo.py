@@ -77,6 +77,11 @@ def demo(
         with console.status("Starting SeaweedFS, the SMTP server and the Messages stand-in"):
             stack = DevStack(data_dir / "devstack")
             endpoints = stack.start()
+        if stack.replaced:
+            console.print(
+                "Stopped the local services a killed earlier demo left running: "
+                + ", ".join(stack.replaced)
+            )
         try:
             access_key, secret_key = stack.s3_credentials
             settings = Settings(  # the environment's settings, pointed at the stack

@@ -246,6 +246,12 @@ def show_outcome(outcome: Any) -> None:
     table.add_row("Report", outcome.report)
     table.add_row("Serving status", f"[bold]{outcome.status}[/]")
     table.add_row("Run", outcome.run_id)
+    if outcome.leftovers:
+        table.add_row(
+            "Locked leftovers",
+            "not part of the package (see the report):\n"
+            + "\n".join(escape(line) for line in outcome.leftovers),
+        )
     console.print(table)
     _show_unknown_deliveries(outcome)
 

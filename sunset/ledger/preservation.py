@@ -107,6 +107,30 @@ class PreservedObject(DigestColumns, table=True):
     stored_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class LeftoverVersion(SQLModel, table=True):
+    """A version of a package's weights file that a replica holds but the package does
+    not use: most often an upload a killed process completed but never recorded, whose
+    bytes are not the file's as the resumed run read it (such a version holding exactly
+    those bytes is adopted instead). It is locked like every version written and cannot
+    be removed before its lock ends, so it is named rather than left unexplained.
+    """
+
+    __tablename__ = "leftover_versions"
+    __table_args__ = (sa.UniqueConstraint("snapshot_id", "replica", "key", "version_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    snapshot_id: str = Field(foreign_key="snapshots.id", index=True, max_length=128)
+    run_id: str = Field(foreign_key="deprecation_runs.id", max_length=32)  # who found it
+    replica: str = Field(max_length=64)
+    endpoint: str
+    bucket: str = Field(max_length=63)
+    key: str  # the whole object key, the package prefix included
+    version_id: str
+    size: int = Field(sa_type=sa.BigInteger)
+    retain_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    found_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class Restoration(SQLModel, table=True):
     """A preserved snapshot copied back to a serving location, and its check."""
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from sunset.config import Settings
 from sunset.errors import InputError, ResurrectionFailed, VerificationFailed
 from sunset.ledger import DrillEvent, Fingerprint, Ledger, Snapshot, SnapshotFile, utcnow
 from sunset.local_model import LocalModel, require_runtime, runtime_versions
@@ -55,6 +56,11 @@ class DrillSummary:
     prompts_matched: int
     load_seconds: float
     runtime: dict[str, str]
+
+
+def drill_workdir(settings: Settings) -> Path:
+    """Where a drill restores a package, in a fresh directory of its own."""
+    return settings.data_dir / "drills"
 
 
 def drill_target(ledger: Ledger, model_id: str, snapshot_id: str | None = None) -> Snapshot:

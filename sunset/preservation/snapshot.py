@@ -2,6 +2,8 @@
 
 A resumed snapshot writes into the same package and sends only what the replicas do not
 already hold; what each replica holds is recorded as the uploads complete, in batches.
+A version a killed process stored but never recorded is adopted or named
+(``leftovers.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ from dataclasses import dataclass
 
 from sunset.errors import PreservationError
 from sunset.ledger import CatalogModel, DeprecationRun, Ledger, Snapshot, SnapshotState, utcnow
+from sunset.preservation.leftovers import (
+    Adoption,
+    adopt_unrecorded,
+    describe,
+    record_leftovers,
+    stray_versions,
+)
 from sunset.preservation.package import WEIGHTS_DIR, package_prefix
 from sunset.preservation.records import (
     held_objects,
@@ -52,6 +61,10 @@ class SnapshotSummary:
     manifest_sha256: str
     replicas: tuple[str, ...] = ()
     bytes_sent: int = 0  # weights bytes sent to the store, all replicas together
+    # Files a killed process stored but never recorded, found whole and recorded as they are.
+    adopted_files: int = 0
+    # Versions under the package's weights that it does not use, locked: see leftovers.py.
+    leftovers: tuple[str, ...] = ()
     # The run that made the package, when this run reuses its deprecation's package.
     reused_from_run: str | None = None
 
@@ -81,16 +94,23 @@ def snapshot_weights(
     resumed snapshot only sends what is missing; when it must read a file again for one
     replica, the bytes must match what the others hold.
 
+    A file not recorded yet that a replica already holds, in a version with exactly the
+    bytes read now, is recorded with that version instead of being sent again; every other
+    version of the package's weights that the package does not use is recorded as a
+    leftover and named in the summary.
+
     Raises:
-        PreservationError: a source file changed since this snapshot recorded it.
+        PreservationError: a source file changed since this snapshot recorded it, or
+            cannot be read any more.
     """
     snapshot = _open_snapshot(ledger, store, run, model, len(sources))
     left_open = {copy.name: copy.open_uploads(snapshot.prefix) for copy in store.copies}
     recorded = {f.path: f for f in snapshot_files(ledger, snapshot.id)}
     held = held_objects(ledger, snapshot.id)
     intact = intact_objects(store, snapshot, held.values()) if recorded else set()
+    strays = stray_versions(store.copies, snapshot, held.values())
     total = sum(source.size for source in sources)
-    done = uploaded = sent = 0
+    done = uploaded = adopted = sent = 0
     batch = _RecordBatch(ledger, store, snapshot.id)
     in_flight: deque[tuple[SourceFile, Future[Upload]]] = deque()
 
@@ -104,11 +124,12 @@ def snapshot_weights(
         with weights.open(source) as stream:
             return store.upload(targets, key, stream, expected=expected, resume=resume)
 
-    def advanced(source: SourceFile, upload: Upload | None = None) -> None:
-        nonlocal done, uploaded, sent
+    def advanced(source: SourceFile, upload: Upload | None = None, *, found: bool = False) -> None:
+        nonlocal done, uploaded, adopted, sent
         if upload is not None:
             batch.add(_payload_path(source), upload)
-            uploaded, sent = uploaded + 1, sent + upload.bytes_sent
+            uploaded, adopted = uploaded + (not found), adopted + found
+            sent += upload.bytes_sent
         done += source.size
         if progress:
             progress(done, total)
@@ -140,9 +161,22 @@ def snapshot_weights(
                 if not targets:
                     advanced(source)
                     continue
+                adoption: Adoption | None = None
+                if known is None and any((c.name, key) in strays for c in targets):
+                    adoption = adopt_unrecorded(
+                        targets, key, source, weights, strays, store.part_size
+                    )
+                    targets = [c for c in targets if c.name not in adoption.stored]
+                    expected = adoption.digests  # what is sent must be what was adopted
+                    if not targets:
+                        advanced(source, _joined(adoption, None), found=True)
+                        continue
                 resume = {
                     c.name: left_open[c.name].pop(key) for c in targets if key in left_open[c.name]
                 }
+                if adoption is not None:  # rare: sent at once, beside the versions it keeps
+                    advanced(source, _joined(adoption, send(source, targets, expected, resume)))
+                    continue
                 if source.size < store.part_size and not resume:
                     in_flight.append((source, pool.submit(send, source, targets, expected, {})))
                     if len(in_flight) >= SMALL_FILES_IN_FLIGHT:
@@ -164,6 +198,10 @@ def snapshot_weights(
     for copy in store.copies:  # uploads of files no longer in the weights, or now small
         for upload in left_open[copy.name].values():
             copy.abort_upload(upload.key, upload.upload_id)
+    now_held = held_objects(ledger, snapshot.id).values()
+    leftovers = record_leftovers(
+        ledger, store.copies, snapshot, run.id, stray_versions(store.copies, snapshot, now_held)
+    )
     digest = write_tag_files(ledger, store, snapshot.id, organization)
     with ledger.session() as db:
         stored_snapshot = db.get(Snapshot, snapshot.id)
@@ -180,7 +218,16 @@ def snapshot_weights(
         manifest_sha256=digest,
         replicas=tuple(c.name for c in store.copies),
         bytes_sent=sent,
+        adopted_files=adopted,
+        leftovers=describe(leftovers),
     )
+
+
+def _joined(adoption: Adoption, upload: Upload | None) -> Upload:
+    """A file's versions: those adopted, and those just sent to the other replicas."""
+    if upload is None:
+        return Upload(adoption.digests, dict(adoption.stored), 0)
+    return Upload(adoption.digests, adoption.stored | upload.stored, upload.bytes_sent)
 
 
 def _payload_path(source: SourceFile) -> str:

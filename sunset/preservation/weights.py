@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import IO, Any
 
 import botocore.exceptions
 
-from sunset.errors import InputError
+from sunset.errors import InputError, PreservationError, is_transient
 
 S3_SCHEME = "s3://"
 
@@ -48,19 +49,96 @@ class WeightsReader:
             return scan_s3_prefix(self.s3_client, location)
         return scan_weights_dir(Path(location))
 
+    def check_readable(self, files: Sequence[SourceFile]) -> None:
+        """Open every file and read its first and last bytes, so that a file the snapshot
+        could not read is refused before anything is sent, stored or locked.
+
+        Raises:
+            InputError: one sentence naming the first file that cannot be read, and why.
+        """
+        for file in files:
+            if file.location.startswith(S3_SCHEME):
+                self._read_ends_of_object(file)
+            else:
+                _read_ends_of_file(file)
+
     @contextmanager
     def open(self, file: SourceFile) -> Iterator[IO[bytes]]:
-        """A stream of the file's bytes, for one read pass."""
+        """A stream of the file's bytes, for one read pass, opened before it is yielded:
+        a file that became unreadable fails here, before any upload of it begins.
+
+        Raises:
+            PreservationError: the file cannot be opened or read any more; names it and why.
+        """
         if file.location.startswith(S3_SCHEME):
             bucket, key = _split_s3_url(file.location)
-            body = self.s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+            try:
+                body = self.s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+            except botocore.exceptions.ClientError as exc:
+                if is_transient(exc):  # the step tries again
+                    raise
+                raise PreservationError(
+                    f"Weights object {file.location} cannot be read any more "
+                    f"({_s3_error(exc)}); make it readable again, then run again."
+                ) from None
             try:
                 yield body
             finally:
                 body.close()
-        else:
-            with open(file.location, "rb") as source:
-                yield source
+            return
+        try:
+            source = open(file.location, "rb")
+        except OSError as exc:
+            raise PreservationError(_unreadable(Path(file.location), exc)) from None
+        with source:
+            yield source
+
+    def _read_ends_of_object(self, file: SourceFile) -> None:
+        bucket, key = _split_s3_url(file.location)
+        ranges = ["bytes=0-0", "bytes=-1"] if file.size > 0 else []
+        try:
+            for byte_range in ranges:
+                self.s3_client.get_object(Bucket=bucket, Key=key, Range=byte_range)["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            raise InputError(
+                f"Weights object {file.location} cannot be read ({_s3_error(exc)}); make it "
+                "readable with the keys Sunset reads weights with (SUNSET_WEIGHTS_S3), then "
+                "run again."
+            ) from None
+
+
+def _s3_error(exc: botocore.exceptions.ClientError) -> str:
+    """The store's code and message for a refused request, as one clause."""
+    error = exc.response.get("Error", {})
+    return ": ".join(filter(None, (error.get("Code"), error.get("Message")))).rstrip(".")
+
+
+def _read_ends_of_file(file: SourceFile) -> None:
+    path = Path(file.location)
+    try:
+        with open(path, "rb") as source:
+            source.read(1)
+            if file.size > 1:
+                source.seek(-1, os.SEEK_END)
+                source.read(1)
+    except OSError as exc:
+        raise InputError(_unreadable(path, exc)) from None
+
+
+def require_room(directory: Path, needed: int, purpose: str) -> None:
+    """Refuse a run that will write ``needed`` bytes under ``directory`` when its file
+    system has less room free.
+
+    Raises:
+        InputError: names the directory, the bytes needed and the bytes free.
+    """
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise InputError(
+            f"{directory} needs room for {needed:,} bytes ({purpose}) but its file system "
+            f"has {free:,} bytes free; free some space or point SUNSET_DATA_DIR elsewhere."
+        )
 
 
 def scan_weights_dir(directory: Path) -> list[SourceFile]:
@@ -184,6 +262,11 @@ def _unreadable(path: Path, exc: OSError) -> str:
         return (
             f"Weights path {path} is a symlink to {os.readlink(path)}, which does not exist; "
             "remove it or copy the file in instead."
+        )
+    if exc.errno == errno.EISDIR:
+        return (
+            f"Weights path {path} is a directory where a file was listed; put the file "
+            "back, then run again."
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
         return (

@@ -31,6 +31,7 @@ from sunset.ledger import (
     Fingerprint,
     FixityEvent,
     Ledger,
+    LeftoverVersion,
     PreservedObject,
     ReportInput,
     RetirementDateChange,
@@ -158,6 +159,8 @@ class Preservation:
     replicas: list[ReplicaHolding]
     fingerprint: Fingerprint | None
     drills: list[DrillEvent]
+    # Locked versions under the package's weights that the package does not use.
+    leftovers: list[LeftoverVersion]
 
     @property
     def weights_bytes(self) -> int:
@@ -369,6 +372,16 @@ def _preservation(
         replicas=_replica_holdings(db, snapshot.id),
         fingerprint=fingerprint,
         drills=list(drills),
+        leftovers=list(
+            db.exec(
+                select(LeftoverVersion)
+                .where(
+                    LeftoverVersion.snapshot_id == snapshot.id,
+                    col(LeftoverVersion.found_at) <= as_of,
+                )
+                .order_by(col(LeftoverVersion.replica), col(LeftoverVersion.key))
+            )
+        ),
     )
 
 

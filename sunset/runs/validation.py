@@ -26,7 +26,8 @@ from sunset.local_model import find_model_files, require_runtime
 from sunset.notify.message import NoticeKind, NoticeTemplates
 from sunset.notify.recipients import Recipient, load_recipients
 from sunset.notify.users import load_users
-from sunset.preservation.weights import SourceFile, WeightsReader
+from sunset.preservation.drill import drill_workdir
+from sunset.preservation.weights import SourceFile, WeightsReader, require_room
 from sunset.report.inputs import read_report_input
 from sunset.runs.continuation import check_continuation
 from sunset.runs.deliveries import retirement_waits_sentence, unknown_deliveries
@@ -127,11 +128,15 @@ def validate_request(
     NoticeTemplates(settings.notice_templates_dir).check_kinds(
         notice_kinds(request), model, replacement, settings.support_contact, today
     )
+    sources = weights.scan(request.weights)
+    # Every file the snapshot will lock is read now (its first and last bytes), so that
+    # one it cannot read stops the run before a notice goes out or a byte is locked.
+    weights.check_readable(sources)
     validated = ValidatedRequest(
         request=request,
         model=model,
         replacement=replacement,
-        sources=weights.scan(request.weights),
+        sources=sources,
         recipients=recipients,
         protocol=load_protocol(Path(request.protocol) if request.protocol else None),
         terms=terms,
@@ -148,6 +153,12 @@ def validate_request(
     if request.fingerprint:  # the model must run here, from its own files
         require_runtime()
         find_model_files(Path(request.weights))
+        # The only local copy a run makes: the drill restores the whole package here.
+        require_room(
+            drill_workdir(settings),
+            sum(source.size for source in sources),
+            "the resurrection drill restores the package there",
+        )
     return validated
 
 

@@ -295,6 +295,8 @@ def assert_ends_as_an_uninterrupted_run(
         FLIP_STEP,
     }
     assert world.broken_promises() == []
+    # No silent leftover: a version a kill left unrecorded was adopted or named.
+    assert world.unexplained_weights_versions() == []
 
     # The report: the newest version is what the package holds, and it states the same
     # facts as the uninterrupted run's report.

@@ -27,6 +27,8 @@ from sunset.ledger import (
     InterviewSession,
     InterviewTurn,
     Ledger,
+    LeftoverVersion,
+    PreservedObject,
     Report,
     Snapshot,
     SnapshotFile,
@@ -156,6 +158,29 @@ class World:
                 problems.append(f"{model_id} is {model.serving_status}, transitions say {expected}")
         problems += [f"{m} has {n} transitions" for m, n in per_model.items() if n > 2]
         return problems
+
+    def unexplained_weights_versions(self) -> list[str]:
+        """Versions of a package's weights in the bucket that the ledger neither records
+        as the package's nor names as a leftover: what a kill could leave silently."""
+        with self.ledger.session() as db:
+            snapshots = db.exec(select(Snapshot)).all()
+            held = db.exec(
+                select(Snapshot.prefix, PreservedObject.path, PreservedObject.version_id)
+                .join(Snapshot, col(Snapshot.id) == col(PreservedObject.snapshot_id))
+                .where(PreservedObject.bucket == self.store.bucket)
+            ).all()
+            named = db.exec(
+                select(LeftoverVersion.key, LeftoverVersion.version_id).where(
+                    LeftoverVersion.bucket == self.store.bucket
+                )
+            ).all()
+        known = {(prefix + path, version) for prefix, path, version in held} | set(named)
+        return [
+            f"{version.key} version {version.version_id}"
+            for snapshot in snapshots
+            for version in self.store.list_versions(f"{snapshot.prefix}data/weights/")
+            if not version.delete_marker and (version.key, version.version_id) not in known
+        ]
 
 
 def object_versions(store: ObjectStore) -> list[tuple[str, str, str]]:

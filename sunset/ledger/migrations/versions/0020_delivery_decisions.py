@@ -1,7 +1,7 @@
 """delivery decisions: what a person decided about a notice nobody can know arrived
 
 Revision ID: 0020_delivery_decisions
-Revises: 0019_preference_provenance
+Revises: 0022_undecodable_answers
 Create Date: 2026-11-30
 """
 
