@@ -212,7 +212,12 @@ def test_a_runs_outcome_names_each_locked_leftover_whole(screen: Console) -> Non
 
     output.show_outcome(
         DeprecationOutcome(
-            RUN_ID, "m", "s3://sunset-packages/models/m/", "r.md", "deprecated", None, (leftover,)
+            RUN_ID,
+            "m",
+            "s3://sunset-packages/models/m/",
+            "r.md",
+            "deprecated",
+            leftovers=(leftover,),
         )
     )
 
