@@ -196,8 +196,8 @@ def make_s3_client(
 
     Over TLS (AWS's default endpoint, or an https one) the body is not also hashed into
     the SigV4 signature: TLS protects it in transit and the store checks each part's
-    CRC64NVME, so signing would only cost a SHA-256 of every byte sent (about 0.9
-    CPU-seconds per GiB). Over plain http the signature is the body's only protection
+    CRC64NVME, so signing would only cost a SHA-256 of every byte sent (about 1
+    CPU-second per GiB). Over plain http the signature is the body's only protection
     against tampering on the way, so it is kept there.
     """
     s3_options: dict[str, Any] = {"addressing_style": "path"}
