@@ -1,6 +1,6 @@
 """Sunset's benchmarks: each result a ratio against a baseline measured in the same run.
 
-    .venv/bin/python bench/run.py            # the full set (a 2 GiB model; ~8 minutes)
+    .venv/bin/python bench/run.py            # the full set (2 GiB; 15-20 min on 2 cores)
     .venv/bin/python bench/run.py --quick    # the same with 256 MiB, to try it out
     .venv/bin/python bench/run.py --aws-cli /tmp/awscli/bin/aws   # the AWS CLI's own venv
 
