@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,27 @@ from typing import Any
 from pydantic import SecretStr
 
 MIB = 1024 * 1024
+
+
+class _Clock:
+    """Wall seconds and this process's CPU seconds (every thread, user and system) since
+    it was made: what the measured part of a phase cost."""
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.cpu = _cpu_seconds()
+
+    def result(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "seconds": time.perf_counter() - self.wall,
+            "cpu_seconds": _cpu_seconds() - self.cpu,
+            **extra,
+        }
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _env_store(bucket: str, replicas: str = "[]") -> Any:
@@ -49,7 +71,7 @@ def phase_snapshot(work: Path, model_dir: str, bucket: str, run_id: str) -> dict
     ledger, model, run = _ledger_run(settings, f"bench-{bucket}", run_id)
     reader = weights_reader(settings)
     sources = reader.scan(str(work / model_dir))
-    started = time.perf_counter()
+    clock = _Clock()
     summary = snapshot_weights(
         ledger,
         store,
@@ -59,13 +81,12 @@ def phase_snapshot(work: Path, model_dir: str, bucket: str, run_id: str) -> dict
         weights=reader,
         organization="bench",
     )
-    return {
-        "seconds": time.perf_counter() - started,
-        "bytes": summary.payload_bytes,
-        "uploaded_files": summary.uploaded_files,
-        "bytes_sent": summary.bytes_sent,
-        "snapshot_id": summary.snapshot_id,
-    }
+    return clock.result(
+        bytes=summary.payload_bytes,
+        uploaded_files=summary.uploaded_files,
+        bytes_sent=summary.bytes_sent,
+        snapshot_id=summary.snapshot_id,
+    )
 
 
 def _model_files(directory: Path) -> list[Path]:
@@ -77,10 +98,26 @@ def phase_raw_upload(work: Path, model_dir: str, bucket: str) -> dict[str, Any]:
     """The baseline: boto3's upload_file of the same files, default transfer settings."""
     client = _raw_client(bucket)
     files = _model_files(work / model_dir)
-    started = time.perf_counter()
+    clock = _Clock()
     for path in files:
         client.upload_file(str(path), bucket, f"raw/{path.name}")
-    return {"seconds": time.perf_counter() - started}
+    return clock.result()
+
+
+def phase_crt_upload(work: Path, model_dir: str, bucket: str) -> dict[str, Any]:
+    """A peer: the CRT transfer client (s3transfer's, as boto3[crt] uses it) with its defaults.
+
+    boto3's own ``upload_file`` only picks the CRT for AWS's endpoints (it drops
+    ``endpoint_url``), so the transfer manager is built here the way boto3 builds it,
+    pointed at the benchmark's store.
+    """
+    _raw_client(bucket)
+    files = _model_files(work / model_dir)
+    with _crt_transfers() as transfers:
+        clock = _Clock()
+        for path in files:
+            transfers.upload(str(path), bucket, f"crt/{path.name}").result()
+        return clock.result()
 
 
 def phase_naive_upload(work: Path, model_dir: str, bucket: str) -> dict[str, Any]:
@@ -121,7 +158,7 @@ def _checks(bucket: str, snapshot_id: str, method: str) -> dict[str, Any]:
     from sqlmodel import select
 
     from sunset.ledger import PreservedObject, Snapshot, open_ledger
-    from sunset.preservation.fixity import deep_check, fast_check
+    from sunset.preservation.fixity import deep_checks, fast_check
 
     settings, store = _env_store(bucket)
     ledger = open_ledger(settings.ledger_url)
@@ -130,15 +167,15 @@ def _checks(bucket: str, snapshot_id: str, method: str) -> dict[str, Any]:
         held = db.exec(
             select(PreservedObject).where(PreservedObject.snapshot_id == snapshot_id)
         ).all()
-    started = time.perf_counter()
+    clock = _Clock()
     if method == "deep":
-        findings = [deep_check(store.primary, snapshot.prefix + h.path, h) for h in held]
+        findings = list(deep_checks(store.primary, snapshot.prefix, held))
     else:
         findings = fast_check(store.primary, snapshot.prefix, held)
-    seconds = time.perf_counter() - started
+    measured = clock.result(objects=len(held), bytes=sum(h.size for h in held))
     outcomes = [f.outcome for f in findings]
     assert all(o == "ok" for o in outcomes), outcomes
-    return {"seconds": seconds, "objects": len(held), "bytes": sum(h.size for h in held)}
+    return measured
 
 
 def phase_raw_download(work: Path, bucket: str) -> dict[str, Any]:
@@ -146,11 +183,79 @@ def phase_raw_download(work: Path, bucket: str) -> dict[str, Any]:
     client = _raw_client(bucket)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="raw/")["Contents"]]
     target = work / "downloaded"
-    started = time.perf_counter()
+    clock = _Clock()
     for key in keys:
         client.download_file(bucket, key, str(target))
         target.unlink()
-    return {"seconds": time.perf_counter() - started}
+    return clock.result()
+
+
+def phase_crt_download(work: Path, bucket: str) -> dict[str, Any]:
+    """A peer: the CRT transfer client's download of the objects it uploaded."""
+    client = _raw_client(bucket)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="crt/")["Contents"]]
+    # Each to a file of its own: the CRT client renames its temporary file into place
+    # after the transfer's future is done, so the file cannot be removed right away.
+    target = work / "downloaded-crt"
+    target.mkdir()
+    with _crt_transfers() as transfers:
+        clock = _Clock()
+        for key in keys:
+            transfers.download(bucket, key, str(target / Path(key).name)).result()
+        measured = clock.result()
+    shutil.rmtree(target)
+    return measured
+
+
+def phase_hash_rates(work: Path) -> dict[str, Any]:
+    """One core's rate for each digest Sunset computes, in memory: the scale model's input."""
+    from awscrt import checksums
+
+    data = os.urandom(256 * MIB)
+    rates = {}
+    for name, digest in (
+        ("sha512", lambda: hashlib.sha512(data)),
+        ("sha256", lambda: hashlib.sha256(data)),
+        ("crc64nvme", lambda: checksums.crc64nvme(data)),
+    ):
+        best = 0.0
+        for _ in range(3):  # the best of three: the rate of a core not taken by others
+            clock = _Clock()
+            digest()
+            best = max(best, len(data) / MIB / clock.result()["cpu_seconds"])
+        rates[f"{name}_mib_s"] = best
+    return rates
+
+
+def _crt_transfers() -> Any:
+    """The CRT transfer manager on the benchmark's store, built as boto3[crt] builds it."""
+    import botocore.config
+    import botocore.session
+    from s3transfer.crt import (
+        BotocoreCRTCredentialsWrapper,
+        BotocoreCRTRequestSerializer,
+        CRTTransferManager,
+        create_s3_crt_client,
+    )
+
+    endpoint = os.environ["SUNSET_S3_ENDPOINT_URL"]
+    serializer = BotocoreCRTRequestSerializer(
+        botocore.session.Session(),
+        {
+            "region_name": "us-east-1",
+            "endpoint_url": endpoint,
+            "aws_access_key_id": "bench",
+            "aws_secret_access_key": "bench",
+            "config": botocore.config.Config(s3={"addressing_style": "path"}),
+        },
+    )
+    credentials = BotocoreCRTCredentialsWrapper(s3_client()._get_credentials())
+    crt = create_s3_crt_client(
+        "us-east-1",
+        crt_credentials_provider=credentials.to_crt_credentials_provider(),
+        use_ssl=endpoint.startswith("https://"),
+    )
+    return CRTTransferManager(crt, serializer)
 
 
 def s3_client() -> Any:
@@ -222,11 +327,14 @@ PHASES: dict[str, Callable[..., dict[str, Any]]] = {
     "deprecate": phase_deprecate,
     "snapshot": phase_snapshot,
     "raw_upload": phase_raw_upload,
+    "crt_upload": phase_crt_upload,
     "naive_upload": phase_naive_upload,
     "put_loop": phase_put_loop,
     "deep_verify": phase_deep_verify,
     "fast_verify": phase_fast_verify,
     "raw_download": phase_raw_download,
+    "crt_download": phase_crt_download,
+    "hash_rates": phase_hash_rates,
 }
 
 

@@ -1,10 +1,13 @@
 """Sunset's benchmarks: each result a ratio against a baseline measured in the same run.
 
-    .venv/bin/python bench/run.py            # the full set (a 2 GiB model; ~5 minutes)
+    .venv/bin/python bench/run.py            # the full set (2 GiB; 15-20 min on 2 cores)
     .venv/bin/python bench/run.py --quick    # the same with 256 MiB, to try it out
+    .venv/bin/python bench/run.py --aws-cli /tmp/awscli/bin/aws   # the AWS CLI's own venv
 
 It starts its own SeaweedFS on 127.0.0.1, generates the models under a temporary
-directory, prints a table and appends one JSON line to bench/results/results.jsonl.
+directory, runs Sunset beside its peers (boto3, boto3's CRT transfer client, the AWS CLI
+and rclone, where installed: peers.py), prints a table and the scale model (scale.py),
+and appends one JSON line to bench/results/results.jsonl.
 Every measured phase runs in a fresh subprocess, so its peak RSS is its own. Not part of
 the test suite: numbers depend on the machine and what else it is doing.
 
@@ -22,22 +25,30 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import scale
 from phases import MIB, run_phase_here
 from report import append_record, print_table
-from scenarios import measure, orchestration_overhead
+from scenarios import Peers, Store, measure, orchestration_overhead
 
 
 def main() -> int:
     """Measure every scenario against its baseline, record the run and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="256 MiB instead of 2 GiB.")
+    parser.add_argument(
+        "--gib", type=int, default=2, help="The large model's size in GiB (default 2)."
+    )
+    parser.add_argument("--aws-cli", default="aws", help="The AWS CLI's command.")
+    parser.add_argument("--rclone", default="rclone", help="rclone's command.")
     args = parser.parse_args()
     from sunset_dev.devstack import DevStack
 
-    shard_bytes = (64 if args.quick else 512) * MIB
+    shard_bytes = 64 * MIB if args.quick else args.gib * 256 * MIB
     with tempfile.TemporaryDirectory(prefix="sunset-bench-") as tmp:
         work = Path(tmp)
-        stack = DevStack(work / "devstack")
+        # With an identity the store checks every signature, as S3 does (the CRT client's
+        # streamed part signatures are refused by a SeaweedFS without identities).
+        stack = DevStack(work / "devstack", s3_identities=("bench", "bench"))
         try:
             os.environ.update(
                 stack.start().as_env()
@@ -51,7 +62,9 @@ def main() -> int:
                     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
                 }
             )
-            results = measure(work, shard_bytes) | orchestration_overhead(work)
+            peers = Peers(work, args.aws_cli, args.rclone)
+            store = Store(stack.pids["seaweedfs"])
+            results = measure(work, shard_bytes, store, peers) | orchestration_overhead(work)
         finally:
             stack.stop()
     record = {
@@ -59,10 +72,13 @@ def main() -> int:
         "machine": f"{platform.node()} {os.cpu_count()} cores, {platform.machine()}, "
         f"Python {platform.python_version()}",
         "model_bytes": 4 * shard_bytes,
+        "peers_missing": peers.missing,
         **results,
     }
     append_record(record)
     print_table(record)
+    print()
+    print(scale.report(scale.rates_from_record(record)))
     return 0
 
 

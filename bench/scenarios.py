@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +25,40 @@ def _phase_command(name: str, work: Path, *args: str) -> list[str]:
     return [sys.executable, str(ENTRY_POINT), "phase", name, str(work), *args]
 
 
-def run_phase(name: str, work: Path, *args: str) -> dict[str, Any]:
-    """Run one phase in a fresh process; its result with its own peak RSS."""
+def run_phase(
+    name: str, work: Path, *args: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run one phase in a fresh process; its result with its own peak RSS, and the wall
+    seconds of the whole process (interpreter start-up and imports included)."""
+    started = time.perf_counter()
     done = subprocess.run(
         _phase_command(name, work, *args),
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if done.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result | {"process_seconds": time.perf_counter() - started}
+
+
+class Store:
+    """The benchmark's SeaweedFS process, whose CPU time each measurement also reads."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def measure(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """``run``'s result, with the store's CPU seconds while it ran."""
+        before = self.cpu_seconds()
+        result = run()
+        return result | {"store_cpu_seconds": self.cpu_seconds() - before}
 
 
 def write_model(directory: Path, shards: int, shard_bytes: int, small: int) -> int:
@@ -53,34 +78,137 @@ def write_model(directory: Path, shards: int, shard_bytes: int, small: int) -> i
     return total
 
 
-def measure(work: Path, shard_bytes: int) -> dict[str, Any]:
+def measure(work: Path, shard_bytes: int, store: Store, peers: Peers) -> dict[str, Any]:
+    """Sunset's snapshot and deep verification beside their peers, on the same files and
+    store, with the CPU each side spent; the scale model's inputs; the small-file and
+    resume scenarios."""
     big = write_model(work / "big", shards=4, shard_bytes=shard_bytes, small=3)
     write_model(work / "small", shards=0, shard_bytes=0, small=1000)
 
-    snap = run_phase("snapshot", work, "big", "bench-big", "run-big")
-    raw = run_phase("raw_upload", work, "big", "bench-raw")
-    naive = run_phase("naive_upload", work, "big", "bench-raw")
-    deep = run_phase("deep_verify", work, "bench-big", snap["snapshot_id"])
-    down = run_phase("raw_download", work, "bench-raw")
+    def phase(name: str, *args: str) -> dict[str, Any]:
+        return store.measure(lambda: run_phase(name, work, *args))
+
+    up: dict[str, dict[str, Any]] = {}
+    down: dict[str, dict[str, Any]] = {}
+    up["snapshot"] = snap = phase("snapshot", "big", "bench-big", "run-big")
+    up["raw"] = phase("raw_upload", "big", "bench-raw")
+    up["crt"] = phase("crt_upload", "big", "bench-raw")
+    naive = phase("naive_upload", "big", "bench-raw")
+    if peers.aws:
+        up["aws_cli"] = store.measure(lambda: peers.aws.upload(work / "big", "bench-aws"))
+    if peers.rclone:
+        up["rclone"] = store.measure(lambda: peers.rclone.upload(work / "big", "bench-rclone"))
+    down["deep_verify"] = deep = phase("deep_verify", "bench-big", snap["snapshot_id"])
+    down["raw"] = phase("raw_download", "bench-raw")
+    down["crt"] = phase("crt_download", "bench-raw")
+    if peers.aws:
+        down["aws_cli"] = store.measure(lambda: peers.aws.download("bench-aws", work / "aws-down"))
+    if peers.rclone:
+        down["rclone_check"] = store.measure(
+            lambda: peers.rclone.check_download(work / "big", "bench-rclone")
+        )
+    hashes = run_phase("hash_rates", work)
+    fanned = fan_out(work, snap, store)
     small = run_phase("snapshot", work, "small", "bench-small", "run-small")
     loop = run_phase("put_loop", work, "small", "bench-raw")
     small_deep = run_phase("deep_verify", work, "bench-small", small["snapshot_id"])
     small_fast = run_phase("fast_verify", work, "bench-small", small["snapshot_id"])
     resent = resume_after_kill(work)
+    gib = big / 1024**3
     return {
+        **{f"upload_{name}_s": r["seconds"] for name, r in up.items()},
+        **{f"upload_{name}_cpu_s": r["cpu_seconds"] for name, r in up.items()},
+        **{f"upload_{name}_store_cpu_s": r["store_cpu_seconds"] for name, r in up.items()},
+        **{f"download_{name}_s": r["seconds"] for name, r in down.items()},
+        **{f"download_{name}_cpu_s": r["cpu_seconds"] for name, r in down.items()},
+        **{f"download_{name}_store_cpu_s": r["store_cpu_seconds"] for name, r in down.items()},
+        **{
+            f"snapshot_vs_{name}_upload": r["seconds"] / snap["seconds"]
+            for name, r in up.items()
+            if name != "snapshot"
+        },
+        **{
+            f"deep_verify_vs_{name}": r["seconds"] / deep["seconds"]
+            for name, r in down.items()
+            if name != "deep_verify"
+        },
+        "deep_verify_command_vs_rclone_check": (
+            down["rclone_check"]["seconds"] / deep["process_seconds"] if peers.rclone else None
+        ),
         "snapshot_mib_s": big / MIB / snap["seconds"],
-        "raw_upload_mib_s": big / MIB / raw["seconds"],
-        "naive_upload_mib_s": big / MIB / naive["seconds"],
-        "snapshot_vs_raw_upload": raw["seconds"] / snap["seconds"],
-        "snapshot_vs_naive_upload": naive["seconds"] / snap["seconds"],
         "deep_verify_mib_s": big / MIB / deep["seconds"],
-        "raw_download_mib_s": big / MIB / down["seconds"],
-        "deep_verify_vs_raw_download": down["seconds"] / deep["seconds"],
+        "snapshot_vs_naive_upload": naive["seconds"] / snap["seconds"],
+        "snapshot_cpu_s_per_gib": snap["cpu_seconds"] / gib,
+        "deep_verify_cpu_s_per_gib": deep["cpu_seconds"] / gib,
+        "store_mib_s": max(big / MIB / r["seconds"] for r in up.values()),
+        **{f"hash_{key}": value for key, value in hashes.items() if key.endswith("_mib_s")},
+        **fanned,
         "fast_vs_deep_verify_1000_files": small_deep["seconds"] / small_fast["seconds"],
         "small_files_snapshot_vs_put_loop": small["seconds"] / loop["seconds"],
         "snapshot_peak_rss_mib": snap["peak_rss_mib"],
         "deep_verify_peak_rss_mib": deep["peak_rss_mib"],
         **resent,
+    }
+
+
+class Peers:
+    """The command-line peers this run has (None: not installed, left out)."""
+
+    def __init__(self, work: Path, aws_cli: str, rclone: str) -> None:
+        from peers import AwsCli, Rclone, find
+
+        aws_path, rclone_path = find(aws_cli), find(rclone)
+        self.aws = AwsCli(aws_path, work) if aws_path else None
+        self.rclone = Rclone(rclone_path) if rclone_path else None
+        self.missing = [
+            name for name, path in ((aws_cli, aws_path), (rclone, rclone_path)) if not path
+        ]
+
+
+def fan_out(work: Path, single: dict[str, Any], store: Store) -> dict[str, Any]:
+    """The same files snapshotted by 2 .. all cores' worth of workers, each a process of
+    its own with a disjoint share of the files (its own package and ledger), all started
+    together: the aggregate rate against one worker's (the snapshot phase).
+
+    This stands in for the fan-out on Dask: it measures how the single-process path
+    scales across processes on this machine, not Dask's scheduling.
+    """
+    files = sorted((p for p in (work / "big").iterdir() if p.is_file()), key=_largest_first)
+    total = sum(p.stat().st_size for p in files)
+    shards = sum(1 for p in files if p.stat().st_size >= 5 * MIB)
+    counts = sorted({n for n in (2, os.cpu_count() or 1) if 1 < n <= shards})
+    result: dict[str, Any] = {"fan_out_1_workers_mib_s": total / MIB / single["seconds"]}
+    for workers in counts:
+        shares = [work / f"fan-{workers}-{i}" for i in range(workers)]
+        for share in shares:
+            share.mkdir()
+        for i, path in enumerate(files):  # largest first, dealt round
+            os.link(path, shares[i % workers] / path.name)
+        fanned = store.measure(lambda shares=shares: _snapshot_shares(work, shares))
+        result[f"fan_out_{workers}_workers_mib_s"] = total / MIB / fanned["seconds"]
+        result[f"fan_out_{workers}_vs_1_worker"] = single["seconds"] / fanned["seconds"]
+    return result
+
+
+def _largest_first(path: Path) -> int:
+    return -path.stat().st_size
+
+
+def _snapshot_shares(work: Path, shares: list[Path]) -> dict[str, Any]:
+    """Snapshot every share at once, each in its own process; the wall and CPU of all."""
+
+    def snapshot(share: Path) -> dict[str, Any]:
+        ledger = {"SUNSET_DATABASE_URL": f"sqlite:///{work / f'ledger-{share.name}.db'}"}
+        return run_phase(
+            "snapshot", work, share.name, f"bench-{share.name}", share.name, env=os.environ | ledger
+        )
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(shares)) as pool:
+        results = list(pool.map(snapshot, shares))
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": sum(r["cpu_seconds"] for r in results),
     }
 
 

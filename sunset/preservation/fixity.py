@@ -9,8 +9,9 @@ Two checks, both of object versions on one replica:
   shows no lock, so a fast check cannot see bytes that rotted inside a version whose
   listing is unchanged, nor a lock; both are the deep check's.
 * deep: the recorded version streamed back and re-hashed (SHA-256, SHA-512, CRC64NVME),
-  in bounded chunks and without temporary files; the same GET reports the version's
-  lock, which must be COMPLIANCE and last at least as long as recorded.
+  in bounded chunks and without temporary files, several objects at a time; the same GET
+  reports the version's lock, which must be COMPLIANCE and last at least as long as
+  recorded.
 
 Every check becomes a ``FixityEvent``: when, which snapshot, replica, file and version,
 which check, bytes read, how long it took and what was found. A fast check's time is the
@@ -22,7 +23,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import botocore.exceptions
@@ -40,6 +42,10 @@ from sunset.preservation.outcomes import (
     finding_kind,
 )
 from sunset.preservation.store import LOCK_MODE, ListedVersion, ObjectStore
+
+# Objects a deep check reads at a time, as `rclone check --download` does with its
+# default four checkers.
+DEEP_CHECKS_AT_ONCE = 4
 
 _S3_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 
@@ -159,6 +165,19 @@ def deep_check(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:
         return reread_finding(copy, key, held)
     except _S3_ERRORS as exc:
         return _finding(held, copy, DEEP, UNREADABLE, f"{type(exc).__name__}: {exc}", 0, 0.0)
+
+
+def deep_checks(
+    copy: ObjectStore, prefix: str, held: Sequence[PreservedObject]
+) -> Iterator[Finding]:
+    """``deep_check`` of each row of ``held`` (paths under ``prefix``), yielded in order.
+
+    ``DEEP_CHECKS_AT_ONCE`` objects are read at a time: one object's read waits on the
+    network and on its slowest digest, so several in flight keep the cores and the
+    connection busy. Memory stays a few read chunks per object in flight.
+    """
+    with ThreadPoolExecutor(DEEP_CHECKS_AT_ONCE, thread_name_prefix="deep-check") as pool:
+        yield from pool.map(lambda row: deep_check(copy, prefix + row.path, row), held)
 
 
 def reread_finding(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sunset.errors import VerificationFailed
 from sunset.ledger import Ledger, PreservedObject, Snapshot
-from sunset.preservation.fixity import Finding, absent, deep_check, fast_check, record
+from sunset.preservation.fixity import Finding, absent, deep_checks, fast_check, record
 from sunset.preservation.outcomes import FAST, MISMATCH
 from sunset.preservation.records import (
     held_objects,
@@ -44,8 +44,8 @@ def verify_snapshot(
 ) -> VerificationSummary:
     """Check every payload file (or just ``paths``) and every tag file on every replica:
     fast (one version listing per replica: each version present, same size and ETag,
-    still current), then deep (re-read, re-hashed, lock confirmed) for each object the
-    fast check passed.
+    still current), then deep (re-read, re-hashed, lock confirmed, several objects at a
+    time) for each object the fast check passed.
 
     Every check is recorded as a fixity event. The tag files must also be the ones the
     ledger derives now, so a package whose manifests were not rewritten fails.
@@ -74,10 +74,8 @@ def verify_snapshot(
         refused, listed = _before_listing(copy, snapshot, wanted, held, tags)
         fast = fast_check(copy, snapshot.prefix, listed)
         tally(refused + fast)
-        for row, finding in zip(listed, fast, strict=True):
-            if not finding.ok:
-                continue
-            deep = deep_check(copy, snapshot.prefix + row.path, row)
+        intact = [row for row, finding in zip(listed, fast, strict=True) if finding.ok]
+        for deep in deep_checks(copy, snapshot.prefix, intact):
             tally([deep])
             bytes_read += deep.bytes_read
             if progress:
