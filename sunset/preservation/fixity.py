@@ -41,7 +41,8 @@ from sunset.preservation.outcomes import (
 )
 from sunset.preservation.store import LOCK_MODE, ListedVersion, ObjectStore
 
-_S3_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+# What a check records as unreadable rather than raising: the store gave no usable answer.
+STORE_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def fast_check(copy: ObjectStore, prefix: str, held: Sequence[PreservedObject]) 
     """
     try:
         return listed_findings(copy, prefix, held)
-    except _S3_ERRORS as exc:
+    except STORE_ERRORS as exc:
         return [
             _finding(row, copy, FAST, UNREADABLE, f"{type(exc).__name__}: {exc}", 0, 0.0)
             for row in held
@@ -157,8 +158,13 @@ def deep_check(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:
     lock with the recorded one."""
     try:
         return reread_finding(copy, key, held)
-    except _S3_ERRORS as exc:
-        return _finding(held, copy, DEEP, UNREADABLE, f"{type(exc).__name__}: {exc}", 0, 0.0)
+    except STORE_ERRORS as exc:
+        return unreadable(copy, held, exc)
+
+
+def unreadable(copy: ObjectStore, held: PreservedObject, error: Exception) -> Finding:
+    """The deep check's finding when the store did not answer the read."""
+    return _finding(held, copy, DEEP, UNREADABLE, f"{type(error).__name__}: {error}", 0, 0.0)
 
 
 def reread_finding(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:

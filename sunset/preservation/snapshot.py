@@ -6,10 +6,10 @@ already hold; what each replica holds is recorded as the uploads complete, in ba
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
 from sunset.errors import PreservationError
@@ -24,14 +24,10 @@ from sunset.preservation.records import (
 )
 from sunset.preservation.replicas import ReplicatedStore, Upload
 from sunset.preservation.seal import write_tag_files
-from sunset.preservation.store import Digests, ObjectStore, OpenUpload
 from sunset.preservation.weights import SourceFile, WeightsReader
+from sunset.preservation.workers import FileToStore, Workers, thread_workers
 
 MIB = 1024 * 1024
-# Files smaller than a part are sent this many at a time: for small files the time goes
-# to the round trips, not the bytes. Larger files go one at a time, PARTS_IN_FLIGHT parts
-# each, so memory stays bounded by parts either way.
-SMALL_FILES_IN_FLIGHT = 8
 # Stored files are recorded in one transaction per batch, each only after its upload
 # completed, so a crash can cost a rerun at most one batch sent again and never leaves a
 # file recorded that is not stored. A batch closes at this many files, bytes or seconds,
@@ -71,6 +67,7 @@ def snapshot_weights(
     weights: WeightsReader,
     organization: str,
     progress: Callable[[int, int], None] | None = None,
+    workers: Workers | None = None,
 ) -> SnapshotSummary:
     """Read every weights file once into a new package on every replica, then write its
     tag files.
@@ -81,10 +78,28 @@ def snapshot_weights(
     resumed snapshot only sends what is missing; when it must read a file again for one
     replica, the bytes must match what the others hold.
 
+    Each file is stored by ``workers`` (default: threads of this process, reading with
+    ``weights``); what they return is recorded here, in batches, so the ledger has one
+    writer however many workers there are.
+
     Raises:
         PreservationError: a source file changed since this snapshot recorded it.
     """
     snapshot = _open_snapshot(ledger, store, run, model, len(sources))
+    own = thread_workers(store, weights) if workers is None else contextlib.nullcontext(workers)
+    with own as chosen:
+        return _store_package(ledger, store, snapshot, sources, organization, progress, chosen)
+
+
+def _store_package(
+    ledger: Ledger,
+    store: ReplicatedStore,
+    snapshot: Snapshot,
+    sources: Sequence[SourceFile],
+    organization: str,
+    progress: Callable[[int, int], None] | None,
+    workers: Workers,
+) -> SnapshotSummary:
     left_open = {copy.name: copy.open_uploads(snapshot.prefix) for copy in store.copies}
     recorded = {f.path: f for f in snapshot_files(ledger, snapshot.id)}
     held = held_objects(ledger, snapshot.id)
@@ -92,17 +107,8 @@ def snapshot_weights(
     total = sum(source.size for source in sources)
     done = uploaded = sent = 0
     batch = _RecordBatch(ledger, store, snapshot.id)
-    in_flight: deque[tuple[SourceFile, Future[Upload]]] = deque()
-
-    def send(
-        source: SourceFile,
-        targets: list[ObjectStore],
-        expected: Digests | None,
-        resume: Mapping[str, OpenUpload],
-    ) -> Upload:
-        key = snapshot.prefix + _payload_path(source)
-        with weights.open(source) as stream:
-            return store.upload(targets, key, stream, expected=expected, resume=resume)
+    in_flight: dict[Future[Upload], FileToStore] = {}
+    failures: list[BaseException] = []
 
     def advanced(source: SourceFile, upload: Upload | None = None) -> None:
         nonlocal done, uploaded, sent
@@ -113,56 +119,67 @@ def snapshot_weights(
         if progress:
             progress(done, total)
 
-    def collect_oldest() -> None:
-        source, future = in_flight.popleft()
-        advanced(source, future.result())
+    def collect(until_at_most: int) -> None:
+        # Waits in slices of a batch's age, so a batch of small files stored while a large
+        # one is still on its way is recorded on time.
+        while len(in_flight) > until_at_most:
+            finished, _ = wait(in_flight, RECORD_BATCH_SECONDS, FIRST_COMPLETED)
+            for future in finished:
+                item = in_flight.pop(future)
+                error = future.exception()
+                if error is None:
+                    advanced(item.source, future.result())
+                else:
+                    failures.append(error)
+            batch.flush_if_due()
 
-    with ThreadPoolExecutor(SMALL_FILES_IN_FLIGHT, thread_name_prefix="small-file") as pool:
-        try:
-            for source in sources:
-                path = _payload_path(source)
-                key = snapshot.prefix + path
-                known = recorded.get(path)
-                expected = preserved(known) if known else None
-                if known is not None and known.size != source.size:
-                    raise PreservationError(
-                        f"{source.location} is {source.size} bytes now but {known.size} bytes "
-                        "when this snapshot stored it; restore the original file, or start a "
-                        "new deprecation run."
-                    )
-                targets = [
-                    c
-                    for c in store.copies
-                    if expected is None
-                    or (c.name, path) not in intact
-                    or preserved(held[(c.name, path)]) != expected
-                ]
-                if not targets:
-                    advanced(source)
-                    continue
-                resume = {
-                    c.name: left_open[c.name].pop(key) for c in targets if key in left_open[c.name]
-                }
-                if source.size < store.part_size and not resume:
-                    in_flight.append((source, pool.submit(send, source, targets, expected, {})))
-                    if len(in_flight) >= SMALL_FILES_IN_FLIGHT:
-                        collect_oldest()
-                    continue
-                while in_flight:  # one large file at a time, after the small ones before it
-                    collect_oldest()
+    try:
+        for source in sources:
+            path = _payload_path(source)
+            key = snapshot.prefix + path
+            known = recorded.get(path)
+            expected = preserved(known) if known else None
+            if known is not None and known.size != source.size:
+                raise PreservationError(
+                    f"{source.location} is {source.size} bytes now but {known.size} bytes "
+                    "when this snapshot stored it; restore the original file, or start a "
+                    "new deprecation run."
+                )
+            targets = tuple(
+                c.name
+                for c in store.copies
+                if expected is None
+                or (c.name, path) not in intact
+                or preserved(held[(c.name, path)]) != expected
+            )
+            if not targets:
+                advanced(source)
+                continue
+            resume = {name: left_open[name].pop(key) for name in targets if key in left_open[name]}
+            item = FileToStore(source, key, targets, expected, resume)
+            if workers.large_files_alone and (source.size >= store.part_size or resume):
+                collect(0)  # one large file at a time, after the small ones before it
                 batch.flush()
-                advanced(source, send(source, targets, expected, resume))
-            while in_flight:
-                collect_oldest()
-        finally:
-            # Uploads that completed are recorded even when another one failed, so that
-            # a rerun does not send them again.
-            for source, future in in_flight:
-                if future.exception() is None:
-                    batch.add(_payload_path(source), future.result())
-            batch.flush()
-    for copy in store.copies:  # uploads of files no longer in the weights, or now small
-        for upload in left_open[copy.name].values():
+                if not failures:
+                    in_flight[workers.store_file(item)] = item
+                    collect(0)
+            else:
+                collect(workers.files_at_once - 1)
+                if not failures:
+                    in_flight[workers.store_file(item)] = item
+            if failures:
+                break
+    finally:
+        # Uploads that completed are recorded even when another one failed, so that a
+        # rerun does not send them again.
+        collect(0)
+        batch.flush()
+    if failures:
+        raise failures[0]
+    for copy in store.copies:
+        # Uploads no file completed: of files no longer in the weights or now small, or
+        # opened by a worker that died mid-file (its file was stored again from the start).
+        for upload in copy.open_uploads(snapshot.prefix).values():
             copy.abort_upload(upload.key, upload.upload_id)
     digest = write_tag_files(ledger, store, snapshot.id, organization)
     with ledger.session() as db:
@@ -204,6 +221,11 @@ class _RecordBatch:
             or sum(u.digests.size for u in self.uploads.values()) >= RECORD_BATCH_BYTES
             or time.monotonic() - self.opened >= RECORD_BATCH_SECONDS
         ):
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        """Record the batch once it is a batch's age old, even with no file added since."""
+        if self.uploads and time.monotonic() - self.opened >= RECORD_BATCH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
