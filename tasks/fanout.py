@@ -4,9 +4,10 @@
 audit steps runs: ``threads`` in the step's own process (``ThreadWorkers``), ``dask`` one
 Prefect task per file or object submitted to prefect-dask's ``DaskTaskRunner``, on a
 local cluster of ``SUNSET_DASK_WORKERS`` processes or on the cluster at
-``SUNSET_DASK_ADDRESS``. The tasks return what they stored or found; the step records
-it, so the ledger keeps one writer. A worker builds its clients from its own
-``SUNSET_*`` environment: no credential travels through the Dask scheduler.
+``SUNSET_DASK_ADDRESS`` (files and objects smaller than a part stay on the step's
+threads: a task run costs more than they do). The tasks return what they stored or
+found; the step records it, so the ledger keeps one writer. A worker builds its clients
+from its own ``SUNSET_*`` environment: no credential travels through the Dask scheduler.
 
 A worker killed mid-file loses nothing recorded: Dask runs its task again on another
 worker, which stores the file from the start (the killed one's open multipart upload is
@@ -15,6 +16,7 @@ aborted when the snapshot ends).
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 
 from sunset.config import Settings
 from sunset.preservation.fixity import Finding
@@ -32,6 +35,7 @@ from sunset.preservation.weights import WeightsReader
 from sunset.preservation.workers import (
     FileToStore,
     ObjectToReread,
+    ThreadWorkers,
     Workers,
     reread,
     store_file,
@@ -70,28 +74,35 @@ def reread_on_worker(item: ObjectToReread) -> Finding:
 
 @dataclass(frozen=True)
 class DaskWorkers:
-    """Units of work as Prefect tasks on a started DaskTaskRunner."""
+    """Units of work as Prefect tasks on a started DaskTaskRunner, for files and objects
+    of a part or more; smaller ones, where a round trip costs more than the bytes and a
+    task run would cost more than both, stay on the step's own threads (``local``)."""
 
     runner: DaskTaskRunner
     threads: int
+    local: ThreadWorkers
     large_files_alone: bool = False
 
     @property
     def files_at_once(self) -> int:
-        return QUEUED_PER_THREAD * self.threads
+        return max(QUEUED_PER_THREAD * self.threads, self.local.files_at_once)
 
     @property
     def objects_at_once(self) -> int:
         return QUEUED_PER_THREAD * self.threads
 
     def store_file(self, item: FileToStore) -> Future[Upload]:
+        if item.source.size < self.local.store.part_size and not item.resume:
+            return self.local.store_file(item)
         return self._submit(store_file_on_worker, item)
 
     def reread(self, item: ObjectToReread) -> Future[Finding]:
+        if item.held.size < self.local.store.part_size:
+            return self.local.reread(item)
         return self._submit(reread_on_worker, item)
 
     def _submit(self, unit: Any, item: Any) -> Future[Any]:
-        submitted = self.runner.submit(unit, parameters={"item": item})
+        submitted = contextvars.copy_context().run(_submit_in_flow_run, self.runner, unit, item)
         settled: Future[Any] = Future()
 
         def settle(_: object) -> None:
@@ -102,6 +113,14 @@ class DaskWorkers:
 
         submitted.wrapped_future.add_done_callback(settle)
         return settled
+
+
+def _submit_in_flow_run(runner: DaskTaskRunner, unit: Any, item: Any) -> Any:
+    # The calling step's task run context goes with a submitted task, and it holds the
+    # step's parameters: the Services, whose live clients cannot be pickled. Submitted
+    # without it (in a copy of the context), a unit is a task of the flow run itself.
+    TaskRunContext.__var__.set(None)  # type: ignore[arg-type]
+    return runner.submit(unit, parameters={"item": item})
 
 
 def dask_task_runner(settings: Settings) -> DaskTaskRunner:
@@ -132,6 +151,6 @@ def workers_for(
         with thread_workers(store, weights) as local:
             yield local
         return
-    with dask_task_runner(settings) as runner:
+    with thread_workers(store, weights) as local, dask_task_runner(settings) as runner:
         threads = sum(runner.client.nthreads().values())
-        yield DaskWorkers(runner, max(threads, 1))
+        yield DaskWorkers(runner, max(threads, 1), local)

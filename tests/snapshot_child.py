@@ -1,10 +1,9 @@
 """A snapshot in a process of its own, so that a test can SIGKILL it in the middle.
 
     python -m tests.snapshot_child LEDGER_URL RUN_ID WEIGHTS [--stall KEY_SUFFIX PART MARKER]
-                                   [--dask]
 
-Settings come from the SUNSET_* environment; with --dask the files are stored by the
-Dask workers they choose (tasks/fanout.py), Prefect's API from PREFECT_API_URL. With
+Settings come from the SUNSET_* environment, the workers that store the files too
+(tasks/fanout.py: with SUNSET_TASK_RUNNER=dask, Prefect's API from PREFECT_API_URL). With
 --stall, the process writes MARKER and hangs as soon as part PART of the object whose key
 ends with KEY_SUFFIX is being sent, with its multipart uploads open: the moment the test
 kills it.
@@ -13,7 +12,6 @@ kills it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from sunset.config import Settings
 from sunset.ledger import open_ledger
 from sunset.preservation.replicas import connect_store, weights_reader
 from sunset.preservation.store import ObjectStore
-from tasks.fanout import DaskWorkers, dask_task_runner
+from tasks.fanout import workers_for
 from tests.preservation import snapshot
 
 
@@ -32,7 +30,6 @@ def main() -> None:
     parser.add_argument("run_id")
     parser.add_argument("weights")
     parser.add_argument("--stall", nargs=3, metavar=("KEY_SUFFIX", "PART", "MARKER"))
-    parser.add_argument("--dask", action="store_true")
     args = parser.parse_args()
     if args.stall:
         suffix, part, marker = args.stall[0], int(args.stall[1]), Path(args.stall[2])
@@ -47,18 +44,10 @@ def main() -> None:
         ObjectStore.send_part = stalling  # type: ignore[method-assign]
     settings = Settings()
     store = connect_store(settings)
-    with contextlib.ExitStack() as stack:
-        workers = None
-        if args.dask:
-            runner = stack.enter_context(dask_task_runner(settings))
-            workers = DaskWorkers(runner, sum(runner.client.nthreads().values()))
+    reader = weights_reader(settings)
+    with workers_for(settings, store, reader) as workers:
         summary = snapshot(
-            open_ledger(args.ledger_url),
-            store,
-            args.weights,
-            args.run_id,
-            weights_reader(settings),
-            workers,
+            open_ledger(args.ledger_url), store, args.weights, args.run_id, reader, workers
         )
     print(
         f"uploaded={summary.uploaded_files} skipped={summary.skipped_files} "

@@ -13,10 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect import flow, get_client, task
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL
 from sqlmodel import select
 
@@ -29,11 +32,14 @@ from sunset.ledger import (
     SnapshotFile,
     open_ledger,
 )
+from sunset.preservation import audit, audit_checks
 from sunset.preservation.package import WEIGHTS_DIR
+from sunset.preservation.reach import Reach
 from sunset.preservation.replicas import ReplicatedStore
 from sunset.preservation.verify import verify_snapshot
+from sunset.preservation.workers import Workers, thread_workers
 from sunset_dev.example_model import register_example_models
-from tasks.fanout import DaskWorkers, dask_task_runner
+from tasks.fanout import DaskWorkers, workers_for
 from tests.conftest import Site
 from tests.faults.s3_proxy import S3FaultProxy
 from tests.preservation import (
@@ -69,11 +75,11 @@ def dask_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @contextmanager
-def two_dask_workers() -> Iterator[DaskWorkers]:
+def two_dask_workers(store: ReplicatedStore) -> Iterator[DaskWorkers]:
     """A local cluster of two single-threaded worker processes, as the settings make it."""
-    with dask_task_runner(Settings()) as runner:
-        assert sum(runner.client.nthreads().values()) == 2
-        yield DaskWorkers(runner, 2)
+    with workers_for(Settings(), store, CountingReader()) as workers:
+        assert isinstance(workers, DaskWorkers) and workers.threads == 2
+        yield workers
 
 
 def ledger_rows(ledger: Ledger) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -99,41 +105,104 @@ def checks(ledger: Ledger) -> list[tuple[Any, ...]]:
         )
 
 
+def preserve_verify_audit(ledger: Ledger, weights: str, run_id: str, workers: Workers) -> Any:
+    """Snapshot, verify, then deep-audit everything, on ``workers``."""
+    store = configured_store()
+    summary = snapshot(ledger, store, weights, run_id, CountingReader(), workers)
+    verify_snapshot(
+        ledger,
+        store,
+        snapshot_id=summary.snapshot_id,
+        run_id=run_id,
+        organization="Example Lab",
+        workers=workers,
+    )
+    audit_id = audit.begin_audit(ledger, None, "audit-fan-out")
+    deep = audit_checks.deep_audit(
+        ledger,
+        store,
+        audit_id,
+        Reach(()),
+        budget_bytes=1 << 40,
+        period=timedelta(days=90),
+        workers=workers,
+    )
+    return summary, deep
+
+
+@task
+def fan_out_step(ledger: Ledger, weights: str, run_id: str) -> Any:
+    """As a step does it: its parameters (a ledger here, the Services in a step) hold
+    live clients that cannot travel to a worker."""
+    with two_dask_workers(configured_store()) as workers:
+        return preserve_verify_audit(ledger, weights, run_id, workers)
+
+
+@flow
+def fan_out_run(ledger_url: str, weights: str, run_id: str) -> Any:
+    ledger = open_ledger(ledger_url)
+    try:
+        return fan_out_step(ledger, weights, run_id)
+    finally:
+        ledger.dispose()
+
+
+def task_run_names(flow_run_id: Any, expected: int) -> list[str]:
+    """The names of the flow run's task runs, once the server has all it expects
+    (it stores the events that make them in batches)."""
+    with get_client(sync_client=True) as client:
+        return wait_for(
+            lambda: (
+                names
+                if len(
+                    names := [
+                        run.name
+                        for run in client.read_task_runs(
+                            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+                        )
+                    ]
+                )
+                >= expected
+                else None
+            ),
+            "the flow run's task runs",
+        )
+
+
 def test_a_snapshot_on_two_dask_workers_equals_the_single_process_one(
     site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    weights = write_weights(tmp_path / "weights", WEIGHTS | {"extra/notes.txt": 700})
+    # Two files of a part or more, one per worker; the small ones stay on the step's threads.
+    weights = write_weights(tmp_path / "weights", WEIGHTS | {"extra/model.bin": PART + 5})
     run_id = start_run(site.ledger)
     with site.ledger.session() as db:
         run = db.get(DeprecationRun, run_id)
     assert run is not None
+    with thread_workers(configured_store(), CountingReader()) as in_process:
+        single, single_deep = preserve_verify_audit(site.ledger, str(weights), run_id, in_process)
     single_store = configured_store()
-    single = snapshot(site.ledger, single_store, str(weights), run_id, CountingReader())
-    verify_snapshot(
-        site.ledger,
-        single_store,
-        snapshot_id=single.snapshot_id,
-        run_id=run_id,
-        organization="Example Lab",
-    )
-    # The same run, into a ledger and buckets of its own, on two Dask worker processes.
-    other = open_ledger(f"sqlite:///{tmp_path / 'other.db'}")
+    # The same run, into a ledger and buckets of its own, on two Dask worker processes,
+    # from a step of a flow run.
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    other = open_ledger(other_url)
     register_example_models(other)
     start_run(other, run_id=run_id, at=run.started_at)
     monkeypatch.setenv("SUNSET_BUCKET", f"{single_store.bucket}-d")
     dask_store = configured_store()
 
-    with two_dask_workers() as workers:
-        fanned = snapshot(other, dask_store, str(weights), run_id, CountingReader(), workers)
-        verify_snapshot(
-            other,
-            dask_store,
-            snapshot_id=fanned.snapshot_id,
-            run_id=run_id,
-            organization="Example Lab",
-            workers=workers,
-        )
+    state = fan_out_run(other_url, str(weights), run_id, return_state=True)
+    fanned, fanned_deep = state.result()
 
+    large = 2 * 2  # files of a part or more, on both replicas
+    names = task_run_names(state.state_details.flow_run_id, 1 + 2 + 2 * large)
+    assert sum(name.startswith("store ") for name in names) == 2
+    assert sum(name.startswith("reread ") for name in names) == 2 * large  # verify, audit
+    assert (fanned_deep.objects_checked, fanned_deep.bytes_read) == (
+        single_deep.objects_checked,
+        single_deep.bytes_read,
+    )
+    objects = (len(WEIGHTS) + 1 + 6) * 2  # payload and tag files, on both replicas
+    assert fanned_deep.objects_checked == objects and not fanned_deep.damaged
     assert dataclasses.replace(fanned, location=single.location) == single
     assert fanned.uploaded_files == len(WEIGHTS) + 1
     assert ledger_rows(other) == ledger_rows(site.ledger)
@@ -191,7 +260,7 @@ def test_a_dask_worker_killed_mid_file_costs_that_file_and_loses_nothing(
     with S3FaultProxy(site.env["SUNSET_S3_ENDPOINT_URL"]) as proxy:
         proxy.latency = LATENCY_S
         monkeypatch.setenv("SUNSET_S3_ENDPOINT_URL", proxy.url)  # the workers': slowed
-        with two_dask_workers() as workers:
+        with two_dask_workers(store) as workers:
             client = workers.runner.client
             pids = client.run(os.getpid)
             running = threading.Thread(target=run_snapshot, args=(workers,))
@@ -204,7 +273,7 @@ def test_a_dask_worker_killed_mid_file_costs_that_file_and_loses_nothing(
                     if sum(len(k) for k in client.processing().values()) == 1
                     else None
                 ),
-                "the small files to be done",
+                "the large file to be the only unit on a worker",
             )
             assert parts_sent(store, LARGE) < 16, "the large file was done before the kill"
             os.kill(pids[busy[0]], signal.SIGKILL)
@@ -244,7 +313,7 @@ def test_a_run_killed_with_its_dask_workers_resumes_and_sends_only_what_is_missi
     run_id = start_run(site.ledger)
     store = configured_store()
     child = [sys.executable, "-m", "tests.snapshot_child", site.env["SUNSET_DATABASE_URL"]]
-    child += [run_id, str(weights), "--dask"]
+    child += [run_id, str(weights)]
     env = os.environ | {"PYTHONPATH": str(ROOT), "PREFECT_API_URL": str(PREFECT_API_URL.value())}
 
     with S3FaultProxy(site.env["SUNSET_S3_ENDPOINT_URL"]) as proxy:
