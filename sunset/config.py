@@ -324,9 +324,9 @@ class Settings(BaseSettings):
         description="Where a snapshot stores its files and a verification or audit re-reads "
         "its objects: 'threads' in the run's own process (the default: nothing to start, "
         "and as fast while one process's CPU and network keep up with the store), or "
-        "'dask' one file or object per Prefect task on a Dask cluster (a local one sized "
-        "by SUNSET_DASK_WORKERS, or the one at SUNSET_DASK_ADDRESS), for models whose "
-        "bytes outrun one process.",
+        "'dask' one file or object of a part or more per Prefect task on a Dask cluster "
+        "(a local one sized by SUNSET_DASK_WORKERS, or the one at SUNSET_DASK_ADDRESS), "
+        "for models whose bytes outrun one process.",
     )
     dask_address: str | None = Field(
         default=None,
