@@ -158,7 +158,9 @@ def _checks(bucket: str, snapshot_id: str, method: str) -> dict[str, Any]:
     from sqlmodel import select
 
     from sunset.ledger import PreservedObject, Snapshot, open_ledger
-    from sunset.preservation.fixity import deep_checks, fast_check
+    from sunset.preservation.fixity import fast_check
+    from sunset.preservation.verify import deep_checks
+    from sunset.preservation.workers import ObjectToReread, thread_workers
 
     settings, store = _env_store(bucket)
     ledger = open_ledger(settings.ledger_url)
@@ -169,7 +171,9 @@ def _checks(bucket: str, snapshot_id: str, method: str) -> dict[str, Any]:
         ).all()
     clock = _Clock()
     if method == "deep":
-        findings = list(deep_checks(store.primary, snapshot.prefix, held))
+        rereads = [ObjectToReread(store.primary.name, snapshot.prefix + h.path, h) for h in held]
+        with thread_workers(store) as workers:
+            findings = list(deep_checks(store, workers, rereads))
     else:
         findings = fast_check(store.primary, snapshot.prefix, held)
     measured = clock.result(objects=len(held), bytes=sum(h.size for h in held))

@@ -309,11 +309,37 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SUNSET_RETENTION_MARGIN_DAYS must be smaller than SUNSET_RETENTION_DAYS"
             )
+        if self.dask_address and self.task_runner != "dask":
+            raise ValueError(
+                "SUNSET_DASK_ADDRESS is set but SUNSET_TASK_RUNNER is not 'dask'; set "
+                "SUNSET_TASK_RUNNER=dask to use that cluster, or unset the address"
+            )
         names = [r.name for r in self.replicas or []]
         if len(set(names)) != len(names):
             raise ValueError("SUNSET_REPLICAS names each replica once")
         return self
 
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="Where a snapshot stores its files and a verification or audit re-reads "
+        "its objects: 'threads' in the run's own process (the default: nothing to start, "
+        "and as fast while one process's CPU and network keep up with the store), or "
+        "'dask' one file or object of a part or more per Prefect task on a Dask cluster "
+        "(a local one sized by SUNSET_DASK_WORKERS, or the one at SUNSET_DASK_ADDRESS), "
+        "for models whose bytes outrun one process.",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="The scheduler of an existing Dask cluster (tcp://host:8786) to fan "
+        "out to with SUNSET_TASK_RUNNER=dask; unset: a local cluster started for each "
+        "snapshot or check. Its workers need Sunset installed and the SUNSET_* settings.",
+    )
+    dask_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Worker processes of the local Dask cluster, one thread each (so each "
+        "holds one file's parts in memory at a time); unset: one per CPU core.",
+    )
     s3_read_timeout_seconds: float = Field(
         default=60.0,
         gt=0,

@@ -31,6 +31,7 @@ from tasks.events import (
     related_audit,
     snapshot_resource,
 )
+from tasks.fanout import workers_for
 from tasks.step import AUDIT_RUN, step
 
 ARTIFACT_KEY = "preservation-audit"
@@ -70,16 +71,19 @@ def deep_verify_share(
     period_days: int | None = None,
 ) -> CheckSummary:
     """Re-read and re-hash the objects with open findings, then those checked longest
-    ago, within the byte budget."""
+    ago, within the byte budget (in this process, or one Prefect task per object on Dask:
+    SUNSET_TASK_RUNNER)."""
     settings = services.settings
-    summary = audit_checks.deep_audit(
-        services.ledger,
-        services.store,
-        audit_id,
-        audit.reach_for(settings, fast.unanswered),
-        budget_bytes=budget_bytes or settings.audit_deep_budget_bytes,
-        period=timedelta(days=period_days or settings.audit_deep_period_days),
-    )
+    with workers_for(settings, services.store, services.weights) as workers:
+        summary = audit_checks.deep_audit(
+            services.ledger,
+            services.store,
+            audit_id,
+            audit.reach_for(settings, fast.unanswered),
+            budget_bytes=budget_bytes or settings.audit_deep_budget_bytes,
+            period=timedelta(days=period_days or settings.audit_deep_period_days),
+            workers=workers,
+        )
     get_run_logger().info(
         "Deep check: %d objects, %d bytes read, %d damaged, %d not reached",
         summary.objects_checked,

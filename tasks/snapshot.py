@@ -13,6 +13,7 @@ from sunset.runs.lifecycle import load_run
 from sunset.runs.steps import SNAPSHOT_STEP
 from sunset.runs.validation import ValidatedRequest
 from sunset.services import Services
+from tasks.fanout import workers_for
 from tasks.progress import progress_artifact
 from tasks.step import step
 
@@ -21,7 +22,8 @@ from tasks.step import step
 def snapshot_weights(
     services: Services, run_id: str, validated: ValidatedRequest
 ) -> SnapshotSummary:
-    """Stream every weights file into the package on every replica, hashing it on the way;
+    """Stream every weights file into the package on every replica, hashing it on the way
+    (in this process, or one Prefect task per file on Dask: SUNSET_TASK_RUNNER);
     a later run of a deprecation reuses its package instead (preflight found the weights
     byte for byte the same) and sends nothing."""
     reused = package_to_reuse(services.ledger, run_id)
@@ -35,7 +37,10 @@ def snapshot_weights(
         return reused_package(
             services.store, reused, snapshot_files(services.ledger, reused.id), validated.sources
         )
-    with progress_artifact("Bytes of weights preserved") as progress:
+    with (
+        progress_artifact("Bytes of weights preserved") as progress,
+        workers_for(services.settings, services.store, services.weights) as workers,
+    ):
         summary = preserve_weights(
             services.ledger,
             services.store,
@@ -45,6 +50,7 @@ def snapshot_weights(
             weights=services.weights,
             organization=services.settings.organization,
             progress=progress,
+            workers=workers,
         )
     get_run_logger().info(
         "Preserved %d files (%d bytes) at %s and its replicas %s; %d sent, %d already stored",

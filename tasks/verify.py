@@ -10,6 +10,7 @@ from sunset.preservation.verify import VerificationSummary, verify_snapshot
 from sunset.runs.deprecation import record_package
 from sunset.runs.steps import VERIFY_STEP
 from sunset.services import Services
+from tasks.fanout import workers_for
 from tasks.progress import progress_artifact
 from tasks.step import step
 
@@ -20,13 +21,17 @@ def verify_preservation(
     services: Services, run_id: str, snapshot: SnapshotSummary
 ) -> VerificationSummary:
     """Check every stored file and tag file on every replica, fast (a version listing:
-    size, ETag, current version) and deep (re-read, re-hashed, lock confirmed); any failure
+    size, ETag, current version) and deep (re-read, re-hashed, lock confirmed; in this
+    process, or one Prefect task per object on Dask: SUNSET_TASK_RUNNER); any failure
     fails the run. A package that passes becomes the deprecation's (when it is its first,
     or the new one the release manager asked for)."""
     organization = services.settings.organization
     if finish_interrupted_seal(services.ledger, services.store, snapshot.snapshot_id, organization):
         get_run_logger().info("Rewrote the tag files left behind by an interrupted seal")
-    with progress_artifact("Bytes re-read and re-hashed") as progress:
+    with (
+        progress_artifact("Bytes re-read and re-hashed") as progress,
+        workers_for(services.settings, services.store, services.weights) as workers,
+    ):
         summary = verify_snapshot(
             services.ledger,
             services.store,
@@ -34,6 +39,7 @@ def verify_preservation(
             run_id=run_id,
             organization=organization,
             progress=progress,
+            workers=workers,
         )
     record_package(services.ledger, run_id, summary.snapshot_id)
     get_run_logger().info(

@@ -25,6 +25,7 @@ from sunset.preservation.replicas import ReplicatedStore, connect_store
 from sunset.preservation.snapshot import SnapshotSummary, snapshot_weights
 from sunset.preservation.store import ObjectStore
 from sunset.preservation.weights import SourceFile, WeightsReader
+from sunset.preservation.workers import Workers
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from sunset_dev.seaweedfs import s3_client
 
@@ -59,7 +60,12 @@ def start_run(ledger: Ledger, *, run_id: str | None = None, at: datetime | None 
 
 
 def snapshot(
-    ledger: Ledger, store: ReplicatedStore, weights: str, run_id: str, reader: WeightsReader
+    ledger: Ledger,
+    store: ReplicatedStore,
+    weights: str,
+    run_id: str,
+    reader: WeightsReader,
+    workers: Workers | None = None,
 ) -> SnapshotSummary:
     with ledger.session() as db:
         run = db.get(DeprecationRun, run_id)
@@ -73,6 +79,7 @@ def snapshot(
         sources=reader.scan(weights),
         weights=reader,
         organization="Example Lab",
+        workers=workers,
     )
 
 

@@ -2,9 +2,11 @@
 
     python -m tests.snapshot_child LEDGER_URL RUN_ID WEIGHTS [--stall KEY_SUFFIX PART MARKER]
 
-Settings come from the SUNSET_* environment. With --stall, the process writes MARKER and
-hangs as soon as part PART of the object whose key ends with KEY_SUFFIX is being sent,
-with its multipart uploads open: the moment the test kills it.
+Settings come from the SUNSET_* environment, the workers that store the files too
+(tasks/fanout.py: with SUNSET_TASK_RUNNER=dask, Prefect's API from PREFECT_API_URL). With
+--stall, the process writes MARKER and hangs as soon as part PART of the object whose key
+ends with KEY_SUFFIX is being sent, with its multipart uploads open: the moment the test
+kills it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sunset.config import Settings
 from sunset.ledger import open_ledger
 from sunset.preservation.replicas import connect_store, weights_reader
 from sunset.preservation.store import ObjectStore
+from tasks.fanout import workers_for
 from tests.preservation import snapshot
 
 
@@ -40,14 +43,17 @@ def main() -> None:
 
         ObjectStore.send_part = stalling  # type: ignore[method-assign]
     settings = Settings()
-    summary = snapshot(
-        open_ledger(args.ledger_url),
-        connect_store(settings),
-        args.weights,
-        args.run_id,
-        weights_reader(settings),
+    store = connect_store(settings)
+    reader = weights_reader(settings)
+    with workers_for(settings, store, reader) as workers:
+        summary = snapshot(
+            open_ledger(args.ledger_url), store, args.weights, args.run_id, reader, workers
+        )
+    print(
+        f"uploaded={summary.uploaded_files} skipped={summary.skipped_files} "
+        f"bytes_sent={summary.bytes_sent}",
+        flush=True,
     )
-    print(f"uploaded={summary.uploaded_files} skipped={summary.skipped_files}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 hides, so it calls the functions that context manager is made of; and on the temporary
 server, which runs no Repossessor, it reads that server's lease storage itself. Prefect
 may move or change those in any release; these tests say so by name instead of a flow
-failing later.
+failing later. ``tasks/fanout.py`` clears the task run context var before it submits.
 """
 
 from __future__ import annotations
@@ -145,3 +145,20 @@ def test_the_shortest_slot_lease_is_the_shortest_prefect_grants() -> None:
     assert minimum == SHORTEST_SLOT_LEASE_SECONDS, _upgrade_note(
         f"Prefect's shortest lease is now {minimum} s"
     )
+
+
+def test_a_task_submitted_with_the_task_run_context_cleared_carries_none() -> None:
+    # tasks/fanout.py submits its per-file tasks from a copy of the context with
+    # TaskRunContext.__var__ cleared: the step's context holds live clients.
+    import contextvars
+
+    from prefect.context import TaskRunContext, serialize_context
+
+    assert isinstance(TaskRunContext.__var__, contextvars.ContextVar)
+    assert "TaskRunContext.get()" in inspect.getsource(serialize_context)
+
+    def serialized() -> dict[str, Any]:
+        TaskRunContext.__var__.set(None)  # type: ignore[arg-type]
+        return serialize_context()
+
+    assert contextvars.copy_context().run(serialized)["task_run_context"] == {}

@@ -15,7 +15,6 @@ from awscrt import checksums
 from pydantic import SecretStr
 
 from sunset.ledger import PreservedObject
-from sunset.preservation.fixity import DEEP_CHECKS_AT_ONCE, deep_checks
 from sunset.preservation.store import (
     DIGEST_LAG_CHUNKS,
     LOCK_MODE,
@@ -26,6 +25,8 @@ from sunset.preservation.store import (
     digest_bytes,
     make_s3_client,
 )
+from sunset.preservation.verify import deep_checks
+from sunset.preservation.workers import DEEP_CHECKS_AT_ONCE, ObjectToReread, thread_workers
 
 pytestmark = pytest.mark.unit
 
@@ -110,7 +111,17 @@ class _SlowCopy:
 _UNTIL = datetime(2099, 1, 1, tzinfo=UTC)
 
 
-def test_deep_checks_read_several_objects_at_once_and_report_them_in_order() -> None:
+class _OneCopyStore:
+    """The replicated store the workers re-read through: one slow copy."""
+
+    def __init__(self, copy: _SlowCopy) -> None:
+        self.only = copy
+
+    def copy(self, name: str) -> _SlowCopy | None:
+        return self.only if name == self.only.name else None
+
+
+def test_deep_checks_read_several_objects_at_once_and_report_each() -> None:
     contents = {f"p/file-{i}": os.urandom(100 + i) for i in range(10)}
     rows = []
     for i, data in enumerate(contents.values()):
@@ -131,7 +142,11 @@ def test_deep_checks_read_several_objects_at_once_and_report_them_in_order() -> 
             )
         )
     copy = _SlowCopy(contents)
-    findings = list(deep_checks(copy, "p/", rows))  # type: ignore[arg-type]
-    assert [f.path for f in findings] == [row.path for row in rows]
-    assert [f.outcome for f in findings] == ["ok"] * 6 + ["mismatch"] + ["ok"] * 3
+    store = _OneCopyStore(copy)
+    rereads = [ObjectToReread("primary", "p/" + row.path, row) for row in rows]
+    with thread_workers(store) as workers:  # type: ignore[arg-type]
+        findings = list(deep_checks(store, workers, rereads))  # type: ignore[arg-type]
+    outcomes = {f.path: f.outcome for f in findings}
+    assert len(findings) == len(rows)
+    assert outcomes == {row.path: "mismatch" if row.path == "file-6" else "ok" for row in rows}
     assert copy.most_at_once == DEEP_CHECKS_AT_ONCE

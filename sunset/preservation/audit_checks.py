@@ -8,6 +8,8 @@ says so until a later run checks them.
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -23,11 +25,12 @@ from sunset.ledger import (
     utcnow,
 )
 from sunset.preservation.findings import note_findings, note_unreached
-from sunset.preservation.fixity import Finding, listed_findings, record, reread_finding
+from sunset.preservation.fixity import Finding, listed_findings, record
 from sunset.preservation.health import last_ok
 from sunset.preservation.outcomes import DEEP
 from sunset.preservation.reach import Reach, Unanswered, Unreached
 from sunset.preservation.replicas import ReplicatedStore
+from sunset.preservation.workers import ObjectToReread, Workers, thread_workers
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -93,13 +96,15 @@ def deep_audit(
     *,
     budget_bytes: int,
     period: timedelta,
+    workers: Workers | None = None,
 ) -> CheckSummary:
     """Re-read and re-hash the objects with open damage, then those deep-checked longest
     ago, within ``budget_bytes``, on the replicas that answer.
 
     The objects are taken strictly in that order, and the run stops at the first one
     that no longer fits, so none is passed over for long. An object larger than the
-    whole budget is checked alone, in a run of its own, rather than never.
+    whole budget is checked alone, in a run of its own, rather than never. The re-reads
+    run on ``workers`` (default: ``DEEP_CHECKS_AT_ONCE`` at a time in this process).
     """
     now = utcnow()
     last_passed = last_ok(ledger, DEEP)
@@ -123,8 +128,18 @@ def deep_audit(
     overdue = [h for _, _, _, c, _, h in due[len(chosen) :] if (c or h.stored_at) < now - period]
     damaged: list[Damage] = []
     bytes_read = checked_count = unchecked = 0
-    for snapshot, held in chosen:
-        finding = check_deep(ledger, store, audit_id, snapshot, held, reach)
+    own = thread_workers(store) if workers is None else contextlib.nullcontext(workers)
+    with own as rereading, ThreadPoolExecutor(rereading.objects_at_once) as asking:
+        # Asked objects_at_once at a time (each with its retries); recorded here, in order.
+        answers = asking.map(
+            lambda pair: ask_deep(store, rereading, pair[0].prefix, pair[1], reach), chosen
+        )
+        results = [
+            _recorded(ledger, audit_id, [held], found)
+            for (_, held), found in zip(chosen, answers, strict=True)
+        ]
+    for recorded in results:
+        finding = recorded if isinstance(recorded, Unreached) else recorded[0]
         if isinstance(finding, Unreached):
             unchecked += 1
             continue
@@ -173,14 +188,24 @@ def check_deep(
     reach: Reach,
 ) -> Finding | Unreached:
     """Deep-check one object on its replica, and record what was learned."""
-    copy = store.copy(held.replica)
-    found = (
-        reach.ask(held.replica, lambda: [reread_finding(copy, snapshot.prefix + held.path, held)])
-        if copy is not None
-        else reach.not_configured(held.replica)
-    )
+    with thread_workers(store) as workers:
+        found = ask_deep(store, workers, snapshot.prefix, held, reach)
     recorded = _recorded(ledger, audit_id, [held], found)
     return recorded if isinstance(recorded, Unreached) else recorded[0]
+
+
+def ask_deep(
+    store: ReplicatedStore,
+    workers: Workers,
+    prefix: str,
+    held: PreservedObject,
+    reach: Reach,
+) -> list[Finding] | Unreached:
+    """Have ``workers`` re-read one object, asking its replica again as ``reach`` says."""
+    if store.copy(held.replica) is None:
+        return reach.not_configured(held.replica)
+    item = ObjectToReread(held.replica, prefix + held.path, held)
+    return reach.ask(held.replica, lambda: [workers.reread(item).result()])
 
 
 def _recorded(

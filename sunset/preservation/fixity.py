@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import botocore.exceptions
@@ -43,11 +42,8 @@ from sunset.preservation.outcomes import (
 )
 from sunset.preservation.store import LOCK_MODE, ListedVersion, ObjectStore
 
-# Objects a deep check reads at a time, as `rclone check --download` does with its
-# default four checkers.
-DEEP_CHECKS_AT_ONCE = 4
-
-_S3_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+# What a check records as unreadable rather than raising: the store gave no usable answer.
+STORE_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,7 @@ def fast_check(copy: ObjectStore, prefix: str, held: Sequence[PreservedObject]) 
     """
     try:
         return listed_findings(copy, prefix, held)
-    except _S3_ERRORS as exc:
+    except STORE_ERRORS as exc:
         return [
             _finding(row, copy, FAST, UNREADABLE, f"{type(exc).__name__}: {exc}", 0, 0.0)
             for row in held
@@ -163,21 +159,13 @@ def deep_check(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:
     lock with the recorded one."""
     try:
         return reread_finding(copy, key, held)
-    except _S3_ERRORS as exc:
-        return _finding(held, copy, DEEP, UNREADABLE, f"{type(exc).__name__}: {exc}", 0, 0.0)
+    except STORE_ERRORS as exc:
+        return unreadable(copy, held, exc)
 
 
-def deep_checks(
-    copy: ObjectStore, prefix: str, held: Sequence[PreservedObject]
-) -> Iterator[Finding]:
-    """``deep_check`` of each row of ``held`` (paths under ``prefix``), yielded in order.
-
-    ``DEEP_CHECKS_AT_ONCE`` objects are read at a time: one object's read waits on the
-    network and on its slowest digest, so several in flight keep the cores and the
-    connection busy. Memory stays a few read chunks per object in flight.
-    """
-    with ThreadPoolExecutor(DEEP_CHECKS_AT_ONCE, thread_name_prefix="deep-check") as pool:
-        yield from pool.map(lambda row: deep_check(copy, prefix + row.path, row), held)
+def unreadable(copy: ObjectStore, held: PreservedObject, error: Exception) -> Finding:
+    """The deep check's finding when the store did not answer the read."""
+    return _finding(held, copy, DEEP, UNREADABLE, f"{type(error).__name__}: {error}", 0, 0.0)
 
 
 def reread_finding(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:

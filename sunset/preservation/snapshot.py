@@ -8,10 +8,10 @@ A version a killed process stored but never recorded is adopted or named
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
 from sunset.errors import PreservationError
@@ -33,14 +33,10 @@ from sunset.preservation.records import (
 )
 from sunset.preservation.replicas import ReplicatedStore, Upload
 from sunset.preservation.seal import write_tag_files
-from sunset.preservation.store import Digests, ObjectStore, OpenUpload
 from sunset.preservation.weights import SourceFile, WeightsReader
+from sunset.preservation.workers import FileToStore, Workers, thread_workers
 
 MIB = 1024 * 1024
-# Files smaller than a part are sent this many at a time: for small files the time goes
-# to the round trips, not the bytes. Larger files go one at a time, PARTS_IN_FLIGHT parts
-# each, so memory stays bounded by parts either way.
-SMALL_FILES_IN_FLIGHT = 8
 # Stored files are recorded in one transaction per batch, each only after its upload
 # completed, so a crash can cost a rerun at most one batch sent again and never leaves a
 # file recorded that is not stored. A batch closes at this many files, bytes or seconds,
@@ -61,12 +57,12 @@ class SnapshotSummary:
     manifest_sha256: str
     replicas: tuple[str, ...] = ()
     bytes_sent: int = 0  # weights bytes sent to the store, all replicas together
+    # The run that made the package, when this run reuses its deprecation's package.
+    reused_from_run: str | None = None
     # Files a killed process stored but never recorded, found whole and recorded as they are.
     adopted_files: int = 0
     # Versions under the package's weights that it does not use, locked: see leftovers.py.
     leftovers: tuple[str, ...] = ()
-    # The run that made the package, when this run reuses its deprecation's package.
-    reused_from_run: str | None = None
 
 
 def snapshot_id_for(run: DeprecationRun) -> str:
@@ -84,6 +80,7 @@ def snapshot_weights(
     weights: WeightsReader,
     organization: str,
     progress: Callable[[int, int], None] | None = None,
+    workers: Workers | None = None,
 ) -> SnapshotSummary:
     """Read every weights file once into a new package on every replica, then write its
     tag files.
@@ -99,11 +96,33 @@ def snapshot_weights(
     version of the package's weights that the package does not use is recorded as a
     leftover and named in the summary.
 
+    Each file is stored by ``workers`` (default: threads of this process, reading with
+    ``weights``); what they return is recorded here, in batches, so the ledger has one
+    writer however many workers there are.
+
     Raises:
         PreservationError: a source file changed since this snapshot recorded it, or
             cannot be read any more.
     """
     snapshot = _open_snapshot(ledger, store, run, model, len(sources))
+    own = thread_workers(store, weights) if workers is None else contextlib.nullcontext(workers)
+    with own as chosen:
+        return _store_package(
+            ledger, store, run, snapshot, sources, weights, organization, progress, chosen
+        )
+
+
+def _store_package(
+    ledger: Ledger,
+    store: ReplicatedStore,
+    run: DeprecationRun,
+    snapshot: Snapshot,
+    sources: Sequence[SourceFile],
+    weights: WeightsReader,
+    organization: str,
+    progress: Callable[[int, int], None] | None,
+    workers: Workers,
+) -> SnapshotSummary:
     left_open = {copy.name: copy.open_uploads(snapshot.prefix) for copy in store.copies}
     recorded = {f.path: f for f in snapshot_files(ledger, snapshot.id)}
     held = held_objects(ledger, snapshot.id)
@@ -112,17 +131,8 @@ def snapshot_weights(
     total = sum(source.size for source in sources)
     done = uploaded = adopted = sent = 0
     batch = _RecordBatch(ledger, store, snapshot.id)
-    in_flight: deque[tuple[SourceFile, Future[Upload]]] = deque()
-
-    def send(
-        source: SourceFile,
-        targets: list[ObjectStore],
-        expected: Digests | None,
-        resume: Mapping[str, OpenUpload],
-    ) -> Upload:
-        key = snapshot.prefix + _payload_path(source)
-        with weights.open(source) as stream:
-            return store.upload(targets, key, stream, expected=expected, resume=resume)
+    in_flight: dict[Future[Upload], FileToStore] = {}
+    failures: list[BaseException] = []
 
     def advanced(source: SourceFile, upload: Upload | None = None, *, found: bool = False) -> None:
         nonlocal done, uploaded, adopted, sent
@@ -134,69 +144,88 @@ def snapshot_weights(
         if progress:
             progress(done, total)
 
-    def collect_oldest() -> None:
-        source, future = in_flight.popleft()
-        advanced(source, future.result())
+    def collect(until_at_most: int) -> None:
+        # Waits in slices of a batch's age, so a batch of small files stored while a large
+        # one is still on its way is recorded on time.
+        while len(in_flight) > until_at_most:
+            finished, _ = wait(in_flight, RECORD_BATCH_SECONDS, FIRST_COMPLETED)
+            for future in finished:
+                item = in_flight.pop(future)
+                error = future.exception()
+                if error is None:
+                    advanced(item.source, future.result())
+                else:
+                    failures.append(error)
+            batch.flush_if_due()
 
-    with ThreadPoolExecutor(SMALL_FILES_IN_FLIGHT, thread_name_prefix="small-file") as pool:
-        try:
-            for source in sources:
-                path = _payload_path(source)
-                key = snapshot.prefix + path
-                known = recorded.get(path)
-                expected = preserved(known) if known else None
-                if known is not None and known.size != source.size:
-                    raise PreservationError(
-                        f"{source.location} is {source.size} bytes now but {known.size} bytes "
-                        "when this snapshot stored it; restore the original file, or start a "
-                        "new deprecation run."
-                    )
-                targets = [
-                    c
-                    for c in store.copies
-                    if expected is None
-                    or (c.name, path) not in intact
-                    or preserved(held[(c.name, path)]) != expected
-                ]
+    try:
+        for source in sources:
+            path = _payload_path(source)
+            key = snapshot.prefix + path
+            known = recorded.get(path)
+            expected = preserved(known) if known else None
+            if known is not None and known.size != source.size:
+                raise PreservationError(
+                    f"{source.location} is {source.size} bytes now but {known.size} bytes "
+                    "when this snapshot stored it; restore the original file, or start a "
+                    "new deprecation run."
+                )
+            targets = tuple(
+                c.name
+                for c in store.copies
+                if expected is None
+                or (c.name, path) not in intact
+                or preserved(held[(c.name, path)]) != expected
+            )
+            if not targets:
+                advanced(source)
+                continue
+            adoption: Adoption | None = None
+            if known is None and any((name, key) in strays for name in targets):
+                adoption = adopt_unrecorded(
+                    [c for c in store.copies if c.name in targets],
+                    key,
+                    source,
+                    weights,
+                    strays,
+                    store.part_size,
+                )
+                targets = tuple(name for name in targets if name not in adoption.stored)
+                expected = adoption.digests  # what is sent must be what was adopted
                 if not targets:
-                    advanced(source)
+                    advanced(source, _joined(adoption, None), found=True)
                     continue
-                adoption: Adoption | None = None
-                if known is None and any((c.name, key) in strays for c in targets):
-                    adoption = adopt_unrecorded(
-                        targets, key, source, weights, strays, store.part_size
-                    )
-                    targets = [c for c in targets if c.name not in adoption.stored]
-                    expected = adoption.digests  # what is sent must be what was adopted
-                    if not targets:
-                        advanced(source, _joined(adoption, None), found=True)
-                        continue
-                resume = {
-                    c.name: left_open[c.name].pop(key) for c in targets if key in left_open[c.name]
-                }
-                if adoption is not None:  # rare: sent at once, beside the versions it keeps
-                    advanced(source, _joined(adoption, send(source, targets, expected, resume)))
-                    continue
-                if source.size < store.part_size and not resume:
-                    in_flight.append((source, pool.submit(send, source, targets, expected, {})))
-                    if len(in_flight) >= SMALL_FILES_IN_FLIGHT:
-                        collect_oldest()
-                    continue
-                while in_flight:  # one large file at a time, after the small ones before it
-                    collect_oldest()
+            resume = {name: left_open[name].pop(key) for name in targets if key in left_open[name]}
+            item = FileToStore(source, key, targets, expected, resume)
+            if adoption is not None:  # rare: sent at once, beside the versions it keeps
+                collect(0)
+                if failures:
+                    break
+                advanced(source, _joined(adoption, workers.store_file(item).result()))
+                continue
+            if workers.large_files_alone and (source.size >= store.part_size or resume):
+                collect(0)  # one large file at a time, after the small ones before it
                 batch.flush()
-                advanced(source, send(source, targets, expected, resume))
-            while in_flight:
-                collect_oldest()
-        finally:
-            # Uploads that completed are recorded even when another one failed, so that
-            # a rerun does not send them again.
-            for source, future in in_flight:
-                if future.exception() is None:
-                    batch.add(_payload_path(source), future.result())
-            batch.flush()
-    for copy in store.copies:  # uploads of files no longer in the weights, or now small
-        for upload in left_open[copy.name].values():
+                if not failures:
+                    in_flight[workers.store_file(item)] = item
+                    collect(0)
+            else:
+                collect(workers.files_at_once - 1)
+                if not failures:
+                    in_flight[workers.store_file(item)] = item
+            if failures:
+                break
+    finally:
+        # Uploads that completed are recorded even when another one failed, so that a
+        # rerun does not send them again.
+        collect(0)
+        batch.flush()
+    if failures:
+        raise failures[0]
+    for copy in store.copies:
+        # Uploads no file completed: of files no longer in the weights or now small, or
+        # opened by a worker that died mid-file (its file was stored again from the start).
+        for upload in copy.open_uploads(snapshot.prefix).values():
             copy.abort_upload(upload.key, upload.upload_id)
     now_held = held_objects(ledger, snapshot.id).values()
     leftovers = record_leftovers(
@@ -223,13 +252,6 @@ def snapshot_weights(
     )
 
 
-def _joined(adoption: Adoption, upload: Upload | None) -> Upload:
-    """A file's versions: those adopted, and those just sent to the other replicas."""
-    if upload is None:
-        return Upload(adoption.digests, dict(adoption.stored), 0)
-    return Upload(adoption.digests, adoption.stored | upload.stored, upload.bytes_sent)
-
-
 def _payload_path(source: SourceFile) -> str:
     return f"{WEIGHTS_DIR}/{source.relative_path}"
 
@@ -251,6 +273,11 @@ class _RecordBatch:
             or sum(u.digests.size for u in self.uploads.values()) >= RECORD_BATCH_BYTES
             or time.monotonic() - self.opened >= RECORD_BATCH_SECONDS
         ):
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        """Record the batch once it is a batch's age old, even with no file added since."""
+        if self.uploads and time.monotonic() - self.opened >= RECORD_BATCH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -282,3 +309,10 @@ def _open_snapshot(
             snapshot.file_count = files
         db.add(snapshot)
         return snapshot
+
+
+def _joined(adoption: Adoption, upload: Upload | None) -> Upload:
+    """A file's versions: those adopted, and those just sent to the other replicas."""
+    if upload is None:
+        return Upload(adoption.digests, dict(adoption.stored), 0)
+    return Upload(adoption.digests, adoption.stored | upload.stored, upload.bytes_sent)

@@ -4,12 +4,21 @@ events in ``standing.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
 from sunset.errors import VerificationFailed
 from sunset.ledger import Ledger, PreservedObject, Snapshot
-from sunset.preservation.fixity import Finding, absent, deep_checks, fast_check, record
+from sunset.preservation.fixity import (
+    STORE_ERRORS,
+    Finding,
+    absent,
+    fast_check,
+    record,
+    unreadable,
+)
 from sunset.preservation.outcomes import FAST, MISMATCH
 from sunset.preservation.records import (
     held_objects,
@@ -20,6 +29,7 @@ from sunset.preservation.records import (
 )
 from sunset.preservation.replicas import ReplicatedStore
 from sunset.preservation.store import ObjectStore, digest_bytes
+from sunset.preservation.workers import ObjectToReread, Workers, thread_workers
 
 
 @dataclass(frozen=True)
@@ -41,11 +51,13 @@ def verify_snapshot(
     organization: str,
     paths: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: Workers | None = None,
 ) -> VerificationSummary:
     """Check every payload file (or just ``paths``) and every tag file on every replica:
     fast (one version listing per replica: each version present, same size and ETag,
-    still current), then deep (re-read, re-hashed, lock confirmed, several objects at a
-    time) for each object the fast check passed.
+    still current), then deep (re-read, re-hashed, lock confirmed) for each object the
+    fast check passed. The deep checks run on ``workers`` (default: threads of this
+    process, several objects at a time) and are recorded here as they come back.
 
     Every check is recorded as a fixity event. The tag files must also be the ones the
     ledger derives now, so a package whose manifests were not rewritten fails.
@@ -70,12 +82,19 @@ def verify_snapshot(
             f"{f.replica}:{f.path} ({f.outcome}: {f.detail})" for f in findings if not f.ok
         )
 
+    rereads: list[ObjectToReread] = []
     for copy in store.copies:
         refused, listed = _before_listing(copy, snapshot, wanted, held, tags)
         fast = fast_check(copy, snapshot.prefix, listed)
         tally(refused + fast)
-        intact = [row for row, finding in zip(listed, fast, strict=True) if finding.ok]
-        for deep in deep_checks(copy, snapshot.prefix, intact):
+        rereads += [
+            ObjectToReread(copy.name, snapshot.prefix + row.path, row)
+            for row, finding in zip(listed, fast, strict=True)
+            if finding.ok
+        ]
+    own = thread_workers(store) if workers is None else contextlib.nullcontext(workers)
+    with own as chosen:
+        for deep in deep_checks(store, chosen, rereads):
             tally([deep])
             bytes_read += deep.bytes_read
             if progress:
@@ -89,6 +108,33 @@ def verify_snapshot(
     replicas = tuple(c.name for c in store.copies)
     checked = len(wanted) * len(store.copies)
     return VerificationSummary(snapshot.id, store.bucket, checked, bytes_read, True, replicas)
+
+
+def deep_checks(
+    store: ReplicatedStore, workers: Workers, rereads: Iterable[ObjectToReread]
+) -> Iterator[Finding]:
+    """The deep check of each object, ``workers.objects_at_once`` at a time, as each comes
+    back; a read the store did not answer is the object's ``unreadable`` finding."""
+    in_flight: dict[Future[Finding], ObjectToReread] = {}
+    pending = iter(rereads)
+    while True:
+        for item in pending:
+            in_flight[workers.reread(item)] = item
+            if len(in_flight) >= workers.objects_at_once:
+                break
+        if not in_flight:
+            return
+        finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        for future in finished:
+            item = in_flight.pop(future)
+            error = future.exception()
+            if error is None:
+                yield future.result()
+                continue
+            copy = store.copy(item.replica)
+            if not isinstance(error, STORE_ERRORS) or copy is None:
+                raise error
+            yield unreadable(copy, item.held, error)
 
 
 def _before_listing(
