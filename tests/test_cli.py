@@ -20,6 +20,7 @@ from sunset.ledger import CatalogModel, DeprecationRun, RunState, Snapshot, Step
 from sunset.preservation.records import snapshot_files
 from sunset.preservation.verify import verify_snapshot
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
+from sunset_dev.processes import free_port
 from tests.conftest import Site
 from tests.preservation import (
     CountingReader,
@@ -392,6 +393,33 @@ def test_prefect_keeps_its_home_under_the_data_directory_unless_the_user_sets_it
     assert not (home / ".prefect").exists()
     if user_set:
         assert not (data / "prefect").exists()
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_deciding_writes_no_prefect_home_outside_the_data_directory_and_no_ledger(
+    tmp_path: Path, decision: str
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUNSET_", "PREFECT_"))}
+    # Only PREFECT_API_URL, as the README says; nothing answers there.
+    env |= {"HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+
+    decided = subprocess.run(
+        [*SUNSET, decision, "abcdef12", "--reason", "a test"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert decided.returncode == 1
+    assert decided.stderr.startswith(
+        f"Error: No Prefect server answers at {env['PREFECT_API_URL']}"
+    )
+    assert not (home / ".prefect").exists()
+    assert (home / ".sunset" / "prefect").is_dir()  # the default data directory's
+    assert list(tmp_path.rglob("ledger.db*")) == []
 
 
 @pytest.mark.unit

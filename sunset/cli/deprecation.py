@@ -118,6 +118,9 @@ def deprecate(
         )
         requested_by = getpass.getuser()
         if via_deployment:
+            from sunset.cli.local_runs import keep_prefect_home
+
+            keep_prefect_home(settings)
             _deprecate_via_deployment(request, requested_by, deployment=deployment, wait=wait)
             return
         if wait:

@@ -87,6 +87,10 @@ def reject(
 def _decide(run: str, decision: str, reason: str, approver: str | None) -> None:
     """Answer the approval form of the waiting run ``run`` names, as ``approver`` (by
     default, the current login), then say what the decision did."""
+    from sunset.cli.local_runs import keep_prefect_home
+    from sunset.config import Settings
+
+    keep_prefect_home(Settings())
     from deployments.approvals import (
         await_outcome,
         decider_identity,
