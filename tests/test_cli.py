@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from uuid import UUID, uuid4
 
 import pytest
 import typer
@@ -32,6 +33,7 @@ from tests.preservation import (
 )
 
 SUNSET = [sys.executable, "-m", "sunset.cli"]
+RUN = uuid4()  # a flow run id
 
 
 def sunset(
@@ -420,6 +422,101 @@ def test_deciding_writes_no_prefect_home_outside_the_data_directory_and_no_ledge
     assert not (home / ".prefect").exists()
     assert (home / ".sunset" / "prefect").is_dir()  # the default data directory's
     assert list(tmp_path.rglob("ledger.db*")) == []
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("final", "exit_code", "last_line"),
+    [
+        (
+            {"type": "COMPLETED", "name": "Completed"},
+            0,
+            "retire-m-1 ended Completed. `sunset status m-1` shows the package, the report "
+            "and the serving status.",
+        ),
+        (
+            {
+                "type": "COMPLETED",
+                "name": "Rejected",
+                "message": "Rejected by bob; the serving status did not change.",
+            },
+            0,
+            "retire-m-1 ended Rejected: Rejected by bob; the serving status did not change.",
+        ),
+        (
+            {
+                "type": "COMPLETED",
+                "name": "Nothing to do",
+                "message": "m-1 is already retired; there is nothing to do.",
+            },
+            0,
+            "retire-m-1 ended Nothing to do: m-1 is already retired; there is nothing to do.",
+        ),
+        (
+            {
+                "type": "FAILED",
+                "name": "Failed",
+                "message": "Flow run encountered an exception: SunsetError: no good copy",
+            },
+            1,
+            "Error: retire-m-1 ended Failed: Flow run encountered an exception: SunsetError: "
+            "no good copy",
+        ),
+    ],
+    ids=["completed", "rejected", "nothing-to-do", "failed"],
+)
+def test_wait_without_a_terminal_prints_each_change_and_the_named_final_state(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    final: dict[str, str],
+    exit_code: int,
+    last_line: str,
+) -> None:
+    from prefect.client.schemas.objects import FlowRun, State
+
+    import deployments.ops
+
+    def flow_run(state: dict[str, str]) -> FlowRun:
+        return FlowRun(
+            id=RUN, flow_id=RUN, name="retire-m-1", state=State(**state), state_name=state["name"]
+        )
+
+    # What the server shows while it runs: each poll, the run and its finished steps.
+    polls = [
+        (flow_run({"type": "PENDING", "name": "Pending"}), []),
+        (flow_run({"type": "RUNNING", "name": "Running"}), []),
+        (flow_run({"type": "RUNNING", "name": "Running"}), []),
+        (flow_run({"type": "RUNNING", "name": "Running"}), ["preflight"]),
+        (flow_run({"type": "PAUSED", "name": "Paused"}), ["preflight", "assemble_report"]),
+        (flow_run({"type": "PAUSED", "name": "Paused"}), ["preflight", "assemble_report"]),
+        (flow_run(final), ["preflight", "assemble_report"]),
+    ]
+
+    def follow(flow_run_id: UUID, on_progress: Callable[[FlowRun, list[str]], None]) -> FlowRun:
+        for polled, done in polls:
+            on_progress(polled, done)
+        return polls[-1][0]
+
+    monkeypatch.setattr(deployments.ops, "start_deprecation", lambda *_, **__: polls[0][0])
+    monkeypatch.setattr(deployments.ops, "follow", follow)
+    monkeypatch.setattr(deployments.ops, "flow_run_url", lambda i: f"http://ui/runs/{i}")
+    monkeypatch.setenv("SUNSET_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    argv = ["deprecate", "m-1", "--weights", str(tmp_path), "--retire", "--via-deployment"]
+
+    result = CliRunner().invoke(app, [*argv, "--wait"], terminal_width=250)
+
+    assert result.exit_code == exit_code, result.output
+    assert (result.stdout + result.stderr).splitlines() == [
+        f"Started retire-m-1 on deprecate-model/manual: http://ui/runs/{RUN}",
+        "retire-m-1: Pending",
+        "retire-m-1: Running",
+        "retire-m-1: Running; done: preflight",
+        "retire-m-1: Paused; done: preflight, assemble_report; waiting for approval: "
+        f"sunset approve {RUN} --reason TEXT (or sunset reject)",
+        f"retire-m-1: {final['name']}; done: preflight, assemble_report",
+        last_line,
+    ]
 
 
 @pytest.mark.unit
