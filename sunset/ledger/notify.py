@@ -6,9 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
-from sunset.ledger.models import UTCDateTime, utcnow
+from sunset.ledger.models import LedgerTable, UTCDateTime, utcnow
 
 
 class DeliveryState(StrEnum):
@@ -23,7 +23,7 @@ class DeliveryState(StrEnum):
     UNCONFIRMED = "unconfirmed"
 
 
-class Delivery(SQLModel, table=True):
+class Delivery(LedgerTable, table=True):
     """A notice to one recipient on one channel; the unique key makes it happen once."""
 
     __tablename__ = "deliveries"
@@ -47,7 +47,7 @@ class Delivery(SQLModel, table=True):
     error: str | None = None
 
 
-class DeliverySummary(SQLModel, table=True):
+class DeliverySummary(LedgerTable, table=True):
     """Where a run's notices stand on one channel, rewritten after every notify attempt."""
 
     __tablename__ = "delivery_summaries"
