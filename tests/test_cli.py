@@ -285,9 +285,9 @@ ORCHESTRATION = ("prefect", "flows", "tasks", "deployments", "torch", "transform
 SERVICE_CLIENTS = ("anthropic", "boto3", "botocore", "httpx", "jinja2", "alembic")
 
 
-def packages_loaded_by(*args: str, env: dict[str, str] | None = None) -> set[str]:
-    """The top-level packages that `sunset ARGS`, run in a fresh interpreter, has loaded
-    by the time it ends (it must end with exit code 0)."""
+def modules_loaded_by(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules that `sunset ARGS`, run in a fresh interpreter, has loaded by the time
+    it ends (it must end with exit code 0)."""
     script = (
         "import sys\n"
         "from sunset.cli import app\n"
@@ -295,11 +295,16 @@ def packages_loaded_by(*args: str, env: dict[str, str] | None = None) -> set[str
         "    app(sys.argv[1:], prog_name='sunset')\n"
         "except SystemExit as ended:\n"
         "    assert not ended.code, ended.code\n"
-        "print('LOADED', *sorted({name.split('.')[0] for name in sys.modules}))\n"
+        "print('LOADED', *sorted(sys.modules))\n"
     )
     ran = sunset(*args, env=env, program=[sys.executable, "-c", script])
     assert ran.returncode == 0, ran.stderr
     return set(ran.stdout.rpartition("LOADED ")[2].split())
+
+
+def packages_loaded_by(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    """The top-level packages of ``modules_loaded_by``."""
+    return {name.split(".")[0] for name in modules_loaded_by(*args, env=env)}
 
 
 def test_help_loads_no_prefect_no_ledger_and_no_service_client() -> None:
@@ -314,12 +319,23 @@ def test_status_and_runs_load_the_ledger_but_no_service_client(tmp_path: Path) -
     registered = sunset("register", "bench-chat-1", "--name", "Bench Chat 1", env=env)
     assert registered.returncode == 0, registered.stderr
 
-    for command in (["status", "bench-chat-1"], ["status"], ["runs"]):
-        loaded = packages_loaded_by(*command, env=env)
+    tables_read = {
+        ("status", "bench-chat-1"): {"catalog", "deprecation", "preservation", "audit"},
+        ("status",): {"catalog"},
+        ("runs",): {"runs"},
+    }
+    for command, tables in tables_read.items():
+        modules = modules_loaded_by(*command, env=env)
+        loaded = {name.split(".")[0] for name in modules}
 
         assert "sqlmodel" in loaded, command  # it did read the ledger
         # A ledger already at the newest migration is read without loading Alembic.
         assert loaded & {*ORCHESTRATION, *SERVICE_CLIENTS} == set(), command
+        # Only the tables it reads are built (each costs a few ms): never the interview's.
+        built = {name.rpartition(".")[2] for name in modules if name.startswith("sunset.ledger.")}
+        assert tables <= built, command
+        assert "interview" not in built, command
+    assert "preservation" not in built  # `runs`: its runs and their steps
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
