@@ -54,7 +54,7 @@ def find_waiting_run(given: str) -> WaitingRun:
 
     Raises:
         InputError: the id is too short, matches several waiting runs, names a run that
-            is not waiting (saying what it is), or matches none.
+            is not waiting (saying what it is), or matches none; or no server answers.
     """
     server = require_server()
     needle = given.strip().lower()
@@ -64,11 +64,17 @@ def find_waiting_run(given: str) -> WaitingRun:
             f"{SHORTEST_RUN_PREFIX} characters."
         )
     with get_client(sync_client=True) as client:
-        paused = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+        try:
+            paused = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                )
             )
-        )
+        except httpx.TransportError as exc:
+            raise InputError(
+                f"No Prefect server answers at {server} ({exc}): set PREFECT_API_URL to the "
+                "server the run is on, or start it, and run again."
+            ) from None
         found = [run for run in paused if any(i.startswith(needle) for i in _ids(run))]
         if len(found) == 1:
             return _waiting_run(found[0])

@@ -21,7 +21,6 @@ the step decorator whether another attempt can succeed.
 
 from __future__ import annotations
 
-import smtplib
 import socket
 import sys
 from typing import Any
@@ -112,17 +111,21 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, SunsetError):
         return False
-    # An error of botocore or anthropic can only come from a loaded module: looking them
-    # up there, not importing them here, keeps them out of commands that never use them.
+    # An error of botocore, anthropic or smtplib can only come from a loaded module:
+    # looking them up there, not importing them here, keeps them out of commands that
+    # never use them.
     botocore = sys.modules.get("botocore.exceptions")
     if botocore is not None and _transient_in_s3(exc, botocore):
         return True
     anthropic = sys.modules.get("anthropic")
     if anthropic is not None and _transient_in_messages_api(exc, anthropic):
         return True
-    if isinstance(exc, smtplib.SMTPResponseException):
+    smtplib = sys.modules.get("smtplib")
+    if smtplib is not None and isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
-    if isinstance(exc, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError):
+    if smtplib is not None and isinstance(
+        exc, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError
+    ):
         return True
     return isinstance(exc, ConnectionError | TimeoutError | socket.timeout)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from uuid import UUID, uuid4
 
 import pytest
 import typer
@@ -20,6 +21,7 @@ from sunset.ledger import CatalogModel, DeprecationRun, RunState, Snapshot, Step
 from sunset.preservation.records import snapshot_files
 from sunset.preservation.verify import verify_snapshot
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
+from sunset_dev.processes import free_port
 from tests.conftest import Site
 from tests.preservation import (
     CountingReader,
@@ -31,6 +33,7 @@ from tests.preservation import (
 )
 
 SUNSET = [sys.executable, "-m", "sunset.cli"]
+RUN = uuid4()  # a flow run id
 
 
 def sunset(
@@ -282,9 +285,9 @@ ORCHESTRATION = ("prefect", "flows", "tasks", "deployments", "torch", "transform
 SERVICE_CLIENTS = ("anthropic", "boto3", "botocore", "httpx", "jinja2", "alembic")
 
 
-def packages_loaded_by(*args: str, env: dict[str, str] | None = None) -> set[str]:
-    """The top-level packages that `sunset ARGS`, run in a fresh interpreter, has loaded
-    by the time it ends (it must end with exit code 0)."""
+def modules_loaded_by(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules that `sunset ARGS`, run in a fresh interpreter, has loaded by the time
+    it ends (it must end with exit code 0)."""
     script = (
         "import sys\n"
         "from sunset.cli import app\n"
@@ -292,11 +295,16 @@ def packages_loaded_by(*args: str, env: dict[str, str] | None = None) -> set[str
         "    app(sys.argv[1:], prog_name='sunset')\n"
         "except SystemExit as ended:\n"
         "    assert not ended.code, ended.code\n"
-        "print('LOADED', *sorted({name.split('.')[0] for name in sys.modules}))\n"
+        "print('LOADED', *sorted(sys.modules))\n"
     )
     ran = sunset(*args, env=env, program=[sys.executable, "-c", script])
     assert ran.returncode == 0, ran.stderr
     return set(ran.stdout.rpartition("LOADED ")[2].split())
+
+
+def packages_loaded_by(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    """The top-level packages of ``modules_loaded_by``."""
+    return {name.split(".")[0] for name in modules_loaded_by(*args, env=env)}
 
 
 def test_help_loads_no_prefect_no_ledger_and_no_service_client() -> None:
@@ -311,12 +319,23 @@ def test_status_and_runs_load_the_ledger_but_no_service_client(tmp_path: Path) -
     registered = sunset("register", "bench-chat-1", "--name", "Bench Chat 1", env=env)
     assert registered.returncode == 0, registered.stderr
 
-    for command in (["status", "bench-chat-1"], ["status"], ["runs"]):
-        loaded = packages_loaded_by(*command, env=env)
+    tables_read = {
+        ("status", "bench-chat-1"): {"catalog", "deprecation", "preservation", "audit"},
+        ("status",): {"catalog"},
+        ("runs",): {"runs"},
+    }
+    for command, tables in tables_read.items():
+        modules = modules_loaded_by(*command, env=env)
+        loaded = {name.split(".")[0] for name in modules}
 
         assert "sqlmodel" in loaded, command  # it did read the ledger
         # A ledger already at the newest migration is read without loading Alembic.
         assert loaded & {*ORCHESTRATION, *SERVICE_CLIENTS} == set(), command
+        # Only the tables it reads are built (each costs a few ms): never the interview's.
+        built = {name.rpartition(".")[2] for name in modules if name.startswith("sunset.ledger.")}
+        assert tables <= built, command
+        assert "interview" not in built, command
+    assert "preservation" not in built  # `runs`: its runs and their steps
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
@@ -392,6 +411,128 @@ def test_prefect_keeps_its_home_under_the_data_directory_unless_the_user_sets_it
     assert not (home / ".prefect").exists()
     if user_set:
         assert not (data / "prefect").exists()
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_deciding_writes_no_prefect_home_outside_the_data_directory_and_no_ledger(
+    tmp_path: Path, decision: str
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUNSET_", "PREFECT_"))}
+    # Only PREFECT_API_URL, as the README says; nothing answers there.
+    env |= {"HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+
+    decided = subprocess.run(
+        [*SUNSET, decision, "abcdef12", "--reason", "a test"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert decided.returncode == 1
+    assert decided.stderr.startswith(
+        f"Error: No Prefect server answers at {env['PREFECT_API_URL']}"
+    )
+    assert not (home / ".prefect").exists()
+    assert (home / ".sunset" / "prefect").is_dir()  # the default data directory's
+    assert list(tmp_path.rglob("ledger.db*")) == []
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("final", "exit_code", "last_line"),
+    [
+        (
+            {"type": "COMPLETED", "name": "Completed"},
+            0,
+            "retire-m-1 ended Completed. `sunset status m-1` shows the package, the report "
+            "and the serving status.",
+        ),
+        (
+            {
+                "type": "COMPLETED",
+                "name": "Rejected",
+                "message": "Rejected by bob; the serving status did not change.",
+            },
+            0,
+            "retire-m-1 ended Rejected: Rejected by bob; the serving status did not change.",
+        ),
+        (
+            {
+                "type": "COMPLETED",
+                "name": "Nothing to do",
+                "message": "m-1 is already retired; there is nothing to do.",
+            },
+            0,
+            "retire-m-1 ended Nothing to do: m-1 is already retired; there is nothing to do.",
+        ),
+        (
+            {
+                "type": "FAILED",
+                "name": "Failed",
+                "message": "Flow run encountered an exception: SunsetError: no good copy",
+            },
+            1,
+            "Error: retire-m-1 ended Failed: Flow run encountered an exception: SunsetError: "
+            "no good copy",
+        ),
+    ],
+    ids=["completed", "rejected", "nothing-to-do", "failed"],
+)
+def test_wait_without_a_terminal_prints_each_change_and_the_named_final_state(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    final: dict[str, str],
+    exit_code: int,
+    last_line: str,
+) -> None:
+    from prefect.client.schemas.objects import FlowRun, State
+
+    import deployments.ops
+
+    def flow_run(state: dict[str, str]) -> FlowRun:
+        return FlowRun(
+            id=RUN, flow_id=RUN, name="retire-m-1", state=State(**state), state_name=state["name"]
+        )
+
+    # What the server shows while it runs: each poll, the run and its finished steps.
+    polls = [
+        (flow_run({"type": "PENDING", "name": "Pending"}), []),
+        (flow_run({"type": "RUNNING", "name": "Running"}), []),
+        (flow_run({"type": "RUNNING", "name": "Running"}), []),
+        (flow_run({"type": "RUNNING", "name": "Running"}), ["preflight"]),
+        (flow_run({"type": "PAUSED", "name": "Paused"}), ["preflight", "assemble_report"]),
+        (flow_run({"type": "PAUSED", "name": "Paused"}), ["preflight", "assemble_report"]),
+        (flow_run(final), ["preflight", "assemble_report"]),
+    ]
+
+    def follow(flow_run_id: UUID, on_progress: Callable[[FlowRun, list[str]], None]) -> FlowRun:
+        for polled, done in polls:
+            on_progress(polled, done)
+        return polls[-1][0]
+
+    monkeypatch.setattr(deployments.ops, "start_deprecation", lambda *_, **__: polls[0][0])
+    monkeypatch.setattr(deployments.ops, "follow", follow)
+    monkeypatch.setattr(deployments.ops, "flow_run_url", lambda i: f"http://ui/runs/{i}")
+    monkeypatch.setenv("SUNSET_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    argv = ["deprecate", "m-1", "--weights", str(tmp_path), "--retire", "--via-deployment"]
+
+    result = CliRunner().invoke(app, [*argv, "--wait"], terminal_width=250)
+
+    assert result.exit_code == exit_code, result.output
+    assert (result.stdout + result.stderr).splitlines() == [
+        f"Started retire-m-1 on deprecate-model/manual: http://ui/runs/{RUN}",
+        "retire-m-1: Pending",
+        "retire-m-1: Running",
+        "retire-m-1: Running; done: preflight",
+        "retire-m-1: Paused; done: preflight, assemble_report; waiting for approval: "
+        f"sunset approve {RUN} --reason TEXT (or sunset reject)",
+        f"retire-m-1: {final['name']}; done: preflight, assemble_report",
+        last_line,
+    ]
 
 
 @pytest.mark.unit

@@ -161,9 +161,38 @@ def test_the_migrated_schema_is_exactly_the_models(ledger_url: str) -> None:
     from alembic.migration import MigrationContext
     from sqlmodel import SQLModel
 
+    from sunset.ledger import load_all_tables
+
+    load_all_tables()
     ledger = open_ledger(ledger_url)
     with ledger.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     ledger.dispose()
 
     assert differences == []
+
+
+@pytest.mark.unit
+def test_every_name_of_the_package_comes_from_the_module_it_is_typed_from() -> None:
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import sunset.ledger
+
+    source = ast.parse(Path(sunset.ledger.__file__).read_text(encoding="utf-8"))
+    [typed] = [node for node in source.body if isinstance(node, ast.If)]  # TYPE_CHECKING
+    typed_homes = {
+        alias.name: str(node.module).rsplit(".", 1)[1]
+        for node in typed.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+
+    assert typed_homes == sunset.ledger._HOMES
+    assert sorted(sunset.ledger.__all__) == sorted(typed_homes)
+    for name, module in typed_homes.items():
+        defined = getattr(importlib.import_module(f"sunset.ledger.{module}"), name)
+        assert getattr(sunset.ledger, name) is defined, name
+    with pytest.raises(AttributeError):
+        _ = sunset.ledger.NoSuchTable  # type: ignore[attr-defined]

@@ -33,6 +33,8 @@ import pytest
 from prefect import get_client
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterId,
     LogFilter,
@@ -369,7 +371,7 @@ def test_deprecation_via_deployment_completes_and_shows_in_the_ui(
     link = re.search(r"http://\S+/v2/runs/flow-run/([0-9a-f-]{36})", done.stdout)
     assert link is not None, done.stdout
     assert f"Started announce-{EXAMPLE_MODEL_ID} on {DEPRECATE_DEPLOYMENT}" in done.stdout
-    assert f"announce-{EXAMPLE_MODEL_ID} completed" in done.stdout
+    assert f"announce-{EXAMPLE_MODEL_ID} ended Completed. `sunset status" in done.stdout
     flow_run_id = UUID(link.group(1))
     with operations.client() as client:
         run = client.read_flow_run(flow_run_id)
@@ -487,27 +489,36 @@ def test_a_second_run_of_one_model_waits_while_another_model_runs_alongside(
 def test_approvers_are_told_and_a_rejected_retirement_shows_as_rejected_in_the_ui(
     operations: Operations, webhook: Webhook, tmp_path: Path
 ) -> None:
-    started = run_cli(
-        [
-            SUNSET,
-            "deprecate",
-            "ops-c",
-            "--weights",
-            str(operations.weights),
-            "--recipients",
-            str(operations.recipients),
-            "--retire",
-            "--notice-override",
-            "Retired early in the operations test.",
-            "--approvals",
-            "2",
-            "--via-deployment",
-        ],
-        env=operations.env(),
+    # Followed with --wait, its output a file, as in a CI log: no terminal.
+    followed = tmp_path / "deprecate-wait.out"
+    with open(followed, "w") as out:
+        following = subprocess.Popen(
+            [
+                SUNSET,
+                "deprecate",
+                "ops-c",
+                "--weights",
+                str(operations.weights),
+                "--recipients",
+                str(operations.recipients),
+                "--retire",
+                "--notice-override",
+                "Retired early in the operations test.",
+                "--approvals",
+                "2",
+                "--via-deployment",
+                "--wait",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=operations.env() | {"COLUMNS": "400"},  # one line a change, for the asserts
+            text=True,
+        )
+    link = _wait_for(
+        lambda: re.search(r"http://\S+/v2/runs/flow-run/([0-9a-f-]{36})", followed.read_text()),
+        timeout=120,
+        what="`sunset deprecate --via-deployment --wait` to print the run's page",
     )
-    assert started.returncode == 0, started.stdout + started.stderr
-    link = re.search(r"http://\S+/v2/runs/flow-run/([0-9a-f-]{36})", started.stdout)
-    assert link is not None, started.stdout
     flow_run_id = UUID(link.group(1))
 
     def paused() -> FlowRun | None:
@@ -549,6 +560,8 @@ def test_approvers_are_told_and_a_rejected_retirement_shows_as_rejected_in_the_u
         env=shell | {"LOGNAME": "bob", "USER": "bob"},
     )
     [final] = wait_until_final(operations, [flow_run_id], timeout=120)
+    following.wait(60)
+    follow_lines = followed.read_text().splitlines()
 
     assert approved.returncode == 0, approved.stderr
     assert approved.stdout.startswith(
@@ -561,6 +574,18 @@ def test_approvers_are_told_and_a_rejected_retirement_shows_as_rejected_in_the_u
     assert final.state is not None and final.state.is_completed()
     assert final.state.name == "Rejected"
     assert model_status(operations, "ops-c") == "active"
+    # --wait said when the run began to wait, and how it ended, named.
+    assert following.returncode == 0, follow_lines
+    assert any(
+        line.startswith("retire-ops-c: Paused")
+        and line.endswith(
+            f"waiting for approval: sunset approve {flow_run_id} --reason TEXT (or sunset reject)"
+        )
+        for line in follow_lines
+    ), follow_lines
+    assert follow_lines[-1] == (
+        "retire-ops-c ended Rejected: Rejected by bob; the serving status did not change."
+    ), follow_lines
 
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "ui-flow-run-rejected.png"
@@ -571,6 +596,34 @@ def test_approvers_are_told_and_a_rejected_retirement_shows_as_rejected_in_the_u
     # The state badge in the run's header, just before its start date.
     assert re.search(r"\bRejected \d{4}/\d{2}/\d{2} ", page), page[:2000]
     assert screenshot.stat().st_size > 50_000  # a rendered page, not a blank one
+
+    # The report the run sealed before it asked for approval, read in the UI.
+    with operations.client() as client:
+        reports = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["report-ops-c"])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+        )
+    report = max(reports, key=lambda artifact: str(artifact.created))  # the last sealed
+    report_url = link.group(0).replace(
+        f"runs/flow-run/{flow_run_id}", f"artifacts/artifact/{report.id}"
+    )
+    report_shot = ARTIFACTS / "ui-report-artifact.png"
+    report_shot.unlink(missing_ok=True)
+    report_page = render_in_chromium(
+        report_url, tmp_path / "profile-report", screenshot=report_shot
+    )
+
+    # The Markdown rendered: its headings and text, not the name of a file elsewhere.
+    assert "Post-deployment report: Ops C (ops-c)" in report_page, report_page[:3000]
+    for heading in (
+        "1. Model and timeline",
+        "3. Notices to users",
+        "4. Preservation",
+        "5. Interview",
+    ):
+        assert heading in report_page, heading
+    assert re.search(r"Version \d+, sealed in the package", report_page), report_page[:3000]
+    assert report_shot.stat().st_size > 50_000
 
 
 def test_alerts_post_failed_runs_and_the_audit_s_events_to_the_webhook(

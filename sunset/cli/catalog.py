@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sunset.cli.edge import parse_date, parse_moment, plain_errors
+from sunset.cli.edge import collector_paused, parse_date, parse_moment, plain_errors
 from sunset.cli.output import console, show_catalog, show_health_line, show_model, show_status_at
 from sunset.cli.runs import Wide
 from sunset.errors import InputError
@@ -74,11 +74,12 @@ def status(
     transitions (a flip that was rolled back never took effect and does not count).
     """
     # Only the ledger's tables and reads: no store, gateway or model client.
-    from sunset.catalog import find_model, list_models, model_record
-    from sunset.config import Settings
-    from sunset.ledger import open_ledger
-    from sunset.preservation.health import model_package_health
-    from sunset.serving.history import status_at
+    with collector_paused():
+        from sunset.catalog import find_model, list_models, model_record
+        from sunset.config import Settings
+        from sunset.ledger import open_ledger
+        from sunset.preservation.health import model_package_health
+        from sunset.serving.history import status_at
 
     with plain_errors():
         settings = Settings()

@@ -15,6 +15,8 @@ from sunset.errors import InputError, SunsetError
 from sunset.runs.request import DeprecationRequest  # light: pydantic only; its fields' help
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+
     from sunset.config import Settings
 
 
@@ -118,6 +120,9 @@ def deprecate(
         )
         requested_by = getpass.getuser()
         if via_deployment:
+            from sunset.cli.local_runs import keep_prefect_home
+
+            keep_prefect_home(settings)
             _deprecate_via_deployment(request, requested_by, deployment=deployment, wait=wait)
             return
         if wait:
@@ -130,8 +135,10 @@ def deprecate(
 def _deprecate_via_deployment(
     request: DeprecationRequest, requested_by: str, *, deployment: str, wait: bool
 ) -> None:
-    """Start a flow run of the deployment; with ``wait``, follow it until it ends."""
-    from deployments.ops import flow_run_url, follow, start_deprecation
+    """Start a flow run of the deployment; with ``wait``, follow it until it ends and say
+    how it ended: Completed, Rejected or Nothing to do (exit code 0, with the state's
+    message), or anything else (an error naming the state and its message)."""
+    from deployments.ops import flow_run_url, start_deprecation
 
     # The worker reads the paths, from its own working directory.
     absolute = {
@@ -147,29 +154,57 @@ def _deprecate_via_deployment(
         console.print("A worker on the `sunset` pool picks it up; follow it in the UI.")
         return
     try:
-        with console.status(f"{run.name}: scheduled") as progress:
-            final = follow(
-                run.id,
-                lambda current, done: progress.update(
-                    f"{current.name}: {current.state_name}"
-                    + (f"; done: {', '.join(done)}" if done else "")
-                ),
-            )
+        final = _follow_to_the_end(run)
     except KeyboardInterrupt:
         console.print(f"Stopped following; the run goes on: {flow_run_url(run.id)}")
         raise typer.Exit(130) from None
+    ended = f"{final.name} ended {final.state_name}"
     if final.state is None or not final.state.is_completed():
-        message = final.state.message if final.state else "no state"
-        raise SunsetError(f"{final.name} ended {final.state_name}: {message}")
-    console.print(
-        f"{final.name} completed. `sunset status {request.model_id}` shows the "
-        "package, the report and the serving status.",
-        soft_wrap=True,
-    )
-    # A plain Completed state has a message only for notices of unknown fate: it names
-    # them and the command that settles them (flows/serving.py: ends_in_named_state).
-    if final.state.name == "Completed" and final.state.message:
-        console.print(f"[bold]Decision needed:[/] {escape(final.state.message)}", soft_wrap=True)
+        message = final.state.message if final.state else None
+        raise SunsetError(f"{ended}: {message or 'no message'}")
+    if final.state.name != "Completed":  # Rejected, Nothing to do: why nothing changed
+        console.print(f"{ended}: {final.state.message}", soft_wrap=True)
+    else:
+        console.print(
+            f"{ended}. `sunset status {request.model_id}` shows the package, the report "
+            "and the serving status.",
+            soft_wrap=True,
+        )
+        # A plain Completed state has a message only for notices of unknown fate: it names
+        # them and the command that settles them (flows/serving.py: ends_in_named_state).
+        if final.state.message:
+            console.print(
+                f"[bold]Decision needed:[/] {escape(final.state.message)}", soft_wrap=True
+            )
+
+
+def _follow_to_the_end(run: FlowRun) -> FlowRun:
+    """Follow the flow run until it ends: on a terminal, one status line kept up to date;
+    elsewhere (a log, a pipe), a line each time its state or its finished steps change."""
+    from deployments.ops import follow
+
+    if console.is_terminal:
+        with console.status(f"{run.name}: {run.state_name}") as status:
+            return follow(run.id, lambda current, done: status.update(_progress(current, done)))
+    printed: list[str] = []
+
+    def print_changes(current: FlowRun, done: list[str]) -> None:
+        line = _progress(current, done)
+        if printed[-1:] != [line]:
+            console.print(line, soft_wrap=True)
+            printed.append(line)
+
+    return follow(run.id, print_changes)
+
+
+def _progress(run: FlowRun, done: list[str]) -> str:
+    """The run's state and finished steps, and how to decide while it waits for approval."""
+    line = f"{run.name}: {run.state_name}"
+    if done:
+        line += f"; done: {', '.join(done)}"
+    if run.state is not None and run.state.is_paused():
+        line += f"; waiting for approval: sunset approve {run.id} --reason TEXT (or sunset reject)"
+    return line
 
 
 def run_deprecation(

@@ -3,6 +3,7 @@ into one sentence on stderr: exit code 2 for a usage mistake, 1 for everything e
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +16,26 @@ from typer.core import TyperGroup
 
 from sunset.cli.output import errors
 from sunset.errors import SunsetError  # light, and loaded for the help texts anyway
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Load modules with Python's cyclic garbage collector paused, then set what they made
+    aside from later collections.
+
+    The commands, SQLAlchemy's ORM and the ledger's tables make a few hundred thousand
+    objects that live as long as the process: the collector walked them over and over as
+    they were made and freed nothing, a tenth of `sunset status`. Wrap imports only: a
+    command's work runs with the collector on.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()  # what was loaded stays loaded: no collection needs to walk it again
+        if enabled:
+            gc.enable()
 
 
 @contextmanager

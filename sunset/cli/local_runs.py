@@ -29,18 +29,24 @@ PREFECT_DEFAULTS = {
 }
 
 
-def prepare_prefect(settings: Settings) -> None:
-    """Prefect's settings for running here, and Sunset's own progress lines in its logs.
+def keep_prefect_home(settings: Settings) -> None:
+    """Keep Prefect's home (its profiles, its temporary server's database, its logs) under
+    the data directory, like everything else, unless PREFECT_HOME is set.
 
-    Prefect's home (its temporary server's database, profiles, logs) is kept under the
-    data directory, like everything else, unless PREFECT_HOME is set. Call this before
-    Prefect is imported: Prefect reads its settings, and creates its home, at import
-    (but not the folders above it: a data directory that holds no ledger yet is made here).
+    Every command that imports Prefect calls this first: Prefect reads its settings, and
+    creates its home, at import (but not the folders above it: a data directory that
+    holds no ledger yet is made here, and no ledger is).
     """
     if "PREFECT_HOME" not in os.environ:
         home = settings.data_dir.expanduser() / "prefect"
         home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(home)
+
+
+def prepare_prefect(settings: Settings) -> None:
+    """Prefect's settings for running a flow here (its home: ``keep_prefect_home``), and
+    Sunset's own progress lines in its logs. Call this before Prefect is imported."""
+    keep_prefect_home(settings)
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     logging.getLogger("sunset").setLevel(logging.INFO)

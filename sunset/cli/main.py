@@ -20,23 +20,25 @@ import gc
 
 import typer
 
-from sunset.cli import (
-    audit,
-    catalog,
-    deliveries,
-    demo,
-    deprecation,
-    model_server,
-    notices,
-    ops,
-    preferences,
-    report,
-    restore,
-    runs,
-    site,
-    users,
-)
-from sunset.cli.edge import OneLineUsageErrors
+from sunset.cli.edge import OneLineUsageErrors, collector_paused
+
+with collector_paused():
+    from sunset.cli import (
+        audit,
+        catalog,
+        deliveries,
+        demo,
+        deprecation,
+        model_server,
+        notices,
+        ops,
+        preferences,
+        report,
+        restore,
+        runs,
+        site,
+        users,
+    )
 
 # When the process ends, Python's last garbage collections walk every object SQLAlchemy
 # and pydantic made (about 0.1 s, a fifth of `sunset status`) to free memory that the

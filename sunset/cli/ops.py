@@ -54,12 +54,16 @@ def ops_up(
     import signal
     import threading
 
-    from deployments.local import LocalOperations
+    from sunset.cli.local_runs import keep_prefect_home
     from sunset.config import Settings
 
     with plain_errors():
+        settings = Settings()
+        keep_prefect_home(settings)
+        from deployments.local import LocalOperations
+
         operations = LocalOperations(
-            Settings().data_dir.expanduser(),
+            settings.data_dir.expanduser(),
             port=port,
             prefect_database_url=prefect_database_url,
             alert_webhook_url=alert_webhook,
@@ -95,7 +99,11 @@ def ops_setup(alert_webhook: AlertWebhook = None) -> None:
 
     Safe to run again after every upgrade: what is already right is left as it is.
     """
+    from sunset.cli.local_runs import keep_prefect_home
+    from sunset.config import Settings
+
     with plain_errors():
+        keep_prefect_home(Settings())
         from deployments.ops import (
             WORK_POOL,
             deploy_project,

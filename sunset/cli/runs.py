@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sunset.cli.edge import plain_errors
+from sunset.cli.edge import collector_paused, plain_errors
 from sunset.cli.output import console, show_runs
 from sunset.errors import SunsetError
 
@@ -46,9 +46,10 @@ def runs(
     Run ids are shortened to the first 8 characters, which approve and reject accept.
     """
     # Only the ledger's tables and reads: no store, gateway or model client.
-    from sunset.config import Settings
-    from sunset.ledger import open_existing_ledger
-    from sunset.runs.history import run_history
+    with collector_paused():
+        from sunset.config import Settings
+        from sunset.ledger import open_existing_ledger
+        from sunset.runs.history import run_history
 
     with plain_errors():
         show_runs(run_history(open_existing_ledger(Settings().ledger_url), model), wide=wide)
@@ -87,6 +88,10 @@ def reject(
 def _decide(run: str, decision: str, reason: str, approver: str | None) -> None:
     """Answer the approval form of the waiting run ``run`` names, as ``approver`` (by
     default, the current login), then say what the decision did."""
+    from sunset.cli.local_runs import keep_prefect_home
+    from sunset.config import Settings
+
+    keep_prefect_home(Settings())
     from deployments.approvals import (
         await_outcome,
         decider_identity,

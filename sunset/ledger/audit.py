@@ -9,9 +9,9 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, Column, Field, SQLModel
+from sqlmodel import JSON, Column, Field
 
-from sunset.ledger.models import UTCDateTime, new_id, utcnow
+from sunset.ledger.models import LedgerTable, UTCDateTime, new_id, utcnow
 from sunset.ledger.runs import AttemptColumns
 
 
@@ -28,7 +28,7 @@ class FindingKind(StrEnum):
     UNREACHABLE = "unreachable"  # the replica did not answer: nothing is known either way
 
 
-class AuditRun(SQLModel, table=True):
+class AuditRun(LedgerTable, table=True):
     """One run of the preservation audit: what it checked, repaired and extended."""
 
     __tablename__ = "audit_runs"
@@ -53,7 +53,7 @@ class AuditAttempt(AttemptColumns, table=True):
     run_id: str = Field(foreign_key="audit_runs.id", index=True, max_length=32)
 
 
-class FixityEvent(SQLModel, table=True):
+class FixityEvent(LedgerTable, table=True):
     """One check of one stored file: what was checked, how, and what was found."""
 
     __tablename__ = "fixity_events"
@@ -75,7 +75,7 @@ class FixityEvent(SQLModel, table=True):
     audit_id: str | None = Field(default=None, foreign_key="audit_runs.id", max_length=32)
 
 
-class AuditFinding(SQLModel, table=True):
+class AuditFinding(LedgerTable, table=True):
     """Something an audit found wrong with, or could not learn about, one object on one
     replica; open until a later check proves the object healthy (or a repair does).
 

@@ -6,9 +6,9 @@ from datetime import date, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
-from sunset.ledger.models import UTCDateTime, utcnow
+from sunset.ledger.models import LedgerTable, UTCDateTime, utcnow
 
 
 class ServingStatus(StrEnum):
@@ -18,7 +18,7 @@ class ServingStatus(StrEnum):
     ON_REQUEST = "on_request"  # reinstated, but served only to those who ask for it
 
 
-class CatalogModel(SQLModel, table=True):
+class CatalogModel(LedgerTable, table=True):
     """A model in the catalog, with its serving status and its dates."""
 
     __tablename__ = "catalog_models"
@@ -36,7 +36,7 @@ class CatalogModel(SQLModel, table=True):
     model_class: str | None = Field(default=None, max_length=64)
 
 
-class ModelUser(SQLModel, table=True):
+class ModelUser(LedgerTable, table=True):
     """Someone who depends on a model, imported from a recipients CSV."""
 
     __tablename__ = "model_users"

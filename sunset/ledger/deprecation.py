@@ -13,9 +13,9 @@ from datetime import date, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
-from sunset.ledger.models import UTCDateTime, new_id, utcnow
+from sunset.ledger.models import LedgerTable, UTCDateTime, new_id, utcnow
 
 
 class DeprecationStage(StrEnum):
@@ -29,7 +29,7 @@ class DeprecationStage(StrEnum):
     CANCELLED = "cancelled"  # called off before retirement; the model stays active
 
 
-class Deprecation(SQLModel, table=True):
+class Deprecation(LedgerTable, table=True):
     """One deprecation of one model, with the dates its users were told."""
 
     __tablename__ = "deprecations"
@@ -50,7 +50,7 @@ class Deprecation(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class RetirementDateChange(SQLModel, table=True):
+class RetirementDateChange(LedgerTable, table=True):
     """The retirement date moved after users were told: from when, to when, and why."""
 
     __tablename__ = "retirement_date_changes"
@@ -64,7 +64,7 @@ class RetirementDateChange(SQLModel, table=True):
     changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class NoticeRecipient(SQLModel, table=True):
+class NoticeRecipient(LedgerTable, table=True):
     """Someone told of a deprecation; its later notices (reminders, the retirement, a
     cancellation) go to the same people on the same channels."""
 

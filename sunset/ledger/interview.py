@@ -10,9 +10,9 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, Column, Field, SQLModel
+from sqlmodel import JSON, Column, Field
 
-from sunset.ledger.models import UTCDateTime, new_id, utcnow
+from sunset.ledger.models import LedgerTable, UTCDateTime, new_id, utcnow
 
 
 class SessionState(StrEnum):
@@ -57,7 +57,7 @@ class ConfirmationOutcome(StrEnum):
     UNREADABLE = "unreadable"  # neither: every preference shown stays found, not confirmed
 
 
-class InterviewSession(SQLModel, table=True):
+class InterviewSession(LedgerTable, table=True):
     """One conversation with the model under one protocol."""
 
     __tablename__ = "interview_sessions"
@@ -75,7 +75,7 @@ class InterviewSession(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class InterviewTurn(SQLModel, table=True):
+class InterviewTurn(LedgerTable, table=True):
     """One question and the model's answer exactly as the API returned it."""
 
     __tablename__ = "interview_turns"
@@ -108,7 +108,7 @@ class InterviewTurn(SQLModel, table=True):
     response_raw: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
 
 
-class InterviewPreference(SQLModel, table=True):
+class InterviewPreference(LedgerTable, table=True):
     """A preference the model expressed, quoted verbatim from one turn's answer.
 
     ``answer_text[quote_start:quote_end]`` of the turn is exactly ``quote``: the pointer can
@@ -148,7 +148,7 @@ class InterviewPreference(SQLModel, table=True):
     correction: str | None = None  # the model's own words for it, when it corrected it
 
 
-class PreferenceStatusChange(SQLModel, table=True):
+class PreferenceStatusChange(LedgerTable, table=True):
     """One decision about a preference: what it became, why, who decided and when, and
     the addendum that seals it into the package when the report was sealed before it."""
 
@@ -166,7 +166,7 @@ class PreferenceStatusChange(SQLModel, table=True):
     addendum_path: str | None = None
 
 
-class PreferenceFinderCall(SQLModel, table=True):
+class PreferenceFinderCall(LedgerTable, table=True):
     """One request to the model-assisted preference finder about one turn's answer.
 
     Recorded like a turn: the request as handed to the SDK (``request_json``) and the
@@ -197,7 +197,7 @@ class PreferenceFinderCall(SQLModel, table=True):
     error: str | None = None  # why it failed or could not be read
 
 
-class PreferenceCandidate(SQLModel, table=True):
+class PreferenceCandidate(LedgerTable, table=True):
     """One item a finder call returned, kept whether it was accepted or rejected.
 
     An accepted item's quote is exactly ``answer_text[quote_start:quote_end]`` of the
@@ -220,7 +220,7 @@ class PreferenceCandidate(SQLModel, table=True):
     preference_id: int | None = Field(default=None, foreign_key="interview_preferences.id")
 
 
-class PreferenceConfirmation(SQLModel, table=True):
+class PreferenceConfirmation(LedgerTable, table=True):
     """A session's confirmation turn: the preferences it showed the model, numbered from 1
     in ``shown`` (their ids), and how the model's reply was read.
 

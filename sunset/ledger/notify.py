@@ -6,9 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
-from sunset.ledger.models import UTCDateTime, utcnow
+from sunset.ledger.models import LedgerTable, UTCDateTime, utcnow
 
 
 class DeliveryState(StrEnum):
@@ -24,7 +24,7 @@ class DeliveryState(StrEnum):
     UNCONFIRMED = "unconfirmed"
 
 
-class Delivery(SQLModel, table=True):
+class Delivery(LedgerTable, table=True):
     """A notice to one recipient on one channel; the unique key makes it happen once."""
 
     __tablename__ = "deliveries"
@@ -48,7 +48,7 @@ class Delivery(SQLModel, table=True):
     error: str | None = None
 
 
-class DeliverySummary(SQLModel, table=True):
+class DeliverySummary(LedgerTable, table=True):
     """Where a run's notices stand on one channel, rewritten after every notify attempt."""
 
     __tablename__ = "delivery_summaries"
@@ -73,7 +73,7 @@ class DeliveryDecisionKind(StrEnum):
     COUNT_AS_DELIVERED = "count-as-delivered"  # treat it as arrived; send nothing
 
 
-class DeliveryDecision(SQLModel, table=True):
+class DeliveryDecision(LedgerTable, table=True):
     """Who decided what about an unconfirmed delivery, when and why; a resend records what
     it did. A delivery is known again once a decision counts it as delivered, or a
     resend decided for it ends ``sent``."""

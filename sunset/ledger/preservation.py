@@ -12,9 +12,9 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, Column, Field, SQLModel
+from sqlmodel import JSON, Column, Field
 
-from sunset.ledger.models import UTCDateTime, utcnow
+from sunset.ledger.models import LedgerTable, UTCDateTime, utcnow
 
 
 class SnapshotState(StrEnum):
@@ -28,7 +28,7 @@ class RestorationState(StrEnum):
     VERIFIED = "verified"
 
 
-class DigestColumns(SQLModel):
+class DigestColumns(LedgerTable):
     """A file's size and digests: what its bytes must be wherever it is kept."""
 
     size: int = Field(sa_type=sa.BigInteger)
@@ -37,7 +37,7 @@ class DigestColumns(SQLModel):
     crc64nvme: str = Field(max_length=16)
 
 
-class Snapshot(SQLModel, table=True):
+class Snapshot(LedgerTable, table=True):
     """A preservation package of a model's weights in the object store."""
 
     __tablename__ = "snapshots"
@@ -107,7 +107,7 @@ class PreservedObject(DigestColumns, table=True):
     stored_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class LeftoverVersion(SQLModel, table=True):
+class LeftoverVersion(LedgerTable, table=True):
     """A version of a package's weights file that a replica holds but the package does
     not use: most often an upload a killed process completed but never recorded, whose
     bytes are not the file's as the resumed run read it (such a version holding exactly
@@ -131,7 +131,7 @@ class LeftoverVersion(SQLModel, table=True):
     found_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class Restoration(SQLModel, table=True):
+class Restoration(LedgerTable, table=True):
     """A preserved snapshot copied back to a serving location, and its check."""
 
     __tablename__ = "restorations"
@@ -148,7 +148,7 @@ class Restoration(SQLModel, table=True):
     verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class Fingerprint(SQLModel, table=True):
+class Fingerprint(LedgerTable, table=True):
     """A model's greedy outputs for fixed prompts, recorded at deprecation from the weights
     being preserved and sealed in the package, for resurrection drills to reproduce."""
 
@@ -167,7 +167,7 @@ class Fingerprint(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class DrillEvent(SQLModel, table=True):
+class DrillEvent(LedgerTable, table=True):
     """One resurrection drill: a package restored from a replica into a fresh directory,
     checked against its manifest, its model loaded from the restored files alone and its
     fingerprint replayed. ``run_id`` is set when the drill was part of a deprecation run."""

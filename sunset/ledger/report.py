@@ -7,12 +7,12 @@ from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
-from sunset.ledger.models import UTCDateTime, utcnow
+from sunset.ledger.models import LedgerTable, UTCDateTime, utcnow
 
 
-class Report(SQLModel, table=True):
+class Report(LedgerTable, table=True):
     """A version of a run's post-deployment report, sealed into the package."""
 
     __tablename__ = "reports"
@@ -28,7 +28,7 @@ class Report(SQLModel, table=True):
     sealed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class ReportInput(SQLModel, table=True):
+class ReportInput(LedgerTable, table=True):
     """Text people supplied for a run's report: the release manager's deployment summary or
     the operators' analysis. Kept verbatim; a newer input of a kind supersedes the older."""
 
@@ -48,7 +48,7 @@ class ReplyOutcome(StrEnum):
     FAILED = "failed"  # not obtained: the API refused, gave up, or the deadline passed
 
 
-class ReportReply(SQLModel, table=True):
+class ReportReply(LedgerTable, table=True):
     """The model's right of reply: the report's account of it (its deployment summary,
     preferences and the operators' analysis), shown to it before the final version is
     sealed, and its reply verbatim; or, when it could not be asked, why.

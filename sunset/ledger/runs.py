@@ -11,9 +11,9 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, Column, Field, SQLModel
+from sqlmodel import JSON, Column, Field
 
-from sunset.ledger.models import UTCDateTime, new_id, utcnow
+from sunset.ledger.models import LedgerTable, UTCDateTime, new_id, utcnow
 
 
 class RunState(StrEnum):
@@ -30,7 +30,7 @@ class AttemptState(StrEnum):
     FAILED = "failed"
 
 
-class DeprecationRun(SQLModel, table=True):
+class DeprecationRun(LedgerTable, table=True):
     """One attempt to deprecate a model, possibly carried by several Prefect flow runs."""
 
     __tablename__ = "deprecation_runs"
@@ -64,7 +64,7 @@ class DeprecationRun(SQLModel, table=True):
     orchestrator_lease_id: str | None = Field(default=None, max_length=64)
 
 
-class AttemptColumns(SQLModel):
+class AttemptColumns(LedgerTable):
     """One attempt of one step of a run, failed ones with their error."""
 
     id: int | None = Field(default=None, primary_key=True)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
 from sunset.ledger.catalog import ServingStatus
-from sunset.ledger.models import UTCDateTime, utcnow
+from sunset.ledger.models import LedgerTable, UTCDateTime, utcnow
 
 
-class StatusTransition(SQLModel, table=True):
+class StatusTransition(LedgerTable, table=True):
     """A change of a model's serving status: who, when, why, and by which run."""
 
     __tablename__ = "status_transitions"
@@ -31,7 +31,7 @@ class StatusTransition(SQLModel, table=True):
     rollback_reason: str | None = None
 
 
-class Approval(SQLModel, table=True):
+class Approval(LedgerTable, table=True):
     """An approver's decision on a paused run, before its serving status changes."""
 
     __tablename__ = "approvals"

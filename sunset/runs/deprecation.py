@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session, col, select
 
@@ -22,7 +23,6 @@ from sunset.ledger import (
     Deprecation,
     DeprecationRun,
     DeprecationStage,
-    InterviewSession,
     Ledger,
     NoticeRecipient,
     RetirementDateChange,
@@ -31,6 +31,9 @@ from sunset.ledger import (
 )
 from sunset.notify.recipients import Recipient
 from sunset.serving.lifecycle import DEPRECATION
+
+if TYPE_CHECKING:
+    from sunset.ledger import InterviewSession
 
 IN_PROGRESS = (DeprecationStage.PLANNED, DeprecationStage.ANNOUNCED)
 
@@ -228,6 +231,10 @@ def interview_of(
     Ledgers from before one interview per deprecation can hold a session index twice
     (each run interviewed anew): the later session stands for that index.
     """
+    # Here, not at the top: `sunset status` reads deprecations but not interviews, and
+    # building the interview's tables costs it about 25 ms.
+    from sunset.ledger import InterviewSession
+
     query = select(InterviewSession).where(col(InterviewSession.run_id).in_(list(run_ids)))
     if as_of is not None:
         query = query.where(col(InterviewSession.started_at) <= as_of)

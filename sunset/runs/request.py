@@ -28,8 +28,9 @@ class DeprecationRequest(BaseModel):
     # A value wrong on its own is refused by a field validator with the sentence a user
     # sees (an InputError, which pydantic lets through unchanged); what needs the ledger
     # or the files is checked by validate_request. Plain values: it travels as a flow
-    # parameter.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # parameter. Its validator is built when first used: every command imports it for
+    # the help texts of its fields, and only `deprecate` and `demo` validate one.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     model_id: str = Field(description="Catalog id of the model to deprecate.")
     weights: str = Field(

@@ -4,7 +4,9 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import sunset.ledger  # noqa: F401  (registers every table on SQLModel.metadata)
+from sunset.ledger import load_all_tables
+
+load_all_tables()  # every table on SQLModel.metadata, which the migrations are checked against
 
 target_metadata = SQLModel.metadata
 config = context.config
