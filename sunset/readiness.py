@@ -27,7 +27,6 @@ refusal is not retried; its InputError names the setting to fix.
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable
@@ -38,8 +37,6 @@ from typing import TypeVar
 from sunset.errors import is_transient
 from sunset.runs.steps import FIRST_RETRY_WAIT_S, RETRIES, RETRY_JITTER
 from sunset.services import Services
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -89,9 +86,16 @@ def service_probes(services: Services, model_id: str) -> list[Probe]:
 
 
 def prove_services(
-    services: Services, model_id: str, *, sleep: Callable[[float], None] = time.sleep
+    services: Services,
+    model_id: str,
+    *,
+    on_retry: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[str]:
     """Prove every service a run of ``model_id`` will use; the names of those proven.
+
+    ``on_retry`` is told, in a sentence, each failure that is tried again: the run's log
+    in preflight, the terminal in the CLI's quick check.
 
     Raises:
         InputError: a service refuses a setting; the sentence names it.
@@ -99,7 +103,7 @@ def prove_services(
     """
     proven = []
     for probe in service_probes(services, model_id):
-        with_retries(probe.prove, what=probe.service, sleep=sleep)
+        with_retries(probe.prove, what=probe.service, on_retry=on_retry, sleep=sleep)
         proven.append(probe.service)
     return proven
 
@@ -108,6 +112,7 @@ def with_retries(
     attempt: Callable[[], T],
     *,
     what: str,
+    on_retry: Callable[[str], None],
     retries: int = RETRIES,
     first_wait_s: float = FIRST_RETRY_WAIT_S,
     sleep: Callable[[float], None] = time.sleep,
@@ -117,7 +122,8 @@ def with_retries(
 
     Args:
         attempt: The call; its last failure is raised as it is.
-        what: What is tried, for the log.
+        what: What is tried, for ``on_retry``.
+        on_retry: Told each failure that is tried again, and when.
         retries: How many more times a transient failure is tried.
         first_wait_s: The first wait; each next one doubles, then is jittered by up to
             ``RETRY_JITTER`` either way.
@@ -133,7 +139,6 @@ def with_retries(
                 raise
             wait = first_wait_s * 2**tried * (1 + RETRY_JITTER * (2 * jitter() - 1))
             tried += 1
-            log.warning(
-                "%s: %s Trying again in %.1f s (%d of %d).", what, exc, wait, tried, retries
-            )
+            said = str(exc).rstrip(".") or type(exc).__name__
+            on_retry(f"{what}: {said}; trying again in {wait:.1f} s ({tried} of {retries}).")
             sleep(wait)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from prefect import get_run_logger
 from prefect.runtime import flow_run
 
 from sunset.readiness import prove_services
@@ -51,7 +52,7 @@ def preflight(
     validated = validate_request(
         services.ledger, request, settings, weights=services.weights, today=date.today()
     )
-    proven = prove_services(services, validated.model.id)
+    proven = prove_services(services, validated.model.id, on_retry=get_run_logger().warning)
     package = package_to_compare(services.ledger, request)
     if package is not None:  # a later run of the deprecation: its weights must be the package's
         with progress_artifact("Bytes of weights compared with the package") as progress:

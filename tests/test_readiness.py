@@ -167,13 +167,22 @@ class Flaky:
 
 @pytest.mark.unit
 def test_a_failure_that_may_pass_is_tried_again_after_doubling_waits() -> None:
-    probe = Flaky(ConnectionRefusedError(), TransientError("503"))
+    probe = Flaky(
+        ConnectionRefusedError(111, "Connection refused"), TransientError("The relay answered 503.")
+    )
     waits: list[float] = []
+    told: list[str] = []
 
-    answer = with_retries(probe, what="mail relay", sleep=waits.append, jitter=lambda: 0.5)
+    answer = with_retries(
+        probe, what="mail relay", on_retry=told.append, sleep=waits.append, jitter=lambda: 0.5
+    )
 
     assert answer == "answered" and probe.calls == 3
     assert waits == [1.0, 2.0]
+    assert told == [
+        "mail relay: [Errno 111] Connection refused; trying again in 1.0 s (1 of 3).",
+        "mail relay: The relay answered 503; trying again in 2.0 s (2 of 3).",
+    ]
 
 
 @pytest.mark.unit
@@ -182,7 +191,7 @@ def test_a_permanent_refusal_is_not_tried_again() -> None:
     waits: list[float] = []
 
     with pytest.raises(InputError, match="refused the login"):
-        with_retries(probe, what="mail relay", sleep=waits.append)
+        with_retries(probe, what="mail relay", on_retry=print, sleep=waits.append)
 
     assert probe.calls == 1 and waits == []
 
@@ -193,7 +202,9 @@ def test_retries_end_like_a_steps_with_the_last_failure() -> None:
     waits: list[float] = []
 
     with pytest.raises(TransientError, match=f"no answer {RETRIES}"):
-        with_retries(probe, what="Messages API", sleep=waits.append, jitter=lambda: 0.0)
+        with_retries(
+            probe, what="Messages API", on_retry=print, sleep=waits.append, jitter=lambda: 0.0
+        )
 
     assert probe.calls == RETRIES + 1
     assert waits == [0.5 * 2**n for n in range(RETRIES)]  # jittered down by half

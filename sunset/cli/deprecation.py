@@ -182,7 +182,9 @@ def run_deprecation(
     validate_request(
         services.ledger, request, settings, weights=services.weights, today=date.today()
     )
-    prove_services(services, request.model_id)
+    prove_services(
+        services, request.model_id, on_retry=lambda said: console.print(said, highlight=False)
+    )
     prepare_prefect(settings)
     from flows.deprecate import deprecate_model
 
