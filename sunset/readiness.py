@@ -50,8 +50,7 @@ class Probe:
 
 
 def service_probes(services: Services, model_id: str) -> list[Probe]:
-    """The probes of every service a deprecation run of ``model_id`` will use, in the order
-    the run uses them."""
+    """The probes of every service a deprecation run of ``model_id`` will use."""
     settings = services.settings
     probes = [
         Probe("object store", services.store.require_ready),

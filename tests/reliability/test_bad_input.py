@@ -389,6 +389,14 @@ CASES: dict[str, Case] = {
         deprecate(),
         env=lambda b: {"SUNSET_MESSAGES_BASE_URL": f"http://127.0.0.1:{closed_port()}"},
     ),
+    "a webhook recipient and no signing secret": Case(
+        "set SUNSET_WEBHOOK_SECRET",
+        deprecate_with(
+            recipients=recipients_file(
+                "hooks.csv", b"email,name,webhook_url\nada@x.example,Ada,https://hooks.example/a\n"
+            )
+        ),
+    ),
     "unreachable SMTP relay": Case(
         "check SUNSET_SMTP_HOST and SUNSET_SMTP_PORT",
         deprecate(),
