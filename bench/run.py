@@ -57,7 +57,6 @@ def main() -> int:
                     "SUNSET_S3_SECRET_ACCESS_KEY": "bench",
                     "SUNSET_DATABASE_URL": f"sqlite:///{work / 'ledger.db'}",
                     "SUNSET_DATA_DIR": str(work / "data"),
-                    "SUNSET_ANTHROPIC_API_KEY": "bench",
                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
                 }

@@ -157,9 +157,6 @@ class LocalOperations:
             | {
                 # The deployments' pull step runs flows from this checkout.
                 "SUNSET_CHECKOUT": str(PROJECT_ROOT),
-                "SUNSET_ANTHROPIC_API_KEY": os.environ.get(
-                    "SUNSET_ANTHROPIC_API_KEY", "sunset-local-stand-in"
-                ),
                 "PREFECT_LOGGING_EXTRA_LOGGERS": "sunset",
                 # Pick up a new run within a few seconds instead of the default ten.
                 "PREFECT_WORKER_QUERY_SECONDS": "3",

@@ -40,7 +40,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
-from sunset_dev.local_servers import start_messages_server, start_model_server, start_smtp
+from sunset_dev.local_servers import (
+    STAND_IN_API_KEY,
+    start_messages_server,
+    start_model_server,
+    start_smtp,
+)
 from sunset_dev.maildir import read_mailbox
 from sunset_dev.processes import (
     HOST,
@@ -55,6 +60,7 @@ from sunset_dev.seaweedfs import find_weed, s3_client, start_seaweedfs
 
 __all__ = [
     "HOST",
+    "STAND_IN_API_KEY",
     "DevStack",
     "DevStackError",
     "Endpoints",
@@ -79,6 +85,7 @@ class Endpoints:
     smtp_host: str
     smtp_port: int
     messages_base_url: str
+    messages_api_key: str
     maildir: Path
 
     def as_env(self) -> dict[str, str]:
@@ -88,11 +95,15 @@ class Endpoints:
             "SUNSET_SMTP_HOST": self.smtp_host,
             "SUNSET_SMTP_PORT": str(self.smtp_port),
             "SUNSET_MESSAGES_BASE_URL": self.messages_base_url,
+            "SUNSET_ANTHROPIC_API_KEY": self.messages_api_key,
         }
 
 
 class DevStack:
     """SeaweedFS, the SMTP server and the Messages API stand-in, as one context manager.
+
+    The stand-in accepts one API key, ``messages_api_key``, which ``Endpoints.as_env``
+    gives as ``SUNSET_ANTHROPIC_API_KEY``.
 
     ``start()`` launches the three in parallel, waits until each answers, writes
     ``data_dir/devstack.json`` and returns the ``Endpoints``. If one fails, the others are
@@ -107,9 +118,16 @@ class DevStack:
     ``with DevStack(d) as stack:`` starts on entry, stops on exit and yields the stack.
     """
 
-    def __init__(self, data_dir: Path, *, s3_identities: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        s3_identities: tuple[str, str] | None = None,
+        messages_api_key: str = STAND_IN_API_KEY,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.s3_identities = s3_identities
+        self.messages_api_key = messages_api_key
         self.handles: dict[str, ServiceHandle] = {}
         self.replaced: list[str] = []  # "name (pid N)" of each service a killed stack left
         self._endpoints: Endpoints | None = None
@@ -162,7 +180,9 @@ class DevStack:
                 ),
                 "smtp": lambda: start_smtp(self.maildir, log_path=self.logs_dir / "smtp.log"),
                 "messages": lambda: start_messages_server(
-                    log_path=self.logs_dir / "messages.log", cwd=self.data_dir
+                    log_path=self.logs_dir / "messages.log",
+                    api_key=self.messages_api_key,
+                    cwd=self.data_dir,
                 ),
             }
             errors: list[BaseException] = []
@@ -187,6 +207,7 @@ class DevStack:
                 smtp_host=smtp.host,
                 smtp_port=smtp.port,
                 messages_base_url=self.handles["messages"].endpoint,
+                messages_api_key=self.messages_api_key,
                 maildir=self.maildir,
             )
             self._write_state(self._endpoints)

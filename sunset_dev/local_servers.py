@@ -28,6 +28,11 @@ from sunset_dev.processes import (
 MESSAGES_SERVER_MODULE = "sunset_dev.messages_server"
 SMTP_SERVER_MODULE = "sunset_dev.smtp_server"
 
+#: The API key the dev stack's stand-in accepts, and the only one: a local stand-in needs
+#: no secret, but it refuses any other key as the real API would, so a wrong
+#: SUNSET_ANTHROPIC_API_KEY fails preflight here too.
+STAND_IN_API_KEY = "sunset-stand-in-key"
+
 
 def start_smtp(
     maildir: Path,
@@ -88,11 +93,21 @@ def _probe_smtp(port: int) -> None:
 
 
 def start_messages_server(
-    *, log_path: Path, port: int | None = None, cwd: Path | None = None, timeout: float = 30.0
+    *,
+    log_path: Path,
+    api_key: str | None = None,
+    port: int | None = None,
+    cwd: Path | None = None,
+    timeout: float = 30.0,
 ) -> ServiceHandle:
-    """Start ``python -m sunset_dev.messages_server``; ready when it lists its requests."""
+    """Start ``python -m sunset_dev.messages_server``; ready when it lists its requests.
+
+    ``api_key``: the only key it accepts (None: any key).
+    """
     port = port or free_port()
     argv = [sys.executable, "-m", MESSAGES_SERVER_MODULE, "--host", HOST, "--port", str(port)]
+    if api_key is not None:
+        argv += ["--api-key", api_key]
     base_url = f"http://{HOST}:{port}"
     return start_process(
         "messages",

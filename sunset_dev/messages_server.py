@@ -23,7 +23,15 @@ Endpoints (beside ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``)
                                         ``{"when": TEXT, "text": REPLY}`` answers REPLY to a
                                         request whose last user message contains TEXT
                                         (``sunset_dev.standin_responder.ScriptedReplies``).
+    ``GET|PUT|DELETE /_standin/models`` read, set (a JSON list of ids) or lift the list of
+                                        models served; by default every model id is.
     ``GET /_standin/health``            readiness probe.
+
+Like the real API, it answers 401 (``authentication_error``) to a request without a key
+(``x-api-key``, or ``Authorization: Bearer``) or, when started with ``--api-key KEY``,
+with another key; and 404
+(``not_found_error``) to a request for a model it does not serve, token counts included.
+So a wrong key or an unknown model id fails Sunset's preflight here as it would there.
 
 This module must not import prefect: it runs as its own small process.
 """
@@ -80,10 +88,29 @@ class StandInControl:
     this), so plain containers are enough and no lock is needed.
     """
 
-    def __init__(self, request_log_limit: int) -> None:
+    def __init__(
+        self, request_log_limit: int, api_key: str | None, models: Sequence[str] | None
+    ) -> None:
         self.faults: deque[dict[str, Any]] = deque()
         self.requests: deque[dict[str, Any]] = deque(maxlen=request_log_limit)
         self.request_count = 0
+        self.api_key = api_key
+        self.default_models = None if models is None else frozenset(models)
+        self.models = self.default_models  # None: every model id is served
+
+    def refusal(self, request: Request, model: str) -> Response | None:
+        """The real API's answer to a request it would not serve: 401 for a missing or
+        wrong key, 404 for a model it does not serve; None when it would serve it."""
+        # The SDK sends the key as x-api-key or, in newer versions, as a bearer token.
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        key = request.headers.get("x-api-key") or bearer
+        if not key:
+            return error_response(request, 401, "x-api-key header is required")
+        if self.api_key is not None and key != self.api_key:
+            return error_response(request, 401, "invalid x-api-key")
+        if self.models is not None and model not in self.models:
+            return error_response(request, 404, f"model: {model}")
+        return None
 
     def pop_fault(self) -> dict[str, Any] | None:
         """The next queued fault, or None when the queue is empty."""
@@ -160,6 +187,10 @@ class FaultInjectingEndpoint(MessagesEndpoint):
         if "body_base64" in fault:
             return Response(base64.b64decode(fault["body_base64"]), media_type="application/json")
         return await self.answer(request, body, parse_error)
+
+    def refuse(self, request: Request, parsed: MessagesRequest) -> Response | None:
+        """401 or 404 where the real API would answer so (see ``StandInControl.refusal``)."""
+        return self.control.refusal(request, parsed.model)
 
     async def reply(self, request: Request, parsed: MessagesRequest) -> Response:
         """Reply, unless a mid-stream fault meets a plain request: that one gets a 529."""
@@ -246,6 +277,19 @@ def _control_routes(control: StandInControl, responder: ScriptedReplies) -> list
         responder.script = (*responder.script, *body)
         return JSONResponse({"queued": len(body), "scripted": len(responder.script)})
 
+    async def models_endpoint(request: Request) -> Response:
+        if request.method == "DELETE":
+            control.models = control.default_models
+        elif request.method == "PUT":
+            body, parse_error = await read_json(request)
+            if parse_error is not None:
+                return error_response(request, 400, parse_error)
+            if not isinstance(body, list) or not all(isinstance(m, str) and m for m in body):
+                return error_response(request, 400, "Expected a JSON list of model ids")
+            control.models = frozenset(body)
+        served = None if control.models is None else sorted(control.models)
+        return JSONResponse({"models": served})
+
     async def health(request: Request) -> Response:
         return JSONResponse(
             {"status": "ok", "stand_in": True, "responder": type(responder.fallback).__name__}
@@ -255,6 +299,7 @@ def _control_routes(control: StandInControl, responder: ScriptedReplies) -> list
         Route("/_standin/faults", faults_endpoint, methods=["GET", "POST", "DELETE"]),
         Route("/_standin/requests", requests_endpoint, methods=["GET", "DELETE"]),
         Route("/_standin/replies", replies_endpoint, methods=["GET", "POST", "DELETE"]),
+        Route("/_standin/models", models_endpoint, methods=["GET", "PUT", "DELETE"]),
         Route("/_standin/health", health, methods=["GET"]),
     ]
 
@@ -269,14 +314,20 @@ def _is_scripted_reply(entry: Any) -> bool:
 
 
 def create_stand_in_app(
-    responder: Responder, *, request_log_limit: int = DEFAULT_REQUEST_LOG_LIMIT
+    responder: Responder,
+    *,
+    request_log_limit: int = DEFAULT_REQUEST_LOG_LIMIT,
+    api_key: str | None = None,
+    models: Sequence[str] | None = None,
 ) -> Starlette:
     """The product's Messages app around ``responder``, with the stand-in's additions.
 
     Each app has its own fault queue, request log and scripted replies, so tests may run
-    several side by side.
+    several side by side. ``api_key``: the only key accepted (None: any key, but one must
+    be sent); ``models``: the model ids served (None: every id, until ``/_standin/models``
+    says otherwise).
     """
-    control = StandInControl(request_log_limit)
+    control = StandInControl(request_log_limit, api_key, models)
     scripted = ScriptedReplies(responder)
     return create_app(
         scripted,
@@ -325,6 +376,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="port to bind (default: 0, any free port; the chosen one is printed)",
     )
     parser.add_argument(
+        "--api-key",
+        default=None,
+        help="the only API key accepted, as x-api-key or a bearer token (default: any key; "
+        "a request without one is refused with 401 either way)",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        default=None,
+        metavar="MODEL_ID",
+        help="a model id served; repeat for more (default: every id; others get 404)",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -341,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"warning: binding {args.host} exposes the stand-in beyond this machine",
             file=sys.stderr,
         )
-    app = create_stand_in_app(StandInResponder())
+    app = create_stand_in_app(StandInResponder(), api_key=args.api_key, models=args.models)
     serve(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from prefect import get_run_logger
 from prefect.runtime import flow_run
 
+from sunset.readiness import prove_services
 from sunset.runs.continuation import check_same_bytes, package_to_compare
 from sunset.runs.lifecycle import begin_deprecation
 from sunset.runs.request import DeprecationRequest
@@ -33,20 +35,24 @@ def preflight(
     requested_by: str | None,
     orchestrator_lease_id: str | None = None,
 ) -> Preflight:
-    """Validate the request whole, then start or resume the model's deprecation run.
+    """Validate the request whole, prove every service the run will use, then start or
+    resume the model's deprecation run.
 
     ``orchestrator_lease_id``: this flow run's lease on the model's deprecation slot,
     recorded with the run so that a resumed run can free it if this process dies.
 
     Bad input (including a bucket without Object Lock, on any replica, and weights that are
-    not the bytes of the deprecation's package) fails here with one sentence and leaves the
-    ledger, the buckets and every mailbox untouched.
+    not the bytes of the deprecation's package) and a service that refuses a setting (a
+    wrong API key, a model id the Messages API does not serve, a refused SMTP login) fail
+    here with one sentence naming what to fix, and leave the ledger, the buckets, every
+    mailbox and the serving status untouched. A service that does not answer is asked
+    again, like any step's retries (``sunset.readiness``); preflight itself is not retried.
     """
     settings = services.settings
     validated = validate_request(
         services.ledger, request, settings, weights=services.weights, today=date.today()
     )
-    services.store.require_ready()
+    proven = prove_services(services, validated.model.id, on_retry=get_run_logger().warning)
     package = package_to_compare(services.ledger, request)
     if package is not None:  # a later run of the deprecation: its weights must be the package's
         with progress_artifact("Bytes of weights compared with the package") as progress:
@@ -79,5 +85,6 @@ def preflight(
             "minimum_notice_days": validated.terms.minimum_notice_days,
             "notice_override_reason": validated.terms.override_reason,
             "weights_same_as_package": package.id if package else None,
+            "services_proven": proven,
         },
     )

@@ -30,6 +30,7 @@ from prefect.tasks import exponential_backoff
 from sunset.errors import is_transient
 from sunset.ledger import AuditAttempt, StepAttempt
 from sunset.runs.attempts import Attempt, AttemptTable, record_attempt
+from sunset.runs.steps import FIRST_RETRY_WAIT_S, RETRIES, RETRY_JITTER
 from sunset.services import Services
 
 P = ParamSpec("P")
@@ -63,8 +64,8 @@ def step(
     *,
     recorded_in: RunAttempts | None = DEPRECATION_RUN,
     opens_run: bool = False,
-    retries: int = 3,
-    backoff_s: float = 1.0,
+    retries: int = RETRIES,
+    backoff_s: float = FIRST_RETRY_WAIT_S,
     cache: bool = True,
 ) -> Callable[[Callable[P, R]], Task[P, R]]:
     """Make a Prefect task of ``fn(services, <run parameter>, ...)`` with Sunset's defaults.
@@ -113,7 +114,7 @@ def step(
             "name": name,
             "retries": retries,
             "retry_delay_seconds": exponential_backoff(backoff_factor=backoff_s),
-            "retry_jitter_factor": 0.5,
+            "retry_jitter_factor": RETRY_JITTER,
             "retry_condition_fn": _retry_if_transient,
         }
         if cache:

@@ -42,6 +42,8 @@ from tests.standin_control import StandIn
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TALLY_KEY = "reliability_tally"
+# The only key the session's Messages stand-in accepts (the tests' clients send it).
+TEST_API_KEY = "test-key"
 
 # Every fixture that starts a process or a server, or reaches one, wherever it is defined;
 # the fixtures built on them (site, standin, world...) reach them through these. A new
@@ -118,7 +120,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    with DevStack(tmp_path_factory.mktemp("devstack")) as running:
+    with DevStack(tmp_path_factory.mktemp("devstack"), messages_api_key=TEST_API_KEY) as running:
         yield running
 
 
@@ -203,7 +205,6 @@ def site(
         "SUNSET_BUCKET": bucket,
         "SUNSET_S3_ACCESS_KEY_ID": access_key,
         "SUNSET_S3_SECRET_ACCESS_KEY": secret_key,
-        "SUNSET_ANTHROPIC_API_KEY": "test-key",
         "SUNSET_RUN_LEASE_SECONDS": "5",
     }
     for key, value in env.items():

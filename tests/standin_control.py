@@ -1,5 +1,5 @@
-"""Steering the devstack's Messages stand-in over HTTP: its fault queue, scripted replies
-and request log."""
+"""Steering the devstack's Messages stand-in over HTTP: its fault queue, scripted replies,
+request log and the models it serves."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ class StandIn:
         assert self.http.delete("/_standin/faults").status_code == 200
         assert self.http.delete("/_standin/requests").status_code == 200
         assert self.http.delete("/_standin/replies").status_code == 200
+        assert self.http.delete("/_standin/models").status_code == 200
+
+    def serve_only(self, *models: str) -> None:
+        """Answer 404, as the real API does to an unknown model, for every other model id."""
+        response = self.http.put("/_standin/models", json=list(models))
+        assert response.json() == {"models": sorted(models)}, response.text
 
     def queue(self, *faults: dict[str, Any]) -> None:
         response = self.http.post("/_standin/faults", json=list(faults))

@@ -194,35 +194,6 @@ def test_transient_failure_is_retried_and_both_attempts_recorded(
     }
 
 
-def test_permanent_failure_stops_the_flow_and_leaves_the_status(
-    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The relay demands a login and refuses this password: retrying cannot help.
-    guarded = start_smtp(tmp_path / "guarded-mailbox", require_auth=("sunset", "right"))
-    try:
-        monkeypatch.setenv("SUNSET_SMTP_PORT", str(guarded.port))
-        monkeypatch.setenv("SUNSET_SMTP_USERNAME", "sunset")
-        monkeypatch.setenv("SUNSET_SMTP_PASSWORD", "wrong")
-        with pytest.raises(Exception, match="535"):
-            run_flow(site)
-    finally:
-        guarded.stop()
-
-    assert model_status(site) == "active"
-    recorded = attempts(site)
-    assert [(a.step, a.state) for a in recorded] == [
-        (PREFLIGHT_STEP, "completed"),
-        (NOTIFY_STEP, "failed"),
-    ]
-    assert "SMTPAuthenticationError" in (recorded[1].error or "")
-    assert "wrong" not in (recorded[1].error or "")
-    with site.ledger.session() as db:
-        run = db.exec(select(DeprecationRun)).one()
-        assert run.state == RunState.FAILED and run.error
-        assert db.exec(select(StatusTransition)).first() is None
-    assert site.object_keys() == []
-
-
 def test_corrupted_object_fails_verification_and_the_status_stays(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -40,6 +40,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         yield running
 
 
+def test_the_exported_api_key_is_the_one_the_stand_in_takes(stack: DevStack) -> None:
+    from pydantic import SecretStr
+
+    from sunset.errors import InputError
+    from sunset.interview.client import AnthropicMessages
+
+    exported = stack.endpoints.as_env()
+    assert exported["SUNSET_ANTHROPIC_API_KEY"] == devstack.STAND_IN_API_KEY
+    for key, accepted in ((exported["SUNSET_ANTHROPIC_API_KEY"], True), ("sk-other", False)):
+        client = AnthropicMessages(
+            base_url=exported["SUNSET_MESSAGES_BASE_URL"], api_key=SecretStr(key)
+        )
+        if accepted:
+            client.check_model("acme-chat-1", role="the model", fix="serve it")
+        else:
+            with pytest.raises(InputError, match="refused the API key"):
+                client.check_model("acme-chat-1", role="the model", fix="serve it")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -59,7 +59,7 @@ class StandInServer:
         self.base_url = base_url
         self.proc = proc
         self.stdout_path = stdout_path
-        self.http = httpx.Client(base_url=base_url, timeout=10)
+        self.http = httpx.Client(base_url=base_url, timeout=10, headers={"x-api-key": API_KEY})
         self._clients: list[anthropic.Anthropic] = []
 
     def client(self, max_retries: int = 0, **kwargs: Any) -> anthropic.Anthropic:
@@ -87,6 +87,7 @@ class StandInServer:
     def reset(self) -> None:
         assert self.http.delete("/_standin/faults").status_code == 200
         assert self.http.delete("/_standin/requests").status_code == 200
+        assert self.http.delete("/_standin/models").status_code == 200
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def standin_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandI
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sunset_dev.messages_server", "--host", "127.0.0.1"]
-            + ["--port", str(port)],
+            + ["--port", str(port), "--api-key", API_KEY],
             cwd=REPO_ROOT,
             env=_subprocess_env(),
             stdout=out,
@@ -290,6 +291,43 @@ def test_count_tokens(server: StandInServer) -> None:
     assert counted.input_tokens == 3 + 4 + 3 + 1
     # Counting neither consumes faults nor shows up in the request log.
     assert server.requests_log() == []
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/messages", "/v1/messages/count_tokens"])
+def test_a_missing_or_wrong_key_is_refused_like_the_real_api(
+    server: StandInServer, endpoint: str
+) -> None:
+    body = {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    for headers, said in (
+        ({"x-api-key": ""}, "x-api-key header is required"),
+        ({"x-api-key": "sk-wrong"}, "invalid x-api-key"),
+    ):
+        answer = server.http.post(endpoint, json=body, headers=headers)
+        assert answer.status_code == 401
+        assert answer.json()["error"] == {"type": "authentication_error", "message": said}
+
+    wrong = anthropic.Anthropic(api_key="sk-wrong", base_url=server.base_url, max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        wrong.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "x"}])
+    wrong.close()
+
+
+def test_a_model_it_is_told_not_to_serve_is_not_found_like_the_real_api(
+    server: StandInServer,
+) -> None:
+    served = server.http.put("/_standin/models", json=["acme-chat-2"])
+    assert served.json() == {"models": ["acme-chat-2"]}
+    client = server.client()
+    question = [{"role": "user", "content": "x"}]
+
+    with pytest.raises(anthropic.NotFoundError, match=f"model: {MODEL}"):
+        client.messages.count_tokens(model=MODEL, messages=question)
+    with pytest.raises(anthropic.NotFoundError, match=f"model: {MODEL}"):
+        client.messages.create(model=MODEL, max_tokens=5, messages=question)
+    assert client.messages.count_tokens(model="acme-chat-2", messages=question).input_tokens
+
+    assert server.http.delete("/_standin/models").json() == {"models": None}
+    assert client.messages.count_tokens(model=MODEL, messages=question).input_tokens
 
 
 # --------------------------------------------------------------------------- SDK: streaming

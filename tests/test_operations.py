@@ -402,6 +402,29 @@ def test_deprecation_via_deployment_completes_and_shows_in_the_ui(
     assert screenshot.stat().st_size > 50_000  # a rendered page, not a blank one
 
 
+def test_ops_up_prints_the_api_key_its_stand_in_takes(operations: Operations) -> None:
+    from sunset_dev.devstack import STAND_IN_API_KEY
+
+    printed = operations.output.read_text()
+    assert f"export SUNSET_ANTHROPIC_API_KEY={STAND_IN_API_KEY}\n" in printed
+    # With only the printed settings, a deprecation's preflight finds the key accepted.
+    checked = run_cli(
+        [sys.executable, "-c", CHECK_KEY, operations.exports["SUNSET_MESSAGES_BASE_URL"]],
+        env=operations.env(),
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+CHECK_KEY = """
+import sys
+from sunset.config import Settings
+from sunset.interview.client import AnthropicMessages
+settings = Settings()
+client = AnthropicMessages(base_url=sys.argv[1], api_key=settings.anthropic_api_key)
+client.check_model("acme-chat-1", role="the model", fix="serve it")
+"""
+
+
 def test_prefect_deployment_run_starts_the_same_flow(operations: Operations) -> None:
     done = run_cli(
         [

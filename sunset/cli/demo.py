@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from sunset.config import Settings
     from sunset.ledger import Ledger
 
-DEMO_API_KEY = "sunset-demo-key"  # the stand-in accepts any key; the SDK wants one
 REAL_MODEL_MAX_TOKENS = 48  # short interview answers keep the real-model demo to minutes
 
 
@@ -92,7 +91,7 @@ def demo(
                 smtp_host=endpoints.smtp_host,
                 smtp_port=endpoints.smtp_port,
                 messages_base_url=endpoints.messages_base_url,
-                anthropic_api_key=SecretStr(DEMO_API_KEY),
+                anthropic_api_key=SecretStr(endpoints.messages_api_key),
             )
             console.print(f"Local services up; data under {data_dir}")
             connect_store(settings).ensure_buckets()

@@ -213,18 +213,17 @@ def run_deprecation(
     """Validate in-process for a fast answer, then run the flow (starting Prefect); its
     outcome, or None when it found nothing to do (and said so)."""
     from sunset.cli.local_runs import outcome_of, prepare_prefect, settings_for_flow_run
-    from sunset.ledger import open_ledger
-    from sunset.preservation.replicas import connect_store, weights_reader
+    from sunset.readiness import prove_services
     from sunset.runs.validation import validate_request
+    from sunset.services import connect
 
+    services = connect(settings)
     validate_request(
-        open_ledger(settings.ledger_url),
-        request,
-        settings,
-        weights=weights_reader(settings),
-        today=date.today(),
+        services.ledger, request, settings, weights=services.weights, today=date.today()
     )
-    connect_store(settings).require_ready()
+    prove_services(
+        services, request.model_id, on_retry=lambda said: console.print(said, highlight=False)
+    )
     prepare_prefect(settings)
     from flows.deprecate import deprecate_model
 

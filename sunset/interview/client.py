@@ -16,11 +16,19 @@ from typing import Any, Protocol
 
 import anthropic
 from anthropic import APIRequest, APIResponse, CallNext, Middleware
+from anthropic.types import MessageParam
 from pydantic import SecretStr
 
-from sunset.errors import DeadlineExceeded
+from sunset.errors import DeadlineExceeded, InputError, TransientError, is_transient
 
 _RETRIED_STATUSES = frozenset({408, 409, 429})
+
+#: How long the token count that proves the key and the model may take: it generates nothing.
+CHECK_TIMEOUT_S = 30.0
+#: What the token count counts; any text would do.
+_CHECK_MESSAGES: list[MessageParam] = [
+    {"role": "user", "content": "Sunset preflight: is this model served here?"}
+]
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,8 @@ class MessagesClient(Protocol):
 
     def create(self, request: dict[str, Any], *, deadline: Deadline) -> RawReply: ...
 
+    def check_model(self, model: str, *, role: str, fix: str) -> None: ...
+
 
 class AnthropicMessages:
     """The anthropic SDK; it retries 408/409/429/5xx itself, ``max_retries`` times."""
@@ -169,6 +179,7 @@ class AnthropicMessages:
     ) -> None:
         self._max_retries = max_retries
         self._timeout_s = timeout_s
+        self._has_key = api_key is not None and bool(api_key.get_secret_value())
         self._client = anthropic.Anthropic(
             base_url=base_url,
             api_key=api_key.get_secret_value() if api_key else None,
@@ -195,6 +206,65 @@ class AnthropicMessages:
             request_sha256=hashlib.sha256(sent.content).hexdigest(),
             api_version=sent.headers.get("anthropic-version"),
         )
+
+    def check_model(self, model: str, *, role: str, fix: str) -> None:
+        """Prove that the API takes the key and serves ``model``, with one token count
+        (nothing generated, nothing billed), before a run tells anyone anything.
+
+        Args:
+            model: The model id the run will send.
+            role: What the model is to the run, for the sentence: "the model being deprecated".
+            fix: What to do when the API does not serve it, for the sentence.
+
+        Raises:
+            InputError: no key, a key refused (401, 403), a model not served (404), or any
+                other refusal; retrying cannot help.
+            TransientError: no answer, a 5xx, a 408/409/429; a later attempt may pass.
+        """
+        where = f"The Messages API at {str(self._client.base_url).rstrip('/')}"
+        if not self._has_key:
+            raise InputError(
+                f"No API key is set for the Messages API, which {role} {model!r} is asked "
+                "through; set SUNSET_ANTHROPIC_API_KEY (or ANTHROPIC_API_KEY) to your key, "
+                "or, against `sunset ops up`'s stand-in, to the key it prints."
+            )
+        # The caller retries a failure that may pass, like a step; the SDK does not as well.
+        once = self._client.with_options(max_retries=0, timeout=CHECK_TIMEOUT_S)
+        try:
+            once.messages.count_tokens(model=model, messages=_CHECK_MESSAGES)
+        except anthropic.APIStatusError as exc:
+            said = f"{exc.status_code} {_api_message(exc)}"
+            if is_transient(exc):
+                raise TransientError(
+                    f"{where} answered {said}, which may pass; run again later, or check "
+                    "SUNSET_MESSAGES_BASE_URL."
+                ) from None
+            if exc.status_code in (401, 403):
+                raise InputError(
+                    f"{where} refused the API key ({said}); set SUNSET_ANTHROPIC_API_KEY to a "
+                    "key it accepts for this model."
+                ) from None
+            if exc.status_code == 404:
+                raise InputError(
+                    f"{where} does not serve {role} {model!r} ({said}); {fix}."
+                ) from None
+            raise InputError(
+                f"{where} refused a token count for {model!r} ({said}); check "
+                "SUNSET_MESSAGES_BASE_URL."
+            ) from None
+        except anthropic.APIConnectionError as exc:  # timeouts included
+            raise TransientError(
+                f"{where} could not be reached ({type(exc).__name__}); check "
+                "SUNSET_MESSAGES_BASE_URL and that the API is up."
+            ) from None
+
+
+def _api_message(exc: anthropic.APIStatusError) -> str:
+    """The API's own words for an error: its JSON error message, else the SDK's."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message", exc.message))
+    return exc.message
 
 
 class _DeadlineGuard(Middleware):

@@ -111,7 +111,27 @@ class MessagesEndpoint:
             parsed = parse_messages_request(body)
         except RequestValidationError as exc:
             return error_response(request, 400, str(exc))
-        return await self.reply(request, parsed)
+        refused = self.refuse(request, parsed)
+        return refused if refused is not None else await self.reply(request, parsed)
+
+    async def count_tokens(self, request: Request) -> Response:
+        """Answer one ``POST /v1/messages/count_tokens``: ``{"input_tokens": N}``."""
+        body, parse_error = await read_json(request)
+        if parse_error is not None:
+            return error_response(request, 400, parse_error)
+        try:
+            parsed = parse_messages_request(body, require_max_tokens=False)
+        except RequestValidationError as exc:
+            return error_response(request, 400, str(exc))
+        refused = self.refuse(request, parsed)
+        if refused is not None:
+            return refused
+        return JSONResponse({"input_tokens": parsed.input_tokens()})
+
+    def refuse(self, request: Request, parsed: MessagesRequest) -> Response | None:
+        """The error answer to a valid request this server will not serve, or None: this
+        app serves every model it is asked for."""
+        return None
 
     async def reply(self, request: Request, parsed: MessagesRequest) -> Response:
         """Ask the responder (in a worker thread) and send its reply; 500 if it fails."""
@@ -129,17 +149,6 @@ class MessagesEndpoint:
     def stream_events(self, request: Request, message_id: str, outcome: Outcome) -> list[SseEvent]:
         """The events of a streamed reply."""
         return stream_events(message_id, outcome)
-
-
-async def _count_tokens(request: Request) -> Response:
-    body, parse_error = await read_json(request)
-    if parse_error is not None:
-        return error_response(request, 400, parse_error)
-    try:
-        parsed = parse_messages_request(body, require_max_tokens=False)
-    except RequestValidationError as exc:
-        return error_response(request, 400, str(exc))
-    return JSONResponse({"input_tokens": parsed.input_tokens()})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -169,7 +178,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/v1/messages", messages.create_message, methods=["POST"]),
-            Route("/v1/messages/count_tokens", _count_tokens, methods=["POST"]),
+            Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
             *routes,
         ],
         middleware=[*middleware, Middleware(_RequestIdMiddleware, server_kind=server_kind)],

@@ -26,6 +26,8 @@ Handover = Callable[[], None]
 class Mailer(Protocol):
     def send(self, message: EmailMessage, handover: Handover = ...) -> None: ...
 
+    def check(self) -> None: ...
+
 
 class Channel(Protocol):
     name: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from sunset.errors import DeliveryInDoubt, DeliveryRejected
+from sunset.errors import DeliveryInDoubt, DeliveryRejected, InputError, TransientError
 from sunset.notify.message import Notice, NoticeTemplates
 from sunset.notify.recipients import Recipient
 
@@ -78,6 +79,58 @@ class SmtpMailer:
                     f"the link to the relay broke during DATA ({type(exc).__name__}: {exc})"
                 ) from exc
             raise
+        finally:
+            _close(smtp)
+
+    def check(self) -> None:
+        """Connect, upgrade with STARTTLS and log in as a notice would, and send nothing.
+
+        Raises:
+            InputError: the host is unknown, STARTTLS or the login is refused or not
+                offered; the sentence names the SUNSET_SMTP_* setting to fix.
+            TransientError: no connection, a dropped link or a 4xx reply; it may pass.
+        """
+        relay = self.relay
+        where = f"The SMTP relay at {relay.host}:{relay.port}"
+        try:
+            smtp = smtplib.SMTP(relay.host, relay.port, timeout=relay.timeout_s)
+        except socket.gaierror:
+            raise InputError(
+                f"The SMTP relay host {relay.host!r} is not known; check SUNSET_SMTP_HOST."
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TransientError(
+                f"{where} could not be reached ({type(exc).__name__}: {exc}); check "
+                "SUNSET_SMTP_HOST and SUNSET_SMTP_PORT, and that the relay is up."
+            ) from None
+        step = "connect"
+        try:
+            smtp.ehlo()
+            if relay.starttls:
+                step = "starttls"
+                smtp.starttls(context=ssl.create_default_context())
+            if relay.username:
+                step = "login"
+                password = relay.password.get_secret_value() if relay.password else ""
+                smtp.login(relay.username, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise InputError(
+                f"{where} refused the login of {relay.username!r} ({exc.smtp_code}); check "
+                "SUNSET_SMTP_USERNAME and SUNSET_SMTP_PASSWORD."
+            ) from None
+        except (smtplib.SMTPNotSupportedError, ssl.SSLError) as exc:
+            setting = "SUNSET_SMTP_STARTTLS" if step == "starttls" else "SUNSET_SMTP_USERNAME"
+            raise InputError(f"{where} failed at {step} ({exc}); check {setting}.") from None
+        except smtplib.SMTPResponseException as exc:
+            said = f"{where} answered {exc.smtp_code} at {step}"
+            if 400 <= exc.smtp_code < 500:
+                raise TransientError(f"{said}, which may pass; run again later.") from None
+            raise InputError(f"{said}; check the SUNSET_SMTP_* settings.") from None
+        except OSError as exc:  # includes SMTPServerDisconnected
+            raise TransientError(
+                f"{where} broke the link at {step} ({type(exc).__name__}); check that the "
+                "relay is up."
+            ) from None
         finally:
             _close(smtp)
 

@@ -24,7 +24,7 @@ import botocore.exceptions
 from awscrt import checksums
 from pydantic import SecretStr
 
-from sunset.errors import InputError
+from sunset.errors import InputError, TransientError
 
 # Bytes per read of a stored object: large enough that Python's per-read cost is small
 # next to hashing, small enough that a read plus the chunk being hashed stay a few MiB.
@@ -243,7 +243,35 @@ class ObjectStore:
             self.client.create_bucket(Bucket=self.bucket, ObjectLockEnabledForBucket=True)
 
     def require_bucket(self) -> None:
-        """Fail with a clear sentence when the bucket is missing, unreachable or unlocked."""
+        """Fail with a clear sentence when the bucket is missing, unreachable or unlocked.
+
+        Raises:
+            InputError: no credentials, access refused, no such bucket, no Object Lock.
+            TransientError: the store could not be reached or answered 5xx; it may pass.
+        """
+        try:
+            self._require_bucket()
+        except botocore.exceptions.NoCredentialsError:
+            raise InputError(
+                f"No S3 credentials were found for bucket {self.bucket!r} ({self.name}) at "
+                f"{self.endpoint}; set SUNSET_S3_ACCESS_KEY_ID and SUNSET_S3_SECRET_ACCESS_KEY "
+                "(`sunset ops up` prints the local store's), or configure the AWS credential "
+                "chain."
+            ) from None
+        except (
+            botocore.exceptions.EndpointConnectionError,
+            botocore.exceptions.ConnectionClosedError,
+            botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.ReadTimeoutError,
+        ) as exc:
+            raise TransientError(
+                f"The object store at {self.endpoint} could not be reached for bucket "
+                f"{self.bucket!r} ({self.name}): {type(exc).__name__}; check "
+                "SUNSET_S3_ENDPOINT_URL (for a replica, its endpoint_url in SUNSET_REPLICAS) "
+                "and that the store is up."
+            ) from None
+
+    def _require_bucket(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:

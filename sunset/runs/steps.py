@@ -23,3 +23,11 @@ DECISION_STEP = "record_decision"
 RESTORE_STEP = "restore_snapshot"
 RESTORE_CHECK_STEP = "verify_restoration"
 DRILL_STEP = "resurrection_drill"
+
+# How every step retries a failure that may pass (``sunset.errors.is_transient``): this many
+# more attempts, the first after this many seconds, each next wait doubled, then jittered
+# by up to half either way. The Prefect steps (tasks/step.py) and the preflight's service
+# probes (sunset/readiness.py), which run inside a step that is not retried, share them.
+RETRIES = 3
+FIRST_RETRY_WAIT_S = 1.0
+RETRY_JITTER = 0.5

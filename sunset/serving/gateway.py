@@ -25,7 +25,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
-from sunset.errors import GatewayError, TransientError
+from sunset.errors import GatewayError, InputError, TransientError
 from sunset.ledger import ServingStatus, utcnow
 
 
@@ -53,6 +53,10 @@ class ServingGateway(Protocol):
 
     def write(self, model_id: str, route: Route | None) -> None: ...
 
+    def check(self, model_id: str) -> None:
+        """Prove the route of ``model_id`` can be read, and written when the flip comes."""
+        ...
+
 
 class RoutingFile:
     """A JSON routing file, rewritten whole and atomically for every change."""
@@ -79,6 +83,23 @@ class RoutingFile:
                 out.flush()
                 os.fsync(out.fileno())
             temporary.replace(self.path)
+
+    def check(self, model_id: str) -> None:
+        """The file reads as routes (or is not there yet), and its directory, or the nearest
+        one above it to be made, can be written: the file is replaced, never written in place.
+
+        Raises:
+            GatewayError: the file is not valid JSON.
+            InputError: the directory cannot be written.
+        """
+        self.read(model_id)
+        directory = _nearest_existing(self.path.parent)
+        if not os.access(directory, os.W_OK):
+            raise InputError(
+                f"The routing file {self.path} cannot be written ({directory} is not "
+                "writable); check SUNSET_GATEWAY_ROUTING_FILE (default: routing.json in "
+                "SUNSET_DATA_DIR)."
+            )
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -125,6 +146,15 @@ class HttpGateway:
         else:
             self._call("PUT", model_id, json=route.as_json())
 
+    def check(self, model_id: str) -> None:
+        """One GET of the model's route: the gateway answers and takes the token.
+
+        Raises:
+            TransientError: no answer, a 5xx, a 408 or 429.
+            GatewayError: any other refusal (the sentence names the settings).
+        """
+        self._call("GET", model_id)
+
     def close(self) -> None:
         self._client.close()
 
@@ -147,6 +177,13 @@ class HttpGateway:
                 f"{response.status_code}; check SUNSET_GATEWAY_URL and SUNSET_GATEWAY_TOKEN."
             )
         return response
+
+
+def _nearest_existing(directory: Path) -> Path:
+    """``directory`` or, when it is not there yet, the nearest folder above it that is."""
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    return directory
 
 
 def check_route(gateway: ServingGateway, model_id: str, expected: Route) -> None:

@@ -9,6 +9,9 @@ unaware (SMTP, HTTP, WebSocket alike). Two faults, switchable while it runs:
                     network, holding the client inside a request
     drop_next       the next N connections are reset at once, before the service sees them
     hold()          new connections wait, unanswered, until ``release()`` (at most a minute)
+    spare_next      the next N connections are neither dropped nor held: a run's preflight
+                    logs in to the SMTP relay before any notice (`sunset deprecate` twice: its
+                    quick check, then the flow's), and a fault meant for a notice spares it
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class TcpRelay:
         self.connect_delay = 0.0
         self.latency = 0.0
         self.drop_next = 0
+        self.spare_next = 0
         self.dropped = 0
         self.delayed = 0
         self._lock = threading.Lock()
@@ -81,7 +85,10 @@ class TcpRelay:
 
     def _connect(self, client: socket.socket) -> None:
         with self._lock:
-            drop = self.drop_next > 0
+            spared = self.spare_next > 0
+            if spared:
+                self.spare_next -= 1
+            drop = not spared and self.drop_next > 0
             if drop:
                 self.drop_next -= 1
                 self.dropped += 1
@@ -89,7 +96,7 @@ class TcpRelay:
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()
             return
-        if not self._open.is_set():
+        if not spared and not self._open.is_set():
             with self._lock:
                 self.delayed += 1
             self._open.wait(timeout=60)

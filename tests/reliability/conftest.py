@@ -247,7 +247,6 @@ def make_home(stack: DevStack, directory: Path, name: str) -> Home:
         "SUNSET_BUCKET": bucket,
         "SUNSET_S3_ACCESS_KEY_ID": access_key,
         "SUNSET_S3_SECRET_ACCESS_KEY": secret_key,
-        "SUNSET_ANTHROPIC_API_KEY": "test-key",
     }
     store = ObjectStore(
         make_s3_client(stack.endpoints.s3_endpoint, "us-east-1", access_key, SecretStr(secret_key)),

@@ -370,9 +370,42 @@ CASES: dict[str, Case] = {
         "does not exist", deprecate(), env=lambda b: {"SUNSET_BUCKET": "no-such-bucket-here"}
     ),
     "unreachable object store": Case(
-        "Could not connect to the endpoint URL",
+        "could not be reached for bucket",
         deprecate(),
         env=lambda b: {"SUNSET_S3_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}"},
+    ),
+    "no Messages API key": Case(
+        "set SUNSET_ANTHROPIC_API_KEY",
+        deprecate(),
+        env=lambda b: {"SUNSET_ANTHROPIC_API_KEY": "", "ANTHROPIC_API_KEY": ""},
+    ),
+    "wrong Messages API key": Case(
+        "refused the API key (401 invalid x-api-key)",
+        deprecate(),
+        env=lambda b: {"SUNSET_ANTHROPIC_API_KEY": "sk-not-the-key"},
+    ),
+    "unreachable Messages API": Case(
+        "check SUNSET_MESSAGES_BASE_URL",
+        deprecate(),
+        env=lambda b: {"SUNSET_MESSAGES_BASE_URL": f"http://127.0.0.1:{closed_port()}"},
+    ),
+    "a webhook recipient and no signing secret": Case(
+        "set SUNSET_WEBHOOK_SECRET",
+        deprecate_with(
+            recipients=recipients_file(
+                "hooks.csv", b"email,name,webhook_url\nada@x.example,Ada,https://hooks.example/a\n"
+            )
+        ),
+    ),
+    "unreachable SMTP relay": Case(
+        "check SUNSET_SMTP_HOST and SUNSET_SMTP_PORT",
+        deprecate(),
+        env=lambda b: {"SUNSET_SMTP_PORT": str(closed_port())},
+    ),
+    "flow: wrong Messages API key": Case(
+        "refused the API key",
+        flow=flow(),
+        env=lambda b: {"SUNSET_ANTHROPIC_API_KEY": "sk-not-the-key"},
     ),
     "unreachable ledger database": Case(
         "Connection refused",

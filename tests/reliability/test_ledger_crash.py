@@ -207,6 +207,7 @@ def test_two_models_deprecated_at_once_do_not_interfere(
     # Model A's notices wait at a relay until a second request for A has queued, so A is
     # surely still running when that request arrives.
     with TcpRelay(stack.smtp_host, stack.smtp_port) as slow_mail:
+        slow_mail.spare_next = 2  # A's preflight logs in (the CLI's quick check, the flow's)
         slow_mail.hold()
         a = runner.start(
             "model-a",

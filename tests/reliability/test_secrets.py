@@ -19,7 +19,7 @@ from sqlmodel import select
 from sunset.config import Settings
 from sunset.ledger import DeprecationRun, Report
 from sunset.preservation.store import ObjectStore
-from sunset_dev.devstack import start_smtp
+from sunset_dev.devstack import start_messages_server, start_smtp
 from sunset_dev.example_model import EXAMPLE_MODEL_ID, EXAMPLE_REPLACEMENT_ID
 from tests.conftest import Site
 from tests.reliability.conftest import CANARY_S3_KEY_ID, CANARY_S3_SECRET, LockedStore, Runner
@@ -92,6 +92,10 @@ def test_no_secret_leaves_its_setting(
     secrets = canaries()
     mailbox = tmp_path / "mailbox"
     smtp = start_smtp(mailbox, require_auth=(SMTP_USER, secrets["smtp_password"]))
+    # A stand-in that takes the canary key only, so the run must send it to get answers.
+    messages = start_messages_server(
+        log_path=tmp_path / "messages.log", api_key=secrets["anthropic_api_key"]
+    )
     store = ObjectStore(locked_store.store.client, f"secrets-{uuid.uuid4().hex[:12]}")
     store.ensure_bucket()
     # The default replica, "<bucket>-replica", which every deprecation writes to too.
@@ -102,13 +106,14 @@ def test_no_secret_leaves_its_setting(
         "SUNSET_BUCKET": store.bucket,
         "SUNSET_SMTP_PORT": str(smtp.port),
         "SUNSET_SMTP_USERNAME": SMTP_USER,
+        "SUNSET_MESSAGES_BASE_URL": messages.endpoint,
     }
     since = time.time()
     args = ["--weights", str(site.weights), "--recipients", str(site.recipients)]
     try:
         done = runner.run("secrets-run", "deprecate", EXAMPLE_MODEL_ID, *args, **env)
-        # The same secrets in play when things go wrong: a refused SMTP login mid-run,
-        # and a refused S3 key before it.
+        # The same secrets in play when things go wrong: a refused SMTP login and a refused
+        # S3 key, both refused by the services' proof before anything happens.
         wrong_mail = runner.run(
             "secrets-wrong-smtp",
             "deprecate",
@@ -125,6 +130,7 @@ def test_no_secret_leaves_its_setting(
         )
     finally:
         smtp.stop()
+        messages.stop()
 
     assert done.returncode() == 0, done.output()[-3000:]
     assert wrong_mail.returncode() == 1 and "535" in wrong_mail.output()
@@ -132,7 +138,7 @@ def test_no_secret_leaves_its_setting(
     with site.ledger.session() as db:
         flow_runs = [r.flow_run_id for r in db.exec(select(DeprecationRun)) if r.flow_run_id]
         reports = [Path(report.local_path) for report in db.exec(select(Report))]
-    assert len(flow_runs) == 2
+    assert len(flow_runs) == 1
     children: list[Child] = [done, wrong_mail, wrong_key]
     traces = {f"output of {c.name}": c.output() for c in children}
     traces |= prefect_traces(flow_runs, since)
