@@ -196,3 +196,25 @@ def test_every_name_of_the_package_comes_from_the_module_it_is_typed_from() -> N
         assert getattr(sunset.ledger, name) is defined, name
     with pytest.raises(AttributeError):
         _ = sunset.ledger.NoSuchTable  # type: ignore[attr-defined]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "domain",
+    ["audit", "deprecation", "interview", "notify", "preservation", "report", "runs", "serving"],
+)
+def test_a_domain_loaded_alone_brings_the_tables_its_foreign_keys_name(domain: str) -> None:
+    # A fresh process, as a worker that writes only deliveries is: the package loads a
+    # domain on first use, and a flush fails if a foreign key names a table not loaded.
+    import subprocess
+    import sys
+
+    probe = (
+        "import importlib, sqlmodel\n"
+        f"importlib.import_module('sunset.ledger.{domain}')\n"
+        "for table in sqlmodel.SQLModel.metadata.tables.values():\n"
+        "    for key in table.foreign_keys:\n"
+        "        key.column\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-600:]

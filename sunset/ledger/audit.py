@@ -11,6 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field
 
+# The modules of the tables this one's foreign keys name: the package loads a domain only
+# when first used, and a row cannot be written before the tables it refers to exist.
+import sunset.ledger.preservation  # noqa: F401
 from sunset.ledger.models import LedgerTable, UTCDateTime, new_id, utcnow
 from sunset.ledger.runs import AttemptColumns
 

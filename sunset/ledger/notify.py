@@ -8,6 +8,11 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field
 
+# The modules of the tables this one's foreign keys name: the package loads a domain only
+# when first used, and a row cannot be written before the tables it refers to exist.
+import sunset.ledger.catalog  # noqa: F401
+import sunset.ledger.deprecation  # noqa: F401
+import sunset.ledger.runs  # noqa: F401
 from sunset.ledger.models import LedgerTable, UTCDateTime, utcnow
 
 

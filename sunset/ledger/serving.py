@@ -8,6 +8,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field
 
+# The modules of the tables this one's foreign keys name: the package loads a domain only
+# when first used, and a row cannot be written before the tables it refers to exist.
+import sunset.ledger.runs  # noqa: F401
 from sunset.ledger.catalog import ServingStatus
 from sunset.ledger.models import LedgerTable, UTCDateTime, utcnow
 
