@@ -19,6 +19,7 @@ from sunset.preservation.health import (
     run_markdown,
 )
 from sunset.preservation.reach import Reach, Unreached
+from tests.faults.flaky import ANSWER, Flaky
 
 pytestmark = pytest.mark.unit
 
@@ -34,20 +35,6 @@ DENIED = botocore.exceptions.ClientError(
 )
 
 
-class Flaky:
-    """A request that fails with ``errors`` in turn, then answers."""
-
-    def __init__(self, *errors: Exception) -> None:
-        self.errors = list(errors)
-        self.calls = 0
-
-    def __call__(self) -> str:
-        self.calls += 1
-        if self.errors:
-            raise self.errors.pop(0)
-        return "answer"
-
-
 def test_a_replica_that_stops_answering_is_asked_again_after_doubling_waits_then_set_aside() -> (
     None
 ):
@@ -60,7 +47,7 @@ def test_a_replica_that_stops_answering_is_asked_again_after_doubling_waits_then
     gone = reach.ask("offsite", silent)
     again = Flaky()
 
-    assert recovered == "answer" and reach.reachable("primary")
+    assert recovered == ANSWER and reach.reachable("primary")
     assert isinstance(gone, Unreached) and "EndpointConnectionError" in gone.error
     assert silent.calls == 4  # the first try and three more
     assert waited == [0.5, 1.0, 0.5, 1.0, 2.0]
@@ -77,7 +64,7 @@ def test_a_replica_that_answers_errors_for_one_object_is_still_asked_about_the_o
 
     assert isinstance(refused, Unreached) and "AccessDenied" in refused.error
     assert isinstance(rotten, Unreached) and "InternalError" in rotten.error
-    assert fine == "answer" and reach.reachable("offsite")
+    assert fine == ANSWER and reach.reachable("offsite")
     assert reach.unanswered.errors == {"offsite": refused.error}  # the run is incomplete
     for _ in range(3):  # three in a row, though: the replica is set aside
         reach.ask("offsite", Flaky(DENIED))

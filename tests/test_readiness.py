@@ -26,6 +26,7 @@ from sunset.runs.steps import NOTIFY_STEP, PREFLIGHT_STEP, RETRIES
 from sunset_dev.devstack import start_smtp
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
+from tests.faults.flaky import ANSWER, Flaky
 from tests.faults.tcp_relay import TcpRelay
 from tests.standin_control import StandIn
 
@@ -151,20 +152,6 @@ def test_a_dropped_connection_in_preflight_is_tried_again_and_the_run_goes_on(
 # ---------------------------------------------------------------------- the fast tier
 
 
-class Flaky:
-    """A probe that fails with ``errors`` in turn, then answers."""
-
-    def __init__(self, *errors: Exception) -> None:
-        self.errors = list(errors)
-        self.calls = 0
-
-    def __call__(self) -> str:
-        self.calls += 1
-        if self.errors:
-            raise self.errors.pop(0)
-        return "answered"
-
-
 @pytest.mark.unit
 def test_a_failure_that_may_pass_is_tried_again_after_doubling_waits() -> None:
     probe = Flaky(
@@ -177,7 +164,7 @@ def test_a_failure_that_may_pass_is_tried_again_after_doubling_waits() -> None:
         probe, what="mail relay", on_retry=told.append, sleep=waits.append, jitter=lambda: 0.5
     )
 
-    assert answer == "answered" and probe.calls == 3
+    assert answer == ANSWER and probe.calls == 3
     assert waits == [1.0, 2.0]
     assert told == [
         "mail relay: [Errno 111] Connection refused; trying again in 1.0 s (1 of 3).",
