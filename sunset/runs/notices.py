@@ -28,6 +28,7 @@ from sunset.ledger import (
     Report,
     RetirementDateChange,
     ServingStatus,
+    Snapshot,
     StatusTransition,
 )
 from sunset.notify.channels import Channel
@@ -139,6 +140,7 @@ def announce_retirement(
     )
     add_recipients(ledger, deprecation.id, validated.recipients)
     earlier = change is not None and change.previous_on > retired_on
+    package = package_of_run(ledger, run_id)
     notice = deprecation_notice(
         ledger,
         deprecation,
@@ -147,8 +149,8 @@ def announce_retirement(
         retirement_on=retired_on,
         previous_retirement_on=change.previous_on if change and earlier else None,
         reason=change.reason if change and earlier else validated.terms.override_reason,
-        package_id=package_of_run(ledger, run_id).id,
-        report=report_location(ledger, run_id),
+        package_id=package.id,
+        report=report_location(ledger, package),
     )
     return notify_recipients(
         ledger,
@@ -159,9 +161,8 @@ def announce_retirement(
     )
 
 
-def report_location(ledger: Ledger, run_id: str) -> str:
-    """Where the report of the run's package is kept: its object in the primary bucket."""
-    package = package_of_run(ledger, run_id)
+def report_location(ledger: Ledger, package: Snapshot) -> str:
+    """Where the package's report is kept: its object in the primary bucket."""
     with ledger.session() as db:
         report = db.exec(
             select(Report)
