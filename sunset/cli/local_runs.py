@@ -7,7 +7,10 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import psutil
 
 from sunset.cli.output import console
 from sunset.config import ENV_PREFIX, Settings
@@ -45,11 +48,59 @@ def keep_prefect_home(settings: Settings) -> None:
 
 def prepare_prefect(settings: Settings) -> None:
     """Prefect's settings for running a flow here (its home: ``keep_prefect_home``), and
-    Sunset's own progress lines in its logs. Call this before Prefect is imported."""
+    Sunset's own progress lines in its logs. Call this before Prefect is imported.
+
+    On the temporary server (no PREFECT_API_URL) it first stops the temporary servers that
+    killed commands left running on the same home (``stop_orphaned_temporary_servers``).
+    """
     keep_prefect_home(settings)
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     logging.getLogger("sunset").setLevel(logging.INFO)
+    if "PREFECT_API_URL" not in os.environ:
+        for pid in stop_orphaned_temporary_servers(Path(os.environ["PREFECT_HOME"])):
+            console.print(
+                f"Stopped Prefect's temporary server (process {pid}) that a killed command "
+                "had left running on this data directory."
+            )
+
+
+# How Prefect starts its temporary server: `python -m uvicorn ... --factory` this app.
+TEMPORARY_SERVER_APP = "prefect.server.api.server:create_app"
+
+
+def stop_orphaned_temporary_servers(prefect_home: Path) -> list[int]:
+    """Stop the temporary Prefect servers on ``prefect_home`` whose command is gone; their
+    process ids.
+
+    Prefect stops its temporary server when the command that started it exits, but a
+    command killed outright (SIGKILL, the OOM killer) leaves it running, holding the home's
+    database, until the machine restarts: one more for every killed run. Such a server's
+    parent is gone, so init or a subreaper adopted it; a command that is still running is
+    its parent, on the same interpreter, and its server is left alone.
+    """
+    stopped = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if TEMPORARY_SERVER_APP not in (process.info["cmdline"] or []):
+                continue
+            environment = process.environ()
+            if environment.get("PREFECT__SERVER_EPHEMERAL") != "1":
+                continue
+            home = environment.get("PREFECT_HOME")
+            if home is None or Path(home).expanduser().resolve() != prefect_home.resolve():
+                continue
+            if _its_command_runs(process):
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except psutil.TimeoutExpired:
+                process.kill()
+            stopped.append(process.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue  # gone meanwhile, or another user's
+    return stopped
 
 
 @contextmanager
@@ -89,3 +140,15 @@ def outcome_of(final: State[Any]) -> Any | None:
         console.print(final.message, soft_wrap=True)
         return None
     return final.result()
+
+
+def _its_command_runs(server: psutil.Process) -> bool:
+    """Whether the server's parent is the command that started it: a process on the same
+    interpreter, not init or a subreaper (which may not even be readable)."""
+    parent = server.parent()
+    if parent is None or parent.pid == 1:
+        return False
+    try:
+        return bool(parent.exe() == server.exe())
+    except psutil.AccessDenied:
+        return False
