@@ -15,9 +15,10 @@ TARGETS = {
     "snapshot_vs_crt_upload": ("≥", 0.9),
     "deep_verify_vs_raw": ("≥", 0.9),
     "deep_verify_vs_rclone_check": ("≥", 1.0),
-    # The snapshot on the default local Dask cluster (one worker per core) against the
-    # same files in one process, both from a running Prefect server; on two cores shared
-    # with the store it sits near 1.0.
+    # The snapshot step on the default local Dask cluster (one worker per core) against
+    # the same files in one process. On two cores that also run the store, where one
+    # process and the store already take both, expect it missed: the cluster's start and
+    # its workers' imports cost CPU that the single process does not spend.
     "fan_out_default_vs_single_process": ("≥", 1.0),
     "fast_vs_deep_verify_1000_files": ("≥", 50.0),
     "small_files_snapshot_vs_put_loop": ("≤", 1.5),
