@@ -20,8 +20,9 @@ MIB = 1024 * 1024
 
 
 class _Clock:
-    """Wall seconds and this process's CPU seconds (every thread, user and system) since
-    it was made: what the measured part of a phase cost."""
+    """Wall seconds and the CPU seconds of this process and the processes it started (every
+    thread, user and system; a Dask fan-out's workers) since it was made: what the measured
+    part of a phase cost. The processes it started must still run when it is read."""
 
     def __init__(self) -> None:
         self.wall = time.perf_counter()
@@ -37,7 +38,34 @@ class _Clock:
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime + sum(map(process_cpu_seconds, _descendants()))
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """The user and system CPU seconds of a running process (``/proc/<pid>/stat``); 0 for
+    one that has ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants() -> list[int]:
+    """The running processes this one started, and the ones they started."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except FileNotFoundError:  # ended while listed
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found: list[int] = []
+    generation = [os.getpid()]
+    while generation:
+        generation = [child for pid in generation for child in children.get(pid, [])]
+        found += generation
+    return found
 
 
 def _env_store(bucket: str, replicas: str = "[]") -> Any:
@@ -62,9 +90,14 @@ def _ledger_run(settings: Any, model_id: str, run_id: str) -> tuple[Any, Any, An
 
 
 def phase_snapshot(work: Path, model_dir: str, bucket: str, run_id: str) -> dict[str, Any]:
-    """Sunset's snapshot: one read pass, SHA-256 + SHA-512 + CRC64NVME, the ledger."""
+    """Sunset's snapshot: one read pass, SHA-256 + SHA-512 + CRC64NVME, the ledger; on the
+    workers the snapshot step starts (``SUNSET_TASK_RUNNER``: this process's threads, or a
+    local Dask cluster), timed as the step pays it: starting the workers, whose processes
+    import Sunset and Prefect with their first file, included; their start alone is
+    ``start_seconds``."""
     from sunset.preservation.replicas import weights_reader
     from sunset.preservation.snapshot import snapshot_weights
+    from tasks.fanout import workers_for
 
     settings, store = _env_store(bucket)
     store.ensure_buckets()
@@ -72,21 +105,26 @@ def phase_snapshot(work: Path, model_dir: str, bucket: str, run_id: str) -> dict
     reader = weights_reader(settings)
     sources = reader.scan(str(work / model_dir))
     clock = _Clock()
-    summary = snapshot_weights(
-        ledger,
-        store,
-        run=run,
-        model=model,
-        sources=sources,
-        weights=reader,
-        organization="bench",
-    )
-    return clock.result(
-        bytes=summary.payload_bytes,
-        uploaded_files=summary.uploaded_files,
-        bytes_sent=summary.bytes_sent,
-        snapshot_id=summary.snapshot_id,
-    )
+    with workers_for(settings, store, reader) as workers:
+        started = clock.result()
+        summary = snapshot_weights(
+            ledger,
+            store,
+            run=run,
+            model=model,
+            sources=sources,
+            weights=reader,
+            organization="bench",
+            workers=workers,
+        )
+        measured = clock.result()  # while the workers still run: their CPU is counted
+    return measured | {
+        "start_seconds": started["seconds"],
+        "bytes": summary.payload_bytes,
+        "uploaded_files": summary.uploaded_files,
+        "bytes_sent": summary.bytes_sent,
+        "snapshot_id": summary.snapshot_id,
+    }
 
 
 def _model_files(directory: Path) -> list[Path]:

@@ -15,7 +15,11 @@ TARGETS = {
     "snapshot_vs_crt_upload": ("≥", 0.9),
     "deep_verify_vs_raw": ("≥", 0.9),
     "deep_verify_vs_rclone_check": ("≥", 1.0),
-    "fan_out_2_vs_1_worker": ("≥", 1.0),
+    # The snapshot step on the default local Dask cluster (one worker per core) against
+    # the same files in one process. On two cores that also run the store, where one
+    # process and the store already take both, expect it missed: the cluster's start and
+    # its workers' imports cost CPU that the single process does not spend.
+    "fan_out_default_vs_single_process": ("≥", 1.0),
     "fast_vs_deep_verify_1000_files": ("≥", 50.0),
     "small_files_snapshot_vs_put_loop": ("≤", 1.5),
     "snapshot_peak_rss_mib": ("≤", 512.0),
@@ -30,7 +34,7 @@ def append_record(record: dict[str, Any]) -> None:
         out.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def print_table(record: dict[str, Any]) -> None:
+def print_table(record: dict[str, Any], recorded: bool = True) -> None:
     """Print each measure with its target and whether this run met it."""
     print(f"\nSunset benchmarks on {record['machine']}, model {record['model_bytes'] // MIB} MiB")
     print(f"{'measure':40} {'value':>10}  target")
@@ -48,4 +52,5 @@ def print_table(record: dict[str, Any]) -> None:
             verdict = f"{sign} {bound}  {'met' if ok else 'MISSED'}"
         shown = f"{value:>10}" if isinstance(value, int) else f"{value:>10.2f}"
         print(f"{key:40} {shown}  {verdict}")
-    print(f"\nAppended to {RESULTS.relative_to(ROOT)}")
+    if recorded:
+        print(f"\nAppended to {RESULTS.relative_to(ROOT)}")

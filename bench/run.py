@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py            # the full set (2 GiB; 15-20 min on 2 cores)
     .venv/bin/python bench/run.py --quick    # the same with 256 MiB, to try it out
     .venv/bin/python bench/run.py --aws-cli /tmp/awscli/bin/aws   # the AWS CLI's own venv
+    .venv/bin/python bench/run.py --quick --only fan-out   # the fan-out alone, not recorded
 
 It starts its own SeaweedFS on 127.0.0.1, generates the models under a temporary
 directory, runs Sunset beside its peers (boto3, boto3's CRT transfer client, the AWS CLI
@@ -28,7 +29,14 @@ from pathlib import Path
 import scale
 from phases import MIB, run_phase_here
 from report import append_record, print_table
-from scenarios import Peers, Store, measure, orchestration_overhead
+from scenarios import (
+    Peers,
+    Store,
+    fan_out,
+    measure,
+    orchestration_overhead,
+    write_big_model,
+)
 
 
 def main() -> int:
@@ -40,6 +48,12 @@ def main() -> int:
     )
     parser.add_argument("--aws-cli", default="aws", help="The AWS CLI's command.")
     parser.add_argument("--rclone", default="rclone", help="rclone's command.")
+    parser.add_argument(
+        "--only",
+        choices=["fan-out"],
+        help="Run one scenario and print it; not appended to the results (the scale model "
+        "reads the whole set).",
+    )
     args = parser.parse_args()
     from sunset_dev.devstack import DevStack
 
@@ -63,7 +77,11 @@ def main() -> int:
             )
             peers = Peers(work, args.aws_cli, args.rclone)
             store = Store(stack.pids["seaweedfs"])
-            results = measure(work, shard_bytes, store, peers) | orchestration_overhead(work)
+            if args.only == "fan-out":
+                write_big_model(work, shard_bytes)
+                results = fan_out(work, store)
+            else:
+                results = measure(work, shard_bytes, store, peers) | orchestration_overhead(work)
         finally:
             stack.stop()
     record = {
@@ -74,6 +92,9 @@ def main() -> int:
         "peers_missing": peers.missing,
         **results,
     }
+    if args.only:
+        print_table(record, recorded=False)
+        return 0
     append_record(record)
     print_table(record)
     print()

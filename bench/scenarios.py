@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from phases import MIB, s3_client
+from phases import MIB, process_cpu_seconds, s3_client
 
 # A phase runs in a fresh process through the entry point, `run.py phase NAME WORKDIR ...`.
 ENTRY_POINT = Path(__file__).with_name("run.py")
@@ -51,8 +52,7 @@ class Store:
         self.pid = pid
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     def measure(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """``run``'s result, with the store's CPU seconds while it ran."""
@@ -78,11 +78,17 @@ def write_model(directory: Path, shards: int, shard_bytes: int, small: int) -> i
     return total
 
 
+def write_big_model(work: Path, shard_bytes: int) -> int:
+    """The large model every upload and read-back is measured on: four shards, three
+    small files; its size in bytes."""
+    return write_model(work / "big", shards=4, shard_bytes=shard_bytes, small=3)
+
+
 def measure(work: Path, shard_bytes: int, store: Store, peers: Peers) -> dict[str, Any]:
     """Sunset's snapshot and deep verification beside their peers, on the same files and
     store, with the CPU each side spent; the scale model's inputs; the small-file and
     resume scenarios."""
-    big = write_model(work / "big", shards=4, shard_bytes=shard_bytes, small=3)
+    big = write_big_model(work, shard_bytes)
     write_model(work / "small", shards=0, shard_bytes=0, small=1000)
 
     def phase(name: str, *args: str) -> dict[str, Any]:
@@ -108,7 +114,7 @@ def measure(work: Path, shard_bytes: int, store: Store, peers: Peers) -> dict[st
             lambda: peers.rclone.check_download(work / "big", "bench-rclone")
         )
     hashes = run_phase("hash_rates", work)
-    fanned = fan_out(work, snap, store)
+    fanned = fan_out(work, store)
     small = run_phase("snapshot", work, "small", "bench-small", "run-small")
     loop = run_phase("put_loop", work, "small", "bench-raw")
     small_deep = run_phase("deep_verify", work, "bench-small", small["snapshot_id"])
@@ -165,58 +171,67 @@ class Peers:
         ]
 
 
-def fan_out(work: Path, single: dict[str, Any], store: Store) -> dict[str, Any]:
-    """The same files snapshotted by 2 .. all cores' worth of workers, each a process of
-    its own with a disjoint share of the files (its own package and ledger), all started
-    together: the aggregate rate against one worker's (the snapshot phase).
+def fan_out(work: Path, store: Store) -> dict[str, Any]:
+    """The large model snapshotted the way the snapshot step does it (``workers_for``):
+    in one process (``SUNSET_TASK_RUNNER=threads``, the default), then as one Prefect task
+    per file of a part or more on a local Dask cluster of 1, 2 and all cores' worth of
+    worker processes, each run into a package of its own, against a running Prefect server.
 
-    This stands in for the fan-out on Dask: it measures how the single-process path
-    scales across processes on this machine, not Dask's scheduling.
+    Each is timed as the step pays it, from starting its workers to its package written
+    (the cluster's start, and its workers importing Sunset and Prefect for their first
+    file, included), with the CPU of the run's process and its Dask workers, and the
+    store's; the cluster's start alone is ``..._start_s``.
     """
-    files = sorted((p for p in (work / "big").iterdir() if p.is_file()), key=_largest_first)
-    total = sum(p.stat().st_size for p in files)
-    shards = sum(1 for p in files if p.stat().st_size >= 5 * MIB)
-    counts = sorted({n for n in (2, os.cpu_count() or 1) if 1 < n <= shards})
-    result: dict[str, Any] = {"fan_out_1_workers_mib_s": total / MIB / single["seconds"]}
-    for workers in counts:
-        shares = [work / f"fan-{workers}-{i}" for i in range(workers)]
-        for share in shares:
-            share.mkdir()
-        for i, path in enumerate(files):  # largest first, dealt round
-            os.link(path, shares[i % workers] / path.name)
-        fanned = store.measure(lambda shares=shares: _snapshot_shares(work, shares))
-        result[f"fan_out_{workers}_workers_mib_s"] = total / MIB / fanned["seconds"]
-        result[f"fan_out_{workers}_vs_1_worker"] = single["seconds"] / fanned["seconds"]
-    return result
+    total = sum(p.stat().st_size for p in (work / "big").iterdir() if p.is_file())
 
-
-def _largest_first(path: Path) -> int:
-    return -path.stat().st_size
-
-
-def _snapshot_shares(work: Path, shares: list[Path]) -> dict[str, Any]:
-    """Snapshot every share at once, each in its own process; the wall and CPU of all."""
-
-    def snapshot(share: Path) -> dict[str, Any]:
-        ledger = {"SUNSET_DATABASE_URL": f"sqlite:///{work / f'ledger-{share.name}.db'}"}
-        return run_phase(
-            "snapshot", work, share.name, f"bench-{share.name}", share.name, env=os.environ | ledger
+    def snapshot(label: str, env: dict[str, str]) -> dict[str, Any]:
+        bucket, run_id = f"bench-fan-{label}", f"run-fan-{label}"
+        return store.measure(
+            lambda: run_phase("snapshot", work, "big", bucket, run_id, env=os.environ | env)
         )
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(len(shares)) as pool:
-        results = list(pool.map(snapshot, shares))
-    return {
-        "seconds": time.perf_counter() - started,
-        "cpu_seconds": sum(r["cpu_seconds"] for r in results),
-    }
+    with prefect_server(work) as api:
+        single = snapshot("single", {"SUNSET_TASK_RUNNER": "threads"})
+        result: dict[str, Any] = {
+            "fan_out_single_process_mib_s": total / MIB / single["seconds"],
+            "fan_out_single_process_cpu_s": single["cpu_seconds"],
+            "fan_out_single_process_store_cpu_s": single["store_cpu_seconds"],
+        }
+        for workers in sorted({1, 2, os.cpu_count() or 1}):
+            fanned = snapshot(
+                f"dask-{workers}",
+                {
+                    "SUNSET_TASK_RUNNER": "dask",
+                    "SUNSET_DASK_WORKERS": str(workers),
+                    "PREFECT_API_URL": api,
+                },
+            )
+            name = f"fan_out_{workers}_workers"
+            result |= {
+                f"{name}_mib_s": total / MIB / fanned["seconds"],
+                f"{name}_cpu_s": fanned["cpu_seconds"],
+                f"{name}_store_cpu_s": fanned["store_cpu_seconds"],
+                f"{name}_start_s": fanned["start_seconds"],
+                f"fan_out_{workers}_vs_single_process": single["seconds"] / fanned["seconds"],
+            }
+    default = result[f"fan_out_{default_dask_workers()}_vs_single_process"]
+    return result | {"fan_out_default_vs_single_process": default}
 
 
-def orchestration_overhead(work: Path) -> dict[str, Any]:
-    """A demo deprecation on Prefect's temporary server, then on a running server."""
+def default_dask_workers() -> int:
+    """How many worker processes the snapshot step's local Dask cluster has by default."""
+    from sunset.config import Settings
+    from tasks.fanout import dask_task_runner
+
+    workers: int = dask_task_runner(Settings(task_runner="dask")).cluster_kwargs["n_workers"]
+    return workers
+
+
+@contextmanager
+def prefect_server(work: Path) -> Iterator[str]:
+    """A Prefect server of the benchmark's own, started for the block; its API's URL."""
     from sunset_dev.devstack import free_port
 
-    temporary = run_phase("deprecate", work, "temporary")
     port = free_port()
     server = subprocess.Popen(
         [
@@ -240,20 +255,23 @@ def orchestration_overhead(work: Path) -> dict[str, Any]:
         deadline = time.monotonic() + 90
         while True:
             try:
-                import urllib.request
-
                 urllib.request.urlopen(f"{api}/health", timeout=2).read()
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     raise SystemExit("the Prefect server did not start within 90 s") from None
                 time.sleep(0.5)
-        os.environ["PREFECT_API_URL"] = api
-        running = run_phase("deprecate", work, "running")
+        yield api
     finally:
-        os.environ.pop("PREFECT_API_URL", None)
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def orchestration_overhead(work: Path) -> dict[str, Any]:
+    """A demo deprecation on Prefect's temporary server, then on a running server."""
+    temporary = run_phase("deprecate", work, "temporary")
+    with prefect_server(work) as api:
+        running = run_phase("deprecate", work, "running", env=os.environ | {"PREFECT_API_URL": api})
     return {
         "demo_wall_s_temporary_server": temporary["seconds"],
         "demo_overhead_s_temporary_server": temporary["overhead_seconds"],

@@ -139,6 +139,20 @@ def current_package(copy: ObjectStore, prefix: str) -> dict[str, bytes]:
     }
 
 
+def parts_sent(copy: ObjectStore, key_suffix: str) -> int:
+    """Parts the bucket holds of the open multipart upload of the key ending so (the
+    most, if several are open)."""
+    uploads = copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads", [])
+    held = 0
+    for upload in uploads:
+        if upload["Key"].endswith(key_suffix):
+            listed = copy.client.list_parts(
+                Bucket=copy.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+            held = max(held, len(listed.get("Parts", [])))
+    return held
+
+
 def bagit_validates(package: dict[str, bytes], directory: Path) -> subprocess.CompletedProcess[str]:
     """Write a package out and run the Library of Congress validator on it."""
     for path, data in package.items():

@@ -48,6 +48,7 @@ from tests.preservation import (
     CountingReader,
     configured_store,
     current_package,
+    parts_sent,
     snapshot,
     start_run,
     versions,
@@ -226,20 +227,6 @@ def wait_for(condition: Callable[[], Any], what: str, seconds: float = 60) -> An
     return found
 
 
-def parts_sent(store: ReplicatedStore, key_suffix: str) -> int:
-    """Parts the primary holds of the open multipart upload of the key ending so."""
-    copy = store.primary
-    uploads = copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads", [])
-    held = 0
-    for upload in uploads:
-        if upload["Key"].endswith(key_suffix):
-            listed = copy.client.list_parts(
-                Bucket=copy.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-            )
-            held = max(held, len(listed.get("Parts", [])))
-    return held
-
-
 @pytest.mark.long  # Dask workers import Sunset and Prefect first: over a minute on 2 cores
 def test_a_dask_worker_killed_mid_file_costs_that_file_and_loses_nothing(
     site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -266,7 +253,7 @@ def test_a_dask_worker_killed_mid_file_costs_that_file_and_loses_nothing(
             running = threading.Thread(target=run_snapshot, args=(workers,))
             running.start()
             # Mid-file: the large file's upload holds parts, and it is the only unit left.
-            wait_for(lambda: parts_sent(store, LARGE) > 0, "the large file's first part")
+            wait_for(lambda: parts_sent(store.primary, LARGE) > 0, "the large file's first part")
             busy = wait_for(
                 lambda: (
                     [a for a, keys in client.processing().items() if keys]
@@ -275,7 +262,7 @@ def test_a_dask_worker_killed_mid_file_costs_that_file_and_loses_nothing(
                 ),
                 "the large file to be the only unit on a worker",
             )
-            assert parts_sent(store, LARGE) < 16, "the large file was done before the kill"
+            assert parts_sent(store.primary, LARGE) < 16, "the large file was done before the kill"
             os.kill(pids[busy[0]], signal.SIGKILL)
             running.join(timeout=180)
     assert "error" not in outcome, outcome.get("error")
@@ -334,11 +321,11 @@ def test_a_run_killed_with_its_dask_workers_resumes_and_sends_only_what_is_missi
                     return len(db.exec(select(SnapshotFile)).all()) == len(WITH_LARGE) - 1
 
             wait_for(small_files_recorded, "the small files to be recorded", 120)
-            wait_for(lambda: parts_sent(store, LARGE) > 0, "the large file's first part")
+            wait_for(lambda: parts_sent(store.primary, LARGE) > 0, "the large file's first part")
         finally:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-    kept = parts_sent(store, LARGE)
+    kept = parts_sent(store.primary, LARGE)
     assert 0 < kept < 16
     prefix = versions(store.primary, "models/")
     before = {key: found[0]["VersionId"] for key, found in prefix.items()}

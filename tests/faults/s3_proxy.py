@@ -13,8 +13,9 @@ A seeded generator decides, request by request, whether to misbehave instead:
                     know that its write happened
 
 ``latency`` (seconds) delays every request before it is forwarded, to hold a client at a
-known point. Each client connection carries one request (the reply says
-``Connection: close``), so a fault never leaks into the next request.
+known point; ``received`` lists every request's method and path, as the client sent them.
+Each client connection carries one request (the reply says ``Connection: close``), so a
+fault never leaks into the next request.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class S3FaultProxy:
         self.injected: Counter[str] = Counter()
         self.forwarded = 0
         self.delayed = 0
+        self.received: list[tuple[str, str]] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -129,6 +131,8 @@ class S3FaultProxy:
             if request is None:
                 return
             method, path, raw = request
+            with self._lock:
+                self.received.append((method, path))
             mode = self._draw(method, path)
             if self.latency:
                 with self._lock:

@@ -204,6 +204,33 @@ def decide_unknown_deliveries(
     return decided
 
 
+def assert_deprecated_once(site: Site, kills: int) -> list[Report]:
+    """One status transition, a completed run, every step completed and no attempt left
+    looking alive; at least one and at most ``kills`` attempts abandoned by a killed run
+    (none when no run was killed). The reports, oldest first."""
+    with site.ledger.session() as db:
+        [transition] = db.exec(select(StatusTransition)).all()
+        assert (transition.from_status, transition.to_status) == ("active", "deprecated")
+        model = db.get(CatalogModel, EXAMPLE_MODEL_ID)
+        assert model is not None and model.serving_status == "deprecated"
+        [run] = db.exec(select(DeprecationRun)).all()
+        assert run.state == RunState.COMPLETED
+        attempts = db.exec(select(StepAttempt)).all()
+        reports = db.exec(select(Report).order_by(col(Report.version))).all()
+    assert all(a.state != AttemptState.RUNNING for a in attempts)
+    abandoned = [a for a in attempts if (a.error or "").startswith("Abandoned")]
+    assert min(kills, 1) <= len(abandoned) <= kills
+    assert {a.step for a in attempts if a.state == AttemptState.COMPLETED} >= {
+        NOTIFY_STEP,
+        SNAPSHOT_STEP,
+        VERIFY_STEP,
+        INTERVIEW_STEP,
+        REPORT_STEP,
+        FLIP_STEP,
+    }
+    return list(reports)
+
+
 def report_facts(report: str) -> dict[str, object]:
     """What two reports of the same deprecation must share, whatever crashed in between.
 
@@ -273,27 +300,7 @@ def assert_ends_as_an_uninterrupted_run(
             replayed = [m["content"] for m in entry["json"]["messages"] if m["role"] == "assistant"]
             assert replayed == ordered[: len(replayed)]
 
-    # One status transition, a completed run, no attempt left looking alive.
-    with site.ledger.session() as db:
-        [transition] = db.exec(select(StatusTransition)).all()
-        assert (transition.from_status, transition.to_status) == ("active", "deprecated")
-        model = db.get(CatalogModel, EXAMPLE_MODEL_ID)
-        assert model is not None and model.serving_status == "deprecated"
-        [run] = db.exec(select(DeprecationRun)).all()
-        assert run.state == RunState.COMPLETED
-        attempts = db.exec(select(StepAttempt)).all()
-        reports = db.exec(select(Report).order_by(col(Report.version))).all()
-    assert all(a.state != AttemptState.RUNNING for a in attempts)
-    abandoned = [a for a in attempts if (a.error or "").startswith("Abandoned")]
-    assert 1 <= len(abandoned) <= kills
-    assert {a.step for a in attempts if a.state == AttemptState.COMPLETED} >= {
-        NOTIFY_STEP,
-        SNAPSHOT_STEP,
-        VERIFY_STEP,
-        INTERVIEW_STEP,
-        REPORT_STEP,
-        FLIP_STEP,
-    }
+    reports = assert_deprecated_once(site, kills)
     assert world.broken_promises() == []
     # No silent leftover: a version a kill left unrecorded was adopted or named.
     assert world.unexplained_weights_versions() == []

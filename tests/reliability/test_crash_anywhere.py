@@ -9,10 +9,15 @@ temporary server instead. The last tests complete a seal and a put cut short.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import shutil
 import time
+from collections import Counter
 from pathlib import Path
+from urllib.parse import parse_qs
 
+import psutil
 import pytest
 from sqlmodel import select
 
@@ -22,27 +27,33 @@ from sunset.ledger import CatalogModel, DeprecationRun, SnapshotFile
 from sunset.preservation.replicas import ReplicatedStore, connect_store, weights_reader
 from sunset.preservation.seal import add_payload, finish_interrupted_seal
 from sunset.preservation.snapshot import snapshot_weights
+from sunset.preservation.store import ObjectStore
 from sunset.preservation.verify import verify_snapshot
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
 from tests.conftest import Site
 from tests.faults.s3_proxy import S3FaultProxy
 from tests.faults.tcp_relay import TcpRelay
+from tests.preservation import PART, parts_sent, versions, write_weights
 from tests.reliability.conftest import (
     RUN_TIMEOUT,
     SIX_USERS,
     Reference,
     Runner,
+    wait_until,
     write_recipients,
 )
 from tests.reliability.crash import (
     LEASE_SECONDS,
+    POINT_TIMEOUT,
     Lineage,
+    assert_deprecated_once,
     assert_ends_as_an_uninterrupted_run,
     decide_unknown_deliveries,
 )
 from tests.reliability.crash_points import SEED, Faults, Probe, crash_plan
 from tests.reliability.tally import TALLY
-from tests.reliability.world import World, source_weights
+from tests.reliability.world import WEIGHTS, World, bag_problems, source_weights, weights_of
+from tests.reliability.zygote import Child
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
@@ -95,6 +106,110 @@ def test_killed_at_ten_points_the_resumed_run_ends_as_an_uninterrupted_one(
     assert_ends_as_an_uninterrupted_run(
         site, world, reference, users, since, len(plan), tmp_path, questions_killed=2
     )
+
+
+# A weights file of many parts, stored by a Dask worker (the example's files are smaller
+# than a part, and stay on the step's threads); its upload is slowed to be killed mid-way.
+LARGE = "model-large.bin"
+LARGE_BYTES = 16 * PART + 77
+
+
+def dask_worker_reading(run: Child, path: Path) -> psutil.Process | None:
+    """The process the run started (a Dask worker) that has ``path`` open, if any."""
+    for process in psutil.Process(run.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # one that ended while looked at
+            if any(Path(f.path) == path for f in process.open_files()):
+                return process
+    return None
+
+
+@pytest.mark.long  # a Dask cluster for each of two steps, its workers importing Sunset
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_dask_worker_killed_mid_file_costs_that_file_and_the_run_ends_as_usual(
+    site: Site, runner: Runner, world: World, tmp_path: Path
+) -> None:
+    weights = tmp_path / "weights"
+    shutil.copytree(site.weights, weights)
+    write_weights(weights, {LARGE: LARGE_BYTES})
+    users = write_recipients(tmp_path / "users.csv", world.domain, SIX_USERS)
+    argv = ["deprecate", EXAMPLE_MODEL_ID, "--weights", str(weights), "--recipients", str(users)]
+    replica = ObjectStore(world.store.client, f"{world.store.bucket}-replica")
+    with S3FaultProxy(site.stack.endpoints.s3_endpoint) as s3:
+        s3.latency = 0.3  # the large file's parts: a few seconds of upload to land in
+        run = runner.start(
+            "dask-worker-killed",
+            *argv,
+            SUNSET_S3_ENDPOINT_URL=s3.url,
+            SUNSET_TASK_RUNNER="dask",
+            SUNSET_DASK_WORKERS="2",
+            SUNSET_UPLOAD_PART_SIZE=str(PART),
+        )
+
+        def mid_file() -> psutil.Process | None:
+            assert run.returncode() is None, run.output()
+            if parts_sent(world.store, LARGE) == 0:
+                return None
+            return dask_worker_reading(run, (weights / LARGE).resolve())
+
+        wait_until(mid_file, POINT_TIMEOUT, "a Dask worker mid-way through the large file")
+        worker = mid_file()
+        assert worker is not None
+        worker.kill()  # SIGKILL
+        kept = parts_sent(world.store, LARGE)
+        assert kept < LARGE_BYTES // PART, "the large file was stored before the kill"
+        s3.latency = 0.0
+        TALLY.crashes += 1
+        try:
+            code = run.wait(RUN_TIMEOUT * 2)
+        except TimeoutError:
+            code = None
+        if code != 0:
+            TALLY.unfinished_reruns += 1
+            pytest.fail(f"the run did not end after its worker was killed:\n{run.output()}")
+    TALLY.fault("s3 request held", s3.delayed)
+    print(f"\nDask worker {worker.pid} killed with {kept} parts of {LARGE} stored")
+
+    # Nothing lost: the run went on and ended as a run that was never interrupted does.
+    problems = world.broken_promises()
+    package = world.package(EXAMPLE_MODEL_ID)
+    lost = [p for p, d in source_weights(weights).items() if weights_of(package).get(p) != d]
+    TALLY.lost(problems + lost)
+    assert problems == [] and lost == []
+    assert bag_problems(package, tmp_path / "bag") == []
+    assert world.mails_by_recipient() == Counter(
+        {line.split(",")[0]: 1 for line in users.read_text().splitlines()[1:]}
+    )
+    assert_deprecated_once(site, kills=0)  # the worker's death abandoned no step
+
+    # Nothing sent twice but that file: one version of each weights file on each copy and
+    # no upload left open; every other weights file sent once to each, the large one begun
+    # again after the kill.
+    assert world.unexplained_weights_versions() == []
+    for copy in (world.store, replica):
+        stored = versions(copy, f"models/{EXAMPLE_MODEL_ID}/")
+        weights_keys = [key for key in stored if f"/{WEIGHTS}" in key]
+        assert len(weights_keys) == len(source_weights(weights))
+        assert all(len(stored[key]) == 1 for key in weights_keys)
+        assert not copy.client.list_multipart_uploads(Bucket=copy.bucket).get("Uploads")
+    begun = files_begun(s3.received)
+    large = f"{WEIGHTS}{LARGE}"
+    assert begun[large] > 2  # on both copies, then again by the worker that took it over
+    assert {path: n for path, n in begun.items() if path != large} == {
+        path: 2 for path in source_weights(weights) if path != large
+    }
+
+
+def files_begun(received: list[tuple[str, str]]) -> Counter[str]:
+    """How often the sending of each weights file was begun, by path inside the package:
+    a whole file's PUT, or a multipart upload's creation."""
+    begun: Counter[str] = Counter()
+    for method, path in received:
+        key, _, query = path.partition("?")
+        params = parse_qs(query, keep_blank_values=True)
+        whole = method == "PUT" and "partNumber" not in params
+        if f"/{WEIGHTS}" in key and (whole or (method == "POST" and "uploads" in params)):
+            begun[WEIGHTS + key.split(f"/{WEIGHTS}", 1)[1]] += 1
+    return begun
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
