@@ -277,3 +277,19 @@ def test_the_heartbeat_extends_locks_before_they_come_within_the_margin(
     assert len(extended) == 2 * OBJECTS and all(e.outcome == "ok" for e in extended)
 
     assert audit_preservation().retention_extended == 0  # 30 days left, more than the margin
+
+
+@SQLITE
+def test_sunset_audit_run_with_all_digests_re_hashes_sha512_in_every_deep_check(
+    site: Site, tmp_path: Path
+) -> None:
+    preserve(site, write_weights(tmp_path / "weights"))
+
+    sunset_cli("audit", "--run", "--all-digests")
+
+    with site.ledger.session() as db:
+        deep = db.exec(select(FixityEvent).where(FixityEvent.method == "deep")).all()
+    assert len(deep) == 2 * OBJECTS
+    assert {e.detail for e in deep} == {
+        "SHA-256, SHA-512 and CRC64NVME of every byte match the record"
+    }
