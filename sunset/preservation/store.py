@@ -47,8 +47,8 @@ def crc64nvme_b64(crc: int) -> str:
 class Digests:
     """The fixity values of one file: size, manifest digests and the store's checksum.
 
-    ``sha512`` is None only where it was not computed: a deep check re-hashes SHA-512
-    only when asked for every digest (``DigestStream(sha512=False)``).
+    ``sha512`` is None where it was not computed (``DigestStream(sha512=False)``: a deep
+    check not asked for every digest).
     """
 
     size: int
