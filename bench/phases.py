@@ -183,7 +183,8 @@ def phase_put_loop(work: Path, model_dir: str, bucket: str) -> dict[str, Any]:
 
 
 def phase_deep_verify(work: Path, bucket: str, snapshot_id: str) -> dict[str, Any]:
-    """Sunset's deep check: stream every preserved version back and re-hash it."""
+    """Sunset's deep check: stream every preserved version back, re-hash every byte
+    (SHA-256 and CRC64NVME, the default) and confirm the lock."""
     return _checks(bucket, snapshot_id, "deep")
 
 

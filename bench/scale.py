@@ -10,9 +10,11 @@ of K cores takes
     T = B / min(N * W, S)        W = min(K * 1 GiB / C, F * H, L)
 
 where C is the client CPU-seconds the pass spends per GiB (measured: the benchmark's
-snapshot or deep verification, divided by its bytes), H one core's SHA-512 rate (measured:
-a file's SHA-512 is one serial stream, so a worker hashing F files at once cannot go faster
-than F * H; F is min(K, files per worker), files being hashed one per core), L the network
+snapshot or deep verification, divided by its bytes), H the rate of one file's slowest
+serial hashing on one core (measured: a snapshot's SHA-512, on a lane of its own; a deep
+check's SHA-256 and CRC64NVME, one after the other on its reader's thread; a file's
+digests are serial streams, so a worker hashing F files at once cannot go faster than
+F * H; F is min(K, files per worker), files being hashed one per core), L the network
 one worker has (given: not measurable here), and S what the store takes from all workers
 together (measured for the local SeaweedFS; S3 scales out by prefix, so against S3 it is
 not the bound and the table leaves it out).
@@ -69,6 +71,11 @@ class Rates:
         """CPU-seconds per GiB of a deep verification of ``replicas`` copies."""
         return replicas * self.verify_cpu_s_per_gib
 
+    @property
+    def verify_serial_mib_s(self) -> float:
+        """One file's deep check on one core: SHA-256, then CRC64NVME, on each chunk."""
+        return 1 / (1 / self.sha256_mib_s + 1 / self.crc64nvme_mib_s)
+
 
 def rates_from_record(record: dict[str, Any]) -> Rates:
     """The model's inputs from one benchmark record (bench/results/results.jsonl).
@@ -105,7 +112,7 @@ def pass_seconds(
     size_bytes: float,
     *,
     cpu_s_per_gib: float,
-    sha512_mib_s: float,
+    serial_mib_s: float,
     workers: int,
     cores: int,
     files: int,
@@ -116,7 +123,7 @@ def pass_seconds(
     files_at_once = min(cores, math.ceil(files / workers))
     per_worker = min(
         cores * GIB / MIB / cpu_s_per_gib,
-        files_at_once * sha512_mib_s,
+        files_at_once * serial_mib_s,
         network_mib_s,
     )
     return size_bytes / MIB / min(workers * per_worker, store_mib_s)
@@ -139,11 +146,14 @@ def table(
     for workers, cores in LAYOUTS:
         cells = []
         for size in (TB, 4 * TB):
-            for cpu in (rates.snapshot_cpu(replicas), rates.verify_cpu(replicas)):
+            for cpu, serial in (
+                (rates.snapshot_cpu(replicas), rates.sha512_mib_s),
+                (rates.verify_cpu(replicas), rates.verify_serial_mib_s),
+            ):
                 seconds = pass_seconds(
                     size,
                     cpu_s_per_gib=cpu,
-                    sha512_mib_s=rates.sha512_mib_s,
+                    serial_mib_s=serial,
                     workers=workers,
                     cores=cores,
                     files=files,

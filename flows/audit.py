@@ -44,7 +44,9 @@ def _close_audit_run(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any])
     on_crashed=[_close_audit_run],
 )
 def audit_preservation(
-    deep_budget_bytes: int | None = None, deep_period_days: int | None = None
+    deep_budget_bytes: int | None = None,
+    deep_period_days: int | None = None,
+    all_digests: bool = False,
 ) -> AuditSummary | State[Any]:
     """Audit every preserved package on every replica, repair damage, keep the locks ahead.
 
@@ -59,6 +61,8 @@ def audit_preservation(
         deep_budget_bytes: Bytes this run may re-read; default SUNSET_AUDIT_DEEP_BUDGET_BYTES.
         deep_period_days: Every byte should be re-read this often; default
             SUNSET_AUDIT_DEEP_PERIOD_DAYS.
+        all_digests: Deep checks re-hash every byte with SHA-512 as well as SHA-256 and
+            CRC64NVME.
 
     Raises:
         PreservationError: an object has no good copy left.
@@ -66,7 +70,9 @@ def audit_preservation(
     services = connect(Settings())
     audit_id = begin_audit(services)
     fast = fast_verify_replicas(services, audit_id)
-    deep = deep_verify_share(services, audit_id, fast, deep_budget_bytes, deep_period_days)
+    deep = deep_verify_share(
+        services, audit_id, fast, deep_budget_bytes, deep_period_days, all_digests
+    )
     repairs = repair_damage(services, audit_id, fast, deep)
     retention = extend_retention(services, audit_id, repairs)
     summary = conclude_audit(services, audit_id, fast, deep, repairs, retention, deep_period_days)

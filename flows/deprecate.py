@@ -97,7 +97,7 @@ def deprecate_model(
             if not request.retire:
                 notify_users(services, run_id, validated)
             snapshot = snapshot_weights(services, run_id, validated)
-            verify_preservation(services, run_id, snapshot)
+            verify_preservation(services, run_id, snapshot, request.all_digests)
             if request.fingerprint:
                 record_fingerprint(services, run_id, validated, snapshot)
             run_interviews(services, run_id, validated)

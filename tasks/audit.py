@@ -18,6 +18,7 @@ from sunset.preservation import alerts, audit, audit_checks, health, repair
 from sunset.preservation.alerts import Notice, RunLink
 from sunset.preservation.audit import AuditSummary
 from sunset.preservation.audit_checks import CheckSummary
+from sunset.preservation.outcomes import digests_rehashed
 from sunset.preservation.repair import RepairSummary, RetentionSummary
 from sunset.services import Services
 from tasks.events import (
@@ -69,10 +70,11 @@ def deep_verify_share(
     fast: CheckSummary,
     budget_bytes: int | None = None,
     period_days: int | None = None,
+    all_digests: bool = False,
 ) -> CheckSummary:
-    """Re-read and re-hash the objects with open findings, then those checked longest
-    ago, within the byte budget (in this process, or one Prefect task per object on Dask:
-    SUNSET_TASK_RUNNER)."""
+    """Re-read and re-hash (SHA-256 and CRC64NVME, and SHA-512 too with ``all_digests``)
+    the objects with open findings, then those checked longest ago, within the byte
+    budget (in this process, or one Prefect task per object on Dask: SUNSET_TASK_RUNNER)."""
     settings = services.settings
     with workers_for(settings, services.store, services.weights) as workers:
         summary = audit_checks.deep_audit(
@@ -83,6 +85,7 @@ def deep_verify_share(
             budget_bytes=budget_bytes or settings.audit_deep_budget_bytes,
             period=timedelta(days=period_days or settings.audit_deep_period_days),
             workers=workers,
+            all_digests=all_digests,
         )
     get_run_logger().info(
         "Deep check: %d objects, %d bytes read, %d damaged, %d not reached",
@@ -107,6 +110,7 @@ def repair_damage(
         audit_id,
         damaged,
         audit.reach_for(services.settings, deep.unanswered),
+        all_digests=deep.all_digests,
     )
     run = _run_link(audit_id)
     for notice in alerts.fixity_notices(services.ledger, damaged, summary, run):
@@ -163,6 +167,7 @@ def conclude_audit(
             summary.state,
             health.run_table(ledger, audit_id),
             health.coverage_clock(ledger, period),
+            digests_rehashed(deep.all_digests),
         ),
         description=f"What audit {summary.name} checked, found, repaired and extended.",
     )

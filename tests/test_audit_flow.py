@@ -53,6 +53,8 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 BIG = "model-00001-of-00002.bin"
 OBJECTS = len(WEIGHTS) + 6  # payload files and tag files, on each replica
 SQLITE = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+# A flipped bit, as the default deep check (SHA-256 and CRC64NVME) finds it.
+ROT_FOUND = "SHA-256 differs from the record (re-hashed: SHA-256 and CRC64NVME)"
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +112,7 @@ def test_bit_rot_on_one_replica_is_found_by_deep_check_and_repaired_from_the_oth
         "damaged",
         True,
     )
-    assert found["detail"] == "sha512 differs from the manifest"
+    assert found["detail"] == ROT_FOUND
     text = alert.payload["text"]
     assert f"model {EXAMPLE_MODEL_ID}" in text and f"{path} on replica 'replica' damaged" in text
     assert "repaired: mismatch: restored from primary" in text
@@ -124,6 +126,7 @@ def test_bit_rot_on_one_replica_is_found_by_deep_check_and_repaired_from_the_oth
     assert table == counted_in_ledger(site, result.audit_id)
     assert table[(EXAMPLE_MODEL_ID, "replica")][3:5] == [1, 1]  # damaged, repaired
     assert "Deep-coverage clock: the oldest deep check is 0 day(s) old" in artifact
+    assert "compared its SHA-256 and CRC64NVME with the record" in artifact
     shown = sunset_audit()
     assert any(line[0].startswith(f"Last audit: {result.name} completed") for line in shown)
     for row in health_rows_in_ledger(site):
@@ -136,7 +139,7 @@ def test_bit_rot_on_one_replica_is_found_by_deep_check_and_repaired_from_the_oth
         ("replica", path, "deep", "mismatch")
     ]
     assert bad[0].version_id == rotten.version_id
-    assert bad[0].detail == "sha512 differs from the manifest"
+    assert bad[0].detail == ROT_FOUND
     assert bad[0].bytes_read == rotten.size
     repaired = held(site, "replica", path)
     assert repaired.version_id != rotten.version_id
@@ -180,7 +183,7 @@ def test_an_object_deleted_on_one_replica_is_found_and_restored(site: Site, tmp_
     primary.client.delete_object(Bucket=primary.bucket, Key=key)  # a delete marker
     assert primary.head(key) is None
 
-    result = audit_preservation()
+    result = audit_preservation(all_digests=True)
 
     assert (result.damaged, result.repaired, result.irreparable) == (1, 1, [])
     events = audit_events(site, result.audit_id)
@@ -196,6 +199,15 @@ def test_an_object_deleted_on_one_replica_is_found_and_restored(site: Site, tmp_
     assert "restored from replica" in (repair.detail or "")
     assert primary.get_bytes(key) == (weights / "config.json").read_bytes()
     assert primary.head(key).version_id == held(site, "primary", path).version_id  # type: ignore[union-attr]
+    # Asked for every digest, each deep check, the repaired version's too, re-hashed SHA-512.
+    every = "SHA-256, SHA-512 and CRC64NVME of every byte match the record"
+    deep = [e for e in events if e.method == "deep"]
+    assert deep and all(e.detail == every for e in deep)
+    assert any(e.path == path and e.replica == "primary" for e in deep)
+    with site.ledger.session() as db:
+        flow_run_id = db.get(AuditRun, result.audit_id).flow_run_id  # type: ignore[union-attr]
+    _, artifact = artifact_table(str(flow_run_id))
+    assert "compared its SHA-256, SHA-512 and CRC64NVME with the record" in artifact
 
 
 @SQLITE
@@ -265,3 +277,19 @@ def test_the_heartbeat_extends_locks_before_they_come_within_the_margin(
     assert len(extended) == 2 * OBJECTS and all(e.outcome == "ok" for e in extended)
 
     assert audit_preservation().retention_extended == 0  # 30 days left, more than the margin
+
+
+@SQLITE
+def test_sunset_audit_run_with_all_digests_re_hashes_sha512_in_every_deep_check(
+    site: Site, tmp_path: Path
+) -> None:
+    preserve(site, write_weights(tmp_path / "weights"))
+
+    sunset_cli("audit", "--run", "--all-digests")
+
+    with site.ledger.session() as db:
+        deep = db.exec(select(FixityEvent).where(FixityEvent.method == "deep")).all()
+    assert len(deep) == 2 * OBJECTS
+    assert {e.detail for e in deep} == {
+        "SHA-256, SHA-512 and CRC64NVME of every byte match the record"
+    }

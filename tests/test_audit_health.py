@@ -18,6 +18,7 @@ from sunset.preservation.health import (
     RunRow,
     run_markdown,
 )
+from sunset.preservation.outcomes import ALL_DIGESTS, DEEP_DIGESTS
 from sunset.preservation.reach import Reach, Unreached
 from tests.faults.flaky import ANSWER, Flaky
 
@@ -152,9 +153,12 @@ def test_the_run_artifact_is_a_table_by_model_and_replica_and_the_clock() -> Non
     rows = [RunRow("m|1", "primary", 10, 4, 4096, 1, 1, 0, 0), RunRow("m|1", "offsite", 10)]
     clock = CoverageClock(datetime.now(UTC) - timedelta(days=10), "m|1 primary:x", 90)
 
-    text = run_markdown("audit-2026-12-01", "completed", rows, clock)
+    text = run_markdown("audit-2026-12-01", "completed", rows, clock, DEEP_DIGESTS)
+    none_deep = run_markdown("audit-2026-12-01", "completed", rows[1:], clock, ALL_DIGESTS)
 
     assert text.startswith("# Preservation audit audit-2026-12-01: completed\n")
+    assert "Deep checks re-read every byte and compared its SHA-256 and CRC64NVME with" in text
+    assert "Deep checks" not in none_deep
     assert "| m\\|1 | primary | 10 | 4 | 4096 | 1 | 1 | 0 | 0 |" in text
     assert "| m\\|1 | offsite | 10 | 0 | 0 | 0 | 0 | 0 | 0 |" in text
     assert "the oldest deep check is 10 day(s) old" in text and "80 day(s) to spare" in text

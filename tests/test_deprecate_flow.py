@@ -109,7 +109,7 @@ def test_flow_completes_with_one_recorded_attempt_per_step(site: Site, tmp_path:
         )
     assert sorted((a.description, a.data) for a in progress) == [
         ("Bytes of weights preserved", 100.0),
-        ("Bytes re-read and re-hashed", 100.0),
+        ("Bytes re-read and re-hashed (SHA-256 and CRC64NVME)", 100.0),
         ("Interview questions answered", 100.0),
     ]
     # The report reads in the UI as the report itself; the verification is one row per

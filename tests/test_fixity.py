@@ -25,6 +25,7 @@ from tests.preservation import (
     PART,
     CountingReader,
     configured_store,
+    rot_on_disk,
     snapshot,
     start_run,
     write_weights,
@@ -155,5 +156,41 @@ def test_a_deep_check_rehashes_the_version_and_confirms_its_lock(
 
     assert made == {"GetObject": 1}  # the lock comes with the bytes
     assert (intact.outcome, intact.bytes_read) == ("ok", row.size)
+    assert intact.detail == "SHA-256 and CRC64NVME of every byte match the record"
     assert too_short.outcome == "unlocked"
     assert f"required COMPLIANCE until {later:%Y-%m-%dT%H:%M:%SZ}" in (too_short.detail or "")
+
+
+def test_a_deep_check_finds_one_flipped_bit_by_its_sha256(site: Site, tmp_path: Path) -> None:
+    store, _, prefix = preserve(site, tmp_path)
+    [row] = [r for r in primary_rows(site) if r.path == BIG]
+    original = (tmp_path / "weights" / BIG.removeprefix(f"{WEIGHTS_DIR}/")).read_bytes()
+    rot_on_disk(site.stack.seaweedfs_dir, store.primary.bucket, original)
+
+    rotten = deep_check(store.primary, prefix + BIG, row)
+
+    assert (rotten.outcome, rotten.bytes_read) == ("mismatch", row.size)
+    assert rotten.detail == "SHA-256 differs from the record (re-hashed: SHA-256 and CRC64NVME)"
+
+
+def test_only_a_deep_check_of_all_digests_re_hashes_sha512(site: Site, tmp_path: Path) -> None:
+    store, _, prefix = preserve(site, tmp_path)
+    [row] = [r for r in primary_rows(site) if r.path == BIG]
+    other_sha512 = row.model_copy(update={"sha512": "0" * 128})  # the bytes are intact
+
+    by_default = deep_check(store.primary, prefix + BIG, other_sha512)
+    every = deep_check(store.primary, prefix + BIG, other_sha512, all_digests=True)
+    intact = deep_check(store.primary, prefix + BIG, row, all_digests=True)
+
+    assert (by_default.outcome, by_default.detail) == (
+        "ok",
+        "SHA-256 and CRC64NVME of every byte match the record",
+    )
+    assert (every.outcome, every.detail) == (
+        "mismatch",
+        "SHA-512 differs from the record (re-hashed: SHA-256, SHA-512 and CRC64NVME)",
+    )
+    assert (intact.outcome, intact.detail) == (
+        "ok",
+        "SHA-256, SHA-512 and CRC64NVME of every byte match the record",
+    )

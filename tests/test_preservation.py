@@ -157,7 +157,42 @@ def test_verification_checks_every_replica_fast_and_deep_and_records_each_check(
         assert (event.bucket, event.version_id) == (row.bucket, row.version_id)
         assert event.bytes_read == (row.size if event.method == "deep" else 0)
         assert event.duration_s >= 0 and event.checked_at >= row.stored_at
+        if event.method == "deep":
+            assert event.detail == "SHA-256 and CRC64NVME of every byte match the record"
     assert is_verified(site.ledger, summary.snapshot_id)
+
+
+def test_verification_with_all_digests_re_hashes_sha512_too(site: Site, tmp_path: Path) -> None:
+    store = configured_store()
+    run_id = start_run(site.ledger)
+    summary = snapshot(
+        site.ledger, store, str(write_weights(tmp_path / "w")), run_id, CountingReader()
+    )
+    path = f"{WEIGHTS_DIR}/{BIG}"
+    with site.ledger.session() as db:  # a record whose SHA-512 alone is not the bytes'
+        row = db.exec(
+            select(PreservedObject).where(
+                PreservedObject.replica == "replica", PreservedObject.path == path
+            )
+        ).one()
+        row.sha512 = "0" * 128
+        db.add(row)
+
+    def verify(all_digests: bool) -> None:
+        verify_snapshot(
+            site.ledger,
+            store,
+            snapshot_id=summary.snapshot_id,
+            run_id=run_id,
+            organization="Example Lab",
+            all_digests=all_digests,
+        )
+
+    verify(all_digests=False)  # SHA-256 and CRC64NVME: the bytes are the recorded ones
+    with pytest.raises(VerificationFailed) as failed:
+        verify(all_digests=True)
+
+    assert f"replica:{path} (mismatch: SHA-512 differs from the record" in str(failed.value)
 
 
 def test_a_package_whose_manifests_were_not_rewritten_fails_verification(

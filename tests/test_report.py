@@ -101,7 +101,8 @@ def test_every_section_is_filled_from_the_ledger(site: Site, tmp_path: Path) -> 
         "| notify_users | 1 | completed |",
     ]
     expected += [f"| {inline(f.path)} | {f.size} | {f.sha256} |" for f in weights]
-    expected += [f"| {inline(f.path)} | primary deep: ok at" for f in weights]
+    rehashed = "(SHA-256 and CRC64NVME of every byte match the record)"
+    expected += [f"| {inline(f.path)} | primary deep: ok {rehashed} at" for f in weights]
     expected += ["; replica fast: ok at" for f in weights]
     expected += [t.answer_text for t in turns]
     with site.ledger.session() as db:

@@ -42,7 +42,7 @@ MEASURED = {
 def _seconds(**overrides: float) -> float:
     given: dict[str, float] = {
         "cpu_s_per_gib": 4.0,
-        "sha512_mib_s": 512.0,
+        "serial_mib_s": 512.0,
         "workers": 1,
         "cores": 2,
         "files": 100,
@@ -61,7 +61,7 @@ def test_a_pass_bound_by_client_cpu_takes_bytes_times_cpu_per_byte_over_the_core
 def test_a_pass_is_bound_by_the_network_the_store_and_one_file_per_core() -> None:
     assert _seconds(workers=4, network_mib_s=128.0) == pytest.approx(64 * 1024 / 512)
     assert _seconds(workers=4, store_mib_s=256.0) == pytest.approx(256.0)
-    # One file left per worker: its SHA-512 is one serial stream at 512 MiB/s.
+    # One file left per worker: its slowest digest is one serial stream at 512 MiB/s.
     assert _seconds(cores=16, files=1) == pytest.approx(128.0)
 
 
@@ -72,6 +72,8 @@ def test_a_snapshot_hashes_once_and_sends_once_per_replica_and_verification_read
     assert rates.snapshot_cpu(1) == pytest.approx(5.0)
     assert rates.snapshot_cpu(3) == pytest.approx(hashing + 3 * (5.0 - hashing))
     assert rates.verify_cpu(2) == pytest.approx(8.0)
+    # A deep check hashes SHA-256 and CRC64NVME one after the other, no SHA-512.
+    assert rates.verify_serial_mib_s == pytest.approx(1 / (1 / 1024 + 1 / 8192))
 
 
 def test_a_record_without_the_measured_inputs_is_refused_with_what_is_missing() -> None:

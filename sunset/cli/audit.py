@@ -33,15 +33,24 @@ def audit(
             "SUNSET_AUDIT_DEEP_BUDGET_BYTES.",
         ),
     ] = None,
+    all_digests: Annotated[
+        bool,
+        typer.Option(
+            "--all-digests",
+            help="With --run: deep checks re-hash every byte with SHA-512 as well as "
+            "SHA-256 and CRC64NVME.",
+        ),
+    ] = False,
 ) -> None:
     """Show the health of every preserved package, as the ledger records it.
 
     A table per package, a row per replica: the day since which every object passed a
-    fast check (present, same size, still current) and a deep check (re-read and
-    re-hashed), the share of its bytes deep-checked within SUNSET_AUDIT_DEEP_PERIOD_DAYS,
-    its open findings (objects damaged or missing, and objects an audit could not check
-    because the replica did not answer), and the day its earliest lock ends. Above: the
-    last audit run and the deep-coverage clock; below: every open finding.
+    fast check (present, same size, still current) and a deep check (every byte re-read
+    and re-hashed with SHA-256 and CRC64NVME; SHA-512 too with --all-digests), the share
+    of its bytes deep-checked within SUNSET_AUDIT_DEEP_PERIOD_DAYS, its open findings
+    (objects damaged or missing, and objects an audit could not check because the
+    replica did not answer), and the day its earliest lock ends. Above: the last audit
+    run and the deep-coverage clock; below: every open finding.
 
     With --run, exits 1 if the audit could not complete or found an object without a
     good copy.
@@ -53,7 +62,7 @@ def audit(
     with plain_errors():
         settings = Settings()
         ledger = open_ledger(settings.ledger_url)  # migrated, its directory made
-        ending = _run_audit(settings, deep_budget_bytes) if run else None
+        ending = _run_audit(settings, deep_budget_bytes, all_digests) if run else None
         period = settings.audit_deep_period_days
         show_audit_health(
             last_audit(ledger), coverage_clock(ledger, period), every_package_health(ledger, period)
@@ -62,7 +71,7 @@ def audit(
             raise SunsetError(ending)
 
 
-def _run_audit(settings: Settings, deep_budget_bytes: int | None) -> str | None:
+def _run_audit(settings: Settings, deep_budget_bytes: int | None, all_digests: bool) -> str | None:
     """Run the audit flow here; None if it completed, else the sentence it ended with."""
     from sunset.cli.local_runs import prepare_prefect, settings_for_flow_run
 
@@ -71,5 +80,7 @@ def _run_audit(settings: Settings, deep_budget_bytes: int | None) -> str | None:
 
     console.print("Auditing every preserved package: the Prefect flow is starting ...")
     with settings_for_flow_run(settings):
-        state = audit_preservation(deep_budget_bytes=deep_budget_bytes, return_state=True)
+        state = audit_preservation(
+            deep_budget_bytes=deep_budget_bytes, all_digests=all_digests, return_state=True
+        )
     return None if state.is_completed() else (state.message or state.name)

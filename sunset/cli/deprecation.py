@@ -84,6 +84,9 @@ def deprecate(
     fingerprint: Annotated[
         bool, typer.Option("--fingerprint", help=DeprecationRequest.describe("fingerprint"))
     ] = False,
+    all_digests: Annotated[
+        bool, typer.Option("--all-digests", help=DeprecationRequest.describe("all_digests"))
+    ] = False,
 ) -> None:
     """Run a complete deprecation of MODEL: notify its users, snapshot and verify its
     weights, interview it, seal the report, then flip its serving status.
@@ -116,6 +119,7 @@ def deprecate(
             deployment_summary=str(deployment_summary) if deployment_summary else None,
             operator_analysis=str(analysis) if analysis else None,
             fingerprint=fingerprint,
+            all_digests=all_digests,
             approvals=approvals,
         )
         requested_by = getpass.getuser()

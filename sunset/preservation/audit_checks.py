@@ -66,6 +66,7 @@ class CheckSummary:
     unanswered: Unanswered = field(default_factory=Unanswered)  # so far in the run
     overdue_objects: int = 0  # deep only: still unchecked for longer than the period
     overdue_bytes: int = 0
+    all_digests: bool = False  # deep only: every byte read was re-hashed with SHA-512 too
 
 
 def fast_audit(ledger: Ledger, store: ReplicatedStore, audit_id: str, reach: Reach) -> CheckSummary:
@@ -97,9 +98,11 @@ def deep_audit(
     budget_bytes: int,
     period: timedelta,
     workers: Workers | None = None,
+    all_digests: bool = False,
 ) -> CheckSummary:
-    """Re-read and re-hash the objects with open damage, then those deep-checked longest
-    ago, within ``budget_bytes``, on the replicas that answer.
+    """Re-read and re-hash (SHA-256 and CRC64NVME, and SHA-512 too with ``all_digests``)
+    the objects with open damage, then those deep-checked longest ago, within
+    ``budget_bytes``, on the replicas that answer.
 
     The objects are taken strictly in that order, and the run stops at the first one
     that no longer fits, so none is passed over for long. An object larger than the
@@ -132,7 +135,10 @@ def deep_audit(
     with own as rereading, ThreadPoolExecutor(rereading.objects_at_once) as asking:
         # Asked objects_at_once at a time (each with its retries); recorded here, in order.
         answers = asking.map(
-            lambda pair: ask_deep(store, rereading, pair[0].prefix, pair[1], reach), chosen
+            lambda pair: ask_deep(
+                store, rereading, pair[0].prefix, pair[1], reach, all_digests=all_digests
+            ),
+            chosen,
         )
         results = [
             _recorded(ledger, audit_id, [held], found)
@@ -157,6 +163,7 @@ def deep_audit(
         reach.unanswered,
         overdue_objects=len(overdue),
         overdue_bytes=sum(h.size for h in overdue),
+        all_digests=all_digests,
     )
 
 
@@ -186,10 +193,12 @@ def check_deep(
     snapshot: Snapshot,
     held: PreservedObject,
     reach: Reach,
+    *,
+    all_digests: bool = False,
 ) -> Finding | Unreached:
     """Deep-check one object on its replica, and record what was learned."""
     with thread_workers(store) as workers:
-        found = ask_deep(store, workers, snapshot.prefix, held, reach)
+        found = ask_deep(store, workers, snapshot.prefix, held, reach, all_digests=all_digests)
     recorded = _recorded(ledger, audit_id, [held], found)
     return recorded if isinstance(recorded, Unreached) else recorded[0]
 
@@ -200,11 +209,13 @@ def ask_deep(
     prefix: str,
     held: PreservedObject,
     reach: Reach,
+    *,
+    all_digests: bool = False,
 ) -> list[Finding] | Unreached:
     """Have ``workers`` re-read one object, asking its replica again as ``reach`` says."""
     if store.copy(held.replica) is None:
         return reach.not_configured(held.replica)
-    item = ObjectToReread(held.replica, prefix + held.path, held)
+    item = ObjectToReread(held.replica, prefix + held.path, held, all_digests)
     return reach.ask(held.replica, lambda: [workers.reread(item).result()])
 
 

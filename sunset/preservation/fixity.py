@@ -8,10 +8,11 @@ Two checks, both of object versions on one replica:
   so a reader who copies the bucket gets these bytes. The listing reads no object and
   shows no lock, so a fast check cannot see bytes that rotted inside a version whose
   listing is unchanged, nor a lock; both are the deep check's.
-* deep: the recorded version streamed back and re-hashed (SHA-256, SHA-512, CRC64NVME),
-  in bounded chunks and without temporary files, several objects at a time; the same GET
+* deep: the recorded version streamed back and every byte re-hashed with SHA-256 and
+  CRC64NVME (and SHA-512 too when every digest is asked for: ``all_digests``), in
+  bounded chunks and without temporary files, several objects at a time; the same GET
   reports the version's lock, which must be COMPLIANCE and last at least as long as
-  recorded.
+  recorded. Its finding names the digests it compared.
 
 Every check becomes a ``FixityEvent``: when, which snapshot, replica, file and version,
 which check, bytes read, how long it took and what was found. A fast check's time is the
@@ -38,6 +39,8 @@ from sunset.preservation.outcomes import (
     SHADOWED,
     UNLOCKED,
     UNREADABLE,
+    digest_names,
+    digests_rehashed,
     finding_kind,
 )
 from sunset.preservation.store import LOCK_MODE, ListedVersion, ObjectStore
@@ -154,11 +157,13 @@ def _compare(held: PreservedObject, versions: list[ListedVersion]) -> tuple[str,
     return OK, None
 
 
-def deep_check(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:
-    """Stream the recorded version back, compare every digest with the record, and its
-    lock with the recorded one."""
+def deep_check(
+    copy: ObjectStore, key: str, held: PreservedObject, *, all_digests: bool = False
+) -> Finding:
+    """Stream the recorded version back, compare its SHA-256 and CRC64NVME (and SHA-512
+    with ``all_digests``) with the record, and its lock with the recorded one."""
     try:
-        return reread_finding(copy, key, held)
+        return reread_finding(copy, key, held, all_digests=all_digests)
     except STORE_ERRORS as exc:
         return unreadable(copy, held, exc)
 
@@ -168,16 +173,21 @@ def unreadable(copy: ObjectStore, held: PreservedObject, error: Exception) -> Fi
     return _finding(held, copy, DEEP, UNREADABLE, f"{type(error).__name__}: {error}", 0, 0.0)
 
 
-def reread_finding(copy: ObjectStore, key: str, held: PreservedObject) -> Finding:
+def reread_finding(
+    copy: ObjectStore, key: str, held: PreservedObject, *, all_digests: bool = False
+) -> Finding:
     """``deep_check``, raising the store's error (other than "no such version") instead
-    of recording it, for a caller that tries again (the audit)."""
+    of recording it, for a caller that tries again (the audit). The finding of a version
+    read back says which digests were compared."""
     started = time.monotonic()
+    compared = digests_rehashed(all_digests)
+    matched = f"{digest_names(compared)} of every byte match the record"
 
     def found(outcome: str, detail: str | None = None, read: int = 0) -> Finding:
         return _finding(held, copy, DEEP, outcome, detail, read, time.monotonic() - started)
 
     try:
-        back = copy.read_back(key, held.version_id)
+        back = copy.read_back(key, held.version_id, sha512="sha512" in compared)
     except botocore.exceptions.ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         # A missing bucket says nothing about the version: the settings may name the
@@ -188,9 +198,14 @@ def reread_finding(copy: ObjectStore, key: str, held: PreservedObject) -> Findin
     actual = back.digests
     if actual.size != held.size:
         return found(MISMATCH, f"read {actual.size} bytes, recorded {held.size}", actual.size)
-    for name in ("sha512", "sha256", "crc64nvme"):
+    for name in compared:
         if getattr(actual, name) != getattr(held, name):
-            return found(MISMATCH, f"{name} differs from the manifest", actual.size)
+            return found(
+                MISMATCH,
+                f"{digest_names((name,))} differs from the record "
+                f"(re-hashed: {digest_names(compared)})",
+                actual.size,
+            )
     if (
         back.lock_mode != LOCK_MODE
         or back.retain_until is None
@@ -199,10 +214,10 @@ def reread_finding(copy: ObjectStore, key: str, held: PreservedObject) -> Findin
         return found(
             UNLOCKED,
             f"locked {back.lock_mode or 'not at all'} until {back.retain_until}; "
-            f"required {LOCK_MODE} until {held.retain_until:%Y-%m-%dT%H:%M:%SZ}",
+            f"required {LOCK_MODE} until {held.retain_until:%Y-%m-%dT%H:%M:%SZ}; {matched}",
             actual.size,
         )
-    return found(OK, None, actual.size)
+    return found(OK, matched, actual.size)
 
 
 def absent(snapshot_id: str, replica: str, bucket: str, path: str, method: str) -> Finding:

@@ -25,7 +25,15 @@ from sunset.ledger import (
     SnapshotState,
     utcnow,
 )
-from sunset.preservation.outcomes import DEEP, FAST, OK, REPAIR, RETENTION, proves_damage
+from sunset.preservation.outcomes import (
+    DEEP,
+    FAST,
+    OK,
+    REPAIR,
+    RETENTION,
+    digest_names,
+    proves_damage,
+)
 
 
 @dataclass(frozen=True)
@@ -218,8 +226,11 @@ def run_table(ledger: Ledger, audit_id: str) -> list[RunRow]:
     ]
 
 
-def run_markdown(name: str, state: str, rows: list[RunRow], clock: CoverageClock) -> str:
-    """The audit run's artifact: its table by model and replica, and the coverage clock."""
+def run_markdown(
+    name: str, state: str, rows: list[RunRow], clock: CoverageClock, rehashed: tuple[str, ...]
+) -> str:
+    """The audit run's artifact: its table by model and replica, what a deep check
+    compared (``rehashed``: the digests of every byte re-read), and the coverage clock."""
     lines = [
         f"# Preservation audit {name}: {state}",
         "",
@@ -234,7 +245,14 @@ def run_markdown(name: str, state: str, rows: list[RunRow], clock: CoverageClock
     ]
     if not rows:
         lines.append("| (nothing preserved) | | | | | | | | |")
-    return "\n".join([*lines, "", clock.sentence(utcnow()), ""])
+    lines.append("")
+    if any(r.deep for r in rows):
+        lines += [
+            f"Deep checks re-read every byte and compared its {digest_names(rehashed)} "
+            "with the record, and confirmed the lock.",
+            "",
+        ]
+    return "\n".join([*lines, clock.sentence(utcnow()), ""])
 
 
 def day(moment: datetime | None) -> str:

@@ -5,10 +5,11 @@ A process killed between an upload and its record leaves a locked version that t
 ledger does not know. The resumed snapshot reads the file again: a version with exactly
 the bytes read now (same size and full-object CRC64NVME, which the store computed itself
 on receipt, under a COMPLIANCE lock) is the package's own write and is recorded instead
-of being sent a second time; the verify step then re-reads it whole against the SHA-512
-recorded. Any other version under the package's weights that the package does not use is
-recorded as a ``LeftoverVersion`` and named in the run's outcome and in the report: it
-cannot be deleted before its lock ends, so it must not go unexplained.
+of being sent a second time; the verify step then re-reads it whole against the SHA-256
+recorded (a collision-resistant digest, where the CRC is not). Any other version under
+the package's weights that the package does not use is recorded as a ``LeftoverVersion``
+and named in the run's outcome and in the report: it cannot be deleted before its lock
+ends, so it must not go unexplained.
 """
 
 from __future__ import annotations

@@ -80,10 +80,17 @@ class RetentionSummary:
 
 
 def repair(
-    ledger: Ledger, store: ReplicatedStore, audit_id: str, damaged: Sequence[Damage], reach: Reach
+    ledger: Ledger,
+    store: ReplicatedStore,
+    audit_id: str,
+    damaged: Sequence[Damage],
+    reach: Reach,
+    *,
+    all_digests: bool = False,
 ) -> RepairSummary:
     """Repair each object of ``damaged`` (found by this run) from a copy proven good in
-    this run; see the module docstring."""
+    this run; see the module docstring. The new version's deep check re-hashes SHA-512
+    too with ``all_digests``, as the run's deep checks did."""
     repaired: list[Repair] = []
     deferred: list[Repair] = []
     irreparable: list[Repair] = []
@@ -92,7 +99,7 @@ def repair(
         if damage.key in seen:
             continue
         seen.add(damage.key)
-        outcome, detail = _repair_one(ledger, store, audit_id, damage, reach)
+        outcome, detail = _repair_one(ledger, store, audit_id, damage, reach, all_digests)
         if outcome == OK:
             repaired.append(Repair(damage, detail))
         elif outcome == DEFERRED:
@@ -136,7 +143,12 @@ def extend_retention(
 
 
 def _repair_one(
-    ledger: Ledger, store: ReplicatedStore, audit_id: str, damage: Damage, reach: Reach
+    ledger: Ledger,
+    store: ReplicatedStore,
+    audit_id: str,
+    damage: Damage,
+    reach: Reach,
+    all_digests: bool,
 ) -> tuple[str, str]:
     """Repair one object; returns ok, deferred or failed, and what happened."""
     with ledger.session() as db:
@@ -170,7 +182,9 @@ def _repair_one(
         if isinstance(done, Unreached):
             return log(DEFERRED, f"the lock could not be set again: {done.error}")
         log(OK, f"lock set again until {_when(held.retain_until)}")
-        return _recheck(ledger, store, audit_id, snapshot, damage, reach, "lock set again")
+        return _recheck(
+            ledger, store, audit_id, snapshot, damage, reach, "lock set again", all_digests
+        )
     # The manifest is the truth for payload files; tag files are what was written.
     expected = preserved(entry) if entry else None
     expected = expected or preserved(held)
@@ -209,7 +223,7 @@ def _repair_one(
             f"{source_row.version_id} as version {new_version} (was {held.version_id})"
         )
         log(OK, how, upload.digests.size)
-        return _recheck(ledger, store, audit_id, snapshot, damage, reach, how)
+        return _recheck(ledger, store, audit_id, snapshot, damage, reach, how, all_digests)
     if in_doubt:
         tried_sources = f" ({'; '.join(tried)})" if tried else ""
         return log(
@@ -256,6 +270,7 @@ def _recheck(
     damage: Damage,
     reach: Reach,
     how: str,
+    all_digests: bool,
 ) -> tuple[str, str]:
     with ledger.session() as db:
         held = db.exec(
@@ -266,7 +281,7 @@ def _recheck(
             )
         ).one()
     fast = check_fast(ledger, store, audit_id, snapshot, [held], reach)
-    deep = check_deep(ledger, store, audit_id, snapshot, held, reach)
+    deep = check_deep(ledger, store, audit_id, snapshot, held, reach, all_digests=all_digests)
     if isinstance(fast, Unreached) or isinstance(deep, Unreached):
         return DEFERRED, f"{how}; the new version could not be checked yet"
     if fast[0].ok and deep.ok:

@@ -239,9 +239,9 @@ def _part_etag(chunk: bytes) -> str:
 def _checked(actual: Digests, expected: Digests | None, key: str) -> Digests:
     if expected is not None and actual != expected:
         raise SourceChanged(
-            f"The bytes read for {key} ({actual.size} bytes, SHA-512 {actual.sha512[:16]}...) "
-            f"differ from the recorded ones ({expected.size} bytes, SHA-512 "
-            f"{expected.sha512[:16]}...); nothing was stored."
+            f"The bytes read for {key} ({actual.size} bytes, SHA-256 {actual.sha256[:16]}...) "
+            f"differ from the recorded ones ({expected.size} bytes, SHA-256 "
+            f"{expected.sha256[:16]}...); nothing was stored."
         )
     return actual
 

@@ -45,35 +45,46 @@ def crc64nvme_b64(crc: int) -> str:
 
 @dataclass(frozen=True)
 class Digests:
-    """The fixity values of one file: size, manifest digests and the store's checksum."""
+    """The fixity values of one file: size, manifest digests and the store's checksum.
+
+    ``sha512`` is None where it was not computed (``DigestStream(sha512=False)``: a deep
+    check not asked for every digest).
+    """
 
     size: int
     sha256: str
-    sha512: str
+    sha512: str | None
     crc64nvme: str
 
 
 class DigestStream:
-    """Accumulates every digest Sunset needs from chunks of one file, in order.
+    """Accumulates the digests of one file from its chunks, in order: SHA-256 and
+    CRC64NVME always, SHA-512 unless ``sha512=False``.
 
-    SHA-512 is the slowest of the three (about 0.7 GiB/s on these machines, SHA-256 with
-    SHA-NI about 1.1 GiB/s, CRC64NVME about 10 GiB/s), and hashlib releases the GIL, so
-    from the first large chunk on each chunk is hashed on two lanes, SHA-512 on one and
-    SHA-256 with the CRC on the other, while the caller reads or sends the next chunk.
-    Each lane takes its chunks in order and runs up to ``DIGEST_LAG_CHUNKS`` behind the
-    caller without waiting for the other lane, so the caller waits only when the slower
-    lane is that far behind, and at most that many chunks per lane are held for hashing.
+    SHA-512 is the slowest of the three (about 0.6 GiB/s on these machines, SHA-256 with
+    SHA-NI about 1.2 GiB/s, CRC64NVME about 11 GiB/s), and hashlib releases the GIL, so
+    with SHA-512, from the first large chunk on, each chunk is hashed on two lanes,
+    SHA-512 on one and SHA-256 with the CRC on the other, while the caller reads or sends
+    the next chunk. Each lane takes its chunks in order and runs up to
+    ``DIGEST_LAG_CHUNKS`` behind the caller without waiting for the other lane, so the
+    caller waits only when the slower lane is that far behind, and at most that many
+    chunks per lane are held for hashing. Without SHA-512 there is one lane's work, and
+    it is hashed on the caller's thread: a thread of its own would only move it there
+    (the deep check reads several objects at once, which keeps the cores busy).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, sha512: bool = True) -> None:
         self._sha256 = hashlib.sha256()
-        self._sha512 = hashlib.sha512()
+        self._sha512 = hashlib.sha512() if sha512 else None
         self._crc = 0
         self._size = 0
         self._lanes: tuple[_DigestLane, _DigestLane] | None = None
 
     def update(self, chunk: bytes) -> None:
         self._size += len(chunk)
+        if self._sha512 is None:
+            self._sha256_and_crc(chunk)
+            return
         if self._lanes is None and len(chunk) < PARALLEL_HASH_MIN:
             self._sha512.update(chunk)
             self._sha256_and_crc(chunk)
@@ -91,7 +102,7 @@ class DigestStream:
         return Digests(
             size=self._size,
             sha256=self._sha256.hexdigest(),
-            sha512=self._sha512.hexdigest(),
+            sha512=None if self._sha512 is None else self._sha512.hexdigest(),
             crc64nvme=crc64nvme_b64(self._crc),
         )
 
@@ -471,13 +482,16 @@ class ObjectStore:
         body: IO[bytes] = self.client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
         return body
 
-    def read_back(self, key: str, version_id: str | None = None) -> ReadBack:
-        """Re-read an object version, recomputing its digests (the deep check), with the
-        lock the store reports for it on the same GET."""
+    def read_back(
+        self, key: str, version_id: str | None = None, *, sha512: bool = True
+    ) -> ReadBack:
+        """Re-read an object version, recomputing its digests (the deep check: SHA-512
+        too unless ``sha512=False``), with the lock the store reports for it on the same
+        GET."""
         extra = {"VersionId": version_id} if version_id else {}
         response = self.client.get_object(Bucket=self.bucket, Key=key, **extra)
         body = response["Body"]
-        stream = DigestStream()
+        stream = DigestStream(sha512=sha512)
         try:
             for chunk in body.iter_chunks(READ_CHUNK):
                 stream.update(chunk)

@@ -52,10 +52,12 @@ def verify_snapshot(
     paths: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: Workers | None = None,
+    all_digests: bool = False,
 ) -> VerificationSummary:
     """Check every payload file (or just ``paths``) and every tag file on every replica:
     fast (one version listing per replica: each version present, same size and ETag,
-    still current), then deep (re-read, re-hashed, lock confirmed) for each object the
+    still current), then deep (every byte re-read and re-hashed with SHA-256 and
+    CRC64NVME, and SHA-512 too with ``all_digests``; lock confirmed) for each object the
     fast check passed. The deep checks run on ``workers`` (default: threads of this
     process, several objects at a time) and are recorded here as they come back.
 
@@ -88,7 +90,7 @@ def verify_snapshot(
         fast = fast_check(copy, snapshot.prefix, listed)
         tally(refused + fast)
         rereads += [
-            ObjectToReread(copy.name, snapshot.prefix + row.path, row)
+            ObjectToReread(copy.name, snapshot.prefix + row.path, row, all_digests)
             for row, finding in zip(listed, fast, strict=True)
             if finding.ok
         ]

@@ -30,9 +30,9 @@ from sunset.preservation.weights import SourceFile, WeightsReader
 # with PARTS_IN_FLIGHT parts, so memory stays bounded by parts either way.
 SMALL_FILES_IN_FLIGHT = 8
 # Objects re-read at a time in one process, as `rclone check --download` does with its
-# default four checkers: one read waits on the network and on its slowest digest, so
-# several in flight keep the cores and the connection busy. Memory stays a few read
-# chunks per object in flight.
+# default four checkers: each read hashes on its own thread (SHA-256 and the CRC release
+# the GIL) and waits on the network between chunks, so several in flight keep the cores
+# and the connection busy. Memory stays one read chunk per object in flight.
 DEEP_CHECKS_AT_ONCE = 4
 
 
@@ -50,11 +50,13 @@ class FileToStore:
 
 @dataclass(frozen=True)
 class ObjectToReread:
-    """One recorded object version to re-read on one replica."""
+    """One recorded object version to re-read on one replica, re-hashed with SHA-256 and
+    CRC64NVME, and with SHA-512 too when ``all_digests``."""
 
     replica: str
     key: str
     held: PreservedObject
+    all_digests: bool = False
 
 
 def store_file(store: ReplicatedStore, weights: WeightsReader, item: FileToStore) -> Upload:
@@ -79,7 +81,7 @@ def reread(store: ReplicatedStore, item: ObjectToReread) -> Finding:
     copy = store.copy(item.replica)
     if copy is None:
         raise ValueError(f"Replica {item.replica} is not configured here (SUNSET_REPLICAS).")
-    return reread_finding(copy, item.key, item.held)
+    return reread_finding(copy, item.key, item.held, all_digests=item.all_digests)
 
 
 class Workers(Protocol):

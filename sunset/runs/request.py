@@ -96,6 +96,12 @@ class DeprecationRequest(BaseModel):
         "pip install 'sunset[local-model]'): seal its greedy answers to fixed prompts in "
         "the package, and prove before the flip that the package alone reproduces them.",
     )
+    all_digests: bool = Field(
+        default=False,
+        description="Deep verification re-hashes every byte with SHA-512 as well as SHA-256 "
+        "and CRC64NVME (one collision-resistant digest already binds the bytes; SHA-512 "
+        "costs more than both).",
+    )
 
     @field_validator("model_id")
     @classmethod
