@@ -107,10 +107,14 @@ class CliProcess:
             self.kill()
             raise TimeoutError(f"{self.name} still running after {timeout} s") from None
 
-    def kill(self) -> None:
-        """SIGKILL the command and every process it started (Prefect's temporary server)."""
+    def kill(self, *, alone: bool = False) -> None:
+        """SIGKILL the command and every process it started (Prefect's temporary server);
+        ``alone``: the command's process only."""
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+            if alone:
+                os.kill(self.process.pid, signal.SIGKILL)
+            else:
+                os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(30)
 
     def output(self) -> str:

@@ -65,7 +65,10 @@ class Started(Protocol):
 
     def wait(self, timeout: float) -> int: ...
 
-    def kill(self) -> None: ...
+    def kill(self, *, alone: bool = False) -> None:
+        """SIGKILL the command and what it started; ``alone``: the command's process only,
+        as ``kill -9 PID`` does, so what it started (a temporary server) keeps running."""
+        ...
 
     def output(self) -> str: ...
 
@@ -127,7 +130,7 @@ class Lineage:
                 TALLY.unfinished_reruns += 1
                 pytest.fail(f"point {number} ({point.where}) not reached:\n{child.output()}")
             time.sleep(0.02)
-        child.kill()
+        child.kill(alone=point.command_alone)
         self.faults.calm()
         if self.slots is not None:
             bound = self.slots.bound(after_stranding=self.stranded)

@@ -163,6 +163,9 @@ class CrashPoint:
     # Killed before its slot's lease id reached the ledger: the next run has no proof that
     # the holder died until the lease expires, so it may wait that long for the slot.
     strands_slot: bool = False
+    # Killed as `kill -9 PID` kills: the command's process alone, so Prefect's temporary
+    # server, which it started, outlives it (adopted by init) until the next run stops it.
+    command_alone: bool = False
 
 
 def s3_latency(faults: Faults) -> None:

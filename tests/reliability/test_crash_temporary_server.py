@@ -4,7 +4,8 @@ Prefect's home under SUNSET_DATA_DIR), killed with that server at seeded points,
 started again with the same command until it ends.
 
 The temporary server dies with each killed run, and the next run starts another on the
-same home. Each rerun must get the model's deprecation slot within a bounded time and go
+same home; one kill takes the command's process alone, as `kill -9 PID` does, and its
+server, left running, is stopped by the next run before it starts its own. Each rerun must get the model's deprecation slot within a bounded time and go
 on unattended: within seconds of the ledger proving the last holder dead, or, when the
 holder was killed before its slot's lease reached the ledger, once that lease expires.
 """
@@ -23,6 +24,7 @@ from prefect.server.concurrency.lease_storage.filesystem import ConcurrencyLease
 from sqlmodel import select
 
 from flows.limits import SHORTEST_SLOT_LEASE_SECONDS
+from sunset.cli.local_runs import stop_orphaned_temporary_servers
 from sunset.ledger import Snapshot, SnapshotFile
 from sunset.runs.steps import NOTIFY_STEP, PREFLIGHT_STEP, SNAPSHOT_STEP
 from sunset_dev.example_model import EXAMPLE_MODEL_ID
@@ -157,9 +159,11 @@ def between_upload_and_record(world: World) -> CrashPoint:
 
     return CrashPoint(
         SNAPSHOT_STEP,
-        "between an upload and its record: a weights file stored, the store's answer held",
+        "between an upload and its record: a weights file stored, the store's answer held; "
+        "the command killed alone, its temporary server left running",
         prepare=hold_weights_replies,
         kill_when=unrecorded_weights,
+        command_alone=True,
     )
 
 
@@ -281,8 +285,14 @@ def test_on_the_temporary_server_every_rerun_after_a_kill_finishes_unattended(
     assert_ends_as_an_uninterrupted_run(
         site, world, reference, users, since, len(points), tmp_path, questions_killed
     )
+    # The temporary server of the command killed alone outlived it; the next run stopped
+    # it before starting its own, and none is left on the data directory's home.
+    stopped = [c for c in cli_runner.started if ORPHAN_STOPPED in " ".join(c.output().split())]
+    assert len(stopped) == 1, [c.name for c in stopped]
+    assert stop_orphaned_temporary_servers(site.data_dir / "prefect") == []
 
 
+ORPHAN_STOPPED = "that a killed command had left running on this data directory"
 LOG_LINE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) \| \w+ +\| .*? - (.*)$", re.M)
 WAITS = "Another deprecation run of"
 FREES = ("Freed the", "Revoked the expired lease")

@@ -138,14 +138,16 @@ class Child:
             time.sleep(0.02)
         return code
 
-    def kill(self) -> None:
-        """SIGKILL the child's whole process group and wait until it is gone."""
+    def kill(self, *, alone: bool = False) -> None:
+        """SIGKILL the child's whole process group (``alone``: the child only) and wait
+        until it is gone."""
         if self.returncode() is None:
             # A child killed right after the fork may not have made its own group yet.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
+            if not alone:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGKILL)
         self.wait(30)
 
     def output(self) -> str:
