@@ -156,6 +156,10 @@ USAGE_MISTAKES = {
         "Invalid value for '--retirement-date': 'next tuesday' is not a date",
     ),
     "unknown command": (["retire-everything"], "No such command 'retire-everything'."),
+    "an audit run's option without --run": (
+        ["audit", "--all-digests"],
+        "--all-digests and --deep-budget-bytes shape an audit run: add --run.",
+    ),
 }
 
 
@@ -170,7 +174,7 @@ def test_a_usage_mistake_is_one_error_line_and_exit_code_2(case: str) -> None:
     assert result.stdout == ""
     error, *hint = result.stderr.splitlines()
     assert error.startswith("Error: ") and expected in error, result.stderr
-    command = "sunset" if case == "unknown command" else "sunset deprecate"
+    command = "sunset" if case == "unknown command" else f"sunset {args[0]}"
     assert hint == [f"Try '{command} --help'."], result.stderr
     assert not set("╭╮╰╯│─") & set(result.stderr), result.stderr
 

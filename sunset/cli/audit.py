@@ -55,6 +55,10 @@ def audit(
     With --run, exits 1 if the audit could not complete or found an object without a
     good copy.
     """
+    if not run and (all_digests or deep_budget_bytes is not None):
+        raise typer.BadParameter(
+            "--all-digests and --deep-budget-bytes shape an audit run: add --run."
+        )
     from sunset.config import Settings
     from sunset.ledger import open_ledger
     from sunset.preservation.health import coverage_clock, every_package_health, last_audit

@@ -5,9 +5,10 @@ started again with the same command until it ends.
 
 The temporary server dies with each killed run, and the next run starts another on the
 same home; one kill takes the command's process alone, as `kill -9 PID` does, and its
-server, left running, is stopped by the next run before it starts its own. Each rerun must get the model's deprecation slot within a bounded time and go
-on unattended: within seconds of the ledger proving the last holder dead, or, when the
-holder was killed before its slot's lease reached the ledger, once that lease expires.
+server, left running, is stopped by the next run before it starts its own. Each rerun
+must get the model's deprecation slot within a bounded time and go on unattended: within
+seconds of the ledger proving the last holder dead, or, when the holder was killed before
+its slot's lease reached the ledger, once that lease expires.
 """
 
 from __future__ import annotations
