@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 from pydantic import SecretStr
 
 MIB = 1024 * 1024
@@ -38,34 +39,17 @@ class _Clock:
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime + sum(map(process_cpu_seconds, _descendants()))
+    children = psutil.Process().children(recursive=True)
+    return usage.ru_utime + usage.ru_stime + sum(process_cpu_seconds(c.pid) for c in children)
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """The user and system CPU seconds of a running process (``/proc/<pid>/stat``); 0 for
-    one that has ended."""
+    """The user and system CPU seconds of a running process; 0 for one that has ended."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _descendants() -> list[int]:
-    """The running processes this one started, and the ones they started."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except FileNotFoundError:  # ended while listed
-            continue
-        children.setdefault(parent, []).append(int(stat.parent.name))
-    found: list[int] = []
-    generation = [os.getpid()]
-    while generation:
-        generation = [child for pid in generation for child in children.get(pid, [])]
-        found += generation
-    return found
+    return float(times.user + times.system)
 
 
 def _env_store(bucket: str, replicas: str = "[]") -> Any:
