@@ -1,6 +1,6 @@
-"""The audit's tables: each run of the preservation audit, its attempts, every fixity
-check, whether an audit, a verification or a repair made it, and the findings an audit
-keeps open until a later check proves the object healthy again."""
+"""The audit's tables: each run of the preservation audit, every fixity check, whether
+an audit, a verification or a repair made it, and the findings an audit keeps open until
+a later check proves the object healthy again, and the attempts of an audit's steps."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from sqlmodel import JSON, Column, Field
 # The modules of the tables this one's foreign keys name: the package loads a domain only
 # when first used, and a row cannot be written before the tables it refers to exist.
 import sunset.ledger.preservation  # noqa: F401
-from sunset.ledger.models import LedgerTable, UTCDateTime, new_id, utcnow
-from sunset.ledger.runs import AttemptColumns
+from sunset.ledger.models import AttemptColumns, LedgerTable, UTCDateTime, new_id, utcnow
 
 
 class AuditState(StrEnum):

@@ -1,4 +1,5 @@
-"""The catalog's tables: the models Sunset knows, and the people who depend on them."""
+"""The catalog: the models Sunset knows, their serving status and their dates (the
+people who depend on a model are ``users``')."""
 
 from __future__ import annotations
 
@@ -34,18 +35,3 @@ class CatalogModel(LedgerTable, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # Chooses the minimum notice period (Settings.minimum_notice_days_by_class).
     model_class: str | None = Field(default=None, max_length=64)
-
-
-class ModelUser(LedgerTable, table=True):
-    """Someone who depends on a model, imported from a recipients CSV."""
-
-    __tablename__ = "model_users"
-    __table_args__ = (sa.UniqueConstraint("model_id", "email"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    model_id: str = Field(foreign_key="catalog_models.id", index=True, max_length=128)
-    email: str = Field(max_length=320)
-    name: str = Field(max_length=200)
-    webhook_url: str | None = None
-    usage: str | None = None
-    imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,5 +1,6 @@
-"""The deprecations' tables: one record per deprecation, from the first announcement to
-retirement and after, the dates users were told, and the people who were told.
+"""The deprecations: one record per deprecation, from the first announcement to
+retirement and after, with the dates its users were last told (who was told, and each
+move of the date, are ``notices``').
 
 A deprecation is a process of months that several runs carry out: the run that announces
 it, the daily reminders, the run that retires the model, perhaps a reinstatement. Each
@@ -51,33 +52,3 @@ class Deprecation(LedgerTable, table=True):
     reason: str | None = None
     opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class RetirementDateChange(LedgerTable, table=True):
-    """The retirement date moved after users were told: from when, to when, and why."""
-
-    __tablename__ = "retirement_date_changes"
-
-    id: int | None = Field(default=None, primary_key=True)
-    deprecation_id: str = Field(foreign_key="deprecations.id", index=True, max_length=32)
-    previous_on: date
-    retirement_on: date
-    reason: str
-    changed_by: str | None = None
-    changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class NoticeRecipient(LedgerTable, table=True):
-    """Someone told of a deprecation; its later notices (reminders, the retirement, a
-    cancellation) go to the same people on the same channels."""
-
-    __tablename__ = "notice_recipients"
-    __table_args__ = (sa.UniqueConstraint("deprecation_id", "email"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    deprecation_id: str = Field(foreign_key="deprecations.id", index=True, max_length=32)
-    email: str = Field(max_length=320)
-    name: str = Field(max_length=200)
-    webhook_url: str | None = None
-    usage: str | None = None
-    added_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,7 +1,8 @@
-"""What every ledger table shares: the UTC timestamp column type, the clock, fresh ids.
+"""What every ledger table shares: the UTC timestamp column type, the clock, fresh ids,
+and the columns every step attempt holds.
 
-The tables live by domain (``catalog``, ``runs``, ``notify``, ``preservation``, ``audit``,
-``interview``, ``report``, ``serving``); ``from sunset.ledger import X`` reaches each.
+The tables live by domain, in the modules beside this one (``sunset.ledger``'s docstring
+says why some domains are cut in two); ``from sunset.ledger import X`` reaches each.
 This module keeps its name and ``UTCDateTime`` its place because the migrations, and
 the template Alembic renders new ones from, refer to ``sunset.ledger.models.UTCDateTime``.
 
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import SQLModel
+from sqlmodel import JSON, Field, SQLModel
 from sqlmodel.main import SQLModelConfig
 
 
@@ -57,3 +59,24 @@ class LedgerTable(SQLModel):
     """
 
     model_config = SQLModelConfig(defer_build=True)
+
+
+class AttemptState(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class AttemptColumns(LedgerTable):
+    """One attempt of one step of a run, failed ones with their error: what a deprecation
+    run's (``StepAttempt``) and an audit run's (``AuditAttempt``) attempts both hold."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    step: str = Field(max_length=64)
+    attempt: int
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    state: AttemptState = Field(default=AttemptState.RUNNING, sa_type=sa.String(32))
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    summary: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    error: str | None = None

@@ -1,5 +1,6 @@
-"""The preservation tables: packages, their files on every replica, restorations, and
-the fingerprints and drills that prove a package can bring its model back.
+"""The preservation tables: packages, their files on every replica, and the
+fingerprints and drills that prove a package can bring its model back (writes not yet
+settled are ``store_writes``', copies brought back ``restorations``').
 
 ``DigestColumns`` is what the ledger knows of a file's bytes; a package's files, each
 replica's objects and the writes still pending all hold it.
@@ -24,12 +25,6 @@ from sunset.ledger.models import LedgerTable, UTCDateTime, utcnow
 class SnapshotState(StrEnum):
     UPLOADING = "uploading"
     STORED = "stored"
-
-
-class RestorationState(StrEnum):
-    RESTORING = "restoring"
-    RESTORED = "restored"
-    VERIFIED = "verified"
 
 
 class DigestColumns(LedgerTable):
@@ -73,24 +68,6 @@ class SnapshotFile(DigestColumns, table=True):
     stored_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class PendingWrite(DigestColumns, table=True):
-    """A small package object about to be written: the bytes it will hold, by digest.
-
-    Written before the object is put and removed in the transaction that records it, so a
-    process killed in between leaves this behind: the resumed run then knows the version
-    standing in front of the recorded one is its own write, not somebody else's.
-    """
-
-    __tablename__ = "pending_writes"
-    __table_args__ = (sa.UniqueConstraint("snapshot_id", "path"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    snapshot_id: str = Field(foreign_key="snapshots.id", index=True, max_length=128)
-    path: str
-    payload: bool  # a payload file (in the manifests) rather than a tag file
-    begun_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
 class PreservedObject(DigestColumns, table=True):
     """One object of a package on one replica: the version that holds it and its lock."""
 
@@ -109,47 +86,6 @@ class PreservedObject(DigestColumns, table=True):
     etag: str | None = Field(default=None, max_length=128)
     retain_until: datetime = Field(sa_type=UTCDateTime)
     stored_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class LeftoverVersion(LedgerTable, table=True):
-    """A version of a package's weights file that a replica holds but the package does
-    not use: most often an upload a killed process completed but never recorded, whose
-    bytes are not the file's as the resumed run read it (such a version holding exactly
-    those bytes is adopted instead). It is locked like every version written and cannot
-    be removed before its lock ends, so it is named rather than left unexplained.
-    """
-
-    __tablename__ = "leftover_versions"
-    __table_args__ = (sa.UniqueConstraint("snapshot_id", "replica", "key", "version_id"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    snapshot_id: str = Field(foreign_key="snapshots.id", index=True, max_length=128)
-    run_id: str = Field(foreign_key="deprecation_runs.id", max_length=32)  # who found it
-    replica: str = Field(max_length=64)
-    endpoint: str
-    bucket: str = Field(max_length=63)
-    key: str  # the whole object key, the package prefix included
-    version_id: str
-    size: int = Field(sa_type=sa.BigInteger)
-    retain_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    found_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class Restoration(LedgerTable, table=True):
-    """A preserved snapshot copied back to a serving location, and its check."""
-
-    __tablename__ = "restorations"
-
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: str = Field(foreign_key="deprecation_runs.id", index=True, max_length=32)
-    snapshot_id: str = Field(foreign_key="snapshots.id", max_length=128)
-    destination: str
-    state: RestorationState = Field(default=RestorationState.RESTORING, sa_type=sa.String(16))
-    files: int = 0
-    bytes_written: int = Field(default=0, sa_type=sa.BigInteger)
-    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    restored_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Fingerprint(LedgerTable, table=True):

@@ -1,8 +1,5 @@
-"""The runs' tables: a deprecation run and the attempts of its steps.
-
-``AttemptColumns`` is what every attempt record holds, a deprecation's here and an
-audit's in ``sunset.ledger.audit``; each table adds the run it belongs to.
-"""
+"""The deprecation runs: each attempt to carry a deprecation forward (the attempts of
+its steps are ``attempts``')."""
 
 from __future__ import annotations
 
@@ -26,12 +23,6 @@ class RunState(StrEnum):
     FAILED = "failed"
     SUPERSEDED = "superseded"
     REJECTED = "rejected"  # an approver said no; the serving status was left as it was
-
-
-class AttemptState(StrEnum):
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
 
 
 class DeprecationRun(LedgerTable, table=True):
@@ -66,26 +57,3 @@ class DeprecationRun(LedgerTable, table=True):
     # lease), held by the process working on the run: a run resumed after that process
     # died frees the slot with it instead of waiting minutes for the lease to expire.
     orchestrator_lease_id: str | None = Field(default=None, max_length=64)
-
-
-class AttemptColumns(LedgerTable):
-    """One attempt of one step of a run, failed ones with their error."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    step: str = Field(max_length=64)
-    attempt: int
-    flow_run_id: str | None = Field(default=None, max_length=64)
-    state: AttemptState = Field(default=AttemptState.RUNNING, sa_type=sa.String(32))
-    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    summary: dict[str, Any] | None = Field(default=None, sa_type=JSON)
-    error: str | None = None
-
-
-class StepAttempt(AttemptColumns, table=True):
-    """One attempt of one step of a deprecation run, failed ones with their error."""
-
-    __tablename__ = "step_attempts"
-    __table_args__ = (sa.UniqueConstraint("run_id", "step", "attempt"),)
-
-    run_id: str = Field(foreign_key="deprecation_runs.id", index=True, max_length=32)

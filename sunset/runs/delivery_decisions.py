@@ -25,7 +25,8 @@ from sunset.notify.message import Notice
 from sunset.notify.notices import send
 from sunset.notify.recipients import Recipient
 from sunset.runs.deliveries import UnknownDelivery, unknown_deliveries
-from sunset.runs.deprecation import latest_deprecation, recipients_of
+from sunset.runs.deprecation import latest_deprecation
+from sunset.runs.notice_record import recipients_of
 from sunset.runs.notices import notice_of_delivery
 
 

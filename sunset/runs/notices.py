@@ -36,15 +36,13 @@ from sunset.notify.message import Notice, NoticeKind, NoticeTemplates
 from sunset.notify.notices import NoticeSummary, first_reached, notify_recipients
 from sunset.notify.recipients import Recipient
 from sunset.runs.deprecation import (
-    add_recipients,
     deprecation_of_run,
     mark_announced,
     move_stage,
     package_of_run,
-    recipients_of,
     record_in_catalog,
-    record_retirement,
 )
+from sunset.runs.notice_record import add_recipients, recipients_of, record_retirement
 from sunset.runs.validation import ValidatedRequest
 from sunset.site.entries import transition_page_url
 

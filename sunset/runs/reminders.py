@@ -23,7 +23,7 @@ from sunset.ledger import Deprecation, DeprecationStage, Ledger
 from sunset.notify.channels import Channel
 from sunset.notify.message import NoticeKind
 from sunset.notify.notices import NoticeSummary, first_reached, notify_recipients
-from sunset.runs.deprecation import recipients_of
+from sunset.runs.notice_record import recipients_of
 from sunset.runs.notices import deprecation_notice
 
 

@@ -15,12 +15,8 @@ from sunset.ledger import (
     Ledger,
     RetirementDateChange,
 )
-from sunset.runs.deprecation import (
-    change_retirement_date,
-    date_changes,
-    latest_deprecation,
-    record_in_catalog,
-)
+from sunset.runs.deprecation import latest_deprecation, record_in_catalog
+from sunset.runs.notice_record import change_retirement_date, date_changes
 
 
 @dataclass(frozen=True)
