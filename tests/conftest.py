@@ -19,6 +19,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,14 +68,28 @@ SERVICE_FIXTURES = frozenset(
 SERVICE_PARAMETERS = {"ledger_url": frozenset({"postgresql"})}
 
 
-# Files that take a large share of the suite alone (the real model's drill: about a
-# quarter of an hour on two cores). Collected first, each starts on an xdist worker at
-# once while the other workers share the rest, rather than being the run's tail.
+# Files that take a large share of the suite alone (the real model's demo, interview and
+# drills: a quarter of an hour or more on two cores). Handed out first, each starts on an
+# xdist worker at once while the other workers share the rest, rather than being the
+# run's tail.
 LONGEST_FIRST = frozenset({"tests/test_resurrection.py"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in LONGEST_FIRST)
+    """The order xdist hands out files in: LONGEST_FIRST, then the files with the most tests.
+
+    xdist's own reordering (by number of tests alone) would send the real model's four
+    tests near the end; pyproject.toml turns it off (``--no-loadscope-reorder``) and this
+    order, the same on every worker, takes its place.
+    """
+    tests_in = Counter(item.nodeid.split("::")[0] for item in items)
+    position = {id(item): index for index, item in enumerate(items)}
+
+    def order(item: pytest.Item) -> tuple[bool, int, int]:
+        file = item.nodeid.split("::")[0]
+        return file not in LONGEST_FIRST, -tests_in[file], position[id(item)]
+
+    items.sort(key=order)
 
 
 @pytest.hookimpl(tryfirst=True)
