@@ -17,6 +17,11 @@ import os
 # Before Prefect is imported anywhere: offline, and patient with its temporary server.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+# The real model's processes (the model server, the drill) run torch on one thread: the
+# suite's two xdist workers share two cores, and torch's threads wait for each other on a
+# core the other worker holds. Measured here, 120 greedy tokens beside a busy core took
+# 24.4 s on two threads and 10.4 s on one; alone, 9.8 s either way (the model is small).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import uuid
 from collections import Counter
