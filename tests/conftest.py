@@ -88,13 +88,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     order, the same on every worker, takes its place.
     """
     tests_in = Counter(item.nodeid.split("::")[0] for item in items)
-    position = {id(item): index for index, item in enumerate(items)}
 
-    def order(item: pytest.Item) -> tuple[bool, int, int]:
+    def order(item: pytest.Item) -> tuple[bool, int]:
         file = item.nodeid.split("::")[0]
-        return file not in LONGEST_FIRST, -tests_in[file], position[id(item)]
+        return file not in LONGEST_FIRST, -tests_in[file]
 
-    items.sort(key=order)
+    items.sort(key=order)  # stable: a file's tests, and files that tie, keep their order
 
 
 @pytest.hookimpl(tryfirst=True)

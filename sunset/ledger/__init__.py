@@ -81,25 +81,10 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "FindingKind",
         "FixityEvent",
     ),
-    "catalog": (
-        "CatalogModel",
-        "ServingStatus",
-    ),
-    "db": (
-        "Ledger",
-        "open_existing_ledger",
-        "open_ledger",
-    ),
-    "deliveries": (
-        "Delivery",
-        "DeliveryDecision",
-        "DeliveryDecisionKind",
-        "DeliveryState",
-    ),
-    "deprecation": (
-        "Deprecation",
-        "DeprecationStage",
-    ),
+    "catalog": ("CatalogModel", "ServingStatus"),
+    "db": ("Ledger", "open_existing_ledger", "open_ledger"),
+    "deliveries": ("Delivery", "DeliveryDecision", "DeliveryDecisionKind", "DeliveryState"),
+    "deprecation": ("Deprecation", "DeprecationStage"),
     "interview": (
         "CandidateVerdict",
         "ConfirmationOutcome",
@@ -116,10 +101,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "SessionState",
     ),
     "models": ("AttemptState", "utcnow"),
-    "notices": (
-        "NoticeRecipient",
-        "RetirementDateChange",
-    ),
+    "notices": ("NoticeRecipient", "RetirementDateChange"),
     "notify": ("DeliverySummary",),
     "preservation": (
         "DigestColumns",
@@ -131,27 +113,11 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "SnapshotState",
     ),
     "report": ("Report",),
-    "report_inputs": (
-        "ReplyOutcome",
-        "ReportInput",
-        "ReportReply",
-    ),
-    "restorations": (
-        "Restoration",
-        "RestorationState",
-    ),
-    "runs": (
-        "DeprecationRun",
-        "RunState",
-    ),
-    "serving": (
-        "Approval",
-        "StatusTransition",
-    ),
-    "store_writes": (
-        "LeftoverVersion",
-        "PendingWrite",
-    ),
+    "report_inputs": ("ReplyOutcome", "ReportInput", "ReportReply"),
+    "restorations": ("Restoration", "RestorationState"),
+    "runs": ("DeprecationRun", "RunState"),
+    "serving": ("Approval", "StatusTransition"),
+    "store_writes": ("LeftoverVersion", "PendingWrite"),
     "users": ("ModelUser",),
 }
 _HOMES = {name: module for module, names in _MODULES.items() for name in names}
