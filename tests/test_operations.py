@@ -112,7 +112,7 @@ def webhook() -> Iterator[Webhook]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
                 received.append(json.loads(body))
-            except ValueError:  # kept, so that a test waiting for an alert can show it
+            except ValueError:  # kept: a test that times out waiting for an alert shows it
                 received.append({"kind": "not-json", "body": body.decode(errors="replace")})
             self.send_response(204)
             self.end_headers()
@@ -673,30 +673,29 @@ def test_alerts_post_failed_runs_and_the_audit_s_events_to_the_webhook(
     emitted = run_cli([sys.executable, "-c", EMIT_AUDIT_EVENTS], env=operations.env())
     assert emitted.returncode == 0, emitted.stderr
 
-    def alert(kind: str, needle: str) -> dict[str, Any] | None:
-        return next(
-            (a for a in webhook.received if a.get("kind") == kind and needle in json.dumps(a)),
-            None,
-        )
+    def alert(kind: str, needle: str, what: str) -> dict[str, Any]:
+        """The first alert of ``kind`` that mentions ``needle``, waited for; on a timeout
+        the message lists everything the webhook received, bodies that were not JSON too."""
+        try:
+            return _wait_for(
+                lambda: next(
+                    (
+                        a
+                        for a in webhook.received
+                        if a.get("kind") == kind and needle in json.dumps(a)
+                    ),
+                    None,
+                ),
+                timeout=120,
+                what=what,
+            )
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; the webhook received {webhook.received}") from None
 
-    fixity = _wait_for(
-        lambda: alert("fixity-check-failed", "sunset.snapshot.s-123"),
-        timeout=120,
-        what="the fixity alert",
-    )
-    failed = _wait_for(
-        lambda: alert("run-failed", str(failing.id)),
-        timeout=120,
-        what="the failed-run alert",
-    )
-    drill = _wait_for(
-        lambda: alert("run-failed", str(failing_drill.id)),
-        timeout=120,
-        what="the failed drill's alert",
-    )
-    incomplete = _wait_for(
-        lambda: alert("audit-incomplete", "sunset.audit.a-123"), timeout=120, what="the audit alert"
-    )
+    fixity = alert("fixity-check-failed", "sunset.snapshot.s-123", "the fixity alert")
+    failed = alert("run-failed", str(failing.id), "the failed-run alert")
+    drill = alert("run-failed", str(failing_drill.id), "the failed drill's alert")
+    incomplete = alert("audit-incomplete", "sunset.audit.a-123", "the audit alert")
 
     assert fixity["text"] == "Sunset: fixity check failed for sunset.snapshot.s-123"
     assert fixity["url"] is None  # this event named no run
